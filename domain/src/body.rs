@@ -1,0 +1,274 @@
+//! Event bodies: what happened, one variant per kind, and each kind's redacted form.
+//!
+//! Bodies are versioned by their tag. A change that only adds an optional field keeps the
+//! tag (`#[serde(default, skip_serializing_if = ...)]`, so old bytes still re-encode
+//! identically); any other change gets a new tag, and the old one moves to [`legacy`] with
+//! an upcast. Stored bytes are never rewritten: old events are upcast in memory on read.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CategoryId, ChannelId, InviteCode, MessageId, ReportId, RoleId, ServerName, Timestamp, UserId};
+use crate::permissions::{OverwriteTarget, Permissions};
+
+/// What happened. The tag (`guild.created`, …) names the kind and its version.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EventBody {
+    // ---- guild stream: the guild itself
+    #[serde(rename = "guild.created")]
+    GuildCreated(GuildCreated),
+    #[serde(rename = "guild.updated")]
+    GuildUpdated { name: Option<String>, description: Option<String> },
+    #[serde(rename = "guild.archived")]
+    GuildArchived { reason: String },
+    #[serde(rename = "guild.deleted")]
+    GuildDeleted { reason: String },
+
+    // ---- categories and channels
+    #[serde(rename = "category.created")]
+    CategoryCreated { category: CategoryId, name: String, position: u32 },
+    #[serde(rename = "category.updated")]
+    CategoryUpdated { category: CategoryId, name: String, position: u32 },
+    #[serde(rename = "category.deleted")]
+    CategoryDeleted { category: CategoryId },
+    #[serde(rename = "channel.created")]
+    ChannelCreated {
+        channel: ChannelId,
+        name: String,
+        kind: ChannelKind,
+        category: Option<CategoryId>,
+        position: u32,
+        topic: String,
+    },
+    #[serde(rename = "channel.updated")]
+    ChannelUpdated { channel: ChannelId, name: String, topic: String },
+    #[serde(rename = "channel.moved")]
+    ChannelMoved { channel: ChannelId, category: Option<CategoryId>, position: u32 },
+    #[serde(rename = "channel.deleted")]
+    ChannelDeleted { channel: ChannelId },
+    #[serde(rename = "channel.slow_mode")]
+    SlowModeSet { channel: ChannelId, seconds: u32 },
+    #[serde(rename = "channel.locked")]
+    ChannelLocked { channel: ChannelId, locked: bool, reason: String },
+    /// Sets (or, with both sets empty, removes) one overwrite on a channel or category.
+    #[serde(rename = "overwrite.set")]
+    OverwriteSet { place: Place, target: OverwriteTarget, allow: Permissions, deny: Permissions },
+
+    // ---- roles
+    #[serde(rename = "role.created")]
+    RoleCreated { role: RoleId, name: String, permissions: Permissions, position: u32 },
+    #[serde(rename = "role.updated")]
+    RoleUpdated { role: RoleId, name: String, permissions: Permissions },
+    /// The new order of every role but `@everyone`, lowest first (positions 1, 2, …).
+    #[serde(rename = "role.reordered")]
+    RolesReordered { order: Vec<RoleId> },
+    #[serde(rename = "role.deleted")]
+    RoleDeleted { role: RoleId },
+    #[serde(rename = "role.assigned")]
+    RoleAssigned { user: UserId, role: RoleId, reason: String },
+    #[serde(rename = "role.unassigned")]
+    RoleUnassigned { user: UserId, role: RoleId, reason: String },
+
+    // ---- invites and membership
+    #[serde(rename = "invite.created")]
+    InviteCreated { code: InviteCode, max_uses: Option<u32>, expires_at: Option<Timestamp> },
+    #[serde(rename = "invite.revoked")]
+    InviteRevoked { code: InviteCode },
+    #[serde(rename = "member.joined")]
+    MemberJoined { user: UserId, invite: Option<InviteCode> },
+    #[serde(rename = "member.left")]
+    MemberLeft { user: UserId },
+    #[serde(rename = "member.kicked")]
+    MemberKicked { user: UserId, reason: String },
+    /// `purge_since`: the banned user's messages posted at or after this time are removed.
+    #[serde(rename = "member.banned")]
+    MemberBanned { user: UserId, reason: String, purge_since: Option<Timestamp> },
+    #[serde(rename = "member.unbanned")]
+    MemberUnbanned { user: UserId, reason: String },
+    #[serde(rename = "member.timed_out")]
+    MemberTimedOut { user: UserId, until: Timestamp, reason: String },
+    #[serde(rename = "member.timeout_removed")]
+    TimeoutRemoved { user: UserId, reason: String },
+    #[serde(rename = "member.nickname")]
+    NicknameSet { user: UserId, nickname: Option<String> },
+
+    // ---- reports
+    #[serde(rename = "report.filed")]
+    ReportFiled { report: ReportId, target: ReportTarget, reason: String },
+    #[serde(rename = "report.resolved")]
+    ReportResolved { report: ReportId, action: ReportAction, reason: String },
+
+    // ---- channel stream: messages
+    #[serde(rename = "message.posted")]
+    MessagePosted { text: String, reply_to: Option<MessageId>, mentions: BTreeSet<UserId>, mentions_everyone: bool },
+    #[serde(rename = "message.edited")]
+    MessageEdited { message: MessageId, text: String },
+    #[serde(rename = "message.redacted")]
+    MessageRedacted { message: MessageId, reason: String },
+    #[serde(rename = "reaction.added")]
+    ReactionAdded { message: MessageId, emoji: String },
+    #[serde(rename = "reaction.removed")]
+    ReactionRemoved { message: MessageId, emoji: String },
+    #[serde(rename = "message.pinned")]
+    MessagePinned { message: MessageId },
+    #[serde(rename = "message.unpinned")]
+    MessageUnpinned { message: MessageId },
+}
+
+/// The body of a guild's first event. The guild's id is derived from the creator, origin,
+/// time and nonce (see [`crate::event::guild_id_for`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GuildCreated {
+    pub creator: UserId,
+    pub origin: ServerName,
+    pub created_at: Timestamp,
+    #[serde(with = "crate::canonical::bytes")]
+    pub nonce: [u8; 16],
+    pub name: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    Text,
+    Voice,
+    Announcement,
+}
+
+/// A channel or a category: the places that carry permission overwrites.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    Channel(ChannelId),
+    Category(CategoryId),
+}
+
+/// What a report is about.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportTarget {
+    Message { channel: ChannelId, message: MessageId, author: UserId },
+    Member { user: UserId },
+}
+
+/// What a moderator did about a report.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportAction {
+    Dismissed,
+    Warned,
+    MessageDeleted,
+    TimedOut,
+    Kicked,
+    Banned,
+}
+
+impl EventBody {
+    /// The kind's tag, e.g. `member.banned`.
+    pub fn kind(&self) -> &'static str {
+        use EventBody::*;
+        match self {
+            GuildCreated(_) => "guild.created",
+            GuildUpdated { .. } => "guild.updated",
+            GuildArchived { .. } => "guild.archived",
+            GuildDeleted { .. } => "guild.deleted",
+            CategoryCreated { .. } => "category.created",
+            CategoryUpdated { .. } => "category.updated",
+            CategoryDeleted { .. } => "category.deleted",
+            ChannelCreated { .. } => "channel.created",
+            ChannelUpdated { .. } => "channel.updated",
+            ChannelMoved { .. } => "channel.moved",
+            ChannelDeleted { .. } => "channel.deleted",
+            SlowModeSet { .. } => "channel.slow_mode",
+            ChannelLocked { .. } => "channel.locked",
+            OverwriteSet { .. } => "overwrite.set",
+            RoleCreated { .. } => "role.created",
+            RoleUpdated { .. } => "role.updated",
+            RolesReordered { .. } => "role.reordered",
+            RoleDeleted { .. } => "role.deleted",
+            RoleAssigned { .. } => "role.assigned",
+            RoleUnassigned { .. } => "role.unassigned",
+            InviteCreated { .. } => "invite.created",
+            InviteRevoked { .. } => "invite.revoked",
+            MemberJoined { .. } => "member.joined",
+            MemberLeft { .. } => "member.left",
+            MemberKicked { .. } => "member.kicked",
+            MemberBanned { .. } => "member.banned",
+            MemberUnbanned { .. } => "member.unbanned",
+            MemberTimedOut { .. } => "member.timed_out",
+            TimeoutRemoved { .. } => "member.timeout_removed",
+            NicknameSet { .. } => "member.nickname",
+            ReportFiled { .. } => "report.filed",
+            ReportResolved { .. } => "report.resolved",
+            MessagePosted { .. } => "message.posted",
+            MessageEdited { .. } => "message.edited",
+            MessageRedacted { .. } => "message.redacted",
+            ReactionAdded { .. } => "reaction.added",
+            ReactionRemoved { .. } => "reaction.removed",
+            MessagePinned { .. } => "message.pinned",
+            MessageUnpinned { .. } => "message.unpinned",
+        }
+    }
+
+    /// The redacted form: the kind and what authorisation needs, without free text that a
+    /// person wrote (message text, reasons, nicknames, mentions). The event id and the
+    /// signatures cover this form, so erasing the full body keeps the event verifiable.
+    pub fn redacted(&self) -> EventBody {
+        use EventBody::*;
+        let mut body = self.clone();
+        match &mut body {
+            GuildUpdated { description, .. } => *description = None,
+            GuildArchived { reason }
+            | GuildDeleted { reason }
+            | ChannelLocked { reason, .. }
+            | RoleAssigned { reason, .. }
+            | RoleUnassigned { reason, .. }
+            | MemberKicked { reason, .. }
+            | MemberBanned { reason, .. }
+            | MemberUnbanned { reason, .. }
+            | MemberTimedOut { reason, .. }
+            | TimeoutRemoved { reason, .. }
+            | ReportFiled { reason, .. }
+            | ReportResolved { reason, .. }
+            | MessageRedacted { reason, .. } => reason.clear(),
+            ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
+            NicknameSet { nickname, .. } => *nickname = None,
+            MessagePosted { text, mentions, .. } => {
+                text.clear();
+                mentions.clear();
+            }
+            MessageEdited { text, .. } => text.clear(),
+            _ => {}
+        }
+        body
+    }
+}
+
+/// Bodies whose tag has been superseded, kept so that their events decode forever, and the
+/// upcast that turns each into the current form in memory.
+pub mod legacy {
+    use serde::{Deserialize, Serialize};
+
+    use super::EventBody;
+    use crate::ids::MessageId;
+
+    /// Superseded tags.
+    #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+    pub enum LegacyBody {
+        /// The pre-1.0 message form (no mentions). It is the worked example of upcasting:
+        /// a new version of any kind follows the same path.
+        #[serde(rename = "message.text")]
+        MessageText { text: String, reply_to: Option<MessageId> },
+    }
+
+    impl LegacyBody {
+        pub fn upcast(self) -> EventBody {
+            match self {
+                LegacyBody::MessageText { text, reply_to } => {
+                    EventBody::MessagePosted { text, reply_to, mentions: Default::default(), mentions_everyone: false }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Every way the domain says no. Each refusal names what was wrong, so the API can tell
+//! the user what to do instead.
+
+use std::fmt;
+
+use crate::ids::Timestamp;
+use crate::permissions::Permissions;
+
+/// A value that did not parse: which kind of value, the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {text:?}: {why}")]
+pub struct IdError {
+    pub what: &'static str,
+    pub text: String,
+    pub why: String,
+}
+
+impl IdError {
+    pub fn new(what: &'static str, text: &str, why: &str) -> Self {
+        // Long input is cut so an error never echoes a megabyte back.
+        let text: String = text.chars().take(80).collect();
+        Self { what, text, why: why.to_owned() }
+    }
+}
+
+/// A command refused by `decide`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("forbidden: {0}")]
+    Forbidden(Refusal),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+    #[error("slow mode is on: you can post again in {}", fmt_ms(*retry_after_ms))]
+    SlowMode { retry_after_ms: u64 },
+    #[error("you are timed out until {} ms since the epoch", until.as_millis())]
+    TimedOut { until: Timestamp },
+}
+
+impl DomainError {
+    pub(crate) fn missing(permission: Permissions) -> Self {
+        Self::Forbidden(Refusal::Missing(permission))
+    }
+
+    pub(crate) fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
+        Self::NotFound { what, id: id.to_string() }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidInput { field, reason: reason.into() }
+    }
+
+    pub(crate) fn conflict(reason: impl Into<String>) -> Self {
+        Self::Conflict(reason.into())
+    }
+}
+
+/// Why an actor may not do what they asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The actor lacks this permission where they tried to use it.
+    Missing(Permissions),
+    /// The target's highest role is equal to or above the actor's.
+    Hierarchy,
+    /// The role is not below the actor's highest role.
+    RoleNotBelow,
+    /// The actor tried to grant permissions they do not hold themselves.
+    CannotGrant(Permissions),
+    /// Only the guild's owner may do this.
+    OwnerOnly,
+    /// The actor is not a member of the guild.
+    NotMember,
+    /// The actor is banned from the guild.
+    Banned,
+    /// Only the message's author may do this.
+    NotAuthor,
+    /// The channel is locked; members without MANAGE_CHANNELS cannot post.
+    ChannelLocked,
+    /// The guild is archived and read-only.
+    Archived,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(p) => write!(f, "you need the {} permission", p.names().join(" and ")),
+            Self::Hierarchy => f.write_str("their highest role is not below yours"),
+            Self::RoleNotBelow => f.write_str("that role is not below your highest role"),
+            Self::CannotGrant(p) => {
+                write!(f, "you cannot grant {}, which you do not hold", p.names().join(", "))
+            }
+            Self::OwnerOnly => f.write_str("only the guild owner can do this"),
+            Self::NotMember => f.write_str("you are not a member of this guild"),
+            Self::Banned => f.write_str("you are banned from this guild"),
+            Self::NotAuthor => f.write_str("only the author of the message can do this"),
+            Self::ChannelLocked => f.write_str("the channel is locked; only members with MANAGE_CHANNELS can post"),
+            Self::Archived => f.write_str("the guild is archived and read-only"),
+        }
+    }
+}
+
+fn fmt_ms(ms: u64) -> String {
+    format!("{}.{:03} s", ms / 1000, ms % 1000)
+}

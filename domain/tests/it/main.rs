@@ -1,0 +1,13 @@
+//! The domain's integration tests, one binary (as ripgrep's `tests/tests.rs`).
+//!
+//! - `support`: a small world that decides, signs and folds events, and the `check` helper.
+//! - `guild`: every guild command's happy path and refusals, given/when/then.
+//! - `messages`: every message command's happy path and refusals.
+//! - `signing`: signing, verification, erasure, upcasting, non-canonical bytes.
+//! - `properties`: proptest properties of encoding and signatures.
+
+mod guild;
+mod messages;
+mod properties;
+mod signing;
+mod support;

@@ -1,0 +1,162 @@
+//! Properties of the signed-event format over arbitrary events: encoding is deterministic,
+//! and any flipped bit of a signed event's bytes or signature makes verification fail.
+
+use openguild_domain::body::{ChannelKind, Place, ReportAction, ReportTarget};
+use openguild_domain::canonical;
+use openguild_domain::event::{self, RawEvent, UnsignedEvent};
+use openguild_domain::permissions::{OverwriteTarget, Permissions};
+use openguild_domain::{CategoryId, ChannelId, EventBody, EventId, ReportId, RoleId, StreamId, Timestamp, UserId};
+use proptest::prelude::*;
+
+use crate::support::{key, keyring};
+
+fn user() -> impl Strategy<Value = UserId> {
+    ("[a-z0-9._=-]{1,64}", prop_oneof!["[a-z]{1,10}(\\.[a-z]{1,10}){0,2}", "127\\.0\\.0\\.[0-9]"])
+        .prop_map(|(h, s)| format!("@{h}:{s}").parse().unwrap())
+}
+
+fn id16() -> impl Strategy<Value = [u8; 16]> {
+    any::<[u8; 16]>()
+}
+
+fn event_id() -> impl Strategy<Value = EventId> {
+    any::<[u8; 32]>().prop_map(EventId::from_hash)
+}
+
+fn ts() -> impl Strategy<Value = Timestamp> {
+    (0..=Timestamp::MAX.as_millis()).prop_map(|ms| Timestamp::from_millis(ms).unwrap())
+}
+
+fn perms() -> impl Strategy<Value = Permissions> {
+    any::<u64>().prop_map(Permissions::from_bits_truncate)
+}
+
+fn body() -> impl Strategy<Value = EventBody> {
+    prop_oneof![
+        (
+            any::<String>(),
+            proptest::option::of(event_id()),
+            proptest::collection::btree_set(user(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(text, reply_to, mentions, mentions_everyone)| EventBody::MessagePosted {
+                text,
+                reply_to,
+                mentions,
+                mentions_everyone
+            }),
+        (event_id(), any::<String>()).prop_map(|(message, text)| EventBody::MessageEdited { message, text }),
+        (event_id(), "\\PC{0,8}").prop_map(|(message, emoji)| EventBody::ReactionAdded { message, emoji }),
+        (
+            id16(),
+            any::<String>(),
+            prop_oneof![Just(ChannelKind::Text), Just(ChannelKind::Voice), Just(ChannelKind::Announcement)],
+            proptest::option::of(id16()),
+            any::<u32>(),
+            any::<String>()
+        )
+            .prop_map(|(c, name, kind, cat, position, topic)| EventBody::ChannelCreated {
+                channel: ChannelId::from_bytes(c),
+                name,
+                kind,
+                category: cat.map(CategoryId::from_bytes),
+                position,
+                topic
+            }),
+        (id16(), any::<String>(), perms(), any::<u32>()).prop_map(|(r, name, permissions, position)| {
+            EventBody::RoleCreated { role: RoleId::from_bytes(r), name, permissions, position }
+        }),
+        (
+            id16(),
+            prop_oneof![
+                user().prop_map(OverwriteTarget::Member),
+                id16().prop_map(|r| OverwriteTarget::Role(RoleId::from_bytes(r)))
+            ],
+            perms(),
+            perms()
+        )
+            .prop_map(|(c, target, allow, deny)| EventBody::OverwriteSet {
+                place: Place::Channel(ChannelId::from_bytes(c)),
+                target,
+                allow,
+                deny
+            }),
+        (user(), any::<String>(), proptest::option::of(ts()))
+            .prop_map(|(user, reason, purge_since)| EventBody::MemberBanned { user, reason, purge_since }),
+        (user(), ts(), any::<String>()).prop_map(|(user, until, reason)| EventBody::MemberTimedOut {
+            user,
+            until,
+            reason
+        }),
+        (id16(), user(), any::<String>()).prop_map(|(r, user, reason)| EventBody::ReportFiled {
+            report: ReportId::from_bytes(r),
+            target: ReportTarget::Member { user },
+            reason
+        }),
+        (id16(), any::<String>()).prop_map(|(r, reason)| EventBody::ReportResolved {
+            report: ReportId::from_bytes(r),
+            action: ReportAction::Banned,
+            reason
+        }),
+        (proptest::option::of(any::<String>()), proptest::option::of(any::<String>()))
+            .prop_map(|(name, description)| EventBody::GuildUpdated { name, description }),
+        Just(EventBody::GuildArchived { reason: String::new() }),
+    ]
+}
+
+fn unsigned() -> impl Strategy<Value = UnsignedEvent> {
+    (
+        id16(),
+        1..u64::MAX,
+        proptest::collection::vec(event_id(), 0..2),
+        proptest::collection::vec(event_id(), 0..3),
+        user(),
+        ts(),
+        body(),
+    )
+        .prop_map(|(c, seq, prev, auth, sender, ts, body)| UnsignedEvent {
+            stream: StreamId::Channel(ChannelId::from_bytes(c)),
+            seq,
+            prev,
+            auth,
+            sender,
+            ts,
+            body,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn encoding_is_deterministic(e in unsigned()) {
+        let signed = event::sign(e.clone(), &key()).unwrap();
+        let again = event::sign(e, &key()).unwrap();
+        prop_assert_eq!(&signed.raw, &again.raw);
+        // encode -> decode -> encode gives the same bytes.
+        let decoded = signed.raw.decode().unwrap();
+        prop_assert_eq!(&decoded, &signed.event);
+        prop_assert_eq!(canonical::encode(&decoded.core).unwrap(), signed.raw.core.clone());
+        prop_assert_eq!(canonical::encode(decoded.body.as_ref().unwrap()).unwrap(), signed.raw.body.clone().unwrap());
+        // Erasing keeps it verifiable.
+        prop_assert!(event::verify(&signed.raw.erased(), &keyring()).is_ok());
+    }
+
+    #[test]
+    fn any_flipped_bit_fails_verification(e in unsigned(), pick in any::<prop::sample::Index>(), bit in 0..8u8, part in 0..3u8) {
+        let raw = event::sign(e, &key()).unwrap().raw;
+        prop_assert!(event::verify(&raw, &keyring()).is_ok());
+        let flip = |bytes: &[u8]| {
+            let mut b = bytes.to_vec();
+            let i = pick.index(b.len());
+            b[i] ^= 1 << bit;
+            b
+        };
+        let tampered = match part {
+            0 => RawEvent { core: flip(&raw.core), ..raw.clone() },
+            1 => RawEvent { body: raw.body.as_deref().map(flip), ..raw.clone() },
+            _ => RawEvent { signatures: flip(&raw.signatures), ..raw.clone() },
+        };
+        prop_assert!(event::verify(&tampered, &keyring()).is_err(), "a flipped bit in part {} verified", part);
+    }
+}

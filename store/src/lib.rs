@@ -1,0 +1,1 @@
+//! The EventStore port and its adapters: SQLite (embedded default), PostgreSQL, KurrentDB.
