@@ -29,7 +29,9 @@ pub fn load_or_create(data_dir: &Path, server: ServerName) -> anyhow::Result<Ser
                 .mode_0600()
                 .open(&path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(&seed).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", path.display()))?;
+            file.write_all(&seed)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(ServerKey::from_seed(server, key_id, seed))
         }
         Err(e) => bail!("reading {}: {e}", path.display()),

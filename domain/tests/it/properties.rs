@@ -160,3 +160,25 @@ proptest! {
         prop_assert!(event::verify(&tampered, &keyring()).is_err(), "a flipped bit in part {} verified", part);
     }
 }
+
+proptest! {
+    /// Parsers never panic, and whatever they accept prints back as the same text.
+    #[test]
+    fn id_parsers_accept_only_what_round_trips(s in "\\PC{0,80}|@[a-z0-9._=-]{0,70}:[a-z0-9.:\\[\\]-]{0,20}") {
+        use openguild_domain::{GuildId, InviteCode, KeyId, ServerName};
+        if let Ok(id) = s.parse::<UserId>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<ServerName>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<StreamId>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<EventId>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<GuildId>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<InviteCode>() { prop_assert_eq!(id.to_string(), s.clone()); }
+        if let Ok(id) = s.parse::<KeyId>() { prop_assert_eq!(id.to_string(), s.clone()); }
+    }
+
+    /// Arbitrary bytes given as a stored event never panic the read check or verify.
+    #[test]
+    fn arbitrary_bytes_are_refused_without_panicking(core in proptest::collection::vec(any::<u8>(), 0..300), body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)), sigs in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let raw = RawEvent { id: EventId::from_hash(event::hash(event::context::EVENT_ID, &core)), core, body, signatures: sigs };
+        prop_assert!(event::verify(&raw, &keyring()).is_err());
+    }
+}
