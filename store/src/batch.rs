@@ -45,13 +45,10 @@ pub(crate) fn check_shape(stream: &StreamId, events: &[SignedEvent], max_bytes: 
         if core.seq == 0 {
             return invalid(format!("event {} has seq 0; seqs start at 1", e.event.id));
         }
-        if let Some(p) = previous {
-            if core.seq != p.event.core.seq + 1 || core.prev != [p.event.id] {
-                return invalid(format!(
-                    "event {} does not follow {} (seq and prev must chain)",
-                    e.event.id, p.event.id
-                ));
-            }
+        if let Some(p) = previous
+            && (core.seq != p.event.core.seq + 1 || core.prev != [p.event.id])
+        {
+            return invalid(format!("event {} does not follow {} (seq and prev must chain)", e.event.id, p.event.id));
         }
         previous = Some(e);
     }

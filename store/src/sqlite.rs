@@ -48,7 +48,8 @@ pub struct SqliteStore {
     head: watch::Receiver<u64>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     options: Options,
-    _lock: std::fs::File,
+    /// Held while open; released by `close`.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
@@ -68,16 +69,22 @@ impl SqliteStore {
             .map_err(|e| fail(format!("cannot create {}: {e}", lock_path.display())))?;
         lock.try_lock().map_err(|_| fail("another openguild process is using it (its lock file is held)".into()))?;
 
-        let connect = SqliteConnectOptions::from_str(&format!("sqlite://{shown}"))
-            .map_err(|e| fail(e.to_string()))?
+        let base = SqliteConnectOptions::from_str(&format!("sqlite://{shown}")).map_err(|e| fail(e.to_string()))?;
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            // Look before touching: even setting WAL mode would change a stranger's file.
+            let mut look =
+                SqliteConnection::connect_with(&base.clone().read_only(true)).await.map_err(|e| fail(corrupt(e)))?;
+            check_ownership(&mut look).await.map_err(&fail)?;
+            let _ = look.close().await;
+        }
+        let connect = base
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             // Erased bodies are overwritten with zeros, not just unlinked.
             .pragma("secure_delete", "ON");
-        let mut writer = SqliteConnection::connect_with(&connect).await.map_err(|e| fail(e.to_string()))?;
-        check_ownership(&mut writer).await.map_err(&fail)?;
+        let mut writer = SqliteConnection::connect_with(&connect).await.map_err(|e| fail(corrupt(e)))?;
         sqlx::migrate!("../migrations/sqlite").run(&mut writer).await.map_err(|e| fail(migrate_error(e)))?;
         sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA application_id = {APPLICATION_ID}")))
             .execute(&mut writer)
@@ -103,7 +110,7 @@ impl SqliteStore {
             head: head_rx,
             writer: tokio::sync::Mutex::new(Some(task)),
             options,
-            _lock: lock,
+            lock: std::sync::Mutex::new(Some(lock)),
         })
     }
 
@@ -254,6 +261,9 @@ impl EventStore for SqliteStore {
             let _ = task.await;
         }
         self.readers.close().await;
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
 }
 
