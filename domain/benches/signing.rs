@@ -46,7 +46,10 @@ fn signing(c: &mut Criterion) {
     g.bench_function("verify: decode + hashes + verify_strict", |b| {
         b.iter(|| event::verify(black_box(&signed.raw), &keys).unwrap())
     });
-    g.bench_function("read check: decode + hashes", |b| b.iter(|| black_box(&signed.raw).decode().unwrap()));
+    g.bench_function("read check: hashes + decode", |b| b.iter(|| black_box(&signed.raw).decode().unwrap()));
+    g.bench_function("strict format check: hashes + decode + re-encode", |b| {
+        b.iter(|| black_box(&signed.raw).decode_strict().unwrap())
+    });
     g.finish();
 }
 

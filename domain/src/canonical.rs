@@ -35,6 +35,20 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
     value.serialize(&mut ser).map_err(|e| CanonicalError::Encode(e.to_string()))
 }
 
+/// Decodes bytes known to be canonical (their hash was checked against what was stored):
+/// no re-encoding, but still no trailing bytes.
+pub fn decode_lenient<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalError> {
+    let mut rest = bytes;
+    let value = {
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        T::deserialize(&mut de).map_err(|e| CanonicalError::Malformed(e.to_string()))?
+    };
+    if !rest.is_empty() {
+        return Err(CanonicalError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
 /// Decodes bytes that must be exactly the canonical encoding of the value.
 pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalError> {
     let mut rest = bytes;
