@@ -1,3 +1,85 @@
 //! Projection runner (checkpoints, catch-up, live, rebuild) and OpenGuild's read models.
 //!
-//! This crate starts small: later work fills it (see `docs/ARCHITECTURE.md`, code map).
+//! Each projection has a name, its own tables and a checkpoint row. The runner reads the
+//! events after the checkpoint, applies them in one transaction together with the new
+//! checkpoint, and commits: a crash never applies an event twice or skips one. A projection
+//! that cannot apply an event stops there, keeps its position and records which event and
+//! why; it never skips silently.
+//!
+//! Read models live in SQLite by default and in PostgreSQL when configured (through sqlx's
+//! `Any` driver, one SQL text for both; the few differences are in [`db`]).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
+pub mod audit;
+pub mod db;
+pub mod directory;
+pub mod outbox;
+pub mod replay;
+pub mod reports;
+mod runner;
+pub mod search;
+pub mod timeline;
+
+use async_trait::async_trait;
+use openguild_store::StoredEvent;
+use sqlx::AnyConnection;
+
+pub use db::{DbKind, ReadDb, Tables};
+pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Errors of the runner and the read model database.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("read model database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event store: {0}")]
+    Store(#[from] openguild_store::StoreError),
+    #[error("no projection named {0:?} (known: {1})")]
+    Unknown(String, String),
+    #[error("projection {name} stopped at position {position}: event {event} could not be applied: {reason}")]
+    Stopped { name: String, position: u64, event: String, reason: String },
+    #[error("timed out waiting for {0} to reach position {1}")]
+    Timeout(String, u64),
+}
+
+/// One read model.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Its name, as in `openguild projections rebuild NAME`.
+    fn name(&self) -> &'static str;
+    /// The version of its tables; a different stored version triggers a rebuild.
+    fn version(&self) -> i64;
+    /// The base names of the tables it owns.
+    fn tables(&self) -> &'static [&'static str];
+    /// Statements creating its tables under the names `t` gives.
+    fn schema(&self, db: DbKind, t: &Tables) -> Vec<String>;
+    /// Applies one event inside the runner's transaction.
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        db: DbKind,
+        t: &Tables,
+        event: &StoredEvent,
+    ) -> Result<(), ApplyError>;
+}
+
+/// Every read model of a server, in the order they are run.
+pub fn all(peers: Vec<String>) -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![
+        std::sync::Arc::new(directory::Directory),
+        std::sync::Arc::new(timeline::Timeline),
+        std::sync::Arc::new(audit::AuditLog),
+        std::sync::Arc::new(reports::Reports),
+        std::sync::Arc::new(outbox::FederationOutbox::new(peers)),
+        std::sync::Arc::new(search::Search),
+    ]
+}

@@ -1,0 +1,458 @@
+//! Running projections: catch up from the checkpoint, follow the live feed, stop on an
+//! event that cannot be applied; rebuild beside the live tables and swap.
+//!
+//! Every batch transaction first claims the checkpoint row (`UPDATE … WHERE position = the
+//! one we read`), so a rebuild that swapped tables underneath, or another node, makes the
+//! batch roll back and re-read instead of applying twice. Claiming the checkpoint first also
+//! gives every writer the same lock order, so a swap and a batch cannot deadlock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openguild_store::{EventStore, StoredEvent};
+use sqlx::{AnyConnection, Connection, Row};
+use tokio::sync::watch;
+
+use crate::db::{self, DbKind, ReadDb, Tables};
+use crate::{Projection, ProjectionError};
+
+const BATCH: usize = 1000;
+
+/// Where a projection is.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ProjectionState {
+    /// Applying events behind the head.
+    CatchingUp,
+    /// Has applied everything up to the head it last saw.
+    CaughtUp,
+    /// Another node runs it; this one stands by.
+    Standby,
+    /// Met an event it cannot apply; kept its position.
+    Stopped { event: String, reason: String },
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub position: u64,
+    pub state: ProjectionState,
+}
+
+/// The projections of one server, each running in its own task.
+pub struct Projections {
+    db: ReadDb,
+    status: HashMap<&'static str, watch::Receiver<ProjectionStatus>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Projections {
+    /// Makes sure each projection's tables exist at its version (rebuilding from zero when
+    /// the version changed), then starts them.
+    pub async fn start(
+        db: ReadDb,
+        store: Arc<dyn EventStore>,
+        list: Vec<Arc<dyn Projection>>,
+    ) -> Result<Projections, ProjectionError> {
+        let mut status = HashMap::new();
+        let mut tasks = Vec::new();
+        for p in list {
+            prepare(&db, &*p).await?;
+            let (tx, rx) = watch::channel(ProjectionStatus {
+                name: p.name(),
+                position: read_checkpoint(&db, p.name()).await?.0,
+                state: ProjectionState::CatchingUp,
+            });
+            status.insert(p.name(), rx);
+            tasks.push(tokio::spawn(run(db.clone(), store.clone(), p, tx)));
+        }
+        Ok(Projections { db, status, tasks })
+    }
+
+    pub fn db(&self) -> &ReadDb {
+        &self.db
+    }
+
+    /// Each projection's position and state.
+    pub fn status(&self) -> Vec<ProjectionStatus> {
+        let mut all: Vec<_> = self.status.values().map(|rx| rx.borrow().clone()).collect();
+        all.sort_by_key(|s| s.name);
+        all
+    }
+
+    /// Waits until the named projections (all, if empty) have applied `position`: what a
+    /// client that just wrote needs before it reads (read-your-writes).
+    pub async fn wait_for(&self, names: &[&str], position: u64, timeout: Duration) -> Result<(), ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, rx) in &self.status {
+            if !names.is_empty() && !names.contains(name) {
+                continue;
+            }
+            let mut rx = rx.clone();
+            let reached = tokio::time::timeout_at(deadline, async {
+                loop {
+                    let s = rx.borrow_and_update().clone();
+                    if s.position >= position {
+                        return Ok(());
+                    }
+                    if let ProjectionState::Stopped { event, reason } = s.state {
+                        return Err(ProjectionError::Stopped {
+                            name: name.to_string(),
+                            position: s.position,
+                            event,
+                            reason,
+                        });
+                    }
+                    if rx.changed().await.is_err() {
+                        return Err(ProjectionError::Timeout(name.to_string(), position));
+                    }
+                }
+            })
+            .await;
+            match reached {
+                Ok(result) => result?,
+                Err(_) => return Err(ProjectionError::Timeout(name.to_string(), position)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every projection task (what is committed stays committed).
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Creates a projection's live tables, or recreates them when its version changed.
+async fn prepare(db: &ReadDb, p: &dyn Projection) -> Result<(), ProjectionError> {
+    let mut conn = db.pool.acquire().await?;
+    let row = sqlx::query("SELECT version FROM projection_checkpoints WHERE name = $1")
+        .bind(p.name())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let stored: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
+    if stored == Some(p.version()) {
+        return Ok(());
+    }
+    if stored.is_some() {
+        tracing::info!(projection = p.name(), "projection tables changed version: rebuilding from zero");
+    }
+    let mut tx = conn.begin().await?;
+    let names: Vec<String> = p.tables().iter().map(|t| Tables::LIVE.n(t)).collect();
+    db::drop_tables(&mut tx, &names).await?;
+    db::create(&mut tx, &p.schema(db.kind, &Tables::LIVE)).await?;
+    upsert_checkpoint(&mut tx, p.name(), 0, p.version()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn upsert_checkpoint(
+    conn: &mut AnyConnection,
+    name: &str,
+    position: u64,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position, version, state, error_event, error) \
+         VALUES ($1, $2, $3, 'running', NULL, NULL) \
+         ON CONFLICT (name) DO UPDATE SET position = $2, version = $3, state = 'running', error_event = NULL, error = NULL",
+    )
+    .bind(name)
+    .bind(position as i64)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A projection's checkpoint and, if stopped, why.
+pub(crate) async fn read_checkpoint(
+    db: &ReadDb,
+    name: &str,
+) -> Result<(u64, Option<(String, String)>), ProjectionError> {
+    let row = sqlx::query("SELECT position, state, error_event, error FROM projection_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else { return Ok((0, None)) };
+    let position: i64 = row.try_get(0)?;
+    let state: String = row.try_get(1)?;
+    let stopped = if state == "stopped" {
+        Some((
+            row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+            row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        ))
+    } else {
+        None
+    };
+    Ok((position as u64, stopped))
+}
+
+/// The status of every projection as recorded in the database (for the CLI).
+pub async fn recorded_status(db: &ReadDb) -> Result<Vec<(String, u64, String, Option<String>)>, ProjectionError> {
+    let rows =
+        sqlx::query("SELECT name, position, state, error_event, error FROM projection_checkpoints ORDER BY name")
+            .fetch_all(&db.pool)
+            .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let error = match (r.try_get::<Option<String>, _>(3)?, r.try_get::<Option<String>, _>(4)?) {
+            (Some(event), Some(reason)) => Some(format!("event {event}: {reason}")),
+            _ => None,
+        };
+        out.push((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64, r.try_get(2)?, error));
+    }
+    Ok(out)
+}
+
+/// One projection's loop.
+async fn run(db: ReadDb, store: Arc<dyn EventStore>, p: Arc<dyn Projection>, status: watch::Sender<ProjectionStatus>) {
+    let mut head = store.head_watch();
+    let mut lock: Option<AnyConnection> = None;
+    loop {
+        if db.kind == DbKind::Postgres && lock.is_none() {
+            match take_lock(&db, p.name()).await {
+                Ok(Some(conn)) => lock = Some(conn),
+                Ok(None) => {
+                    status.send_modify(|s| s.state = ProjectionState::Standby);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(projection = p.name(), error = %e, "projection: cannot reach the read model database");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        head.borrow_and_update();
+        match step(&db, &*store, &*p, &Tables::LIVE).await {
+            Ok(Step::Applied { position, caught_up }) => {
+                status.send_modify(|s| {
+                    s.position = position;
+                    s.state = if caught_up { ProjectionState::CaughtUp } else { ProjectionState::CatchingUp };
+                });
+            }
+            Ok(Step::Idle { position }) => {
+                status.send_modify(|s| {
+                    s.position = position;
+                    s.state = ProjectionState::CaughtUp;
+                });
+                let _ = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
+                // The lock's connection doubles as the lease: if it is gone, so is the lock.
+                if let Some(conn) = lock.as_mut()
+                    && conn.ping().await.is_err()
+                {
+                    tracing::warn!(projection = p.name(), "projection: lost its lock; standing by");
+                    lock = None;
+                }
+            }
+            Ok(Step::Raced) => {}
+            Ok(Step::Stopped { position, event, reason }) => {
+                tracing::error!(projection = p.name(), position, event = %event, reason = %reason, "projection stopped: cannot apply event");
+                status.send_modify(|s| {
+                    s.position = position;
+                    s.state = ProjectionState::Stopped { event, reason };
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(projection = p.name(), error = %e, "projection: batch failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// On PostgreSQL, one node runs each projection: a session advisory lock on a dedicated
+/// connection.
+async fn take_lock(db: &ReadDb, name: &str) -> Result<Option<AnyConnection>, sqlx::Error> {
+    let mut conn = db.pool.acquire().await?.detach();
+    let key = name.bytes().fold(0x4f47_i64, |h, b| h.wrapping_mul(31).wrapping_add(i64::from(b)));
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut conn).await?;
+    Ok(got.then_some(conn))
+}
+
+pub(crate) enum Step {
+    Applied {
+        position: u64,
+        caught_up: bool,
+    },
+    Idle {
+        position: u64,
+    },
+    /// The checkpoint moved underneath (a rebuild swapped, or another node ran): re-read.
+    Raced,
+    Stopped {
+        position: u64,
+        event: String,
+        reason: String,
+    },
+}
+
+/// Reads one batch after the checkpoint and applies it with the new checkpoint in one
+/// transaction.
+pub(crate) async fn step(
+    db: &ReadDb,
+    store: &dyn EventStore,
+    p: &dyn Projection,
+    t: &Tables,
+) -> Result<Step, ProjectionError> {
+    let (checkpoint, stopped) = read_checkpoint(db, &checkpoint_name(p.name(), t)).await?;
+    if let Some((event, reason)) = stopped {
+        return Ok(Step::Stopped { position: checkpoint, event, reason });
+    }
+    let events = store.read_all(checkpoint, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(Step::Idle { position: checkpoint });
+    };
+    match apply_batch(db, p, t, checkpoint, &events).await? {
+        Ok(()) => {
+            let head = store.head_watch().borrow().to_owned();
+            Ok(Step::Applied { position: last, caught_up: last >= head })
+        }
+        Err(None) => Ok(Step::Raced),
+        Err(Some((event, reason))) => {
+            sqlx::query(
+                "UPDATE projection_checkpoints SET state = 'stopped', error_event = $2, error = $3 WHERE name = $1",
+            )
+            .bind(checkpoint_name(p.name(), t))
+            .bind(&event)
+            .bind(&reason)
+            .execute(&db.pool)
+            .await?;
+            Ok(Step::Stopped { position: checkpoint, event, reason })
+        }
+    }
+}
+
+fn checkpoint_name(name: &str, t: &Tables) -> String {
+    if t.is_live() { name.to_owned() } else { t.n(name) }
+}
+
+/// `Ok(Err(None))`: raced; `Ok(Err(Some(..)))`: the event that could not be applied.
+type BatchOutcome = Result<(), Option<(String, String)>>;
+
+async fn apply_batch(
+    db: &ReadDb,
+    p: &dyn Projection,
+    t: &Tables,
+    checkpoint: u64,
+    events: &[StoredEvent],
+) -> Result<BatchOutcome, ProjectionError> {
+    let mut conn = db.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let name = checkpoint_name(p.name(), t);
+    let claimed =
+        sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
+            .bind(&name)
+            .bind(checkpoint as i64)
+            .execute(&mut *tx)
+            .await?;
+    if claimed.rows_affected() != 1 {
+        return Ok(Err(None));
+    }
+    for e in events {
+        if let Err(err) = p.apply(&mut tx, db.kind, t, e).await {
+            tx.rollback().await?;
+            return Ok(Err(Some((e.event.id.to_string(), format!("at position {}: {err}", e.position)))));
+        }
+    }
+    let last = events.last().map_or(checkpoint, |e| e.position);
+    sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
+        .bind(&name)
+        .bind(last as i64)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// Progress of a rebuild, for the CLI's progress bar.
+#[derive(Clone, Copy, Debug)]
+pub struct RebuildProgress {
+    pub position: u64,
+    pub head: u64,
+    pub elapsed: Duration,
+}
+
+/// Rebuilds a projection from position 0 into fresh tables beside the live ones, then
+/// swaps them in atomically once caught up. The live tables keep serving meanwhile, and a
+/// running server's projection carries on from the swapped-in checkpoint.
+pub async fn rebuild(
+    db: &ReadDb,
+    store: &dyn EventStore,
+    p: &dyn Projection,
+    mut progress: impl FnMut(RebuildProgress),
+) -> Result<u64, ProjectionError> {
+    let started = Instant::now();
+    let t = Tables::REBUILD;
+    let rebuild_names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
+    {
+        let mut conn = db.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        db::drop_tables(&mut tx, &rebuild_names).await?;
+        db::create(&mut tx, &p.schema(db.kind, &t)).await?;
+        upsert_checkpoint(&mut tx, &checkpoint_name(p.name(), &t), 0, p.version()).await?;
+        tx.commit().await?;
+    }
+    let mut last_report = Instant::now();
+    let position = loop {
+        match step(db, store, p, &t).await? {
+            Step::Applied { position, .. } => {
+                if last_report.elapsed() > Duration::from_millis(200) {
+                    let head = store.head_watch().borrow().to_owned();
+                    progress(RebuildProgress { position, head, elapsed: started.elapsed() });
+                    last_report = Instant::now();
+                }
+            }
+            Step::Idle { position } => break position,
+            Step::Raced => {}
+            Step::Stopped { position, event, reason } => {
+                return Err(ProjectionError::Stopped { name: p.name().to_owned(), position, event, reason });
+            }
+        }
+    };
+    // Swap: claim the live checkpoint first (the lock order every batch uses), then replace
+    // the live tables and checkpoint with the rebuilt ones, in one transaction.
+    let mut conn = db.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1")
+        .bind(p.name())
+        .execute(&mut *tx)
+        .await?;
+    let live_names: Vec<String> = p.tables().iter().map(|n| Tables::LIVE.n(n)).collect();
+    db::drop_tables(&mut tx, &live_names).await?;
+    for (from, to) in rebuild_names.iter().zip(&live_names) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {from} RENAME TO {to}"))).execute(&mut *tx).await?;
+    }
+    if db.kind == DbKind::Postgres {
+        // PostgreSQL keeps index names: give them back their live names.
+        for (from, to) in rebuild_names.iter().zip(&live_names) {
+            let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname FROM pg_indexes WHERE tablename = $1")
+                .bind(to)
+                .fetch_all(&mut *tx)
+                .await?;
+            for idx in indexes.into_iter().filter(|i| i.contains(from.as_str())) {
+                let renamed = idx.replace(from.as_str(), to);
+                sqlx::query(sqlx::AssertSqlSafe(format!("ALTER INDEX {idx} RENAME TO {renamed}")))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    upsert_checkpoint(&mut tx, p.name(), position, p.version()).await?;
+    sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
+        .bind(checkpoint_name(p.name(), &t))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let head = store.head_watch().borrow().to_owned();
+    progress(RebuildProgress { position, head, elapsed: started.elapsed() });
+    Ok(position)
+}

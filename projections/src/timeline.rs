@@ -1,0 +1,166 @@
+//! `timeline`: messages with their edits, redactions, reactions, pins and reply links, paged
+//! by position. A ban with a purge window hides the banned user's recent messages; an
+//! erased body shows as NULL.
+
+use async_trait::async_trait;
+use openguild_domain::{EventBody, StreamId};
+use openguild_store::StoredEvent;
+use sqlx::AnyConnection;
+
+use crate::db::{DbKind, Tables};
+use crate::directory::exec;
+use crate::{ApplyError, Projection};
+
+pub struct Timeline;
+
+const TABLES: &[&str] = &["tl_channels", "tl_messages", "tl_reactions"];
+
+#[async_trait]
+impl Projection for Timeline {
+    fn name(&self) -> &'static str {
+        "timeline"
+    }
+
+    fn version(&self) -> i64 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
+    fn schema(&self, _db: DbKind, t: &Tables) -> Vec<String> {
+        vec![
+            format!("CREATE TABLE {} (id TEXT PRIMARY KEY, guild TEXT NOT NULL)", t.n("tl_channels")),
+            format!(
+                "CREATE TABLE {} (id TEXT PRIMARY KEY, position BIGINT NOT NULL, channel TEXT NOT NULL, guild TEXT NOT NULL, \
+                 author TEXT NOT NULL, body TEXT, reply_to TEXT, mentions TEXT NOT NULL, mentions_everyone BIGINT NOT NULL, \
+                 created_at BIGINT NOT NULL, edited_at BIGINT, redacted BIGINT NOT NULL, redacted_by TEXT, \
+                 redact_reason TEXT, pinned BIGINT NOT NULL, UNIQUE (channel, position), UNIQUE (guild, author, position))",
+                t.n("tl_messages")
+            ),
+            format!(
+                "CREATE TABLE {} (message TEXT NOT NULL, emoji TEXT NOT NULL, user_id TEXT NOT NULL, position BIGINT NOT NULL, \
+                 PRIMARY KEY (message, emoji, user_id))",
+                t.n("tl_reactions")
+            ),
+        ]
+    }
+
+    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+        use EventBody as E;
+        let core = &e.event.core;
+        let sender = core.sender.to_string();
+        let ts = core.ts.as_millis() as i64;
+        match (&core.stream, e.event.content()) {
+            (StreamId::Guild(g), E::ChannelCreated { channel, .. }) => {
+                exec!(
+                    c,
+                    format!("INSERT INTO {} VALUES ($1, $2)", t.n("tl_channels")),
+                    channel.to_string(),
+                    g.to_string()
+                );
+            }
+            (StreamId::Guild(g), E::MemberBanned { user, purge_since: Some(since), .. }) => {
+                exec!(
+                    c,
+                    format!(
+                        "UPDATE {} SET redacted = 1, body = NULL, redacted_by = $3, redact_reason = 'purged with a ban' \
+                     WHERE guild = $1 AND author = $2 AND created_at >= $4 AND redacted = 0",
+                        t.n("tl_messages")
+                    ),
+                    g.to_string(),
+                    user.to_string(),
+                    &sender,
+                    since.as_millis() as i64
+                );
+            }
+            (StreamId::Channel(ch), E::MessagePosted { reply_to, mentions, mentions_everyone, .. }) => {
+                let text = match &e.event.body {
+                    Some(E::MessagePosted { text, .. }) => Some(text.clone()),
+                    _ => None,
+                };
+                let mentions: Vec<String> = mentions.iter().map(|u| u.to_string()).collect();
+                let mentions = serde_json::to_string(&mentions).map_err(|err| ApplyError::Invalid(err.to_string()))?;
+                let done = exec!(
+                    c,
+                    format!(
+                        "INSERT INTO {} (id, position, channel, guild, author, body, reply_to, mentions, mentions_everyone, created_at, \
+                     edited_at, redacted, redacted_by, redact_reason, pinned) \
+                     SELECT $1, $2, $3, guild, $4, $5, $6, $7, $8, $9, NULL, 0, NULL, NULL, 0 FROM {} WHERE id = $3",
+                        t.n("tl_messages"),
+                        t.n("tl_channels")
+                    ),
+                    e.event.id.to_string(),
+                    e.position as i64,
+                    ch.to_string(),
+                    &sender,
+                    text,
+                    reply_to.map(|r| r.to_string()),
+                    mentions,
+                    i64::from(*mentions_everyone),
+                    ts
+                );
+                if done.rows_affected() != 1 {
+                    return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
+                }
+            }
+            (StreamId::Channel(_), E::MessageEdited { message, .. }) => {
+                let text = match &e.event.body {
+                    Some(E::MessageEdited { text, .. }) => Some(text.clone()),
+                    _ => None,
+                };
+                exec!(
+                    c,
+                    format!(
+                        "UPDATE {} SET body = $2, edited_at = $3 WHERE id = $1 AND redacted = 0",
+                        t.n("tl_messages")
+                    ),
+                    message.to_string(),
+                    text,
+                    ts
+                );
+            }
+            (StreamId::Channel(_), E::MessageRedacted { message, reason }) => {
+                exec!(
+                    c,
+                    format!(
+                        "UPDATE {} SET redacted = 1, body = NULL, redacted_by = $2, redact_reason = $3 WHERE id = $1",
+                        t.n("tl_messages")
+                    ),
+                    message.to_string(),
+                    &sender,
+                    reason
+                );
+                exec!(c, format!("DELETE FROM {} WHERE message = $1", t.n("tl_reactions")), message.to_string());
+            }
+            (StreamId::Channel(_), E::ReactionAdded { message, emoji }) => {
+                exec!(
+                    c,
+                    format!("INSERT INTO {} VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", t.n("tl_reactions")),
+                    message.to_string(),
+                    emoji,
+                    &sender,
+                    e.position as i64
+                );
+            }
+            (StreamId::Channel(_), E::ReactionRemoved { message, emoji }) => {
+                exec!(
+                    c,
+                    format!("DELETE FROM {} WHERE message = $1 AND emoji = $2 AND user_id = $3", t.n("tl_reactions")),
+                    message.to_string(),
+                    emoji,
+                    &sender
+                );
+            }
+            (StreamId::Channel(_), E::MessagePinned { message }) => {
+                exec!(c, format!("UPDATE {} SET pinned = 1 WHERE id = $1", t.n("tl_messages")), message.to_string());
+            }
+            (StreamId::Channel(_), E::MessageUnpinned { message }) => {
+                exec!(c, format!("UPDATE {} SET pinned = 0 WHERE id = $1", t.n("tl_messages")), message.to_string());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

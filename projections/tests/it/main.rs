@@ -1,0 +1,12 @@
+//! The projections' integration tests, one binary.
+//!
+//! - `support`: a hub that decides, signs and appends commands to a real store, and dumps
+//!   of read model tables.
+//! - `rebuild`: live projections equal projections rebuilt from zero (property test).
+//! - `consistency`: read-your-writes under load; a projection that meets a bad event stops.
+//! - `replay`: `audit replay` at moments of a scripted moderation scenario.
+
+mod consistency;
+mod rebuild;
+mod replay;
+mod support;

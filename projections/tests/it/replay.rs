@@ -1,0 +1,1 @@
+//! `audit replay` of a scripted moderation scenario.

@@ -1,0 +1,188 @@
+//! A small hub over a real SQLite event store and read model database: commands go through
+//! `decide`, are signed and appended as the server does it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openguild_domain::channel::{self, ChannelState, MessageCommand};
+use openguild_domain::event::{self, ServerKey, UnsignedEvent};
+use openguild_domain::guild::{self, Guild, GuildCommand};
+use openguild_domain::{ChannelId, DomainError, EventBody, GuildId, StreamId, Timestamp, UserId};
+use openguild_projections::{Projections, ReadDb};
+use openguild_store::{EventStore, ExpectedVersion, Options};
+use sqlx::Row;
+
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<dyn EventStore>,
+    pub db: ReadDb,
+    pub key: ServerKey,
+    pub now: Timestamp,
+    pub guilds: BTreeMap<GuildId, Guild>,
+    pub channels: BTreeMap<ChannelId, (GuildId, ChannelState)>,
+}
+
+pub fn user(handle: &str) -> UserId {
+    UserId::new(handle, &"hub.test".parse().unwrap()).unwrap()
+}
+
+impl Hub {
+    pub async fn new() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = openguild_store::open(&dir.path().join("events.db").display().to_string(), Options::default())
+            .await
+            .unwrap();
+        let db = ReadDb::open(&dir.path().join("read.db").display().to_string()).await.unwrap();
+        let key = ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k1".parse().unwrap(), [42; 32]);
+        Hub {
+            dir,
+            store,
+            db,
+            key,
+            now: Timestamp::from_millis(1_000_000).unwrap(),
+            guilds: BTreeMap::new(),
+            channels: BTreeMap::new(),
+        }
+    }
+
+    pub async fn start_projections(&self) -> Projections {
+        Projections::start(self.db.clone(), self.store.clone(), openguild_projections::all(vec!["peer.test".into()]))
+            .await
+            .unwrap()
+    }
+
+    async fn append(
+        &mut self,
+        stream: StreamId,
+        version: u64,
+        head: Option<openguild_domain::EventId>,
+        auth: Vec<openguild_domain::EventId>,
+        actor: &UserId,
+        bodies: Vec<EventBody>,
+    ) -> Vec<openguild_domain::Event> {
+        let mut events = Vec::new();
+        let (mut seq, mut prev) = (version, head);
+        for body in bodies {
+            seq += 1;
+            let e = event::sign(
+                UnsignedEvent {
+                    stream: stream.clone(),
+                    seq,
+                    prev: prev.into_iter().collect(),
+                    auth: auth.clone(),
+                    sender: actor.clone(),
+                    ts: self.now,
+                    body,
+                },
+                &self.key,
+            )
+            .unwrap();
+            prev = Some(e.event.id);
+            events.push(e);
+        }
+        let out = events.iter().map(|e| e.event.clone()).collect();
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        self.store.append(&stream, expected, events).await.unwrap();
+        self.now = self.now.plus_millis(1000);
+        out
+    }
+
+    pub async fn create_guild(&mut self, owner: &str, name: &str, nonce: u8) -> GuildId {
+        let owner = user(owner);
+        let (id, body) = guild::create(&owner, self.key.server(), name, [nonce; 16], self.now).unwrap();
+        let events = self.append(StreamId::Guild(id), 0, None, vec![], &owner, vec![body]).await;
+        self.guilds.insert(id, Guild::from_events(&events));
+        id
+    }
+
+    /// Runs a guild command; refusals are returned, successes appended.
+    pub async fn run(&mut self, guild: GuildId, actor: &str, cmd: GuildCommand) -> Result<u64, DomainError> {
+        let actor = user(actor);
+        let state = self.guilds[&guild].clone();
+        let bodies = guild::decide(&state, &actor, &cmd, self.now)?;
+        let events = self.append(StreamId::Guild(guild), state.version, state.head, vec![], &actor, bodies).await;
+        let mut state = state;
+        for e in &events {
+            state = guild::evolve(state, e);
+            if let EventBody::ChannelCreated { channel, .. } = e.content() {
+                self.channels.insert(*channel, (guild, ChannelState::default()));
+            }
+        }
+        self.guilds.insert(guild, state);
+        Ok(self.store.head_position().await.unwrap())
+    }
+
+    /// Runs a message command; returns the new event's id and position.
+    pub async fn say(
+        &mut self,
+        channel: ChannelId,
+        actor: &str,
+        cmd: MessageCommand,
+    ) -> Result<(openguild_domain::EventId, u64), DomainError> {
+        let actor = user(actor);
+        let (guild, state) = self
+            .channels
+            .get(&channel)
+            .cloned()
+            .ok_or(DomainError::NotFound { what: "channel", id: channel.to_string() })?;
+        let g = &self.guilds[&guild];
+        let bodies = channel::decide(g, channel, &state, &actor, &cmd, self.now)?;
+        let auth = g.head.into_iter().collect();
+        let events = self.append(StreamId::Channel(channel), state.version, state.head, auth, &actor, bodies).await;
+        let mut state = state;
+        for e in &events {
+            state = channel::evolve(state, e);
+        }
+        let id = events.last().unwrap().id;
+        self.channels.insert(channel, (guild, state));
+        Ok((id, self.store.head_position().await.unwrap()))
+    }
+
+    pub async fn post(&mut self, channel: ChannelId, actor: &str, text: &str) -> (openguild_domain::EventId, u64) {
+        let cmd = MessageCommand::Post {
+            text: text.into(),
+            reply_to: None,
+            mentions: Default::default(),
+            mentions_everyone: false,
+        };
+        self.say(channel, actor, cmd).await.unwrap()
+    }
+
+    /// Waits until every projection has applied everything in the store.
+    pub async fn caught_up(&self, projections: &Projections) {
+        let head = self.store.head_position().await.unwrap();
+        projections.wait_for(&[], head, Duration::from_secs(30)).await.unwrap();
+    }
+}
+
+/// Every row of every read model table, as sorted text, table by table.
+pub async fn dump(db: &ReadDb) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for p in openguild_projections::all(vec![]) {
+        for table in p.tables() {
+            let rows =
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&db.pool).await.unwrap();
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<Option<String>, _>(i)
+                                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                                .or_else(|_| {
+                                    r.try_get::<Option<i64>, _>(i).map(|v| v.map_or("NULL".into(), |v| v.to_string()))
+                                })
+                                .unwrap_or_else(|_| "<undecodable>".into())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect();
+            lines.sort();
+            assert!(lines.iter().all(|l| !l.contains("<undecodable>")), "a cell of {table} did not decode");
+            out.insert(table.to_string(), lines);
+        }
+    }
+    out
+}
