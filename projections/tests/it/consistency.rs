@@ -1,1 +1,68 @@
 //! Read-your-writes under load, and a projection that meets an event it cannot apply.
+
+use std::time::Duration;
+
+use openguild_domain::body::ChannelKind;
+use openguild_domain::event::{self, UnsignedEvent};
+use openguild_domain::guild::GuildCommand as C;
+use openguild_domain::{ChannelId, EventBody, StreamId};
+use openguild_projections::{ProjectionError, ProjectionState};
+use openguild_store::ExpectedVersion;
+
+use crate::support::{Hub, user};
+
+/// A client that writes and then reads always sees its write: 1,000 times in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_always_reads_its_own_write() {
+    let mut hub = Hub::new().await;
+    let projections = hub.start_projections().await;
+    let g = hub.create_guild("owner", "Busy", 1).await;
+    let channel = ChannelId::from_bytes([1; 16]);
+    hub.run(g, "owner", C::CreateChannel { channel, name: "general".into(), kind: ChannelKind::Text, category: None, topic: String::new() })
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        let (id, position) = hub.post(channel, "owner", &format!("write {i}")).await;
+        projections.wait_for(&["timeline"], position, Duration::from_secs(2)).await.unwrap();
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM tl_messages WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&hub.db.pool)
+            .await
+            .unwrap()
+            .flatten();
+        assert_eq!(body.as_deref(), Some(format!("write {i}").as_str()), "write {i} was not visible after waiting");
+    }
+    projections.stop().await;
+}
+
+/// An event a projection cannot apply stops that projection at the event before it, with
+/// the event and the reason recorded; the others carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_stops_at_an_event_it_cannot_apply() {
+    let mut hub = Hub::new().await;
+    let projections = hub.start_projections().await;
+    let g = hub.create_guild("owner", "Broken", 1).await;
+    let before = hub.store.head_position().await.unwrap();
+    // A message in a channel no guild ever created: the timeline cannot place it.
+    let stray = StreamId::Channel(ChannelId::from_bytes([9; 16]));
+    let body = EventBody::MessagePosted { text: "lost".into(), reply_to: None, mentions: Default::default(), mentions_everyone: false };
+    let bad = event::sign(UnsignedEvent { stream: stray.clone(), seq: 1, prev: vec![], auth: vec![], sender: user("owner"), ts: hub.now, body }, &hub.key).unwrap();
+    hub.store.append(&stray, ExpectedVersion::NoStream, vec![bad.clone()]).await.unwrap();
+    hub.run(g, "owner", C::UpdateGuild { name: Some("Still going".into()), description: None }).await.unwrap();
+    let head = hub.store.head_position().await.unwrap();
+
+    projections.wait_for(&["directory"], head, Duration::from_secs(5)).await.unwrap();
+    let err = projections.wait_for(&["timeline"], head, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, ProjectionError::Stopped { position, .. } if position == before), "{err}");
+    let status = projections.status().into_iter().find(|s| s.name == "timeline").unwrap();
+    let ProjectionState::Stopped { event, reason } = status.state else { panic!("not stopped: {status:?}") };
+    assert_eq!(event, bad.event.id.to_string());
+    assert!(reason.contains("unknown channel"), "{reason}");
+    let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
+    let timeline = recorded.iter().find(|r| r.0 == "timeline").unwrap();
+    assert_eq!((timeline.1, timeline.2.as_str()), (before, "stopped"));
+    assert!(timeline.3.as_deref().unwrap().contains(&bad.event.id.to_string()));
+    let name: String = sqlx::query_scalar("SELECT name FROM dir_guilds").fetch_one(&hub.db.pool).await.unwrap();
+    assert_eq!(name, "Still going", "the other projections carried on");
+    projections.stop().await;
+}
