@@ -9,9 +9,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 mod batch;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -143,14 +146,32 @@ pub async fn import(
     store.append(stream, expected, events).await
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (or a bare path) or `postgres://…`.
+/// Opens the store a URL names: `sqlite://PATH` (or a bare path), `postgres://…`, or
+/// `esdb://…` / `kurrentdb://…` (with the `kurrentdb` feature).
 pub async fn open(url: &str, options: Options) -> Result<Arc<dyn EventStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::open(url, options).await?))
+    } else if ["esdb://", "esdb+discover://", "kurrentdb://", "kurrentdb+discover://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
+        open_kurrentdb(url, options).await
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
         Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path), options).await?))
     }
+}
+
+#[cfg(feature = "kurrentdb")]
+async fn open_kurrentdb(url: &str, options: Options) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(Arc::new(kurrentdb::KurrentStore::open(url, options).await?))
+}
+
+#[cfg(not(feature = "kurrentdb"))]
+async fn open_kurrentdb(_url: &str, _options: Options) -> Result<Arc<dyn EventStore>, StoreError> {
+    Err(StoreError::Open(
+        "this is a KurrentDB URL, but the binary was built without the `kurrentdb` feature (of openguild-store)".into(),
+    ))
 }
 
 /// Settings shared by the adapters.

@@ -18,9 +18,19 @@ async fn a_client_always_reads_its_own_write() {
     let projections = hub.start_projections().await;
     let g = hub.create_guild("owner", "Busy", 1).await;
     let channel = ChannelId::from_bytes([1; 16]);
-    hub.run(g, "owner", C::CreateChannel { channel, name: "general".into(), kind: ChannelKind::Text, category: None, topic: String::new() })
-        .await
-        .unwrap();
+    hub.run(
+        g,
+        "owner",
+        C::CreateChannel {
+            channel,
+            name: "general".into(),
+            kind: ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+        },
+    )
+    .await
+    .unwrap();
     for i in 0..1000 {
         let (id, position) = hub.post(channel, "owner", &format!("write {i}")).await;
         projections.wait_for(&["timeline"], position, Duration::from_secs(2)).await.unwrap();
@@ -45,8 +55,25 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
     let before = hub.store.head_position().await.unwrap();
     // A message in a channel no guild ever created: the timeline cannot place it.
     let stray = StreamId::Channel(ChannelId::from_bytes([9; 16]));
-    let body = EventBody::MessagePosted { text: "lost".into(), reply_to: None, mentions: Default::default(), mentions_everyone: false };
-    let bad = event::sign(UnsignedEvent { stream: stray.clone(), seq: 1, prev: vec![], auth: vec![], sender: user("owner"), ts: hub.now, body }, &hub.key).unwrap();
+    let body = EventBody::MessagePosted {
+        text: "lost".into(),
+        reply_to: None,
+        mentions: Default::default(),
+        mentions_everyone: false,
+    };
+    let bad = event::sign(
+        UnsignedEvent {
+            stream: stray.clone(),
+            seq: 1,
+            prev: vec![],
+            auth: vec![],
+            sender: user("owner"),
+            ts: hub.now,
+            body,
+        },
+        &hub.key,
+    )
+    .unwrap();
     hub.store.append(&stray, ExpectedVersion::NoStream, vec![bad.clone()]).await.unwrap();
     hub.run(g, "owner", C::UpdateGuild { name: Some("Still going".into()), description: None }).await.unwrap();
     let head = hub.store.head_position().await.unwrap();

@@ -1,7 +1,7 @@
 //! `audit replay` of a scripted moderation scenario: ban at T1, unban at T2, timeout at T3.
 
-use openguild_domain::guild::GuildCommand as C;
 use openguild_domain::Timestamp;
+use openguild_domain::guild::GuildCommand as C;
 use openguild_projections::replay::{Until, replay};
 
 use crate::support::{Hub, user};
@@ -10,7 +10,9 @@ use crate::support::{Hub, user};
 async fn replay_shows_the_state_at_each_moment() {
     let mut hub = Hub::new().await;
     let g = hub.create_guild("owner", "Court", 1).await;
-    hub.run(g, "owner", C::CreateInvite { code: "inv1".parse().unwrap(), max_uses: None, expires_at: None }).await.unwrap();
+    hub.run(g, "owner", C::CreateInvite { code: "inv1".parse().unwrap(), max_uses: None, expires_at: None })
+        .await
+        .unwrap();
     hub.run(g, "mal", C::Join { invite: "inv1".parse().unwrap() }).await.unwrap();
     let t1 = hub.now;
     hub.run(g, "owner", C::Ban { user: user("mal"), reason: "spam wave".into(), purge_seconds: 0 }).await.unwrap();

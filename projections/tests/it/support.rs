@@ -14,7 +14,8 @@ use openguild_store::{EventStore, ExpectedVersion, Options};
 use sqlx::Row;
 
 pub struct Hub {
-    pub dir: tempfile::TempDir,
+    /// Keeps the temporary directory alive as long as the hub.
+    _dir: tempfile::TempDir,
     pub store: Arc<dyn EventStore>,
     pub db: ReadDb,
     pub key: ServerKey,
@@ -36,7 +37,7 @@ impl Hub {
         let db = ReadDb::open(&dir.path().join("read.db").display().to_string()).await.unwrap();
         let key = ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k1".parse().unwrap(), [42; 32]);
         Hub {
-            dir,
+            _dir: dir,
             store,
             db,
             key,

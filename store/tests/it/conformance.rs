@@ -272,6 +272,31 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod kurrentdb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    // KurrentDB never changes a stored event, so the adapter refuses erase_body.
+                    if stringify!($check) == "erase_body_keeps_the_event_verifiable" {
+                        eprintln!(
+                            "SKIPPED: kurrentdb conformance: {}: the KurrentDB adapter cannot erase a body \
+                             (see store/src/kurrentdb.rs)",
+                            stringify!($check)
+                        );
+                        return;
+                    }
+                    let backend = match crate::support::Backend::kurrentdb().await {
+                        Ok(backend) => backend,
+                        Err(why) => {
+                            eprintln!("SKIPPED: kurrentdb conformance: {why}");
+                            return;
+                        }
+                    };
+                    super::$check(backend.store.clone()).await;
+                    backend.finish().await;
+                }
+            )*
+        }
     };
 }
 

@@ -189,3 +189,57 @@ async fn rows_holding(conn: &mut sqlx::PgConnection, text: &str) -> i64 {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// `events verify` finds an event whose bytes were altered directly in the database, and
+/// names it; an attacker who also fixes up the id is caught by the signature.
+#[tokio::test]
+async fn verify_names_an_event_altered_in_the_database() {
+    use openguild_store::verify::{Broken, verify_all};
+    let backend = Backend::sqlite().await;
+    let path = backend.url();
+    let mut chain = Chain::new(5);
+    let events = chain.next(30);
+    backend.store.append(&chain.stream, ExpectedVersion::NoStream, events.clone()).await.unwrap();
+    let keys = KeyRing::default().with_own(&key());
+    let ok = verify_all(&*backend.store, &keys, None, |_| {}).await.unwrap();
+    assert_eq!((ok.events, ok.streams), (30, 1));
+    backend.store.close().await;
+
+    // Flip a byte of the 12th event's body.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    let mut body = events[11].raw.body.clone().unwrap();
+    body[5] ^= 0x20;
+    sqlx::query("UPDATE events SET body = ? WHERE position = 12").bind(&body).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let store = openguild_store::open(&path, Options::default()).await.unwrap();
+    let err = verify_all(&*store, &keys, None, |_| {}).await.unwrap_err();
+    assert!(matches!(err, Broken::Unreadable { position: 12, .. }), "{err}");
+    assert!(err.to_string().contains("content hash"), "{err}");
+    store.close().await;
+
+    // Rewrite the 20th event's core and give it the matching id: the signature catches it.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("UPDATE events SET body = ? WHERE position = 12")
+        .bind(events[11].raw.body.clone().unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let forged = chain.sign(20, Some(events[18].event.id), "forged by someone without the key");
+    let core = forged.raw.core.clone();
+    let id = openguild_domain::event::hash(openguild_domain::event::context::EVENT_ID, &core);
+    sqlx::query("UPDATE events SET core = ?, id = ?, body = ? WHERE position = 20")
+        .bind(&core)
+        .bind(&id[..])
+        .bind(forged.raw.body.clone().unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = openguild_store::open(&path, Options::default()).await.unwrap();
+    let err = verify_all(&*store, &keys, None, |_| {}).await.unwrap_err();
+    // The stored signature was made for the original bytes.
+    assert!(matches!(err, Broken::Event { position: 20, .. }), "{err}");
+    assert!(err.to_string().contains("bad signature"), "{err}");
+    store.close().await;
+    drop(backend);
+}

@@ -75,6 +75,7 @@ pub struct Backend {
 pub enum Kind {
     Sqlite { dir: tempfile::TempDir },
     Postgres { database: String },
+    Kurrentdb { url: String },
 }
 
 impl Backend {
@@ -99,11 +100,32 @@ impl Backend {
         Backend { store, kind: Kind::Postgres { database } }
     }
 
+    /// A store in a fresh namespace (a stream prefix, in its URL) of the KurrentDB server at
+    /// `OPENGUILD_TEST_KURRENTDB_URL` (e.g. `esdb://admin:changeit@127.0.0.1:2113?tls=false`),
+    /// or why there is none.
+    pub async fn kurrentdb() -> Result<Backend, &'static str> {
+        if !cfg!(feature = "kurrentdb") {
+            return Err("openguild-store was built without its `kurrentdb` feature");
+        }
+        let unset = "set OPENGUILD_TEST_KURRENTDB_URL to a KurrentDB server (none can be installed on this machine)";
+        let Some(server) = std::env::var("OPENGUILD_TEST_KURRENTDB_URL").ok().filter(|u| !u.is_empty()) else {
+            return Err(unset);
+        };
+        let mut n = [0u8; 6];
+        getrandom::fill(&mut n).unwrap();
+        let hex: String = n.iter().map(|b| format!("{b:02x}")).collect();
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}streamPrefix=og-test-{hex}-");
+        let store = openguild_store::open(&url, Options::default()).await.unwrap();
+        Ok(Backend { store, kind: Kind::Kurrentdb { url } })
+    }
+
     /// The URL or path another process would open.
     pub fn url(&self) -> String {
         match &self.kind {
             Kind::Sqlite { dir } => dir.path().join("events.db").display().to_string(),
             Kind::Postgres { database } => database_url(database),
+            Kind::Kurrentdb { url } => url.clone(),
         }
     }
 
