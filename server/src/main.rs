@@ -3,9 +3,10 @@
 //! With nothing set, `openguild` (or `openguild serve`) keeps everything under `./data` and
 //! listens on 127.0.0.1:8080.
 
+mod cli;
 mod keys;
+mod serve;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,49 +15,79 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "openguild", version, about = "A self-hostable, event-sourced community backend")]
 struct Cli {
+    #[command(flatten)]
+    place: Place,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Where the data lives; shared by every command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Place {
+    /// Where the embedded event store, read models and server key live.
+    #[arg(long, global = true, env = "OPENGUILD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The event store: a SQLite path or `postgres://…` (default: `<data dir>/events.db`).
+    #[arg(long, global = true, env = "OPENGUILD_STORE_URL")]
+    pub store_url: Option<String>,
+    /// The read model database: a SQLite path or `postgres://…` (default: `<data dir>/read.db`).
+    #[arg(long, global = true, env = "OPENGUILD_READ_DB_URL")]
+    pub read_db_url: Option<String>,
+    /// This hub's server name, as in user ids (`@handle:SERVER`).
+    #[arg(long, global = true, env = "OPENGUILD_SERVER_NAME", default_value = "localhost")]
+    pub server_name: String,
+    /// Allowlisted peer hubs, comma-separated, for the federation outbox.
+    #[arg(long, global = true, env = "OPENGUILD_FEDERATION_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+}
+
+impl Place {
+    pub fn store_url(&self) -> String {
+        self.store_url.clone().unwrap_or_else(|| self.data_dir.join("events.db").display().to_string())
+    }
+
+    pub fn read_db_url(&self) -> String {
+        self.read_db_url.clone().unwrap_or_else(|| self.data_dir.join("read.db").display().to_string())
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
+    /// Inspect, dump and verify events.
+    #[command(subcommand)]
+    Events(cli::EventsCommand),
+    /// Projection status and rebuilds.
+    #[command(subcommand)]
+    Projections(cli::ProjectionsCommand),
+    /// Moderation history.
+    #[command(subcommand)]
+    Audit(cli::AuditCommand),
 }
 
-#[derive(clap::Parser, Debug, Clone)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "OPENGUILD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Where the embedded event store, read models and server key live.
-    #[arg(long, env = "OPENGUILD_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// This hub's server name, as it appears in user ids (`@handle:SERVER`).
-    #[arg(long, env = "OPENGUILD_SERVER_NAME", default_value = "localhost")]
-    server_name: String,
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OPENGUILD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
-        None => runtime.block_on(serve(ServeArgs::parse_from(["openguild"]))),
+    let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
+        rt.block_on(async {
+            match cli.command {
+                None => serve::serve(cli.place, serve::ServeArgs::default()).await,
+                Some(Command::Serve(args)) => serve::serve(cli.place, args).await,
+                Some(Command::Events(cmd)) => cli::events(cli.place, cmd).await,
+                Some(Command::Projections(cmd)) => cli::projections(cli.place, cmd).await,
+                Some(Command::Audit(cmd)) => cli::audit(cli.place, cmd).await,
+            }
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let server: openguild_domain::ServerName =
-        args.server_name.parse().with_context(|| format!("OPENGUILD_SERVER_NAME {:?}", args.server_name))?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    let key = keys::load_or_create(&args.data_dir, server)?;
-    tracing::info!(server = %key.server(), key = %key.key_id(), data_dir = %args.data_dir.display(), "openguild ready");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
-    Ok(())
 }

@@ -181,11 +181,14 @@ pub struct Options {
     pub max_event_bytes: usize,
     /// The most events committed in one transaction by the group-commit writer.
     pub max_batch_events: usize,
+    /// Open for reading only, beside a running server (the CLI's `events`, `projections`
+    /// and `audit` commands): no writer, no lock. Appends are refused.
+    pub read_only: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, max_batch_events: 1024 }
+        Self { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, max_batch_events: 1024, read_only: false }
     }
 }
 

@@ -60,6 +60,9 @@ impl SqliteStore {
         let shown = path.display().to_string();
         let fail = |why: String| StoreError::Open(format!("cannot open the event store {shown}: {why}"));
         check_file_header(path).map_err(&fail)?;
+        if options.read_only {
+            return Self::open_read_only(path, options).await;
+        }
         let lock_path = lock_path(path);
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -111,6 +114,53 @@ impl SqliteStore {
             writer: tokio::sync::Mutex::new(Some(task)),
             options,
             lock: std::sync::Mutex::new(Some(lock)),
+        })
+    }
+
+    async fn open_read_only(path: &Path, options: Options) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let fail = |why: String| StoreError::Open(format!("cannot open the event store {shown}: {why}"));
+        if !path.exists() {
+            return Err(fail("there is no such file (has the server run with this data directory?)".into()));
+        }
+        let connect = SqliteConnectOptions::from_str(&format!("sqlite://{shown}"))
+            .map_err(|e| fail(e.to_string()))?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let readers =
+            SqlitePoolOptions::new().max_connections(2).connect_with(connect).await.map_err(|e| fail(corrupt(e)))?;
+        let position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&readers)
+            .await
+            .map_err(|e| fail(corrupt(e)))?;
+        // Another process writes: follow its commits by looking at the head now and then.
+        let (head_tx, head) = watch::channel(position as u64);
+        let poller = {
+            let readers = readers.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if let Ok(p) = sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(position), 0) FROM events")
+                        .fetch_one(&readers)
+                        .await
+                    {
+                        head_tx.send_if_modified(|h| std::mem::replace(h, p as u64) != p as u64);
+                    }
+                    if head_tx.is_closed() {
+                        return;
+                    }
+                }
+            })
+        };
+        let (jobs, _) = mpsc::channel(1);
+        Ok(Self {
+            path: path.to_owned(),
+            readers,
+            jobs,
+            head,
+            writer: tokio::sync::Mutex::new(Some(poller)),
+            options,
+            lock: std::sync::Mutex::new(None),
         })
     }
 
@@ -258,6 +308,9 @@ impl EventStore for SqliteStore {
             let _ = rx.await;
         }
         if let Some(task) = self.writer.lock().await.take() {
+            if self.options.read_only {
+                task.abort();
+            }
             let _ = task.await;
         }
         self.readers.close().await;

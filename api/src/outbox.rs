@@ -1,0 +1,105 @@
+//! `GET /_openguild/federation/v1/outbox?since=CURSOR&limit=N`: the signed events queued for
+//! the calling peer, in order, with the next cursor. Until federation authenticates peers by
+//! their keys, a peer is recognised by a configured bearer token.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use openguild_domain::EventId;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::{AppState, error};
+
+#[derive(Deserialize)]
+pub(crate) struct Params {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+const MAX_LIMIT: i64 = 500;
+
+pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<Params>) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let Some(peer) = state.peer_tokens.get(token).cloned() else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "send the peer token you were given as `Authorization: Bearer <token>`",
+        );
+    };
+    let since = match params.since.as_deref().map(str::parse::<i64>) {
+        None => 0,
+        Some(Ok(n)) if n >= 0 => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                "`since` must be a cursor from a previous response (a number ≥ 0)",
+            );
+        }
+    };
+    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                &format!("`limit` must be a number from 1 to {MAX_LIMIT}"),
+            );
+        }
+    };
+    let rows = sqlx::query(
+        "SELECT position, event_id FROM outbox WHERE peer = $1 AND position > $2 ORDER BY position LIMIT $3",
+    )
+    .bind(&peer)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&state.projections.db().pool)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "outbox read failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "the outbox cannot be read right now; retry shortly",
+            );
+        }
+    };
+    let mut events = Vec::with_capacity(rows.len());
+    let mut next = since;
+    for row in rows {
+        let (Ok(position), Ok(id)) = (row.try_get::<i64, _>(0), row.try_get::<String, _>(1)) else { continue };
+        next = position;
+        let Ok(id) = id.parse::<EventId>() else { continue };
+        match state.store.get(&id).await {
+            Ok(Some(e)) => events.push(json!({
+                "cursor": position.to_string(),
+                "id": e.event.id.to_string(),
+                "core": B64.encode(&e.raw.core),
+                "body": e.raw.body.as_ref().map(|b| B64.encode(b)),
+                "signatures": B64.encode(&e.raw.signatures),
+            })),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "outbox: event unreadable");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "an event could not be read; retry shortly",
+                );
+            }
+        }
+    }
+    Json(json!({ "peer": peer, "events": events, "next": next.to_string() })).into_response()
+}

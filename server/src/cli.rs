@@ -1,0 +1,276 @@
+//! The operator's commands: `events tail|show|verify`, `projections status|rebuild`,
+//! `audit replay`. They open the event store read-only, so they work beside a running
+//! server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use openguild_domain::event::KeyRing;
+use openguild_domain::{EventId, GuildId, StreamId, Timestamp};
+use openguild_projections::replay::{Until, replay};
+use openguild_projections::{ReadDb, RebuildProgress};
+use openguild_store::{Direction, EventStore, Options, StoredEvent};
+use serde_json::json;
+
+use crate::{Place, keys};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Print events as JSON lines, oldest first.
+    Tail {
+        /// Only this stream (e.g. `guild:<id>`, `channel:<id>`).
+        #[arg(long)]
+        stream: Option<String>,
+        /// How many of the newest events to start with.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        lines: usize,
+        /// Keep printing new events as they are appended.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Print one event as JSON.
+    Show { id: String },
+    /// Re-hash and re-check the signature of every event and the prev chain of every
+    /// stream; exits non-zero naming the first broken event.
+    Verify {
+        #[arg(long)]
+        stream: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ProjectionsCommand {
+    /// Each projection's position, lag behind the store head, and state.
+    Status,
+    /// Rebuild from position 0 beside the live tables, then swap them in.
+    Rebuild {
+        /// The projection to rebuild.
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AuditCommand {
+    /// A guild's state and moderation history as of a moment, from the events alone.
+    Replay {
+        #[arg(long)]
+        guild: String,
+        /// A time (ms since the epoch, or RFC 3339 like 2026-11-21T10:00:00Z) or a position
+        /// (`position:N`). Default: now.
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+async fn open_store(place: &Place) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(openguild_store::open(&place.store_url(), Options { read_only: true, ..Options::default() }).await?)
+}
+
+pub async fn events(place: Place, cmd: EventsCommand) -> anyhow::Result<()> {
+    let store = open_store(&place).await?;
+    match cmd {
+        EventsCommand::Show { id } => {
+            let id: EventId = id.parse()?;
+            match store.get(&id).await? {
+                Some(e) => println!("{}", serde_json::to_string_pretty(&to_json(&e))?),
+                None => bail!("no event {id} in {}", place.store_url()),
+            }
+        }
+        EventsCommand::Tail { stream, lines, follow } => {
+            let stream: Option<StreamId> = stream.map(|s| s.parse()).transpose()?;
+            let start = match &stream {
+                Some(s) => {
+                    let newest = store.read_stream(s, u64::MAX, lines, Direction::Backward).await?;
+                    newest.last().map_or(0, |e| e.position.saturating_sub(1))
+                }
+                None => store.head_position().await?.saturating_sub(lines as u64),
+            };
+            let mut feed = openguild_store::subscribe_all(store.clone(), start);
+            loop {
+                let next = if follow {
+                    feed.next().await
+                } else {
+                    match tokio::time::timeout(Duration::from_millis(300), feed.next()).await {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    }
+                };
+                let Some(e) = next else { break };
+                let e = e?;
+                if stream.as_ref().is_none_or(|s| *s == e.event.core.stream) {
+                    println!("{}", serde_json::to_string(&to_json(&e))?);
+                }
+            }
+        }
+        EventsCommand::Verify { stream } => {
+            let stream: Option<StreamId> = stream.map(|s| s.parse()).transpose()?;
+            let server = place.server_name.parse()?;
+            let key = keys::load_or_create(&place.data_dir, server)?;
+            let keys = KeyRing::default().with_own(&key);
+            let head = store.head_position().await?;
+            let bar = bar(head, "verifying");
+            let result =
+                openguild_store::verify::verify_all(&*store, &keys, stream.as_ref(), |n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            match result {
+                Ok(v) => println!(
+                    "ok: {} events in {} streams verify (hashes, signatures, prev chains)",
+                    v.events, v.streams
+                ),
+                Err(broken) => bail!("verification failed: {broken}"),
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// An event as people and scripts read it.
+fn to_json(e: &StoredEvent) -> serde_json::Value {
+    let core = &e.event.core;
+    json!({
+        "position": e.position,
+        "id": e.event.id,
+        "stream": core.stream,
+        "seq": core.seq,
+        "prev": core.prev,
+        "auth": core.auth,
+        "origin": core.origin,
+        "sender": core.sender,
+        "ts": core.ts.as_millis(),
+        "kind": core.redacted.kind(),
+        "body": e.event.body,
+        "erased": e.event.body.is_none(),
+        "redacted": core.redacted,
+        "signatures": e.event.signatures,
+    })
+}
+
+pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Result<()> {
+    let store = open_store(&place).await?;
+    let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
+    match cmd {
+        ProjectionsCommand::Status => {
+            let head = store.head_position().await?;
+            let rows = openguild_projections::recorded_status(&db).await?;
+            println!("{:<20} {:>10} {:>8}  state", "projection", "position", "lag");
+            for (name, position, state, error) in rows {
+                let lag = head.saturating_sub(position);
+                let state = match (state.as_str(), error) {
+                    ("stopped", Some(why)) => format!("stopped with error: {why}"),
+                    _ if lag == 0 => "caught-up".to_owned(),
+                    _ => "running".to_owned(),
+                };
+                println!("{name:<20} {position:>10} {lag:>8}  {state}");
+            }
+            println!("store head: {head}");
+        }
+        ProjectionsCommand::Rebuild { name, all } => {
+            let list = openguild_projections::all(place.peers.clone());
+            let chosen: Vec<_> = match (name, all) {
+                (_, true) => list,
+                (Some(n), false) => {
+                    let known: Vec<&str> = list.iter().map(|p| p.name()).collect();
+                    let found: Vec<_> = list.iter().filter(|p| p.name() == n).cloned().collect();
+                    if found.is_empty() {
+                        bail!("no projection named {n:?}; known: {}", known.join(", "));
+                    }
+                    found
+                }
+                (None, false) => bail!("name a projection to rebuild, or pass --all"),
+            };
+            for p in chosen {
+                let head = store.head_position().await?;
+                let bar = bar(head, p.name());
+                let position =
+                    openguild_projections::rebuild(&db, &*store, &*p, |RebuildProgress { position, head, elapsed }| {
+                        bar.set_length(head);
+                        bar.set_position(position);
+                        let rate = position as f64 / elapsed.as_secs_f64().max(0.001);
+                        bar.set_message(format!("{rate:.0} events/s"));
+                    })
+                    .await?;
+                bar.finish_and_clear();
+                println!("{}: rebuilt to position {position} and swapped in", p.name());
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn bar(len: u64, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>18} [{bar:40}] {pos}/{len} {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
+pub async fn audit(place: Place, cmd: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Replay { guild, until } = cmd;
+    let store = open_store(&place).await?;
+    let guild: GuildId = guild.parse()?;
+    let until = match until.as_deref() {
+        None => Until::Now,
+        Some(u) => parse_until(u)?,
+    };
+    match replay(&*store, guild, until).await? {
+        Some(state) => println!("{}", serde_json::to_string_pretty(&state)?),
+        None => bail!("guild {guild} has no events by then"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn parse_until(text: &str) -> anyhow::Result<Until> {
+    if let Some(p) = text.strip_prefix("position:") {
+        return Ok(Until::Position(p.parse().context("position:N needs a number")?));
+    }
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Until::Time(Timestamp::from_millis(ms)?));
+    }
+    let ms = parse_rfc3339(text).with_context(|| {
+        format!("--until {text:?}: give ms since the epoch, an RFC 3339 time (2026-11-21T10:00:00Z) or position:N")
+    })?;
+    Ok(Until::Time(Timestamp::from_millis(ms)?))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` to ms since the epoch (UTC only, which is what logs print).
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
+    let ms: i64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from((((days * 24 + h) * 60 + min) * 60 + s) * 1000 + ms).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_times_parse() {
+        assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(super::parse_rfc3339("2026-11-21T10:00:00.5Z"), Some(1_795_255_200_500));
+        assert_eq!(super::parse_rfc3339("2026-11-21 10:00"), None);
+    }
+}

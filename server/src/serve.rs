@@ -1,0 +1,82 @@
+//! `openguild serve`: the event store, the projections and the HTTP API, until SIGTERM or
+//! Ctrl-C; then in-flight appends finish and nothing acknowledged is lost.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use openguild_projections::{Projections, ReadDb};
+use openguild_store::Options;
+
+use crate::{Place, keys};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OPENGUILD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Peer tokens for the outbox pull, as `PEER=TOKEN`, comma-separated.
+    #[arg(long, env = "OPENGUILD_FEDERATION_PEER_TOKENS", value_delimiter = ',')]
+    peer_tokens: Vec<String>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        let listen = std::env::var("OPENGUILD_LISTEN").ok().and_then(|l| l.parse().ok());
+        Self { listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))), peer_tokens: vec![] }
+    }
+}
+
+pub async fn serve(place: Place, args: ServeArgs) -> anyhow::Result<()> {
+    let server: openguild_domain::ServerName =
+        place.server_name.parse().with_context(|| format!("OPENGUILD_SERVER_NAME {:?}", place.server_name))?;
+    std::fs::create_dir_all(&place.data_dir)
+        .with_context(|| format!("creating the data directory {}", place.data_dir.display()))?;
+    let key = keys::load_or_create(&place.data_dir, server)?;
+    let store = openguild_store::open(&place.store_url(), Options::default()).await?;
+    let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
+    let projections =
+        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(place.peers.clone())).await?);
+    let mut peer_tokens = HashMap::new();
+    for entry in &args.peer_tokens {
+        let (peer, token) =
+            entry.split_once('=').with_context(|| format!("peer token {entry:?} must be PEER=TOKEN"))?;
+        peer_tokens.insert(token.to_owned(), peer.to_owned());
+    }
+    let app = openguild_api::router(openguild_api::AppState {
+        store: store.clone(),
+        projections: projections.clone(),
+        peer_tokens: Arc::new(peer_tokens),
+    });
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tracing::info!(%url, server = %key.server(), data_dir = %place.data_dir.display(), "openguild ready on {url}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving HTTP")?;
+    tracing::info!("shutting down: finishing in-flight appends");
+    if let Ok(p) = Arc::try_unwrap(projections) {
+        p.stop().await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
