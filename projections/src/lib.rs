@@ -83,3 +83,34 @@ pub fn all(peers: Vec<String>) -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(search::Search),
     ]
 }
+
+/// Every row of every read model's live tables as sorted text, table by table: for
+/// debugging, and for comparing live tables with a rebuild.
+pub async fn dump_tables(db: &ReadDb) -> Result<std::collections::BTreeMap<String, Vec<String>>, sqlx::Error> {
+    use sqlx::Row;
+    let mut out = std::collections::BTreeMap::new();
+    for p in all(vec![]) {
+        for table in p.tables() {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&db.pool).await?;
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<Option<String>, _>(i)
+                                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                                .or_else(|_| {
+                                    r.try_get::<Option<i64>, _>(i).map(|v| v.map_or("NULL".into(), |v| v.to_string()))
+                                })
+                                .unwrap_or_else(|_| "<undecodable>".into())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect();
+            lines.sort();
+            out.insert((*table).to_owned(), lines);
+        }
+    }
+    Ok(out)
+}

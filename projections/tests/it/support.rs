@@ -11,7 +11,6 @@ use openguild_domain::guild::{self, Guild, GuildCommand};
 use openguild_domain::{ChannelId, DomainError, EventBody, GuildId, StreamId, Timestamp, UserId};
 use openguild_projections::{Projections, ReadDb};
 use openguild_store::{EventStore, ExpectedVersion, Options};
-use sqlx::Row;
 
 pub struct Hub {
     /// Keeps the temporary directory alive as long as the hub.
@@ -159,31 +158,9 @@ impl Hub {
 
 /// Every row of every read model table, as sorted text, table by table.
 pub async fn dump(db: &ReadDb) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    for p in openguild_projections::all(vec![]) {
-        for table in p.tables() {
-            let rows =
-                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&db.pool).await.unwrap();
-            let mut lines: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| {
-                            r.try_get::<Option<String>, _>(i)
-                                .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                                .or_else(|_| {
-                                    r.try_get::<Option<i64>, _>(i).map(|v| v.map_or("NULL".into(), |v| v.to_string()))
-                                })
-                                .unwrap_or_else(|_| "<undecodable>".into())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                })
-                .collect();
-            lines.sort();
-            assert!(lines.iter().all(|l| !l.contains("<undecodable>")), "a cell of {table} did not decode");
-            out.insert(table.to_string(), lines);
-        }
+    let dump = openguild_projections::dump_tables(db).await.unwrap();
+    for (table, rows) in &dump {
+        assert!(rows.iter().all(|l| !l.contains("<undecodable>")), "a cell of {table} did not decode");
     }
-    out
+    dump
 }

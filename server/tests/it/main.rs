@@ -2,5 +2,8 @@
 //!
 //! - `cli`: `events verify|show|tail`, `projections status|rebuild`, `audit replay` against a
 //!   data directory written through the store.
+//! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
+//!   model equals a rebuild.
 
 mod cli;
+mod crash;
