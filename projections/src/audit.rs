@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, Row};
 
-use crate::db::{DbKind, Tables};
-use crate::directory::{exec, kind_name, place_key, target_key};
+use crate::db::{DbKind, Tables, Writer};
+use crate::directory::{exec, ins, kind_name, place_key, target_key};
 use crate::{ApplyError, Projection};
 
 pub struct AuditLog;
@@ -49,7 +48,7 @@ impl Projection for AuditLog {
         ]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         use EventBody as E;
         let core = &e.event.core;
         let content = e.event.content();
@@ -60,15 +59,9 @@ impl Projection for AuditLog {
                 if !matches!(content, E::MessageRedacted { .. } | E::MessagePinned { .. } | E::MessageUnpinned { .. }) {
                     return Ok(());
                 }
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT guild FROM {} WHERE id = $1",
-                    t.n("audit_channels")
-                )))
-                .bind(ch.to_string())
-                .fetch_optional(&mut *c)
-                .await?;
-                match row {
-                    Some(r) => r.try_get::<String, _>(0)?,
+                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("audit_channels"));
+                match c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? {
+                    Some(g) => g,
                     None => return Err(ApplyError::Invalid(format!("moderation in unknown channel {ch}"))),
                 }
             }
@@ -76,19 +69,18 @@ impl Projection for AuditLog {
         };
         if let E::ChannelCreated { channel, .. } = content {
             exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n("audit_channels")), channel.to_string(), &guild);
+            c.remember(format!("guild-of:{channel}"), guild.clone());
         }
         let entry = describe(content, &core.stream);
         let before = match &entry.key {
             Some(k) => {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT v FROM {} WHERE guild = $1 AND k = $2",
-                    t.n("audit_values")
-                )))
-                .bind(&guild)
-                .bind(k)
-                .fetch_optional(&mut *c)
-                .await?;
-                row.map(|r| r.try_get::<String, _>(0)).transpose()?
+                let sql = format!("SELECT v FROM {} WHERE guild = $1 AND k = $2", t.n("audit_values"));
+                let conn = c.conn().await?;
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                    .bind(&guild)
+                    .bind(k)
+                    .fetch_optional(conn)
+                    .await?
             }
             None => None,
         };
@@ -97,9 +89,10 @@ impl Projection for AuditLog {
             exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND k = $2", t.n("audit_values")), &guild, k);
             exec!(c, format!("INSERT INTO {} VALUES ($1, $2, $3)", t.n("audit_values")), &guild, k, v);
         }
-        exec!(
+        ins!(
             c,
-            format!("INSERT INTO {} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", t.n("audit_log")),
+            t.n("audit_log"),
+            "",
             e.position as i64,
             e.event.id.to_string(),
             &guild,

@@ -62,7 +62,7 @@ impl ReadDb {
                         // A lost commit after power loss is re-derived from the events, so
                         // NORMAL is enough here; the checkpoint moves with the rows.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;",
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }
@@ -110,4 +110,201 @@ pub(crate) async fn drop_tables(conn: &mut sqlx::AnyConnection, names: &[String]
         conn.execute(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {n}"))).await?;
     }
     Ok(())
+}
+
+/// A value bound to a statement. NULLs carry their type, as PostgreSQL wants.
+#[derive(Clone, Debug)]
+pub enum Val {
+    I(Option<i64>),
+    T(Option<String>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::I(Some(v))
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::I(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::T(Some(v))
+    }
+}
+impl From<&String> for Val {
+    fn from(v: &String) -> Self {
+        Val::T(Some(v.clone()))
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::T(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::T(v)
+    }
+}
+
+/// Statement sizes (rows) pending inserts are cut into. A few fixed sizes keep the number
+/// of distinct statements small, so each is prepared once and then found in sqlx's cache.
+const CHUNKS: [usize; 5] = [128, 32, 8, 2, 1];
+
+/// The runner's transaction as projections see it. Plain inserts are held back and sent as
+/// multi-row INSERTs: each statement costs ~70 µs of round trip with sqlx on SQLite, far
+/// more than a row. Any other statement or read sends the held rows first, so everything
+/// still happens in event order as far as any statement can see.
+pub struct Writer<'c> {
+    conn: &'c mut sqlx::AnyConnection,
+    kind: DbKind,
+    pending: Vec<Pending>,
+    /// Lookups made in this batch (`None`: looked up, not there); dropped with the batch, so
+    /// a rolled-back batch leaves nothing stale behind.
+    cache: std::collections::HashMap<String, Option<String>>,
+}
+
+struct Pending {
+    head: String,
+    tail: &'static str,
+    width: usize,
+    rows: Vec<Vec<Val>>,
+}
+
+impl<'c> Writer<'c> {
+    pub fn new(conn: &'c mut sqlx::AnyConnection, kind: DbKind) -> Self {
+        Self { conn, kind, pending: Vec::new(), cache: std::collections::HashMap::new() }
+    }
+
+    /// A value looked up earlier in this batch, or by `sql` (one text column of one row).
+    pub async fn lookup(&mut self, key: String, sql: String, bind: Val) -> Result<Option<String>, sqlx::Error> {
+        self.lookup_with(key, sql, vec![bind]).await
+    }
+
+    /// As [`Writer::lookup`], with two binds.
+    pub async fn lookup_two(
+        &mut self,
+        key: String,
+        sql: String,
+        a: Val,
+        b: Val,
+    ) -> Result<Option<String>, sqlx::Error> {
+        self.lookup_with(key, sql, vec![a, b]).await
+    }
+
+    async fn lookup_with(&mut self, key: String, sql: String, binds: Vec<Val>) -> Result<Option<String>, sqlx::Error> {
+        if let Some(v) = self.cache.get(&key) {
+            return Ok(v.clone());
+        }
+        let conn = self.conn().await?;
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = bind(q, b);
+        }
+        let found = q.fetch_optional(conn).await?;
+        self.cache.insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// Records a value for later lookups in this batch.
+    pub fn remember(&mut self, key: String, value: String) {
+        self.cache.insert(key, Some(value));
+    }
+
+    /// Queues `INSERT INTO table VALUES (row) tail`.
+    pub async fn insert(&mut self, table: String, tail: &'static str, row: Vec<Val>) -> Result<(), sqlx::Error> {
+        let head = format!("INSERT INTO {table} VALUES ");
+        match self.pending.iter_mut().find(|p| p.head == head && p.tail == tail && p.width == row.len()) {
+            Some(p) => p.rows.push(row),
+            None => self.pending.push(Pending { head, tail, width: row.len(), rows: vec![row] }),
+        }
+        Ok(())
+    }
+
+    /// Runs a statement (after the pending inserts).
+    pub async fn exec(&mut self, sql: String, binds: Vec<Val>) -> Result<u64, sqlx::Error> {
+        self.flush().await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in binds {
+            q = bind(q, v);
+        }
+        Ok(q.execute(&mut *self.conn).await?.rows_affected())
+    }
+
+    /// The connection, for reads (after the pending inserts).
+    pub async fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
+        self.flush().await?;
+        Ok(self.conn)
+    }
+
+    /// Sends the pending inserts.
+    pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
+        for p in std::mem::take(&mut self.pending) {
+            let mut rows = p.rows.into_iter().peekable();
+            while rows.peek().is_some() {
+                let left = rows.len();
+                let size = CHUNKS.iter().copied().find(|c| *c <= left).unwrap_or(1);
+                let mut sql = p.head.clone();
+                for r in 0..size {
+                    sql.push_str(if r == 0 { "(" } else { ", (" });
+                    for c in 0..p.width {
+                        if c > 0 {
+                            sql.push_str(", ");
+                        }
+                        // sqlx looks up every named SQLite parameter by name (quadratic in
+                        // a wide statement); plain `?` binds by position.
+                        match self.kind {
+                            DbKind::Sqlite => sql.push('?'),
+                            DbKind::Postgres => sql.push_str(&format!("${}", r * p.width + c + 1)),
+                        }
+                    }
+                    sql.push(')');
+                }
+                sql.push(' ');
+                sql.push_str(p.tail);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for row in rows.by_ref().take(size) {
+                    for v in row {
+                        q = bind(q, v);
+                    }
+                }
+                q.execute(&mut *self.conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds a value to a query or a scalar query.
+trait BindVal: Sized {
+    fn bind_i(self, v: Option<i64>) -> Self;
+    fn bind_t(self, v: Option<String>) -> Self;
+}
+
+impl BindVal for sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_i(self, v: Option<i64>) -> Self {
+        self.bind(v)
+    }
+    fn bind_t(self, v: Option<String>) -> Self {
+        self.bind(v)
+    }
+}
+
+impl<O> BindVal for sqlx::query::QueryScalar<'_, sqlx::Any, O, sqlx::any::AnyArguments> {
+    fn bind_i(self, v: Option<i64>) -> Self {
+        self.bind(v)
+    }
+    fn bind_t(self, v: Option<String>) -> Self {
+        self.bind(v)
+    }
+}
+
+fn bind<Q: BindVal>(q: Q, v: Val) -> Q {
+    match v {
+        Val::I(i) => q.bind_i(i),
+        Val::T(t) => q.bind_t(t),
+    }
 }

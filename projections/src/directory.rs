@@ -6,9 +6,8 @@ use openguild_domain::body::Place;
 use openguild_domain::permissions::OverwriteTarget;
 use openguild_domain::{EventBody, RoleId, StreamId};
 use openguild_store::StoredEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{DbKind, Tables};
+use crate::db::{DbKind, Tables, Writer};
 use crate::{ApplyError, Projection};
 
 pub struct Directory;
@@ -26,13 +25,21 @@ const TABLES: &[&str] = &[
     "dir_invites",
 ];
 
-/// Runs one statement with binds.
+/// Runs one statement with binds; evaluates to the rows affected.
 macro_rules! exec {
-    ($conn:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
-        sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.execute(&mut *$conn).await?
+    ($w:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        $w.exec($sql, vec![$($crate::db::Val::from($bind)),*]).await?
     };
 }
 pub(crate) use exec;
+
+/// Queues a one-row insert into a table (coalesced with the next ones).
+macro_rules! ins {
+    ($w:expr, $table:expr, $tail:expr $(, $bind:expr)* $(,)?) => {
+        $w.insert($table, $tail, vec![$($crate::db::Val::from($bind)),*]).await?
+    };
+}
+pub(crate) use ins;
 
 #[async_trait]
 impl Projection for Directory {
@@ -103,7 +110,7 @@ impl Projection for Directory {
         ]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         let StreamId::Guild(guild_id) = &e.event.core.stream else { return Ok(()) };
         let g = guild_id.to_string();
         let ts = e.event.core.ts.as_millis() as i64;
@@ -425,7 +432,7 @@ impl Projection for Directory {
     }
 }
 
-async fn remove_member(c: &mut AnyConnection, t: &Tables, g: &str, user: &str) -> Result<(), ApplyError> {
+async fn remove_member(c: &mut Writer<'_>, t: &Tables, g: &str, user: &str) -> Result<(), ApplyError> {
     exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND user_id = $2", t.n("dir_members")), g, user);
     exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND user_id = $2", t.n("dir_member_roles")), g, user);
     Ok(())

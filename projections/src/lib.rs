@@ -22,9 +22,8 @@ pub mod timeline;
 
 use async_trait::async_trait;
 use openguild_store::StoredEvent;
-use sqlx::AnyConnection;
 
-pub use db::{DbKind, ReadDb, Tables};
+pub use db::{DbKind, ReadDb, Tables, Val, Writer};
 pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
 
 /// Why a projection could not apply an event.
@@ -63,13 +62,7 @@ pub trait Projection: Send + Sync + 'static {
     /// Statements creating its tables under the names `t` gives.
     fn schema(&self, db: DbKind, t: &Tables) -> Vec<String>;
     /// Applies one event inside the runner's transaction.
-    async fn apply(
-        &self,
-        conn: &mut AnyConnection,
-        db: DbKind,
-        t: &Tables,
-        event: &StoredEvent,
-    ) -> Result<(), ApplyError>;
+    async fn apply(&self, w: &mut Writer<'_>, db: DbKind, t: &Tables, event: &StoredEvent) -> Result<(), ApplyError>;
 }
 
 /// Every read model of a server, in the order they are run.

@@ -7,10 +7,9 @@
 use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
-use sqlx::{AnyConnection, Row};
 
-use crate::db::{DbKind, Tables};
-use crate::directory::exec;
+use crate::db::{DbKind, Tables, Writer};
+use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
 pub struct FederationOutbox {
@@ -52,7 +51,7 @@ impl Projection for FederationOutbox {
         ]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         if self.peers.is_empty() {
             return Ok(());
         }
@@ -61,15 +60,9 @@ impl Projection for FederationOutbox {
         let guild = match &e.event.core.stream {
             StreamId::Guild(g) => g.to_string(),
             StreamId::Channel(ch) => {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT guild FROM {} WHERE id = $1",
-                    t.n("outbox_channels")
-                )))
-                .bind(ch.to_string())
-                .fetch_optional(&mut *c)
-                .await?;
-                match row {
-                    Some(r) => r.try_get::<String, _>(0)?,
+                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("outbox_channels"));
+                match c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? {
+                    Some(g) => g,
                     None => return Err(ApplyError::Invalid(format!("event in unknown channel {ch}"))),
                 }
             }
@@ -77,6 +70,7 @@ impl Projection for FederationOutbox {
         };
         if let E::ChannelCreated { channel, .. } = content {
             exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n("outbox_channels")), channel.to_string(), &guild);
+            c.remember(format!("guild-of:{channel}"), guild.clone());
         }
         // A peer's user joining is delivered to that peer; one leaving is delivered before
         // the count drops.
@@ -91,46 +85,44 @@ impl Projection for FederationOutbox {
             }
             _ => None,
         };
+        let servers = t.n("outbox_servers");
         if let Some(server) = &joined {
+            let members = members(c, &servers, &guild, server).await? + 1;
             exec!(
                 c,
                 format!(
-                    "INSERT INTO {} VALUES ($1, $2, 1) ON CONFLICT (guild, server) DO UPDATE SET members = {}.members + 1",
-                    t.n("outbox_servers"),
-                    t.n("outbox_servers")
+                    "INSERT INTO {servers} VALUES ($1, $2, 1) \
+                     ON CONFLICT (guild, server) DO UPDATE SET members = {servers}.members + 1"
                 ),
                 &guild,
                 server
             );
+            c.remember(format!("members:{guild}:{server}"), members.to_string());
         }
         for peer in &self.peers {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT members FROM {} WHERE guild = $1 AND server = $2",
-                t.n("outbox_servers")
-            )))
-            .bind(&guild)
-            .bind(peer)
-            .fetch_optional(&mut *c)
-            .await?;
-            let members: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-            if members > 0 {
-                exec!(
-                    c,
-                    format!("INSERT INTO {} VALUES ($1, $2, $3)", t.n("outbox")),
-                    peer,
-                    e.position as i64,
-                    e.event.id.to_string()
-                );
+            if members(c, &servers, &guild, peer).await? > 0 {
+                ins!(c, t.n("outbox"), "", peer, e.position as i64, e.event.id.to_string());
             }
         }
         if let Some(server) = &left {
+            let members = members(c, &servers, &guild, server).await? - 1;
             exec!(
                 c,
-                format!("UPDATE {} SET members = members - 1 WHERE guild = $1 AND server = $2", t.n("outbox_servers")),
+                format!("UPDATE {servers} SET members = members - 1 WHERE guild = $1 AND server = $2"),
                 &guild,
                 server
             );
+            c.remember(format!("members:{guild}:{server}"), members.to_string());
         }
         Ok(())
+    }
+}
+
+/// How many members of `guild` are on `server` (looked up once per batch).
+async fn members(c: &mut Writer<'_>, servers: &str, guild: &str, server: &str) -> Result<i64, ApplyError> {
+    let sql = format!("SELECT CAST(members AS TEXT) FROM {servers} WHERE guild = $1 AND server = $2");
+    match c.lookup_two(format!("members:{guild}:{server}"), sql, guild.into(), server.into()).await? {
+        Some(v) => v.parse().map_err(|_| ApplyError::Invalid(format!("bad member count {v:?}"))),
+        None => Ok(0),
     }
 }

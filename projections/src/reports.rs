@@ -4,9 +4,8 @@
 use async_trait::async_trait;
 use openguild_domain::{EventBody, ReportTarget, StreamId};
 use openguild_store::StoredEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{DbKind, Tables};
+use crate::db::{DbKind, Tables, Writer};
 use crate::directory::exec;
 use crate::{ApplyError, Projection};
 
@@ -36,7 +35,7 @@ impl Projection for Reports {
         )]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         let StreamId::Guild(g) = &e.event.core.stream else { return Ok(()) };
         let (sender, ts) = (e.event.core.sender.to_string(), e.event.core.ts.as_millis() as i64);
         match e.event.content() {

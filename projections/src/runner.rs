@@ -357,11 +357,18 @@ async fn apply_batch(
     if claimed.rows_affected() != 1 {
         return Ok(Err(None));
     }
+    let mut w = db::Writer::new(&mut tx, db.kind);
     for e in events {
-        if let Err(err) = p.apply(&mut tx, db.kind, t, e).await {
+        if let Err(err) = p.apply(&mut w, db.kind, t, e).await {
             tx.rollback().await?;
             return Ok(Err(Some((e.event.id.to_string(), format!("at position {}: {err}", e.position)))));
         }
+    }
+    if let Err(err) = w.flush().await {
+        // A deferred insert failed: name the batch's last event, the earliest we can.
+        let last = events.last().map(|e| (e.event.id.to_string(), e.position)).unwrap_or_default();
+        tx.rollback().await?;
+        return Ok(Err(Some((last.0, format!("in the batch ending at position {}: {err}", last.1)))));
     }
     let last = events.last().map_or(checkpoint, |e| e.position);
     sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")

@@ -1,13 +1,15 @@
-//! `search`: message text, FTS5 on SQLite and a `tsvector` on PostgreSQL. Redacted and
-//! erased messages leave the index.
+//! `search`: message text, FTS5 on SQLite and a `tsvector` on PostgreSQL. Edited messages
+//! are re-indexed; redacted and erased ones leave the index.
+//!
+//! On SQLite the FTS row id is the message's position, and `search_ids` maps message ids to
+//! it: FTS5 cannot index the id column, and scanning it on every edit would be quadratic.
 
 use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{DbKind, Tables};
-use crate::directory::exec;
+use crate::db::{DbKind, Tables, Writer};
+use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
 pub struct Search;
@@ -19,32 +21,38 @@ impl Projection for Search {
     }
 
     fn version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["search_channels", "search_text"]
+        &["search_channels", "search_ids", "search_text"]
     }
 
     fn schema(&self, db: DbKind, t: &Tables) -> Vec<String> {
         let channels = format!("CREATE TABLE {} (id TEXT PRIMARY KEY, guild TEXT NOT NULL)", t.n("search_channels"));
+        let ids = format!("CREATE TABLE {} (message_id TEXT PRIMARY KEY, position BIGINT NOT NULL)", t.n("search_ids"));
         let text = match db {
             DbKind::Sqlite => format!(
                 "CREATE VIRTUAL TABLE {} USING fts5(message_id UNINDEXED, guild UNINDEXED, channel UNINDEXED, \
-                 position UNINDEXED, body, tokenize = 'unicode61')",
+                 body, tokenize = 'unicode61')",
                 t.n("search_text")
             ),
             DbKind::Postgres => format!(
                 "CREATE TABLE {} (message_id TEXT PRIMARY KEY, guild TEXT NOT NULL, channel TEXT NOT NULL, \
-                 position BIGINT NOT NULL, body TEXT NOT NULL, \
-                 tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED)",
+                 body TEXT NOT NULL, tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED)",
                 t.n("search_text")
             ),
         };
-        vec![channels, text]
+        vec![channels, ids, text]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+        let text_table = t.n("search_text");
+        // How to find a message's index row.
+        let row_of = match db {
+            DbKind::Sqlite => format!("rowid = (SELECT position FROM {} WHERE message_id = $1)", t.n("search_ids")),
+            DbKind::Postgres => "message_id = $1".to_owned(),
+        };
         match (&e.event.core.stream, e.event.content()) {
             (StreamId::Guild(g), EventBody::ChannelCreated { channel, .. }) => {
                 exec!(
@@ -53,39 +61,48 @@ impl Projection for Search {
                     channel.to_string(),
                     g.to_string()
                 );
+                c.remember(format!("guild-of:{channel}"), g.to_string());
             }
             (StreamId::Channel(ch), EventBody::MessagePosted { .. }) => {
-                if let Some(EventBody::MessagePosted { text, .. }) = &e.event.body {
-                    exec!(
+                let Some(EventBody::MessagePosted { text, .. }) = &e.event.body else { return Ok(()) };
+                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("search_channels"));
+                let Some(guild) = c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? else {
+                    return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
+                };
+                let id = e.event.id.to_string();
+                ins!(c, t.n("search_ids"), "", &id, e.position as i64);
+                match db {
+                    DbKind::Sqlite => ins!(
                         c,
-                        format!(
-                            "INSERT INTO {} (message_id, guild, channel, position, body) \
-                         SELECT $1, guild, $2, $3, $4 FROM {} WHERE id = $2",
-                            t.n("search_text"),
-                            t.n("search_channels")
-                        ),
-                        e.event.id.to_string(),
-                        ch.to_string(),
+                        format!("{text_table} (rowid, message_id, guild, channel, body)"),
+                        "",
                         e.position as i64,
+                        &id,
+                        guild,
+                        ch.to_string(),
                         text
-                    );
+                    ),
+                    DbKind::Postgres => ins!(
+                        c,
+                        format!("{text_table} (message_id, guild, channel, body)"),
+                        "",
+                        &id,
+                        guild,
+                        ch.to_string(),
+                        text
+                    ),
                 }
             }
             (StreamId::Channel(_), EventBody::MessageEdited { message, .. }) => match &e.event.body {
                 Some(EventBody::MessageEdited { text, .. }) => {
-                    exec!(
-                        c,
-                        format!("UPDATE {} SET body = $2 WHERE message_id = $1", t.n("search_text")),
-                        message.to_string(),
-                        text
-                    );
+                    exec!(c, format!("UPDATE {text_table} SET body = $2 WHERE {row_of}"), message.to_string(), text);
                 }
                 _ => {
-                    exec!(c, format!("DELETE FROM {} WHERE message_id = $1", t.n("search_text")), message.to_string());
+                    exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), message.to_string());
                 }
             },
             (StreamId::Channel(_), EventBody::MessageRedacted { message, .. }) => {
-                exec!(c, format!("DELETE FROM {} WHERE message_id = $1", t.n("search_text")), message.to_string());
+                exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), message.to_string());
             }
             _ => {}
         }

@@ -5,10 +5,9 @@
 use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{DbKind, Tables};
-use crate::directory::exec;
+use crate::db::{DbKind, Tables, Writer};
+use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
 pub struct Timeline;
@@ -47,7 +46,7 @@ impl Projection for Timeline {
         ]
     }
 
-    async fn apply(&self, c: &mut AnyConnection, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
+    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         use EventBody as E;
         let core = &e.event.core;
         let sender = core.sender.to_string();
@@ -60,6 +59,7 @@ impl Projection for Timeline {
                     channel.to_string(),
                     g.to_string()
                 );
+                c.remember(format!("guild-of:{channel}"), g.to_string());
             }
             (StreamId::Guild(g), E::MemberBanned { user, purge_since: Some(since), .. }) => {
                 exec!(
@@ -82,28 +82,30 @@ impl Projection for Timeline {
                 };
                 let mentions: Vec<String> = mentions.iter().map(|u| u.to_string()).collect();
                 let mentions = serde_json::to_string(&mentions).map_err(|err| ApplyError::Invalid(err.to_string()))?;
-                let done = exec!(
+                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("tl_channels"));
+                let Some(guild) = c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? else {
+                    return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
+                };
+                ins!(
                     c,
-                    format!(
-                        "INSERT INTO {} (id, position, channel, guild, author, body, reply_to, mentions, mentions_everyone, created_at, \
-                     edited_at, redacted, redacted_by, redact_reason, pinned) \
-                     SELECT $1, $2, $3, guild, $4, $5, $6, $7, $8, $9, NULL, 0, NULL, NULL, 0 FROM {} WHERE id = $3",
-                        t.n("tl_messages"),
-                        t.n("tl_channels")
-                    ),
+                    t.n("tl_messages"),
+                    "",
                     e.event.id.to_string(),
                     e.position as i64,
                     ch.to_string(),
+                    guild,
                     &sender,
                     text,
                     reply_to.map(|r| r.to_string()),
                     mentions,
                     i64::from(*mentions_everyone),
-                    ts
+                    ts,
+                    None::<i64>,
+                    0,
+                    None::<String>,
+                    None::<String>,
+                    0
                 );
-                if done.rows_affected() != 1 {
-                    return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
-                }
             }
             (StreamId::Channel(_), E::MessageEdited { message, .. }) => {
                 let text = match &e.event.body {
@@ -135,9 +137,10 @@ impl Projection for Timeline {
                 exec!(c, format!("DELETE FROM {} WHERE message = $1", t.n("tl_reactions")), message.to_string());
             }
             (StreamId::Channel(_), E::ReactionAdded { message, emoji }) => {
-                exec!(
+                ins!(
                     c,
-                    format!("INSERT INTO {} VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", t.n("tl_reactions")),
+                    t.n("tl_reactions"),
+                    "ON CONFLICT DO NOTHING",
                     message.to_string(),
                     emoji,
                     &sender,
