@@ -65,7 +65,7 @@ async fn generate(store: Arc<dyn EventStore>, total: u64) {
         let stream = StreamId::Guild(id);
         let mut state = guild::Guild::default();
         let mut events = Vec::new();
-        let mut push = |state: &mut guild::Guild, actor: &UserId, body: EventBody, events: &mut Vec<SignedEvent>| {
+        let push = |state: &mut guild::Guild, actor: &UserId, body: EventBody, events: &mut Vec<SignedEvent>| {
             let e = sign(&key, &stream, state.version + 1, state.head, actor, body, state.version);
             *state = guild::evolve(std::mem::take(state), &e.event);
             events.push(e);

@@ -84,7 +84,13 @@ pub async fn dump_tables(db: &ReadDb) -> Result<std::collections::BTreeMap<Strin
     let mut out = std::collections::BTreeMap::new();
     for p in all(vec![]) {
         for table in p.tables() {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&db.pool).await?;
+            // PostgreSQL: one JSON text per row (the Any driver cannot decode a tsvector);
+            // the derived `tsv` column is left out.
+            let sql = match db.kind {
+                DbKind::Sqlite => format!("SELECT * FROM {table}"),
+                DbKind::Postgres => format!("SELECT (to_jsonb(t) - 'tsv')::text FROM {table} t"),
+            };
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await?;
             let mut lines: Vec<String> = rows
                 .iter()
                 .map(|r| {

@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tokio::sync::watch;
 
 use crate::db::{self, DbKind, ReadDb, Tables};
-use crate::{Projection, ProjectionError};
+use crate::{ApplyError, Projection, ProjectionError};
 
 const BATCH: usize = 1000;
 
@@ -345,39 +345,100 @@ async fn apply_batch(
     checkpoint: u64,
     events: &[StoredEvent],
 ) -> Result<BatchOutcome, ProjectionError> {
+    let name = checkpoint_name(p.name(), t);
+    match apply_events(db, p, t, &name, checkpoint, events, false).await? {
+        Applied::All => Ok(Ok(())),
+        Applied::Raced => Ok(Err(None)),
+        Applied::Failed | Applied::Stopped { .. } => {
+            // Find the exact event, one at a time, and keep everything before it.
+            match apply_events(db, p, t, &name, checkpoint, events, true).await? {
+                Applied::Raced => Ok(Err(None)),
+                Applied::Stopped { event, reason } => Ok(Err(Some((event, reason)))),
+                Applied::All | Applied::Failed => Err(ProjectionError::Stopped {
+                    name,
+                    position: checkpoint,
+                    event: String::new(),
+                    reason: "a batch failed but no single event did (is the database failing?)".into(),
+                }),
+            }
+        }
+    }
+}
+
+enum Applied {
+    All,
+    Raced,
+    /// The batch failed somewhere (held-back inserts hide where).
+    Failed,
+    /// One event by one: it failed; the ones before it are committed.
+    Stopped {
+        event: String,
+        reason: String,
+    },
+}
+
+/// Applies `events` after claiming the checkpoint, and moves it, in one transaction. With
+/// `one_by_one`, rows are sent after each event, so a failure names its event, and the
+/// events before it are committed.
+async fn apply_events(
+    db: &ReadDb,
+    p: &dyn Projection,
+    t: &Tables,
+    name: &str,
+    checkpoint: u64,
+    events: &[StoredEvent],
+    one_by_one: bool,
+) -> Result<Applied, ProjectionError> {
     let mut conn = db.pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let name = checkpoint_name(p.name(), t);
     let claimed =
         sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
-            .bind(&name)
+            .bind(name)
             .bind(checkpoint as i64)
             .execute(&mut *tx)
             .await?;
     if claimed.rows_affected() != 1 {
-        return Ok(Err(None));
+        return Ok(Applied::Raced);
     }
-    let mut w = db::Writer::new(&mut tx, db.kind);
-    for e in events {
-        if let Err(err) = p.apply(&mut w, db.kind, t, e).await {
-            tx.rollback().await?;
-            return Ok(Err(Some((e.event.id.to_string(), format!("at position {}: {err}", e.position)))));
+    let mut done = checkpoint;
+    let mut failure = None;
+    {
+        let mut w = db::Writer::new(&mut tx, db.kind);
+        for e in events {
+            let applied = match p.apply(&mut w, db.kind, t, e).await {
+                Ok(()) if one_by_one => w.flush().await.map_err(ApplyError::from),
+                other => other,
+            };
+            match applied {
+                Ok(()) => done = e.position,
+                Err(_) if !one_by_one => return Ok(Applied::Failed),
+                Err(err) => {
+                    failure = Some((e.event.id.to_string(), format!("at position {}: {err}", e.position)));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && w.flush().await.is_err() {
+            return Ok(Applied::Failed);
         }
     }
-    if let Err(err) = w.flush().await {
-        // A deferred insert failed: name the batch's last event, the earliest we can.
-        let last = events.last().map(|e| (e.event.id.to_string(), e.position)).unwrap_or_default();
+    if let Some((event, reason)) = failure {
+        // The failed event's statements may have half run: start again with what came
+        // before it, which is known to apply.
         tx.rollback().await?;
-        return Ok(Err(Some((last.0, format!("in the batch ending at position {}: {err}", last.1)))));
+        let before: Vec<StoredEvent> = events.iter().take_while(|e| e.position <= done).cloned().collect();
+        if !before.is_empty() {
+            Box::pin(apply_events(db, p, t, name, checkpoint, &before, false)).await?;
+        }
+        return Ok(Applied::Stopped { event, reason });
     }
-    let last = events.last().map_or(checkpoint, |e| e.position);
     sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
-        .bind(&name)
-        .bind(last as i64)
+        .bind(name)
+        .bind(done as i64)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(Applied::All)
 }
 
 /// Progress of a rebuild, for the CLI's progress bar.
@@ -441,7 +502,7 @@ pub async fn rebuild(
     if db.kind == DbKind::Postgres {
         // PostgreSQL keeps index names: give them back their live names.
         for (from, to) in rebuild_names.iter().zip(&live_names) {
-            let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname FROM pg_indexes WHERE tablename = $1")
+            let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
                 .bind(to)
                 .fetch_all(&mut *tx)
                 .await?;

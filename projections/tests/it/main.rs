@@ -5,8 +5,10 @@
 //! - `rebuild`: live projections equal projections rebuilt from zero (property test).
 //! - `consistency`: read-your-writes under load; a projection that meets a bad event stops.
 //! - `replay`: `audit replay` at moments of a scripted moderation scenario.
+//! - `postgres`: the read models on PostgreSQL, and one node at a time per projection.
 
 mod consistency;
+mod postgres;
 mod rebuild;
 mod replay;
 mod support;
