@@ -20,3 +20,5 @@ lint:
 ## Benchmarks whose figures go to docs/PERFORMANCE.md.
 bench:
 	cargo bench -p openguild-domain --bench signing
+	cargo bench -p openguild-store --bench throughput
+	cargo bench -p openguild-projections --bench rebuild
