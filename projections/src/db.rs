@@ -62,7 +62,7 @@ impl ReadDb {
                         // A lost commit after power loss is re-derived from the events, so
                         // NORMAL is enough here; the checkpoint moves with the rows.
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                            "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }
@@ -93,6 +93,19 @@ impl ReadDb {
             DbKind::Sqlite => "BLOB",
             DbKind::Postgres => "BYTEA",
         }
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails with
+/// SQLITE_BUSY, without waiting, when another connection committed in between.
+pub async fn begin_write(
+    conn: &mut sqlx::AnyConnection,
+    kind: DbKind,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+    match kind {
+        DbKind::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await,
+        DbKind::Postgres => sqlx::Connection::begin(conn).await,
     }
 }
 

@@ -142,7 +142,7 @@ async fn prepare(db: &ReadDb, p: &dyn Projection) -> Result<(), ProjectionError>
     if stored.is_some() {
         tracing::info!(projection = p.name(), "projection tables changed version: rebuilding from zero");
     }
-    let mut tx = conn.begin().await?;
+    let mut tx = db::begin_write(&mut conn, db.kind).await?;
     let names: Vec<String> = p.tables().iter().map(|t| Tables::LIVE.n(t)).collect();
     db::drop_tables(&mut tx, &names).await?;
     db::create(&mut tx, &p.schema(db.kind, &Tables::LIVE)).await?;
@@ -326,7 +326,9 @@ pub(crate) async fn step(
             .bind(&reason)
             .execute(&db.pool)
             .await?;
-            Ok(Step::Stopped { position: checkpoint, event, reason })
+            // The events before the bad one were committed.
+            let position = read_checkpoint(db, &checkpoint_name(p.name(), t)).await?.0;
+            Ok(Step::Stopped { position, event, reason })
         }
     }
 }
@@ -390,7 +392,7 @@ async fn apply_events(
     one_by_one: bool,
 ) -> Result<Applied, ProjectionError> {
     let mut conn = db.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = db::begin_write(&mut conn, db.kind).await?;
     let claimed =
         sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
             .bind(name)
@@ -398,6 +400,7 @@ async fn apply_events(
             .execute(&mut *tx)
             .await?;
     if claimed.rows_affected() != 1 {
+        tx.rollback().await?;
         return Ok(Applied::Raced);
     }
     let mut done = checkpoint;
@@ -411,7 +414,6 @@ async fn apply_events(
             };
             match applied {
                 Ok(()) => done = e.position,
-                Err(_) if !one_by_one => return Ok(Applied::Failed),
                 Err(err) => {
                     failure = Some((e.event.id.to_string(), format!("at position {}: {err}", e.position)));
                     break;
@@ -419,8 +421,13 @@ async fn apply_events(
             }
         }
         if failure.is_none() && w.flush().await.is_err() {
-            return Ok(Applied::Failed);
+            failure = Some((String::new(), String::new()));
         }
+    }
+    if failure.is_some() && !one_by_one {
+        // Roll back now, not on drop: SQLite's write lock must go before the next try.
+        tx.rollback().await?;
+        return Ok(Applied::Failed);
     }
     if let Some((event, reason)) = failure {
         // The failed event's statements may have half run: start again with what came
@@ -428,7 +435,11 @@ async fn apply_events(
         tx.rollback().await?;
         let before: Vec<StoredEvent> = events.iter().take_while(|e| e.position <= done).cloned().collect();
         if !before.is_empty() {
-            Box::pin(apply_events(db, p, t, name, checkpoint, &before, false)).await?;
+            match Box::pin(apply_events(db, p, t, name, checkpoint, &before, false)).await? {
+                Applied::All => {}
+                Applied::Raced => return Ok(Applied::Raced),
+                Applied::Failed | Applied::Stopped { .. } => return Ok(Applied::Failed),
+            }
         }
         return Ok(Applied::Stopped { event, reason });
     }
@@ -463,7 +474,7 @@ pub async fn rebuild(
     let rebuild_names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
     {
         let mut conn = db.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = db::begin_write(&mut conn, db.kind).await?;
         db::drop_tables(&mut tx, &rebuild_names).await?;
         db::create(&mut tx, &p.schema(db.kind, &t)).await?;
         upsert_checkpoint(&mut tx, &checkpoint_name(p.name(), &t), 0, p.version()).await?;
@@ -489,7 +500,7 @@ pub async fn rebuild(
     // Swap: claim the live checkpoint first (the lock order every batch uses), then replace
     // the live tables and checkpoint with the rebuilt ones, in one transaction.
     let mut conn = db.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = db::begin_write(&mut conn, db.kind).await?;
     sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1")
         .bind(p.name())
         .execute(&mut *tx)
@@ -502,10 +513,11 @@ pub async fn rebuild(
     if db.kind == DbKind::Postgres {
         // PostgreSQL keeps index names: give them back their live names.
         for (from, to) in rebuild_names.iter().zip(&live_names) {
-            let indexes: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
-                .bind(to)
-                .fetch_all(&mut *tx)
-                .await?;
+            let indexes: Vec<String> =
+                sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1")
+                    .bind(to)
+                    .fetch_all(&mut *tx)
+                    .await?;
             for idx in indexes.into_iter().filter(|i| i.contains(from.as_str())) {
                 let renamed = idx.replace(from.as_str(), to);
                 sqlx::query(sqlx::AssertSqlSafe(format!("ALTER INDEX {idx} RENAME TO {renamed}")))

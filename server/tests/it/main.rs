@@ -4,6 +4,8 @@
 //!   data directory written through the store.
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
+//! - `outbox`: the federation outbox pull over HTTP.
 
 mod cli;
 mod crash;
+mod outbox;
