@@ -51,14 +51,7 @@ pub fn decode_lenient<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalE
 
 /// Decodes bytes that must be exactly the canonical encoding of the value.
 pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalError> {
-    let mut rest = bytes;
-    let value = {
-        let mut de = rmp_serde::Deserializer::new(&mut rest);
-        T::deserialize(&mut de).map_err(|e| CanonicalError::Malformed(e.to_string()))?
-    };
-    if !rest.is_empty() {
-        return Err(CanonicalError::TrailingBytes(rest.len()));
-    }
+    let value = decode_lenient(bytes)?;
     let mut again = Vec::with_capacity(bytes.len());
     encode_into(&value, &mut again)?;
     if again != bytes {

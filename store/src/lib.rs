@@ -192,6 +192,33 @@ impl Default for Options {
     }
 }
 
+/// Positions and seqs are stored as signed 64-bit integers.
+pub(crate) fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A `(position, id, core, body, signatures)` row read back from SQLite or PostgreSQL.
+pub(crate) fn row_to_event<R>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let position: i64 = row.try_get(0)?;
+    let id: Vec<u8> = row.try_get(1)?;
+    let id: [u8; 32] = id.as_slice().try_into().map_err(|_| {
+        StoreError::Open(format!("stored event at position {position} has an id of {} bytes, not 32", id.len()))
+    })?;
+    let raw = RawEvent {
+        id: EventId::from_hash(id),
+        core: row.try_get(2)?,
+        body: row.try_get(3)?,
+        signatures: row.try_get(4)?,
+    };
+    decode_row(position as u64, raw)
+}
+
 /// Decodes a row read back, checking id and content hash.
 pub(crate) fn decode_row(position: u64, raw: RawEvent) -> Result<StoredEvent, StoreError> {
     let event = raw.decode().map_err(|reason| StoreError::Corrupt { position, reason })?;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openguild_domain::event::{RawEvent, SignedEvent};
+use openguild_domain::event::SignedEvent;
 use openguild_domain::{EventId, StreamId};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
 use crate::sqlite::migrate_error;
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, decode_row};
+use crate::{
+    AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp, row_to_event,
+};
 
 const CHANNEL: &str = "openguild_events";
 
@@ -190,22 +192,6 @@ impl EventStore for PostgresStore {
         }
         self.pool.close().await;
     }
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn row_to_event(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
-    let id: Vec<u8> = row.try_get(1)?;
-    let raw = RawEvent {
-        id: EventId::from_hash(id.as_slice().try_into().unwrap_or([0; 32])),
-        core: row.try_get(2)?,
-        body: row.try_get(3)?,
-        signatures: row.try_get(4)?,
-    };
-    decode_row(position as u64, raw)
 }
 
 async fn run_writer(

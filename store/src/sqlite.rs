@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openguild_domain::event::{RawEvent, SignedEvent};
+use openguild_domain::event::SignedEvent;
 use openguild_domain::{EventId, StreamId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -22,7 +22,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, decode_row};
+use crate::{
+    AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp, row_to_event,
+};
 
 /// `PRAGMA application_id` of an OpenGuild event store ("OGES").
 const APPLICATION_ID: i32 = 0x4F47_4553;
@@ -318,23 +320,6 @@ impl EventStore for SqliteStore {
             lock.take();
         }
     }
-}
-
-/// SQLite integers are signed 64-bit.
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn row_to_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
-    let id: Vec<u8> = row.try_get(1)?;
-    let raw = RawEvent {
-        id: EventId::from_hash(id.as_slice().try_into().unwrap_or([0; 32])),
-        core: row.try_get(2)?,
-        body: row.try_get(3)?,
-        signatures: row.try_get(4)?,
-    };
-    decode_row(position as u64, raw)
 }
 
 /// The writer: takes what is queued, commits it in one transaction, acknowledges.
