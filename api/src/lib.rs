@@ -5,6 +5,7 @@
 //! extract, call one function and map the result; no SQL or permission logic lives here
 //! beyond reading a read model.
 
+pub mod commands;
 mod outbox;
 
 use std::collections::HashMap;

@@ -1,0 +1,6 @@
+//! The API crate's tests, one binary.
+//!
+//! - `commands`: the command path (decide, sign, append) against a real store, alone and
+//!   with two executors racing on the same streams.
+
+mod commands;
