@@ -163,6 +163,13 @@ impl From<Option<String>> for Val {
     }
 }
 
+/// Sets column `i` of a held-back row (rows have their table's width).
+pub fn set(row: &mut [Val], i: usize, v: Val) {
+    if let Some(slot) = row.get_mut(i) {
+        *slot = v;
+    }
+}
+
 /// Statement sizes (rows) pending inserts are cut into. A few fixed sizes keep the number
 /// of distinct statements small, so each is prepared once and then found in sqlx's cache.
 const CHUNKS: [usize; 5] = [128, 32, 8, 2, 1];
@@ -235,6 +242,38 @@ impl<'c> Writer<'c> {
             None => self.pending.push(Pending { head, tail, width: row.len(), rows: vec![row] }),
         }
         Ok(())
+    }
+
+    /// Changes the most recent held-back row of `table` whose column `key` holds `value`.
+    /// Returns false when no such row is held back (it was sent: change it with SQL).
+    pub fn update_held(&mut self, table: &str, key: usize, value: &str, change: impl FnOnce(&mut Vec<Val>)) -> bool {
+        let prefix = format!("INSERT INTO {table} ");
+        for p in self.pending.iter_mut().filter(|p| p.head.starts_with(&prefix)) {
+            if let Some(row) =
+                p.rows.iter_mut().rev().find(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value))
+            {
+                change(row);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a row of `table` whose column `key` holds `value` is held back.
+    pub fn held(&self, table: &str, key: usize, value: &str) -> bool {
+        let prefix = format!("INSERT INTO {table} ");
+        self.pending
+            .iter()
+            .filter(|p| p.head.starts_with(&prefix))
+            .any(|p| p.rows.iter().any(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value)))
+    }
+
+    /// Drops the held-back rows of `table` whose column `key` holds `value`.
+    pub fn drop_held(&mut self, table: &str, key: usize, value: &str) {
+        let prefix = format!("INSERT INTO {table} ");
+        for p in self.pending.iter_mut().filter(|p| p.head.starts_with(&prefix)) {
+            p.rows.retain(|r| !matches!(r.get(key), Some(Val::T(Some(v))) if v == value));
+        }
     }
 
     /// Runs a statement (after the pending inserts).

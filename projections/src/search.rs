@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
+use crate::db::{DbKind, Tables, Val, Writer, set};
 use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
@@ -93,16 +93,30 @@ impl Projection for Search {
                     ),
                 }
             }
-            (StreamId::Channel(_), EventBody::MessageEdited { message, .. }) => match &e.event.body {
-                Some(EventBody::MessageEdited { text, .. }) => {
-                    exec!(c, format!("UPDATE {text_table} SET body = $2 WHERE {row_of}"), message.to_string(), text);
+            (StreamId::Channel(_), EventBody::MessageEdited { message, .. }) => {
+                let id = message.to_string();
+                // Column of the id and the body in a held-back row (SQLite rows carry the rowid).
+                let (key, body) = if db == DbKind::Sqlite { (1, 4) } else { (0, 3) };
+                match &e.event.body {
+                    Some(EventBody::MessageEdited { text, .. }) => {
+                        if !c.update_held(&text_table, key, &id, |row| set(row, body, Val::T(Some(text.clone())))) {
+                            exec!(c, format!("UPDATE {text_table} SET body = $2 WHERE {row_of}"), id, text);
+                        }
+                    }
+                    _ => {
+                        c.drop_held(&text_table, key, &id);
+                        exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), id);
+                    }
                 }
-                _ => {
-                    exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), message.to_string());
-                }
-            },
+            }
             (StreamId::Channel(_), EventBody::MessageRedacted { message, .. }) => {
-                exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), message.to_string());
+                let id = message.to_string();
+                let key = if db == DbKind::Sqlite { 1 } else { 0 };
+                if !c.held(&text_table, key, &id) {
+                    exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), id);
+                } else {
+                    c.drop_held(&text_table, key, &id);
+                }
             }
             _ => {}
         }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
+use crate::db::{DbKind, Tables, Val, Writer, set};
 use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
@@ -112,29 +112,47 @@ impl Projection for Timeline {
                     Some(E::MessageEdited { text, .. }) => Some(text.clone()),
                     _ => None,
                 };
-                exec!(
-                    c,
-                    format!(
-                        "UPDATE {} SET body = $2, edited_at = $3 WHERE id = $1 AND redacted = 0",
-                        t.n("tl_messages")
-                    ),
-                    message.to_string(),
-                    text,
-                    ts
-                );
+                let (id, table) = (message.to_string(), t.n("tl_messages"));
+                // A message still held back is changed in place: no statement, no flush.
+                let held = c.update_held(&table, 0, &id, |row| {
+                    if matches!(row.get(11), Some(Val::I(Some(0)))) {
+                        set(row, 5, Val::T(text.clone()));
+                        set(row, 10, Val::I(Some(ts)));
+                    }
+                });
+                if !held {
+                    exec!(
+                        c,
+                        format!("UPDATE {table} SET body = $2, edited_at = $3 WHERE id = $1 AND redacted = 0"),
+                        id,
+                        text,
+                        ts
+                    );
+                }
             }
             (StreamId::Channel(_), E::MessageRedacted { message, reason }) => {
-                exec!(
-                    c,
-                    format!(
-                        "UPDATE {} SET redacted = 1, body = NULL, redacted_by = $2, redact_reason = $3 WHERE id = $1",
-                        t.n("tl_messages")
-                    ),
-                    message.to_string(),
-                    &sender,
-                    reason
-                );
-                exec!(c, format!("DELETE FROM {} WHERE message = $1", t.n("tl_reactions")), message.to_string());
+                let (id, table) = (message.to_string(), t.n("tl_messages"));
+                let held = c.update_held(&table, 0, &id, |row| {
+                    set(row, 5, Val::T(None));
+                    set(row, 11, Val::I(Some(1)));
+                    set(row, 12, Val::T(Some(sender.clone())));
+                    set(row, 13, Val::T(Some(reason.clone())));
+                });
+                if held {
+                    // Its reactions came after it, so they are held back too.
+                    c.drop_held(&t.n("tl_reactions"), 0, &id);
+                } else {
+                    exec!(
+                        c,
+                        format!(
+                            "UPDATE {table} SET redacted = 1, body = NULL, redacted_by = $2, redact_reason = $3 WHERE id = $1"
+                        ),
+                        &id,
+                        &sender,
+                        reason
+                    );
+                    exec!(c, format!("DELETE FROM {} WHERE message = $1", t.n("tl_reactions")), id);
+                }
             }
             (StreamId::Channel(_), E::ReactionAdded { message, emoji }) => {
                 ins!(
