@@ -6,6 +6,7 @@
 //! beyond reading a read model.
 
 pub mod commands;
+mod metrics;
 mod outbox;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .with_state(state)
 }

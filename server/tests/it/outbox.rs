@@ -88,6 +88,11 @@ fn start(data: &std::path::Path) -> (Child, String) {
 }
 
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, body) = get_text(addr, path, token);
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+fn get_text(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
@@ -95,7 +100,7 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) 
     stream.read_to_string(&mut response).unwrap();
     let status: u16 = response.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (status, body.to_owned())
 }
 
 #[tokio::test]
@@ -134,6 +139,13 @@ async fn a_peer_pulls_the_events_of_guilds_it_has_members_in() {
     assert!(page2["events"][0]["core"].as_str().is_some_and(|c| !c.is_empty()), "signed bytes are included");
     let (_, other) = get(&addr, "/_openguild/federation/v1/outbox", Some("0ther"));
     assert_eq!(other["events"].as_array().unwrap().len(), 0, "a peer without members gets nothing");
+
+    // The metrics an operator alerts on.
+    let (status, metrics) = get_text(&addr, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("openguild_store_head_position 6"), "{metrics}");
+    assert!(metrics.contains("openguild_projection_lag{projection=\"timeline\"} 0"), "{metrics}");
+    assert!(metrics.contains("openguild_projection_stopped{projection=\"federation_outbox\"} 0"), "{metrics}");
     server.kill().unwrap();
     server.wait().unwrap();
 }

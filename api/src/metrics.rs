@@ -1,0 +1,49 @@
+//! `GET /metrics`: Prometheus text exposition of the store head and each projection's
+//! position, lag and state. A stopped projection shows as `openguild_projection_stopped 1`,
+//! the metric to alert on.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use openguild_projections::ProjectionState;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+type ByProjection = Family<Vec<(String, String)>, Gauge>;
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut registry = Registry::with_prefix("openguild");
+    let head = Gauge::<i64>::default();
+    let position = ByProjection::default();
+    let lag = ByProjection::default();
+    let stopped = ByProjection::default();
+    registry.register("store_head_position", "The last position written to the event store", head.clone());
+    registry.register("projection_position", "The last position a projection applied", position.clone());
+    registry.register("projection_lag", "Events a projection is behind the store head", lag.clone());
+    registry.register("projection_stopped", "1 if the projection met an event it cannot apply", stopped.clone());
+
+    let store_head = match state.store.head_position().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: store unreachable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "event store unreachable\n").into_response();
+        }
+    };
+    head.set(i64::try_from(store_head).unwrap_or(i64::MAX));
+    for s in state.projections.status() {
+        let labels = vec![("projection".to_owned(), s.name.to_owned())];
+        position.get_or_create(&labels).set(i64::try_from(s.position).unwrap_or(i64::MAX));
+        lag.get_or_create(&labels).set(i64::try_from(store_head.saturating_sub(s.position)).unwrap_or(i64::MAX));
+        stopped.get_or_create(&labels).set(i64::from(matches!(s.state, ProjectionState::Stopped { .. })));
+    }
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &registry) {
+        tracing::error!(error = %e, "metrics: encoding failed");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n").into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
