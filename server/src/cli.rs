@@ -15,7 +15,8 @@ use openguild_projections::{ReadDb, RebuildProgress};
 use openguild_store::{Direction, EventStore, Options, StoredEvent};
 use serde_json::json;
 
-use crate::{Place, keys};
+use crate::Settings as Place;
+use crate::keys;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum EventsCommand {
@@ -172,7 +173,7 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
             println!("store head: {head}");
         }
         ProjectionsCommand::Rebuild { name, all } => {
-            let list = openguild_projections::all(place.peers.clone());
+            let list = openguild_projections::all(place.federation.peers.clone());
             let chosen: Vec<_> = match (name, all) {
                 (_, true) => list,
                 (Some(n), false) => {

@@ -6,6 +6,9 @@
 mod cli;
 mod keys;
 mod serve;
+mod settings;
+
+use settings::Settings;
 
 use std::path::PathBuf;
 
@@ -16,38 +19,55 @@ use clap::{Parser, Subcommand};
 #[command(name = "openguild", version, about = "A self-hostable, event-sourced community backend")]
 struct Cli {
     #[command(flatten)]
-    place: Place,
+    overrides: Overrides,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// Where the data lives; shared by every command.
+/// Settings given on the command line or in `OPENGUILD_*` variables; they override the
+/// configuration file (docs/CONFIG.md).
 #[derive(clap::Args, Debug, Clone)]
-pub struct Place {
+pub struct Overrides {
+    /// The configuration file (default: `./openguild.toml` if it exists).
+    #[arg(long, global = true, env = "OPENGUILD_CONFIG")]
+    config: Option<PathBuf>,
     /// Where the embedded event store, read models and server key live.
-    #[arg(long, global = true, env = "OPENGUILD_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    #[arg(long, global = true, env = "OPENGUILD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The event store: a SQLite path or `postgres://…` (default: `<data dir>/events.db`).
     #[arg(long, global = true, env = "OPENGUILD_STORE_URL")]
-    pub store_url: Option<String>,
+    store_url: Option<String>,
     /// The read model database: a SQLite path or `postgres://…` (default: `<data dir>/read.db`).
     #[arg(long, global = true, env = "OPENGUILD_READ_DB_URL")]
-    pub read_db_url: Option<String>,
+    read_db_url: Option<String>,
     /// This hub's server name, as in user ids (`@handle:SERVER`).
-    #[arg(long, global = true, env = "OPENGUILD_SERVER_NAME", default_value = "localhost")]
-    pub server_name: String,
+    #[arg(long, global = true, env = "OPENGUILD_SERVER_NAME")]
+    server_name: Option<String>,
     /// Allowlisted peer hubs, comma-separated, for the federation outbox.
     #[arg(long, global = true, env = "OPENGUILD_FEDERATION_PEERS", value_delimiter = ',')]
-    pub peers: Vec<String>,
+    peers: Option<Vec<String>>,
 }
 
-impl Place {
-    pub fn store_url(&self) -> String {
-        self.store_url.clone().unwrap_or_else(|| self.data_dir.join("events.db").display().to_string())
-    }
-
-    pub fn read_db_url(&self) -> String {
-        self.read_db_url.clone().unwrap_or_else(|| self.data_dir.join("read.db").display().to_string())
+impl Overrides {
+    /// The configuration file, overridden by the environment and flags.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let mut s = Settings::load(self.config.as_deref())?;
+        if let Some(v) = &self.data_dir {
+            s.data_dir = v.clone();
+        }
+        if let Some(v) = &self.store_url {
+            s.store_url = v.clone();
+        }
+        if let Some(v) = &self.read_db_url {
+            s.read_db_url = v.clone();
+        }
+        if let Some(v) = &self.server_name {
+            s.server_name = v.clone();
+        }
+        if let Some(v) = &self.peers {
+            s.federation.peers = v.clone();
+        }
+        Ok(s)
     }
 }
 
@@ -64,6 +84,17 @@ enum Command {
     /// Moderation history.
     #[command(subcommand)]
     Audit(cli::AuditCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print every setting with its default, as TOML.
+    Defaults,
+    /// Print the settings in force (file, environment, flags), secrets hidden.
+    Show,
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,12 +105,21 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
         rt.block_on(async {
+            let settings = cli.overrides.settings()?;
             match cli.command {
-                None => serve::serve(cli.place, serve::ServeArgs::default()).await,
-                Some(Command::Serve(args)) => serve::serve(cli.place, args).await,
-                Some(Command::Events(cmd)) => cli::events(cli.place, cmd).await,
-                Some(Command::Projections(cmd)) => cli::projections(cli.place, cmd).await,
-                Some(Command::Audit(cmd)) => cli::audit(cli.place, cmd).await,
+                None => serve::serve(settings, serve::ServeArgs::default()).await,
+                Some(Command::Serve(args)) => serve::serve(settings, args).await,
+                Some(Command::Events(cmd)) => cli::events(settings, cmd).await,
+                Some(Command::Projections(cmd)) => cli::projections(settings, cmd).await,
+                Some(Command::Audit(cmd)) => cli::audit(settings, cmd).await,
+                Some(Command::Config(ConfigCommand::Defaults)) => {
+                    print!("{}", Settings::defaults_toml()?);
+                    Ok(())
+                }
+                Some(Command::Config(ConfigCommand::Show)) => {
+                    println!("{settings:#?}");
+                    Ok(())
+                }
             }
         })
     });

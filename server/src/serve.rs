@@ -9,26 +9,39 @@ use anyhow::Context;
 use openguild_projections::{Projections, ReadDb};
 use openguild_store::Options;
 
-use crate::{Place, keys};
+use crate::Settings as Place;
+use crate::keys;
+use crate::settings::Secret;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "OPENGUILD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "OPENGUILD_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Peer tokens for the outbox pull, as `PEER=TOKEN`, comma-separated.
     #[arg(long, env = "OPENGUILD_FEDERATION_PEER_TOKENS", value_delimiter = ',')]
-    peer_tokens: Vec<String>,
+    peer_tokens: Option<Vec<String>>,
 }
 
 impl Default for ServeArgs {
+    /// What `openguild` with no subcommand uses: the environment, as `serve` would.
     fn default() -> Self {
         let listen = std::env::var("OPENGUILD_LISTEN").ok().and_then(|l| l.parse().ok());
-        Self { listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))), peer_tokens: vec![] }
+        let peer_tokens =
+            std::env::var("OPENGUILD_FEDERATION_PEER_TOKENS").ok().map(|t| t.split(',').map(str::to_owned).collect());
+        Self { listen, peer_tokens }
     }
 }
 
-pub async fn serve(place: Place, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(listen) = args.listen {
+        place.listen = listen;
+    }
+    for entry in args.peer_tokens.iter().flatten() {
+        let (peer, token) =
+            entry.split_once('=').with_context(|| format!("peer token {entry:?} must be PEER=TOKEN"))?;
+        place.federation.peer_tokens.insert(peer.to_owned(), Secret::new(token.to_owned()));
+    }
     let server: openguild_domain::ServerName =
         place.server_name.parse().with_context(|| format!("OPENGUILD_SERVER_NAME {:?}", place.server_name))?;
     std::fs::create_dir_all(&place.data_dir)
@@ -36,21 +49,18 @@ pub async fn serve(place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let key = keys::load_or_create(&place.data_dir, server)?;
     let store = openguild_store::open(&place.store_url(), Options::default()).await?;
     let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
-    let projections =
-        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(place.peers.clone())).await?);
-    let mut peer_tokens = HashMap::new();
-    for entry in &args.peer_tokens {
-        let (peer, token) =
-            entry.split_once('=').with_context(|| format!("peer token {entry:?} must be PEER=TOKEN"))?;
-        peer_tokens.insert(token.to_owned(), peer.to_owned());
-    }
+    let projections = Arc::new(
+        Projections::start(db, store.clone(), openguild_projections::all(place.federation.peers.clone())).await?,
+    );
+    let peer_tokens: HashMap<String, String> =
+        place.federation.peer_tokens.iter().map(|(peer, token)| (token.expose().to_owned(), peer.clone())).collect();
     let app = openguild_api::router(openguild_api::AppState {
         store: store.clone(),
         projections: projections.clone(),
         peer_tokens: Arc::new(peer_tokens),
     });
     let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        tokio::net::TcpListener::bind(place.listen).await.with_context(|| format!("listening on {}", place.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, server = %key.server(), data_dir = %place.data_dir.display(), "openguild ready on {url}");
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving HTTP")?;

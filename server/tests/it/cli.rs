@@ -134,3 +134,30 @@ async fn show_tail_status_rebuild_and_replay() {
     assert_eq!(state["bans"]["@mal:hub.test"], "spam");
     assert_eq!(state["history"][0]["kind"], "member.banned");
 }
+
+#[test]
+fn configuration_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openguild.toml");
+    std::fs::write(&file, "data_dir = \"from-file\"\nserver_name = \"hub.example\"\n[federation]\npeer_tokens = { \"peer.example\" = \"hunter2\" }\n").unwrap();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_openguild"));
+        cmd.env_remove("OPENGUILD_DATA_DIR").env_remove("OPENGUILD_SERVER_NAME").env("OPENGUILD_CONFIG", &file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).arg("config").arg("show").output().unwrap()
+    };
+    let shown = text(&run(&[], &[]));
+    assert!(shown.contains("\"from-file\"") && shown.contains("hub.example"), "{shown}");
+    assert!(!shown.contains("hunter2") && shown.contains("[secret]"), "secrets never print: {shown}");
+    let shown = text(&run(&[("OPENGUILD_DATA_DIR", "from-env")], &[]));
+    assert!(shown.contains("\"from-env\""), "{shown}");
+    let shown = text(&run(&[("OPENGUILD_DATA_DIR", "from-env")], &["--data-dir", "from-flag"]));
+    assert!(shown.contains("\"from-flag\""), "{shown}");
+
+    std::fs::write(&file, "listen_port = 9\n").unwrap();
+    let bad = run(&[], &[]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("listen_port") && text(&bad).contains("openguild.toml"), "{}", text(&bad));
+}

@@ -1,0 +1,138 @@
+//! Configuration: one optional `openguild.toml`, then `OPENGUILD_*` environment variables,
+//! then command-line flags, each overriding the one before. With nothing set, everything
+//! lives under `./data` and the server listens on 127.0.0.1:8080.
+//!
+//! The documented defaults (`docs/CONFIG.md`) are generated from [`Settings::default`] by
+//! `openguild config defaults`, and a test fails when they drift.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with its default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded event store, read models and server key live.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// This hub's server name, as in user ids (`@handle:SERVER`).
+    pub server_name: String,
+    /// The event store: a SQLite path, `postgres://…` or `esdb://…` (empty: `<data_dir>/events.db`).
+    pub store_url: String,
+    /// The read model database: a SQLite path or `postgres://…` (empty: `<data_dir>/read.db`).
+    pub read_db_url: String,
+    pub federation: Federation,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Federation {
+    /// Allowlisted peer hubs, whose members' guilds fill the outbox.
+    pub peers: Vec<String>,
+    /// Bearer token of each peer for the outbox pull, by peer name.
+    pub peer_tokens: BTreeMap<String, Secret>,
+}
+
+/// A value that never prints.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            server_name: "localhost".into(),
+            store_url: String::new(),
+            read_db_url: String::new(),
+            federation: Federation::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (refusing unknown keys, with the line), or `./openguild.toml` if it
+    /// exists, or nothing.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        let (path, required) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from("openguild.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("reading the configuration {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Settings::default()),
+            Err(e) => Err(e).with_context(|| format!("reading the configuration {}", path.display())),
+        }
+    }
+
+    pub fn store_url(&self) -> String {
+        if self.store_url.is_empty() {
+            self.data_dir.join("events.db").display().to_string()
+        } else {
+            self.store_url.clone()
+        }
+    }
+
+    pub fn read_db_url(&self) -> String {
+        if self.read_db_url.is_empty() {
+            self.data_dir.join("read.db").display().to_string()
+        } else {
+            self.read_db_url.clone()
+        }
+    }
+
+    /// The defaults as TOML, for `docs/CONFIG.md`.
+    pub fn defaults_toml() -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(&Settings::default())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = toml::from_str::<Settings>("listen = \"127.0.0.1:9000\"\nlisten_port = 9\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let ok: Settings =
+            toml::from_str("[federation]\npeers = [\"peer.example\"]\npeer_tokens = { \"peer.example\" = \"t0k\" }\n")
+                .unwrap();
+        assert_eq!(ok.federation.peers, ["peer.example"]);
+        assert_eq!(format!("{:?}", ok.federation.peer_tokens), "{\"peer.example\": [secret]}");
+        assert_eq!(ok.listen, Settings::default().listen, "unset keys keep their defaults");
+    }
+
+    #[test]
+    fn the_documented_defaults_match_the_code() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let defaults = Settings::defaults_toml().unwrap();
+        assert!(
+            doc.contains(&defaults),
+            "docs/CONFIG.md is out of date; regenerate it with `openguild config defaults`:\n{defaults}"
+        );
+    }
+}
