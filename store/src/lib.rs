@@ -12,6 +12,7 @@ mod batch;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod subscription;
 pub mod verify;

@@ -22,9 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
 use crate::sqlite::migrate_error;
-use crate::{
-    AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp, row_to_event,
-};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp};
 
 const CHANNEL: &str = "openguild_events";
 
@@ -123,32 +121,11 @@ impl EventStore for PostgresStore {
         limit: usize,
         direction: Direction,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = match direction {
-            Direction::Forward => {
-                "SELECT position, id, core, body, signatures FROM events WHERE stream = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
-            }
-            Direction::Backward => {
-                "SELECT position, id, core, body, signatures FROM events WHERE stream = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(stream.to_string())
-            .bind(clamp(from_seq))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(row_to_event).collect()
+        crate::sql::read_stream(&self.pool, stream, from_seq, limit, direction).await
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, id, core, body, signatures FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-        )
-        .bind(clamp(after))
-        .bind(clamp(limit as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(row_to_event).collect()
+        crate::sql::read_all(&self.pool, after, limit).await
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
@@ -156,11 +133,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let row = sqlx::query("SELECT position, id, core, body, signatures FROM events WHERE id = $1")
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(row_to_event).transpose()
+        crate::sql::get(&self.pool, id).await
     }
 
     /// Sets the body to NULL. PostgreSQL keeps the old tuple until VACUUM removes it, so the

@@ -22,9 +22,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
-use crate::{
-    AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp, row_to_event,
-};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp};
 
 /// `PRAGMA application_id` of an OpenGuild event store ("OGES").
 const APPLICATION_ID: i32 = 0x4F47_4553;
@@ -252,32 +250,11 @@ impl EventStore for SqliteStore {
         limit: usize,
         direction: Direction,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = match direction {
-            Direction::Forward => {
-                "SELECT position, id, core, body, signatures FROM events WHERE stream = ? AND seq >= ? ORDER BY seq LIMIT ?"
-            }
-            Direction::Backward => {
-                "SELECT position, id, core, body, signatures FROM events WHERE stream = ? AND seq <= ? ORDER BY seq DESC LIMIT ?"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(stream.to_string())
-            .bind(clamp(from_seq))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(row_to_event).collect()
+        crate::sql::read_stream(&self.readers, stream, from_seq, limit, direction).await
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, id, core, body, signatures FROM events WHERE position > ? ORDER BY position LIMIT ?",
-        )
-        .bind(clamp(after))
-        .bind(clamp(limit as u64))
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(row_to_event).collect()
+        crate::sql::read_all(&self.readers, after, limit).await
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
@@ -287,11 +264,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        let row = sqlx::query("SELECT position, id, core, body, signatures FROM events WHERE id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(row_to_event).transpose()
+        crate::sql::get(&self.readers, id).await
     }
 
     async fn erase_body(&self, id: &EventId) -> Result<bool, StoreError> {
