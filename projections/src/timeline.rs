@@ -21,7 +21,7 @@ impl Projection for Timeline {
     }
 
     fn version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -35,7 +35,7 @@ impl Projection for Timeline {
                 "CREATE TABLE {} (id TEXT PRIMARY KEY, position BIGINT NOT NULL, channel TEXT NOT NULL, guild TEXT NOT NULL, \
                  author TEXT NOT NULL, body TEXT, reply_to TEXT, mentions TEXT NOT NULL, mentions_everyone BIGINT NOT NULL, \
                  created_at BIGINT NOT NULL, edited_at BIGINT, redacted BIGINT NOT NULL, redacted_by TEXT, \
-                 redact_reason TEXT, pinned BIGINT NOT NULL, UNIQUE (channel, position), UNIQUE (guild, author, position))",
+                 redact_reason TEXT, pinned BIGINT NOT NULL, UNIQUE (channel, position))",
                 t.n("tl_messages")
             ),
             format!(
