@@ -7,7 +7,7 @@ use openguild_domain::ChannelId;
 use openguild_domain::body::ChannelKind;
 use openguild_domain::channel::MessageCommand;
 use openguild_domain::guild::GuildCommand as C;
-use openguild_projections::{ProjectionState, Projections, ReadDb};
+use openguild_projections::{ProjectionState, ReadDb};
 use sqlx::Connection;
 
 use crate::support::{Hub, dump, user};
@@ -34,7 +34,8 @@ async fn fresh_database() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_models_match_a_rebuild_and_run_on_one_node_at_a_time() {
     let mut hub = Hub::new().await;
-    hub.db = ReadDb::open(&fresh_database().await).await.unwrap();
+    let url = fresh_database().await;
+    hub.db = ReadDb::open(&url).await.unwrap();
     let node_a = hub.start_projections().await;
     let g = hub.create_guild("owner", "On Postgres", 1).await;
     let channel = ChannelId::from_bytes([1; 16]);
@@ -98,5 +99,11 @@ async fn postgres_read_models_match_a_rebuild_and_run_on_one_node_at_a_time() {
     let (_, position) = hub.post(channel, "owner", "after the failover").await;
     node_b.wait_for(&["timeline"], position, Duration::from_secs(20)).await.unwrap();
     node_b.stop().await;
-    let _: Option<Projections> = None;
+    hub.db.pool.close().await;
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
