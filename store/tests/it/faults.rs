@@ -243,3 +243,94 @@ async fn verify_names_an_event_altered_in_the_database() {
     store.close().await;
     drop(backend);
 }
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection dropped, new ones refused)
+/// and restored: the network failing between a node and its database.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(target: &'static str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let (up3, gen3) = (up2.clone(), gen2.clone());
+                let born = gen3.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut = async {
+                        while up3.load(Ordering::SeqCst) && gen3.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, () = cut => {} }
+                });
+            }
+        });
+        Proxy { addr, up, generation }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The live subscription of a node whose database link fails keeps retrying, and when the
+/// link is back it delivers every event written meanwhile, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_survives_losing_postgres_and_misses_nothing() {
+    use futures::StreamExt;
+    let database = crate::support::fresh_database().await;
+    let direct = openguild_store::open(&crate::support::database_url(&database), Options::default()).await.unwrap();
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let via_proxy = format!("postgres://postgres@{}/{database}", proxy.addr);
+    let node = openguild_store::open(&via_proxy, Options::default()).await.unwrap();
+    let mut feed = openguild_store::subscribe_all(node.clone(), 0);
+
+    let mut chain = Chain::new(60);
+    let first = chain.next(5);
+    direct.append(&chain.stream, ExpectedVersion::NoStream, first).await.unwrap();
+    for _ in 0..5 {
+        feed.next().await.unwrap().unwrap();
+    }
+    proxy.cut();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Written while the node cannot reach the database.
+    let during = chain.next(7);
+    direct.append(&chain.stream, ExpectedVersion::Exact(5), during).await.unwrap();
+    let err = node.head_position().await;
+    assert!(err.is_err(), "the node really is cut off");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    proxy.restore();
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), feed.next())
+            .await
+            .expect("the subscription came back")
+            .unwrap()
+            .unwrap();
+        seen.push(e.position);
+    }
+    assert_eq!(seen, (6..=12).collect::<Vec<u64>>(), "every event written meanwhile, once, in order");
+    node.close().await;
+    direct.close().await;
+    crate::support::drop_database(&database).await;
+}
