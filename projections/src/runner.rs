@@ -460,43 +460,68 @@ pub struct RebuildProgress {
     pub elapsed: Duration,
 }
 
-/// Rebuilds a projection from position 0 into fresh tables beside the live ones, then
-/// swaps them in atomically once caught up. The live tables keep serving meanwhile, and a
-/// running server's projection carries on from the swapped-in checkpoint.
+/// Rebuilds projections from position 0 into fresh tables beside the live ones, reading
+/// the events once for all of them, then swaps each in atomically once caught up. The live
+/// tables keep serving meanwhile, and a running server's projection carries on from the
+/// swapped-in checkpoint.
 pub async fn rebuild(
     db: &ReadDb,
     store: &dyn EventStore,
-    p: &dyn Projection,
+    list: &[Arc<dyn Projection>],
     mut progress: impl FnMut(RebuildProgress),
 ) -> Result<u64, ProjectionError> {
     let started = Instant::now();
     let t = Tables::REBUILD;
-    let rebuild_names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
-    {
+    for p in list {
+        let names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
         let mut conn = db.pool.acquire().await?;
         let mut tx = db::begin_write(&mut conn, db.kind).await?;
-        db::drop_tables(&mut tx, &rebuild_names).await?;
+        db::drop_tables(&mut tx, &names).await?;
         db::create(&mut tx, &p.schema(db.kind, &t)).await?;
         upsert_checkpoint(&mut tx, &checkpoint_name(p.name(), &t), 0, p.version()).await?;
         tx.commit().await?;
     }
+    let mut position = 0;
     let mut last_report = Instant::now();
-    let position = loop {
-        match step(db, store, p, &t).await? {
-            Step::Applied { position, .. } => {
-                if last_report.elapsed() > Duration::from_millis(200) {
-                    let head = store.head_watch().borrow().to_owned();
-                    progress(RebuildProgress { position, head, elapsed: started.elapsed() });
-                    last_report = Instant::now();
+    loop {
+        let events = store.read_all(position, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.position) else { break };
+        for p in list {
+            match apply_batch(db, &**p, &t, position, &events).await? {
+                Ok(()) => {}
+                Err(None) => {
+                    return Err(ProjectionError::Stopped {
+                        name: p.name().to_owned(),
+                        position,
+                        event: String::new(),
+                        reason: "another rebuild of it is running".into(),
+                    });
+                }
+                Err(Some((event, reason))) => {
+                    let kept = read_checkpoint(db, &checkpoint_name(p.name(), &t)).await?.0;
+                    return Err(ProjectionError::Stopped { name: p.name().to_owned(), position: kept, event, reason });
                 }
             }
-            Step::Idle { position } => break position,
-            Step::Raced => {}
-            Step::Stopped { position, event, reason } => {
-                return Err(ProjectionError::Stopped { name: p.name().to_owned(), position, event, reason });
-            }
         }
-    };
+        position = last;
+        if last_report.elapsed() > Duration::from_millis(200) {
+            let head = store.head_watch().borrow().to_owned();
+            progress(RebuildProgress { position, head, elapsed: started.elapsed() });
+            last_report = Instant::now();
+        }
+    }
+    for p in list {
+        swap(db, &**p, position).await?;
+    }
+    let head = store.head_watch().borrow().to_owned();
+    progress(RebuildProgress { position, head, elapsed: started.elapsed() });
+    Ok(position)
+}
+
+/// Replaces a projection's live tables and checkpoint with its rebuilt ones.
+async fn swap(db: &ReadDb, p: &dyn Projection, position: u64) -> Result<(), ProjectionError> {
+    let t = Tables::REBUILD;
+    let rebuild_names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
     // Swap: claim the live checkpoint first (the lock order every batch uses), then replace
     // the live tables and checkpoint with the rebuilt ones, in one transaction.
     let mut conn = db.pool.acquire().await?;
@@ -532,7 +557,5 @@ pub async fn rebuild(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let head = store.head_watch().borrow().to_owned();
-    progress(RebuildProgress { position, head, elapsed: started.elapsed() });
-    Ok(position)
+    Ok(())
 }
