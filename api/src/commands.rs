@@ -198,12 +198,10 @@ impl Commands {
             return Ok(*g);
         }
         if let Some(db) = &self.directory {
-            let found: Option<String> = sqlx::query_scalar("SELECT guild FROM dir_channels WHERE id = $1")
-                .bind(channel.to_string())
-                .fetch_optional(&db.pool)
+            let found = openguild_projections::queries::channel_guild(db, channel)
                 .await
                 .map_err(|e| StoreError::Open(format!("directory lookup: {e}")))?;
-            if let Some(g) = found.and_then(|g| g.parse::<GuildId>().ok()) {
+            if let Some(g) = found {
                 self.guild_cell(g).await?;
                 return Ok(g);
             }

@@ -7,10 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
-use openguild_domain::EventId;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::Row;
 
 use crate::{AppState, error};
 
@@ -20,7 +18,7 @@ pub(crate) struct Params {
     limit: Option<String>,
 }
 
-const MAX_LIMIT: i64 = 500;
+const MAX_LIMIT: u32 = 500;
 
 pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<Params>) -> Response {
     let token = headers
@@ -35,9 +33,9 @@ pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Quer
             "send the peer token you were given as `Authorization: Bearer <token>`",
         );
     };
-    let since = match params.since.as_deref().map(str::parse::<i64>) {
+    let since = match params.since.as_deref().map(str::parse::<u64>) {
         None => 0,
-        Some(Ok(n)) if n >= 0 => n,
+        Some(Ok(n)) => n,
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -46,7 +44,7 @@ pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Quer
             );
         }
     };
-    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
+    let limit = match params.limit.as_deref().map(str::parse::<u32>) {
         None => 100,
         Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
         _ => {
@@ -57,15 +55,7 @@ pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Quer
             );
         }
     };
-    let rows = sqlx::query(
-        "SELECT position, event_id FROM outbox WHERE peer = $1 AND position > $2 ORDER BY position LIMIT $3",
-    )
-    .bind(&peer)
-    .bind(since)
-    .bind(limit)
-    .fetch_all(&state.projections.db().pool)
-    .await;
-    let rows = match rows {
+    let rows = match openguild_projections::queries::outbox_page(state.projections.db(), &peer, since, limit).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::error!(error = %e, "outbox read failed");
@@ -78,10 +68,8 @@ pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Quer
     };
     let mut events = Vec::with_capacity(rows.len());
     let mut next = since;
-    for row in rows {
-        let (Ok(position), Ok(id)) = (row.try_get::<i64, _>(0), row.try_get::<String, _>(1)) else { continue };
+    for (position, id) in rows {
         next = position;
-        let Ok(id) = id.parse::<EventId>() else { continue };
         match state.store.get(&id).await {
             Ok(Some(e)) => events.push(json!({
                 "cursor": position.to_string(),

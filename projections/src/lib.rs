@@ -14,6 +14,7 @@ pub mod audit;
 pub mod db;
 pub mod directory;
 pub mod outbox;
+pub mod queries;
 pub mod replay;
 pub mod reports;
 mod runner;
@@ -46,6 +47,8 @@ pub enum ProjectionError {
     Unknown(String, String),
     #[error("projection {name} stopped at position {position}: event {event} could not be applied: {reason}")]
     Stopped { name: String, position: u64, event: String, reason: String },
+    #[error("a read model row is corrupt: {0}")]
+    Corrupt(String),
     #[error("timed out waiting for {0} to reach position {1}")]
     Timeout(String, u64),
 }
