@@ -18,6 +18,33 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
+/// Takes what the writer commits together: `first` and every append already queued
+/// behind it, up to `max_events` events. Any other job ends the batch, and is returned to
+/// run after it (so it sees the appends queued before it).
+pub(crate) fn gather<J>(
+    first: J,
+    jobs: &mut tokio::sync::mpsc::Receiver<J>,
+    max_events: usize,
+    append: impl Fn(J) -> Result<Request, J>,
+) -> (Vec<Request>, Option<J>) {
+    let mut batch = Vec::new();
+    let mut count = 0;
+    let mut next = Some(first);
+    while let Some(job) = next.take() {
+        match append(job) {
+            Ok(r) => {
+                count += r.events.len();
+                batch.push(r);
+            }
+            Err(other) => return (batch, Some(other)),
+        }
+        if count < max_events {
+            next = jobs.try_recv().ok();
+        }
+    }
+    (batch, None)
+}
+
 /// A stream's last event.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Head {

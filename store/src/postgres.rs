@@ -174,25 +174,12 @@ async fn run_writer(
     head: watch::Sender<u64>,
     options: Options,
 ) {
-    let mut batch: Vec<Request> = Vec::new();
     let mut wait = Duration::from_millis(100);
     while let Some(job) = jobs.recv().await {
-        let mut close = None;
-        match job {
-            Job::Append(r) => batch.push(r),
-            Job::Close { reply } => close = Some(reply),
-        }
-        let mut count: usize = batch.iter().map(|r| r.events.len()).sum();
-        while close.is_none() && count < options.max_batch_events {
-            match jobs.try_recv() {
-                Ok(Job::Append(r)) => {
-                    count += r.events.len();
-                    batch.push(r);
-                }
-                Ok(Job::Close { reply }) => close = Some(reply),
-                Err(_) => break,
-            }
-        }
+        let (mut batch, close) = batch::gather(job, &mut jobs, options.max_batch_events, |job| match job {
+            Job::Append(r) => Ok(r),
+            other => Err(other),
+        });
         if !batch.is_empty() {
             match commit(&mut conn, &mut batch).await {
                 Ok((position, replies)) => {
@@ -225,7 +212,7 @@ async fn run_writer(
                 }
             }
         }
-        if let Some(reply) = close {
+        if let Some(Job::Close { reply }) = close {
             let _ = reply.send(());
             return;
         }

@@ -304,25 +304,12 @@ async fn run_writer(
     options: Options,
 ) {
     let mut heads: HashMap<StreamId, Option<Head>> = HashMap::new();
-    let mut batch: Vec<Request> = Vec::new();
     while let Some(job) = jobs.recv().await {
         // An erase or a close ends the batch: it runs after the appends queued before it.
-        let mut after = None;
-        match job {
-            Job::Append(r) => batch.push(r),
-            other => after = Some(other),
-        }
-        let mut count: usize = batch.iter().map(|r| r.events.len()).sum();
-        while after.is_none() && count < options.max_batch_events {
-            match jobs.try_recv() {
-                Ok(Job::Append(r)) => {
-                    count += r.events.len();
-                    batch.push(r);
-                }
-                Ok(other) => after = Some(other),
-                Err(_) => break,
-            }
-        }
+        let (mut batch, after) = batch::gather(job, &mut jobs, options.max_batch_events, |job| match job {
+            Job::Append(r) => Ok(r),
+            other => Err(other),
+        });
         if !batch.is_empty() {
             match commit(&mut conn, &mut heads, &mut batch, position).await {
                 Ok((new_position, replies)) => {
