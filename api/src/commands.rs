@@ -2,13 +2,15 @@
 //! domain decide, wrap each body in an envelope, sign it, append it with the version it was
 //! decided against, and reply with the position written (for read-your-writes).
 //!
-//! Aggregates are kept in memory after their first load and moved forward by the events this
-//! process appends. Another node may append too: a version conflict reloads the stream from
-//! the store and decides again, a few times, before it is reported.
+//! Aggregates (guilds, channels, accounts) are kept in memory after their first load and moved
+//! forward by the events this process appends and by the live feed ([`Commands::observe`]),
+//! which carries other nodes' events too. A version conflict reloads the stream from the
+//! store and decides again, a few times, before it is reported.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use openguild_domain::account::{self, Account, AccountCommand};
 use openguild_domain::channel::{self, ChannelState, MessageCommand};
 use openguild_domain::event::{self, Event, ServerKey, UnsignedEvent};
 use openguild_domain::guild::{self, Guild, GuildCommand};
@@ -42,8 +44,9 @@ pub enum CommandError {
 pub struct Commands {
     store: Arc<dyn EventStore>,
     key: ServerKey,
-    guilds: Mutex<HashMap<GuildId, Arc<Mutex<Guild>>>>,
-    channels: Mutex<HashMap<ChannelId, Arc<Mutex<ChannelState>>>>,
+    guilds: Cells<GuildId, Guild>,
+    channels: Cells<ChannelId, ChannelState>,
+    accounts: Cells<UserId, Account>,
     /// Which guild each channel belongs to (a channel never moves between guilds).
     channel_guild: Mutex<HashMap<ChannelId, GuildId>>,
     /// Where to look up a channel's guild that no loaded guild knows yet.
@@ -55,8 +58,9 @@ impl Commands {
         Self {
             store,
             key,
-            guilds: Mutex::default(),
-            channels: Mutex::default(),
+            guilds: Cells::default(),
+            channels: Cells::default(),
+            accounts: Cells::default(),
             channel_guild: Mutex::default(),
             directory: None,
         }
@@ -82,7 +86,7 @@ impl Commands {
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
         let state = Guild::from_events(&events);
-        self.guilds.lock().await.insert(id, Arc::new(Mutex::new(state)));
+        self.guilds.map.lock().await.insert(id, Arc::new(Mutex::new(state)));
         Ok((id, Executed { events, position: last(&result.positions) }))
     }
 
@@ -166,10 +170,48 @@ impl Commands {
         Err(CommandError::Contended("channel"))
     }
 
+    /// Runs a command on a user's account stream (`actor` is the account's user).
+    pub async fn account(&self, user: &UserId, cmd: &AccountCommand, now: Timestamp) -> Result<Executed, CommandError> {
+        let stream = StreamId::User(user.clone());
+        let cell = self.account_cell(user).await?;
+        for _ in 0..ATTEMPTS {
+            let mut state = cell.lock().await;
+            let bodies = account::decide(&state, user, cmd, now)?;
+            let signed = self.sign(&stream, state.version, state.head, vec![], user, now, bodies)?;
+            let expected =
+                if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
+            match self.store.append(&stream, expected, signed.clone()).await {
+                Ok(result) => {
+                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
+                    for e in &events {
+                        *state = account::evolve(std::mem::take(&mut *state), e);
+                    }
+                    return Ok(Executed { events, position: last(&result.positions) });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    *state = Account::from_events(&read_whole(&*self.store, &stream).await?);
+                    drop(state);
+                    jitter().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended("account"))
+    }
+
+    /// A user's account as this node knows it (loaded on first use; empty if unregistered).
+    pub async fn account_cell(&self, user: &UserId) -> Result<Arc<Mutex<Account>>, CommandError> {
+        let stream = StreamId::User(user.clone());
+        Ok(self
+            .accounts
+            .get_or_load(user, || async { Ok(Account::from_events(&read_whole(&*self.store, &stream).await?)) })
+            .await?)
+    }
+
     /// A guild's state, loaded from its stream on first use.
     pub async fn guild_cell(&self, id: GuildId) -> Result<Arc<Mutex<Guild>>, CommandError> {
-        if let Some(cell) = self.guilds.lock().await.get(&id) {
-            return Ok(cell.clone());
+        if let Some(cell) = self.guilds.get(&id).await {
+            return Ok(cell);
         }
         let state = load_guild(&*self.store, id).await?;
         if state.id.is_none() {
@@ -179,21 +221,47 @@ impl Commands {
         for channel in state.channels.keys() {
             index.insert(*channel, id);
         }
-        Ok(self.guilds.lock().await.entry(id).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
+        Ok(self.guilds.map.lock().await.entry(id).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
     }
 
     async fn channel_cell(&self, id: ChannelId) -> Result<Arc<Mutex<ChannelState>>, CommandError> {
-        if let Some(cell) = self.channels.lock().await.get(&id) {
-            return Ok(cell.clone());
+        Ok(self.channels.get_or_load(&id, || load_channel(&*self.store, id)).await?)
+    }
+
+    /// What a report about `message` in `channel` targets (the message and its author).
+    pub async fn report_target(
+        &self,
+        channel: ChannelId,
+        message: openguild_domain::MessageId,
+    ) -> Result<openguild_domain::ReportTarget, CommandError> {
+        Ok(self.channel_cell(channel).await?.lock().await.report_target(channel, message)?)
+    }
+
+    /// Moves the cached aggregates forward by one event of the live feed (in store order).
+    /// An event this node appended itself is already applied and is skipped; an aggregate
+    /// that missed events is dropped and reloaded on next use.
+    pub async fn observe(&self, e: &Event) {
+        match &e.core.stream {
+            StreamId::Guild(id) => {
+                if let EventBody::ChannelCreated { channel, .. } = e.content() {
+                    self.channel_guild.lock().await.insert(*channel, *id);
+                }
+                self.guilds.observe(id, e, |g| (g.version, std::mem::take(g)), guild::evolve).await;
+            }
+            StreamId::Channel(id) => {
+                self.channels.observe(id, e, |c| (c.version, std::mem::take(c)), channel::evolve).await;
+            }
+            StreamId::User(id) => {
+                self.accounts.observe(id, e, |a| (a.version, std::mem::take(a)), account::evolve).await;
+            }
+            StreamId::Dm(_) | StreamId::Hub => {}
         }
-        let state = load_channel(&*self.store, id).await?;
-        Ok(self.channels.lock().await.entry(id).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
     }
 
     /// The guild a channel belongs to: known once its guild is loaded; otherwise from the
     /// directory, or from the channel's first event, whose `auth` names an event of the
     /// guild's stream.
-    async fn guild_of(&self, channel: ChannelId) -> Result<GuildId, CommandError> {
+    pub async fn guild_of(&self, channel: ChannelId) -> Result<GuildId, CommandError> {
         if let Some(g) = self.channel_guild.lock().await.get(&channel) {
             return Ok(*g);
         }
@@ -271,6 +339,60 @@ async fn read_whole(store: &dyn EventStore, stream: &StreamId) -> Result<Vec<Eve
         events.extend(page.into_iter().map(|e| e.event));
     }
     Ok(events)
+}
+
+/// Cached aggregates of one kind, each behind its own lock.
+struct Cells<K, A> {
+    map: Mutex<HashMap<K, Arc<Mutex<A>>>>,
+}
+
+impl<K, A> Default for Cells<K, A> {
+    fn default() -> Self {
+        Self { map: Mutex::default() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, A> Cells<K, A> {
+    async fn get(&self, key: &K) -> Option<Arc<Mutex<A>>> {
+        self.map.lock().await.get(key).cloned()
+    }
+
+    async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Arc<Mutex<A>>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<A, StoreError>>,
+    {
+        if let Some(cell) = self.get(key).await {
+            return Ok(cell);
+        }
+        let state = load().await?;
+        Ok(self.map.lock().await.entry(key.clone()).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
+    }
+
+    /// `split` takes the state out with its version; `evolve` applies the event.
+    async fn observe(
+        &self,
+        key: &K,
+        e: &Event,
+        split: impl FnOnce(&mut A) -> (u64, A),
+        evolve: impl FnOnce(A, &Event) -> A,
+    ) {
+        let Some(cell) = self.get(key).await else { return };
+        let stale = {
+            // Waits out a command in flight: it may be appending this very event.
+            let mut state = cell.lock().await;
+            let (version, taken) = split(&mut state);
+            let in_order = e.core.seq == version + 1;
+            *state = if in_order { evolve(taken, e) } else { taken };
+            e.core.seq > version + 1
+        };
+        if stale {
+            let mut map = self.map.lock().await;
+            if map.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(key);
+            }
+        }
+    }
 }
 
 /// Up to ~4 ms, at random.

@@ -1,42 +1,234 @@
-//! OpenGuild's HTTP face: health and readiness, the federation outbox pull, and (with the
-//! GraphQL issue) queries, mutations and subscriptions.
+//! OpenGuild's HTTP face: the GraphQL client API (queries, mutations, subscriptions over
+//! websockets), health and readiness, metrics, and the federation outbox pull.
 //!
 //! **Architecture invariant:** only this crate knows HTTP (and, later, GraphQL). Handlers
 //! extract, call one function and map the result; no SQL or permission logic lives here
 //! beyond reading a read model.
 
+pub mod auth;
 pub mod commands;
+pub mod errors;
+pub mod gql;
+mod http;
+pub mod hub;
+pub mod limits;
 mod metrics;
 mod outbox;
+mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use openguild_domain::guild::Guild;
+use openguild_domain::{ChannelId, GuildId, InviteCode, Permissions, ReportId, ServerName, UserId};
 use openguild_projections::{ProjectionState, Projections};
 use openguild_store::EventStore;
 use serde_json::json;
 
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
+use crate::commands::Commands;
+use crate::errors::ApiError;
+use crate::hub::Hub;
+use crate::limits::{ApiLimits, Limiter};
+
+/// The client API's settings (the `[api]` section).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Browser origins allowed to open the websocket, e.g. `https://chat.example.org`.
+    /// The server's own origin is always allowed; clients that send no Origin (apps) are too.
+    pub origins: Vec<String>,
+    /// Serve GraphiQL at `GET /graphql` (for development).
+    pub graphiql: bool,
+    /// Redis for cross-node typing notices and shared rate limits.
+    pub redis_url: Option<String>,
+    pub limits: ApiLimits,
+}
+
+/// Everything the handlers share.
+pub struct Api {
     pub store: Arc<dyn EventStore>,
     pub projections: Arc<Projections>,
+    pub commands: Arc<Commands>,
+    pub server: ServerName,
+    pub limits: ApiLimits,
+    pub settings: ApiSettings,
+    pub limiter: Limiter,
+    pub hub: Arc<Hub>,
+    pub schema: gql::AppSchema,
     /// Federation outbox pull: bearer token → the peer it authenticates.
-    pub peer_tokens: Arc<HashMap<String, String>>,
+    pub peer_tokens: HashMap<String, String>,
+    /// Each user's last write on this node: their reads wait for it.
+    writes: std::sync::Mutex<HashMap<UserId, u64>>,
+    /// Open websockets per user on this node.
+    connections: std::sync::Mutex<HashMap<UserId, usize>>,
+    /// Flips to true when the server stops: websockets close with 1001.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+pub type AppState = Arc<Api>;
+
+impl Api {
+    /// Wires the API to a store and running projections; starts the live feed.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        projections: Arc<Projections>,
+        key: openguild_domain::ServerKey,
+        settings: ApiSettings,
+        peer_tokens: HashMap<String, String>,
+    ) -> Result<Arc<Api>, ApiError> {
+        let server = key.server().clone();
+        let commands = Arc::new(Commands::new(store.clone(), key).with_directory(projections.db().clone()));
+        let limiter = match &settings.redis_url {
+            Some(url) => Limiter::redis(url)
+                .await
+                .map_err(|e| ApiError::internal(format!("connecting to Redis at {url} for rate limits: {e}")))?,
+            None => Limiter::local(),
+        };
+        let hub = Hub::start(store.clone(), commands.clone(), settings.redis_url.as_deref()).await?;
+        Ok(Arc::new(Api {
+            store,
+            projections,
+            commands,
+            server,
+            limits: settings.limits.clone(),
+            schema: gql::schema(&settings.limits),
+            settings,
+            limiter,
+            hub,
+            peer_tokens,
+            writes: Default::default(),
+            connections: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }))
+    }
+
+    /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Remembers a user's write, so their next read sees it.
+    pub fn wrote(&self, user: &UserId, position: u64) {
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let last = writes.entry(user.clone()).or_default();
+        *last = (*last).max(position);
+    }
+
+    /// Waits (bounded) until `names` have applied the viewer's last write on this node, or
+    /// the position a client passed in the `OpenGuild-Read-After` header.
+    pub async fn read_your_writes(&self, ctx: &async_graphql::Context<'_>, names: &[&str]) -> Result<(), ApiError> {
+        let mine = ctx
+            .data_opt::<auth::Viewer>()
+            .and_then(|v| self.writes.lock().unwrap_or_else(|p| p.into_inner()).get(&v.user).copied())
+            .unwrap_or(0);
+        let asked = ctx.data_opt::<http::ReadAfter>().map_or(0, |r| r.0);
+        let position = mine.max(asked);
+        if position == 0 {
+            return Ok(());
+        }
+        let wait = Duration::from_millis(self.limits.read_your_writes_ms);
+        Ok(self.projections.wait_for(names, position, wait).await?)
+    }
+
+    /// A guild as a member sees it.
+    pub async fn member_view(&self, me: &UserId, guild: GuildId) -> Result<Arc<Guild>, ApiError> {
+        let not_found = || ApiError::not_found(format!("guild {guild} not found, or you are not a member"));
+        let cell = self.commands.guild_cell(guild).await.map_err(|e| match e {
+            commands::CommandError::Domain(_) => not_found(),
+            other => other.into(),
+        })?;
+        let g = cell.lock().await;
+        if !g.members.contains_key(me) {
+            if g.bans.contains_key(me) {
+                return Err(ApiError::forbidden("you are banned from this guild"));
+            }
+            return Err(not_found());
+        }
+        Ok(Arc::new(g.clone()))
+    }
+
+    /// A channel's guild, if the viewer can see the channel.
+    pub async fn channel_view(&self, me: &UserId, channel: ChannelId) -> Result<Arc<Guild>, ApiError> {
+        let not_found = || ApiError::not_found(format!("channel {channel} not found, or you cannot see it"));
+        let guild = self.commands.guild_of(channel).await.map_err(|e| match e {
+            commands::CommandError::Domain(_) => not_found(),
+            other => other.into(),
+        })?;
+        let g = self.member_view(me, guild).await?;
+        if !g.channels.contains_key(&channel)
+            || !g.channel_permissions(me, channel, gql::now()).contains(Permissions::VIEW_CHANNEL)
+        {
+            return Err(not_found());
+        }
+        Ok(g)
+    }
+
+    /// Refuses unless `me` holds `permission` guild-wide.
+    pub async fn require(
+        &self,
+        me: &UserId,
+        guild: GuildId,
+        permission: Permissions,
+        what: &str,
+    ) -> Result<Arc<Guild>, ApiError> {
+        let g = self.member_view(me, guild).await?;
+        if !g.guild_permissions(me, gql::now()).contains(permission) {
+            return Err(ApiError::forbidden(format!(
+                "{what} needs the {} permission",
+                permission.names().join(" and ")
+            )));
+        }
+        Ok(g)
+    }
+
+    /// The guild an invite code belongs to (the directory may lag a moment behind).
+    pub async fn guild_of_invite(&self, code: &InviteCode) -> Result<GuildId, ApiError> {
+        self.lookup(|db| async move { openguild_projections::queries::invite_guild(&db, code).await })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no invite with the code {code}; check the link")))
+    }
+
+    /// The guild a report was filed in.
+    pub async fn guild_of_report(&self, report: &ReportId) -> Result<GuildId, ApiError> {
+        self.lookup(|db| async move { openguild_projections::queries::report_guild(&db, report).await })
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("report {report} not found")))
+    }
+
+    /// A directory lookup; on a miss, waits for the read models to reach the store's head
+    /// and asks once more.
+    async fn lookup<T, F, Fut>(&self, query: F) -> Result<Option<T>, ApiError>
+    where
+        F: Fn(openguild_projections::ReadDb) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, openguild_projections::ProjectionError>>,
+    {
+        if let Some(found) = query(self.projections.db().clone()).await? {
+            return Ok(Some(found));
+        }
+        let head = self.store.head_position().await?;
+        let wait = Duration::from_millis(self.limits.read_your_writes_ms);
+        self.projections.wait_for(&["directory", "reports"], head, wait).await?;
+        Ok(query(self.projections.db().clone()).await?)
+    }
 }
 
 /// The server's routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(api: Arc<Api>) -> Router {
+    let body_limit = api.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/graphql", get(http::get).post(http::post))
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
-        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .with_state(api)
 }
 
 /// How far behind the store head a projection may be for the node to be ready.

@@ -114,6 +114,25 @@ pub enum EventBody {
     MessagePinned { message: MessageId },
     #[serde(rename = "message.unpinned")]
     MessageUnpinned { message: MessageId },
+
+    // ---- user stream: the account
+    #[serde(rename = "account.registered")]
+    AccountRegistered { display_name: String },
+    /// An argon2id PHC string. Redacted: a credential is never needed to check authority.
+    #[serde(rename = "account.password_set")]
+    PasswordSet { phc: String },
+    /// A bearer session: the BLAKE3 hash of its token, never the token.
+    #[serde(rename = "session.opened")]
+    SessionOpened {
+        #[serde(with = "crate::canonical::bytes")]
+        token_hash: [u8; 32],
+        expires_at: Timestamp,
+    },
+    #[serde(rename = "session.revoked")]
+    SessionRevoked {
+        #[serde(with = "crate::canonical::bytes")]
+        token_hash: [u8; 32],
+    },
 }
 
 /// The body of a guild's first event. The guild's id is derived from the creator, origin,
@@ -208,6 +227,10 @@ impl EventBody {
             ReactionRemoved { .. } => "reaction.removed",
             MessagePinned { .. } => "message.pinned",
             MessageUnpinned { .. } => "message.unpinned",
+            AccountRegistered { .. } => "account.registered",
+            PasswordSet { .. } => "account.password_set",
+            SessionOpened { .. } => "session.opened",
+            SessionRevoked { .. } => "session.revoked",
         }
     }
 
@@ -239,6 +262,8 @@ impl EventBody {
                 mentions.clear();
             }
             MessageEdited { text, .. } => text.clear(),
+            PasswordSet { phc } => phc.clear(),
+            AccountRegistered { display_name } => display_name.clear(),
             _ => {}
         }
         body

@@ -804,7 +804,11 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::ReactionAdded { .. }
         | E::ReactionRemoved { .. }
         | E::MessagePinned { .. }
-        | E::MessageUnpinned { .. } => {}
+        | E::MessageUnpinned { .. }
+        | E::AccountRegistered { .. }
+        | E::PasswordSet { .. }
+        | E::SessionOpened { .. }
+        | E::SessionRevoked { .. } => {}
     }
     guild.version = event.core.seq;
     guild.head = Some(event.id);

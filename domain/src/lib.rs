@@ -6,6 +6,7 @@
 //! error value.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod account;
 pub mod body;
 pub mod canonical;
 pub mod channel;

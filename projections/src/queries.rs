@@ -1,9 +1,9 @@
 //! Reads of the read models for the layers above, so SQL stays in this crate.
 
-use openguild_domain::{ChannelId, EventId, GuildId};
+use openguild_domain::{ChannelId, EventId, GuildId, InviteCode, MessageId, ReportId, UserId};
 use sqlx::Row;
 
-use crate::{ProjectionError, ReadDb};
+use crate::{DbKind, ProjectionError, ReadDb};
 
 /// The outbox of `peer` after cursor `since`: `(position, event id)`, in order.
 pub async fn outbox_page(
@@ -40,4 +40,348 @@ pub async fn channel_guild(db: &ReadDb, channel: ChannelId) -> Result<Option<Gui
     found
         .map(|g| g.parse().map_err(|e| ProjectionError::Corrupt(format!("directory row of channel {channel}: {e}"))))
         .transpose()
+}
+
+/// The guilds `user` is a member of, by id.
+pub async fn guilds_of(db: &ReadDb, user: &UserId) -> Result<Vec<GuildId>, ProjectionError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT guild FROM dir_members WHERE user_id = $1 ORDER BY joined_at, guild")
+            .bind(user.as_str())
+            .fetch_all(&db.pool)
+            .await?;
+    ids.iter().map(|g| parse(g, "directory member row")).collect()
+}
+
+/// One message of the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub position: u64,
+    pub channel: ChannelId,
+    pub author: UserId,
+    /// `None` once deleted (or erased).
+    pub body: Option<String>,
+    pub reply_to: Option<MessageId>,
+    pub created_at: u64,
+    pub edited_at: Option<u64>,
+    pub deleted: bool,
+    pub pinned: bool,
+    /// Emoji with their count, in order of first use.
+    pub reactions: Vec<(String, u64)>,
+}
+
+/// Which page of a channel's messages, by position.
+#[derive(Clone, Copy, Debug)]
+pub enum Page {
+    /// The newest `limit` messages before `before` (all if `None`), returned oldest first.
+    Last { before: Option<u64>, limit: u32 },
+    /// The oldest `limit` messages after `after`, oldest first.
+    First { after: Option<u64>, limit: u32 },
+}
+
+const MESSAGE_COLUMNS: &str = "id, position, channel, author, body, reply_to, created_at, edited_at, redacted, pinned";
+
+/// A page of a channel's messages, oldest first, with their reactions.
+pub async fn messages(db: &ReadDb, channel: ChannelId, page: Page) -> Result<Vec<MessageRow>, ProjectionError> {
+    let (sql, bound, limit) = match page {
+        Page::Last { before, limit } => (
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE channel = $1 AND position < $2 \
+                 ORDER BY position DESC LIMIT $3"
+            ),
+            before.unwrap_or(i64::MAX as u64),
+            limit,
+        ),
+        Page::First { after, limit } => (
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE channel = $1 AND position > $2 \
+                 ORDER BY position LIMIT $3"
+            ),
+            after.unwrap_or(0),
+            limit,
+        ),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(channel.to_string())
+        .bind(i64::try_from(bound).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&db.pool)
+        .await?;
+    let mut out = rows.iter().map(message_row).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|m| m.position);
+    with_reactions(db, &mut out).await?;
+    Ok(out)
+}
+
+/// Messages by id (those the timeline knows), in the order asked.
+pub async fn messages_by_id(db: &ReadDb, ids: &[MessageId]) -> Result<Vec<MessageRow>, ProjectionError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(&db.pool)
+            .await?;
+        if let Some(row) = row {
+            out.push(message_row(&row)?);
+        }
+    }
+    with_reactions(db, &mut out).await?;
+    Ok(out)
+}
+
+async fn with_reactions(db: &ReadDb, messages: &mut [MessageRow]) -> Result<(), ProjectionError> {
+    for m in messages.iter_mut() {
+        let rows = sqlx::query(
+            "SELECT emoji, COUNT(*), MIN(position) AS first FROM tl_reactions WHERE message = $1 \
+             GROUP BY emoji ORDER BY first",
+        )
+        .bind(m.id.to_string())
+        .fetch_all(&db.pool)
+        .await?;
+        m.reactions = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    }
+    Ok(())
+}
+
+fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow, ProjectionError> {
+    let id: String = row.try_get(0)?;
+    let what = "timeline row";
+    Ok(MessageRow {
+        id: parse(&id, what)?,
+        position: row.try_get::<i64, _>(1)? as u64,
+        channel: parse(&row.try_get::<String, _>(2)?, what)?,
+        author: parse(&row.try_get::<String, _>(3)?, what)?,
+        body: row.try_get(4)?,
+        reply_to: row.try_get::<Option<String>, _>(5)?.map(|r| parse(&r, what)).transpose()?,
+        created_at: row.try_get::<i64, _>(6)? as u64,
+        edited_at: row.try_get::<Option<i64>, _>(7)?.map(|t| t as u64),
+        deleted: row.try_get::<i64, _>(8)? != 0,
+        pinned: row.try_get::<i64, _>(9)? != 0,
+        reactions: Vec::new(),
+    })
+}
+
+/// One audit log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub position: u64,
+    pub event_id: String,
+    pub kind: String,
+    pub actor: String,
+    pub target: Option<String>,
+    pub channel: Option<String>,
+    pub reason: String,
+    pub ts: u64,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Which audit entries: all filters are optional and combine with AND.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub kinds: Vec<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+}
+
+/// A guild's audit log, newest first, after cursor `before` (a position).
+pub async fn audit_page(
+    db: &ReadDb,
+    guild: GuildId,
+    filter: &AuditFilter,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<AuditRow>, ProjectionError> {
+    let mut sql = "SELECT position, event_id, kind, actor, target, channel, reason, ts, before_value, after_value \
+                   FROM audit_log WHERE guild = $1 AND position < $2"
+        .to_owned();
+    let mut n = 2;
+    let mut next = |sql: &mut String, clause: &str| {
+        n += 1;
+        sql.push_str(&clause.replace('?', &format!("${n}")));
+    };
+    if filter.actor.is_some() {
+        next(&mut sql, " AND actor = ?");
+    }
+    if filter.target.is_some() {
+        next(&mut sql, " AND target = ?");
+    }
+    if filter.since_ms.is_some() {
+        next(&mut sql, " AND ts >= ?");
+    }
+    if filter.until_ms.is_some() {
+        next(&mut sql, " AND ts <= ?");
+    }
+    if !filter.kinds.is_empty() {
+        sql.push_str(" AND kind IN (");
+        for i in 0..filter.kinds.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            next(&mut sql, "?");
+        }
+        sql.push(')');
+    }
+    next(&mut sql, " ORDER BY position DESC LIMIT ?");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(guild.to_string())
+        .bind(i64::try_from(before.unwrap_or(i64::MAX as u64)).unwrap_or(i64::MAX));
+    if let Some(a) = &filter.actor {
+        q = q.bind(a.clone());
+    }
+    if let Some(t) = &filter.target {
+        q = q.bind(t.clone());
+    }
+    if let Some(s) = filter.since_ms {
+        q = q.bind(s as i64);
+    }
+    if let Some(u) = filter.until_ms {
+        q = q.bind(u as i64);
+    }
+    for k in &filter.kinds {
+        q = q.bind(k.clone());
+    }
+    let rows = q.bind(i64::from(limit)).fetch_all(&db.pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditRow {
+                position: r.try_get::<i64, _>(0)? as u64,
+                event_id: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                actor: r.try_get(3)?,
+                target: r.try_get(4)?,
+                channel: r.try_get(5)?,
+                reason: r.try_get(6)?,
+                ts: r.try_get::<i64, _>(7)? as u64,
+                before: r.try_get(8)?,
+                after: r.try_get(9)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// One report in the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    pub id: String,
+    pub reporter: String,
+    pub target_user: String,
+    pub target_channel: Option<String>,
+    pub target_message: Option<String>,
+    pub reason: String,
+    pub status: String,
+    pub action: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<String>,
+    pub filed_at: u64,
+    pub resolved_at: Option<u64>,
+}
+
+/// A guild's reports, oldest first; only those with `status` if given.
+pub async fn reports(db: &ReadDb, guild: GuildId, status: Option<&str>) -> Result<Vec<ReportRow>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT id, reporter, target_user, target_channel, target_message, reason, status, action, resolved_by, \
+         resolution, filed_at, resolved_at FROM reports WHERE guild = $1 AND ($2 = '' OR status = $2) ORDER BY position",
+    )
+    .bind(guild.to_string())
+    .bind(status.unwrap_or_default())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ReportRow {
+                id: r.try_get(0)?,
+                reporter: r.try_get(1)?,
+                target_user: r.try_get(2)?,
+                target_channel: r.try_get(3)?,
+                target_message: r.try_get(4)?,
+                reason: r.try_get(5)?,
+                status: r.try_get(6)?,
+                action: r.try_get(7)?,
+                resolved_by: r.try_get(8)?,
+                resolution: r.try_get(9)?,
+                filed_at: r.try_get::<i64, _>(10)? as u64,
+                resolved_at: r.try_get::<Option<i64>, _>(11)?.map(|t| t as u64),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// Messages of a guild matching `query` (words, all required), newest first, before the
+/// position `before`: `(message id, position)`.
+pub async fn search(
+    db: &ReadDb,
+    guild: GuildId,
+    query: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<(MessageId, u64)>, ProjectionError> {
+    let words: Vec<&str> = query.split_whitespace().take(16).collect();
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let before = i64::try_from(before.unwrap_or(i64::MAX as u64)).unwrap_or(i64::MAX);
+    let rows =
+        match db.kind {
+            DbKind::Sqlite => {
+                // Each word quoted, so the user's text is never FTS5 syntax.
+                let fts: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+                sqlx::query(
+                "SELECT message_id, rowid FROM search_text WHERE search_text MATCH $1 AND guild = $2 AND rowid < $3 \
+                 ORDER BY rowid DESC LIMIT $4",
+            )
+            .bind(fts.join(" "))
+            .bind(guild.to_string())
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&db.pool)
+            .await?
+            }
+            DbKind::Postgres => sqlx::query(
+                "SELECT t.message_id, i.position FROM search_text t JOIN search_ids i ON i.message_id = t.message_id \
+                 WHERE t.tsv @@ plainto_tsquery('simple', $1) AND t.guild = $2 AND i.position < $3 \
+                 ORDER BY i.position DESC LIMIT $4",
+            )
+            .bind(words.join(" "))
+            .bind(guild.to_string())
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&db.pool)
+            .await?,
+        };
+    rows.iter()
+        .map(|r| Ok((parse(&r.try_get::<String, _>(0)?, "search row")?, r.try_get::<i64, _>(1)? as u64)))
+        .collect()
+}
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ProjectionError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The guild an invite code belongs to.
+pub async fn invite_guild(db: &ReadDb, code: &InviteCode) -> Result<Option<GuildId>, ProjectionError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT guild FROM dir_invites WHERE code = $1 LIMIT 1")
+        .bind(code.as_str())
+        .fetch_optional(&db.pool)
+        .await?;
+    found.map(|g| parse(&g, "directory invite row")).transpose()
+}
+
+/// The guild a report was filed in.
+pub async fn report_guild(db: &ReadDb, report: &ReportId) -> Result<Option<GuildId>, ProjectionError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT guild FROM reports WHERE id = $1")
+        .bind(report.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    found.map(|g| parse(&g, "report row")).transpose()
 }

@@ -4,7 +4,9 @@
 //! listens on 127.0.0.1:8080.
 
 mod cli;
+mod gqlws;
 mod keys;
+mod loadtest;
 mod serve;
 mod settings;
 
@@ -46,6 +48,9 @@ pub struct Overrides {
     /// Allowlisted peer hubs, comma-separated, for the federation outbox.
     #[arg(long, global = true, env = "OPENGUILD_FEDERATION_PEERS", value_delimiter = ',')]
     peers: Option<Vec<String>>,
+    /// Redis, for typing notices and rate limits shared by every node (`redis://…`).
+    #[arg(long, global = true, env = "OPENGUILD_REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 impl Overrides {
@@ -67,6 +72,9 @@ impl Overrides {
         if let Some(v) = &self.peers {
             s.federation.peers = v.clone();
         }
+        if let Some(v) = &self.redis_url {
+            s.api.redis_url = Some(v.clone());
+        }
         Ok(s)
     }
 }
@@ -87,6 +95,8 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Load-test a running server: websocket subscribers, paced writers, delivery latency.
+    Loadtest(loadtest::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +115,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
         rt.block_on(async {
+            // The load test is a client of any server: it needs no settings of this one.
+            if let Some(Command::Loadtest(args)) = cli.command {
+                return loadtest::run(args).await;
+            }
             let settings = cli.overrides.settings()?;
             match cli.command {
                 None => serve::serve(settings, serve::ServeArgs::default()).await,
@@ -120,6 +134,7 @@ fn main() -> std::process::ExitCode {
                     println!("{settings:#?}");
                     Ok(())
                 }
+                Some(Command::Loadtest(_)) => unreachable!("dispatched before the settings are loaded"),
             }
         })
     });

@@ -28,6 +28,8 @@ pub struct Settings {
     /// The read model database: a SQLite path or `postgres://…` (empty: `<data_dir>/read.db`).
     pub read_db_url: String,
     pub federation: Federation,
+    /// The client API: origins, GraphiQL, Redis, limits.
+    pub api: openguild_api::ApiSettings,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -69,6 +71,7 @@ impl Default for Settings {
             store_url: String::new(),
             read_db_url: String::new(),
             federation: Federation::default(),
+            api: openguild_api::ApiSettings::default(),
         }
     }
 }

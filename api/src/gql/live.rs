@@ -1,0 +1,427 @@
+//! Subscriptions. The schema declares them for clients and for validation; [`crate::ws`]
+//! runs them. A subscription's resolver is executed in one of two modes:
+//!
+//! - `Register`: when a client subscribes. It checks who may follow what, and records the
+//!   [`Topic`] (and resume cursor) for the websocket layer; it yields nothing.
+//! - `Deliver`: for one live event. It turns the event into the subscribed type and yields
+//!   it once. The output depends only on the event and the selection, never on the viewer,
+//!   so one rendering is shared by every subscriber with the same selection (who may see
+//!   it is checked per subscriber, at delivery, by [`crate::Api::may_receive`]).
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::{Context, Enum, ID, SimpleObject};
+use openguild_domain::{ChannelId, EventBody, GuildId, Permissions, StreamId, Timestamp, UserId};
+use openguild_projections::queries::MessageRow;
+use openguild_store::StoredEvent;
+
+use super::{DateTime, Message, User, api, now, parse_id, viewer};
+use crate::errors::{ApiError, Res};
+
+/// What the hub hands to every connection.
+#[derive(Debug)]
+pub enum Live {
+    /// A committed event, at its global position.
+    Event(Box<StoredEvent>),
+    /// Someone is typing; not stored. `after` is the hub's position when it was sent.
+    Typing { channel: ChannelId, user: UserId, at: Timestamp, after: u64 },
+}
+
+impl Live {
+    /// The position a client resumes after.
+    pub fn cursor(&self) -> u64 {
+        match self {
+            Live::Event(e) => e.position,
+            Live::Typing { after, .. } => *after,
+        }
+    }
+}
+
+/// What one subscription follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topic {
+    Channel { channel: ChannelId, guild: GuildId },
+    Guild(GuildId),
+    Me(UserId),
+}
+
+/// A registered subscription: its topic and the cursor to resume after.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    pub topic: Topic,
+    pub since: Option<u64>,
+}
+
+#[derive(Clone)]
+pub enum SubMode {
+    Register(Arc<Mutex<Option<Registered>>>),
+    Deliver(Arc<Live>),
+}
+
+impl Topic {
+    /// Whether `live` belongs to this topic (who may see it is checked apart).
+    pub fn matches(&self, live: &Live) -> bool {
+        match (self, live) {
+            (Topic::Channel { channel, .. }, Live::Typing { channel: c, .. }) => channel == c,
+            (Topic::Channel { channel, .. }, Live::Event(e)) => e.event.core.stream == StreamId::Channel(*channel),
+            (Topic::Guild(g), Live::Event(e)) => e.event.core.stream == StreamId::Guild(*g),
+            (Topic::Me(me), Live::Event(e)) => match &e.event.core.stream {
+                StreamId::Guild(_) => target_of(e.event.content()).is_some_and(|t| t == me),
+                StreamId::User(u) => u == me && matches!(e.event.content(), EventBody::SessionRevoked { .. }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The user an event is about, for events about one user.
+fn target_of(body: &EventBody) -> Option<&UserId> {
+    use EventBody as E;
+    match body {
+        E::MemberJoined { user, .. }
+        | E::MemberLeft { user }
+        | E::MemberKicked { user, .. }
+        | E::MemberBanned { user, .. }
+        | E::MemberUnbanned { user, .. }
+        | E::MemberTimedOut { user, .. }
+        | E::TimeoutRemoved { user, .. }
+        | E::RoleAssigned { user, .. }
+        | E::RoleUnassigned { user, .. }
+        | E::NicknameSet { user, .. } => Some(user),
+        _ => None,
+    }
+}
+
+fn reason_of(body: &EventBody) -> Option<String> {
+    use EventBody as E;
+    match body {
+        E::MemberKicked { reason, .. }
+        | E::MemberBanned { reason, .. }
+        | E::MemberUnbanned { reason, .. }
+        | E::MemberTimedOut { reason, .. }
+        | E::TimeoutRemoved { reason, .. }
+        | E::RoleAssigned { reason, .. }
+        | E::RoleUnassigned { reason, .. }
+        | E::ChannelLocked { reason, .. }
+        | E::MessageRedacted { reason, .. }
+        | E::GuildArchived { reason }
+        | E::ReportFiled { reason, .. }
+        | E::ReportResolved { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ChannelEventKind {
+    MessagePosted,
+    MessageEdited,
+    MessageDeleted,
+    ReactionAdded,
+    ReactionRemoved,
+    MessagePinned,
+    MessageUnpinned,
+    Typing,
+}
+
+/// Something that happened in a channel.
+#[derive(SimpleObject)]
+pub struct ChannelEvent {
+    /// Pass it as `since` to resume after this event.
+    pub cursor: String,
+    pub kind: ChannelEventKind,
+    pub channel_id: ID,
+    pub actor: User,
+    pub at: DateTime,
+    /// The signed event (absent for typing).
+    pub event_id: Option<ID>,
+    /// MESSAGE_POSTED: the new message.
+    pub message: Option<Message>,
+    /// The message acted on (edits, deletes, reactions, pins).
+    pub message_id: Option<ID>,
+    /// MESSAGE_EDITED: the new text.
+    pub body: Option<String>,
+    pub emoji: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Something that happened to a guild: its channels, roles, members, moderation.
+#[derive(SimpleObject)]
+pub struct GuildEvent {
+    pub cursor: String,
+    /// The event's kind, e.g. `member.banned`, `channel.created`.
+    pub kind: String,
+    pub guild_id: ID,
+    pub actor: User,
+    pub at: DateTime,
+    pub event_id: ID,
+    /// The member it is about, if any.
+    pub target: Option<User>,
+    /// The channel it is about, if any.
+    pub channel_id: Option<ID>,
+    pub reason: Option<String>,
+}
+
+/// Something that happened to the viewer: joined, kicked, banned, timed out, roles, a
+/// session ended.
+#[derive(SimpleObject)]
+pub struct MyEvent {
+    pub cursor: String,
+    pub kind: String,
+    pub guild_id: Option<ID>,
+    pub actor: User,
+    pub at: DateTime,
+    pub event_id: ID,
+    pub reason: Option<String>,
+}
+
+fn channel_event(live: &Live) -> Option<ChannelEvent> {
+    use EventBody as E;
+    let (e, channel) = match live {
+        Live::Typing { channel, user, at, after } => {
+            return Some(ChannelEvent {
+                cursor: after.to_string(),
+                kind: ChannelEventKind::Typing,
+                channel_id: ID(channel.to_string()),
+                actor: User(user.clone()),
+                at: (*at).into(),
+                event_id: None,
+                message: None,
+                message_id: None,
+                body: None,
+                emoji: None,
+                reason: None,
+            });
+        }
+        Live::Event(e) => match &e.event.core.stream {
+            StreamId::Channel(c) => (e, *c),
+            _ => return None,
+        },
+    };
+    let core = &e.event.core;
+    let mut out = ChannelEvent {
+        cursor: e.position.to_string(),
+        kind: ChannelEventKind::MessagePosted,
+        channel_id: ID(channel.to_string()),
+        actor: User(core.sender.clone()),
+        at: core.ts.into(),
+        event_id: Some(ID(e.event.id.to_string())),
+        message: None,
+        message_id: None,
+        body: None,
+        emoji: None,
+        reason: None,
+    };
+    let id = |m: &openguild_domain::MessageId| Some(ID(m.to_string()));
+    match e.event.content() {
+        E::MessagePosted { reply_to, .. } => {
+            let text = match &e.event.body {
+                Some(E::MessagePosted { text, .. }) => Some(text.clone()),
+                _ => None,
+            };
+            out.message_id = id(&e.event.id);
+            out.message = Some(Message(MessageRow {
+                id: e.event.id,
+                position: e.position,
+                channel,
+                author: core.sender.clone(),
+                deleted: text.is_none(),
+                body: text,
+                reply_to: *reply_to,
+                created_at: core.ts.as_millis(),
+                edited_at: None,
+                pinned: false,
+                reactions: Vec::new(),
+            }));
+        }
+        E::MessageEdited { message, text } => {
+            out.kind = ChannelEventKind::MessageEdited;
+            out.message_id = id(message);
+            out.body = Some(text.clone());
+        }
+        E::MessageRedacted { message, reason } => {
+            out.kind = ChannelEventKind::MessageDeleted;
+            out.message_id = id(message);
+            out.reason = Some(reason.clone());
+        }
+        E::ReactionAdded { message, emoji } | E::ReactionRemoved { message, emoji } => {
+            out.kind = if matches!(e.event.content(), E::ReactionAdded { .. }) {
+                ChannelEventKind::ReactionAdded
+            } else {
+                ChannelEventKind::ReactionRemoved
+            };
+            out.message_id = id(message);
+            out.emoji = Some(emoji.clone());
+        }
+        E::MessagePinned { message } => {
+            out.kind = ChannelEventKind::MessagePinned;
+            out.message_id = id(message);
+        }
+        E::MessageUnpinned { message } => {
+            out.kind = ChannelEventKind::MessageUnpinned;
+            out.message_id = id(message);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+fn guild_event(live: &Live) -> Option<GuildEvent> {
+    let Live::Event(e) = live else { return None };
+    let StreamId::Guild(g) = &e.event.core.stream else { return None };
+    let body = e.event.content();
+    use EventBody as E;
+    let channel = match body {
+        E::ChannelCreated { channel, .. }
+        | E::ChannelUpdated { channel, .. }
+        | E::ChannelMoved { channel, .. }
+        | E::ChannelDeleted { channel }
+        | E::SlowModeSet { channel, .. }
+        | E::ChannelLocked { channel, .. } => Some(ID(channel.to_string())),
+        E::OverwriteSet { place: openguild_domain::Place::Channel(channel), .. } => Some(ID(channel.to_string())),
+        _ => None,
+    };
+    Some(GuildEvent {
+        cursor: e.position.to_string(),
+        kind: body.kind().to_owned(),
+        guild_id: ID(g.to_string()),
+        actor: User(e.event.core.sender.clone()),
+        at: e.event.core.ts.into(),
+        event_id: ID(e.event.id.to_string()),
+        target: target_of(body).cloned().map(User),
+        channel_id: channel,
+        reason: reason_of(body),
+    })
+}
+
+fn my_event(live: &Live) -> Option<MyEvent> {
+    let Live::Event(e) = live else { return None };
+    let guild = match &e.event.core.stream {
+        StreamId::Guild(g) => Some(ID(g.to_string())),
+        _ => None,
+    };
+    Some(MyEvent {
+        cursor: e.position.to_string(),
+        kind: e.event.content().kind().to_owned(),
+        guild_id: guild,
+        actor: User(e.event.core.sender.clone()),
+        at: e.event.core.ts.into(),
+        event_id: ID(e.event.id.to_string()),
+        reason: reason_of(e.event.content()),
+    })
+}
+
+fn parse_since(since: Option<String>) -> Result<Option<u64>, ApiError> {
+    since
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| ApiError::invalid("since", "pass the cursor of the last event you received"))
+        })
+        .transpose()
+}
+
+/// Nothing (registering) or one rendered event (delivering).
+pub type Once<T> = futures::stream::Iter<std::option::IntoIter<T>>;
+
+/// Registers (mode `Register`) or renders one event (mode `Deliver`).
+fn run<T: Send + 'static>(
+    ctx: &Context<'_>,
+    registration: Option<(Topic, Option<u64>)>,
+    render: impl FnOnce(&Live) -> Option<T>,
+) -> Res<Once<T>> {
+    match ctx.data_opt::<SubMode>() {
+        Some(SubMode::Register(slot)) => {
+            if let Some((topic, since)) = registration {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Registered { topic, since });
+            }
+            Ok(futures::stream::iter(None))
+        }
+        Some(SubMode::Deliver(live)) => Ok(futures::stream::iter(render(live))),
+        None => {
+            Err(ApiError::invalid("transport", "subscriptions are served over the websocket at /graphql/ws").into())
+        }
+    }
+}
+
+pub struct Subscription;
+
+#[async_graphql::Subscription]
+impl Subscription {
+    /// Messages posted, edited and deleted, reactions and typing in a channel the viewer can
+    /// see. Pass `since` (a cursor) to first receive everything after it.
+    async fn channel_events(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        since: Option<String>,
+    ) -> async_graphql::Result<Once<ChannelEvent>> {
+        let registration = if matches!(ctx.data_opt::<SubMode>(), Some(SubMode::Register(_))) {
+            let me = viewer(ctx)?.user.clone();
+            let channel: ChannelId = parse_id("channelId", &channel_id)?;
+            let api = api(ctx);
+            let g = api.channel_view(&me, channel).await?;
+            let guild = g.id.ok_or_else(|| ApiError::not_found("guild"))?;
+            Some((Topic::Channel { channel, guild }, parse_since(since)?))
+        } else {
+            None
+        };
+        run(ctx, registration, channel_event)
+    }
+
+    /// Changes to a guild the viewer is a member of: channels, roles, members, moderation.
+    async fn guild_events(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        since: Option<String>,
+    ) -> async_graphql::Result<Once<GuildEvent>> {
+        let registration = if matches!(ctx.data_opt::<SubMode>(), Some(SubMode::Register(_))) {
+            let me = viewer(ctx)?.user.clone();
+            let guild: GuildId = parse_id("guildId", &guild_id)?;
+            api(ctx).member_view(&me, guild).await?;
+            Some((Topic::Guild(guild), parse_since(since)?))
+        } else {
+            None
+        };
+        run(ctx, registration, guild_event)
+    }
+
+    /// What happens to the viewer: joins, kicks, bans, timeouts, roles, ended sessions.
+    async fn my_events(&self, ctx: &Context<'_>, since: Option<String>) -> async_graphql::Result<Once<MyEvent>> {
+        let registration = if matches!(ctx.data_opt::<SubMode>(), Some(SubMode::Register(_))) {
+            Some((Topic::Me(viewer(ctx)?.user.clone()), parse_since(since)?))
+        } else {
+            None
+        };
+        run(ctx, registration, my_event)
+    }
+}
+
+/// Whether a subscriber may still receive events of `topic`.
+pub enum Verdict {
+    Deliver,
+    /// The subscription ends, saying why.
+    End(&'static str),
+}
+
+impl crate::Api {
+    pub async fn may_receive(&self, me: &UserId, topic: &Topic) -> Verdict {
+        let guild = match topic {
+            Topic::Me(_) => return Verdict::Deliver,
+            Topic::Channel { guild, .. } | Topic::Guild(guild) => *guild,
+        };
+        let Ok(cell) = self.commands.guild_cell(guild).await else { return Verdict::End("the guild is gone") };
+        let g = cell.lock().await;
+        if !g.members.contains_key(me) {
+            return Verdict::End("you are no longer a member of this guild");
+        }
+        if let Topic::Channel { channel, .. } = topic {
+            if !g.channels.contains_key(channel) {
+                return Verdict::End("the channel was deleted");
+            }
+            if !g.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
+                return Verdict::End("you can no longer see this channel");
+            }
+        }
+        Verdict::Deliver
+    }
+}

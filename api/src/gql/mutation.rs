@@ -1,0 +1,528 @@
+//! One mutation per command. Each one authenticates, takes a token from the user's
+//! mutation bucket, lets the domain decide, and records the position written so the same
+//! user's next read waits for it.
+
+use std::collections::BTreeSet;
+
+use async_graphql::{Context, ID, InputObject, Object};
+use openguild_domain::channel::MessageCommand;
+use openguild_domain::guild::GuildCommand;
+use openguild_domain::{
+    CategoryId, ChannelId, EventBody, GuildId, InviteCode, MessageId, Place, ReportId, RoleId, StreamId, UserId,
+};
+use openguild_projections::queries::MessageRow;
+
+use super::{
+    Category, ChannelKind, ChannelObj, GuildObj, InviteObj, Message, Permission, Report, ReportAction, ReportStatus,
+    RoleObj, Session, User, api, now, parse_id, permissions_of, viewer,
+};
+use crate::Api;
+use crate::commands::{Executed, random16};
+use crate::errors::{ApiError, Res};
+
+pub struct Mutation;
+
+#[derive(InputObject)]
+pub struct CreateGuildInput {
+    pub name: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateChannelInput {
+    pub guild_id: ID,
+    pub name: String,
+    pub kind: ChannelKind,
+    pub category_id: Option<ID>,
+    #[graphql(default)]
+    pub topic: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateCategoryInput {
+    pub guild_id: ID,
+    pub name: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateInviteInput {
+    pub guild_id: ID,
+    /// How many times it may be used (unlimited if absent).
+    pub max_uses: Option<u32>,
+    /// Seconds until it expires (never if absent).
+    pub expires_in_seconds: Option<u32>,
+}
+
+#[derive(InputObject)]
+pub struct SendMessageInput {
+    pub channel_id: ID,
+    pub body: String,
+    pub reply_to: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct CreateRoleInput {
+    pub guild_id: ID,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateRoleInput {
+    pub guild_id: ID,
+    pub role_id: ID,
+    pub name: Option<String>,
+    pub permissions: Option<Vec<Permission>>,
+}
+
+impl Api {
+    /// The viewer of a mutation, after their rate limit.
+    async fn actor(&self, ctx: &Context<'_>) -> Result<UserId, ApiError> {
+        let me = viewer(ctx)?.user.clone();
+        let rate =
+            crate::limits::Rate { per_second: self.limits.mutations_per_second, burst: self.limits.mutation_burst };
+        self.limiter
+            .take(&format!("mutation:{me}"), rate)
+            .await
+            .map_err(|e| ApiError::rate_limited("too many changes at once; slow down", e.retry_after))?;
+        Ok(me)
+    }
+
+    async fn guild_cmd(&self, ctx: &Context<'_>, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
+        let me = self.actor(ctx).await?;
+        let done = self.commands.guild(&me, guild, &cmd, now()).await?;
+        self.wrote(&me, done.position);
+        Ok(done)
+    }
+
+    async fn message_cmd(
+        &self,
+        ctx: &Context<'_>,
+        channel: ChannelId,
+        cmd: MessageCommand,
+    ) -> Result<Executed, ApiError> {
+        let me = self.actor(ctx).await?;
+        let done = self.commands.message(&me, channel, &cmd, now()).await?;
+        self.wrote(&me, done.position);
+        Ok(done)
+    }
+
+    /// The channel a message was posted in (a message id is its event's id).
+    async fn channel_of_message(&self, message: &MessageId) -> Result<ChannelId, ApiError> {
+        match self.store.get(message).await? {
+            Some(e) => match (&e.event.core.stream, e.event.content()) {
+                (StreamId::Channel(c), EventBody::MessagePosted { .. }) => Ok(*c),
+                _ => Err(ApiError::not_found(format!("{message} is not a message"))),
+            },
+            None => Err(ApiError::not_found(format!("message {message} not found"))),
+        }
+    }
+
+    async fn guild_obj(&self, me: &UserId, guild: GuildId) -> Result<GuildObj, ApiError> {
+        Ok(GuildObj { g: self.member_view(me, guild).await?, viewer: me.clone() })
+    }
+
+    async fn channel_obj(&self, me: &UserId, channel: ChannelId) -> Result<ChannelObj, ApiError> {
+        Ok(ChannelObj { g: self.channel_view(me, channel).await?, id: channel, viewer: me.clone() })
+    }
+}
+
+fn user_arg(id: &ID) -> Result<UserId, ApiError> {
+    parse_id("userId", id)
+}
+
+/// `@handle:server` words are mentions; `@everyone` mentions everyone.
+fn mentions(body: &str) -> (BTreeSet<UserId>, bool) {
+    let mut users = BTreeSet::new();
+    let mut everyone = false;
+    for word in body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c)) {
+        if word == "@everyone" || word == "@here" {
+            everyone = true;
+        } else if word.starts_with('@')
+            && let Ok(u) = word.trim_end_matches('.').parse()
+        {
+            users.insert(u);
+        }
+    }
+    (users, everyone)
+}
+
+/// A fresh invite code: 10 letters and digits.
+fn invite_code() -> InviteCode {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let bytes = random16();
+    let code: String = bytes.iter().take(10).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    code.parse().unwrap_or_else(|_| unreachable_code())
+}
+
+#[allow(clippy::unwrap_used)]
+fn unreachable_code() -> InviteCode {
+    // Ten ASCII alphanumerics always parse; this fallback is a fixed valid code.
+    "invite0000".parse().unwrap()
+}
+
+#[Object]
+impl Mutation {
+    /// Creates a local account and logs it in.
+    async fn register(&self, ctx: &Context<'_>, handle: String, password: String) -> Res<Session> {
+        let (token, user) = api(ctx).register(&handle, &password, now()).await?;
+        Ok(Session { token, user: User(user) })
+    }
+
+    /// Logs in with a local account. Failed logins are rate-limited per account and address.
+    async fn login(&self, ctx: &Context<'_>, handle: String, password: String) -> Res<Session> {
+        let from = ctx.data_opt::<crate::http::ClientAddr>().map(|a| a.0);
+        let (token, user) = api(ctx).login(&handle, &password, from, now()).await?;
+        Ok(Session { token, user: User(user) })
+    }
+
+    /// Ends the current session; its token stops working at once.
+    async fn logout(&self, ctx: &Context<'_>) -> Res<bool> {
+        api(ctx).logout(viewer(ctx)?, now()).await?;
+        Ok(true)
+    }
+
+    async fn create_guild(&self, ctx: &Context<'_>, input: CreateGuildInput) -> Res<GuildObj> {
+        let api = api(ctx);
+        let me = api.actor(ctx).await?;
+        let (id, done) = api.commands.create_guild(&me, &input.name, now()).await.map_err(ApiError::from)?;
+        api.wrote(&me, done.position);
+        Ok(api.guild_obj(&me, id).await?)
+    }
+
+    async fn create_channel(&self, ctx: &Context<'_>, input: CreateChannelInput) -> Res<ChannelObj> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &input.guild_id)?;
+        let channel = ChannelId::from_bytes(random16());
+        let category = input.category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;
+        let cmd = GuildCommand::CreateChannel {
+            channel,
+            name: input.name,
+            kind: input.kind.into(),
+            category,
+            topic: input.topic,
+        };
+        api.guild_cmd(ctx, guild, cmd).await?;
+        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    async fn create_category(&self, ctx: &Context<'_>, input: CreateCategoryInput) -> Res<Category> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &input.guild_id)?;
+        let category = CategoryId::from_bytes(random16());
+        api.guild_cmd(ctx, guild, GuildCommand::CreateCategory { category, name: input.name.clone() }).await?;
+        let g = api.member_view(&viewer(ctx)?.user, guild).await?;
+        let position = g.categories.get(&category).map_or(0, |c| c.position);
+        Ok(Category { id: ID(category.to_string()), name: input.name, position })
+    }
+
+    async fn create_invite(&self, ctx: &Context<'_>, input: CreateInviteInput) -> Res<InviteObj> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &input.guild_id)?;
+        let code = invite_code();
+        let expires_at = input.expires_in_seconds.map(|s| now().plus_millis(u64::from(s) * 1000));
+        let cmd = GuildCommand::CreateInvite { code: code.clone(), max_uses: input.max_uses, expires_at };
+        api.guild_cmd(ctx, guild, cmd).await?;
+        Ok(InviteObj {
+            code: code.to_string(),
+            max_uses: input.max_uses.map(|u| u as i32),
+            uses: 0,
+            expires_at: expires_at.map(Into::into),
+            creator: User(viewer(ctx)?.user.clone()),
+        })
+    }
+
+    /// Joins the guild an invite code belongs to.
+    async fn join_guild(&self, ctx: &Context<'_>, code: String) -> Res<GuildObj> {
+        let api = api(ctx);
+        let invite: InviteCode = parse_id("invite code", &code)?;
+        let guild = api.guild_of_invite(&invite).await?;
+        api.guild_cmd(ctx, guild, GuildCommand::Join { invite }).await?;
+        Ok(api.guild_obj(&viewer(ctx)?.user, guild).await?)
+    }
+
+    async fn leave_guild(&self, ctx: &Context<'_>, guild_id: ID) -> Res<bool> {
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, GuildCommand::Leave).await?;
+        Ok(true)
+    }
+
+    async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Res<Message> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &input.channel_id)?;
+        let reply_to = input.reply_to.as_ref().map(|r| parse_id::<MessageId>("replyTo", r)).transpose()?;
+        let (mentions, mentions_everyone) = mentions(&input.body);
+        let cmd = MessageCommand::Post { text: input.body.clone(), reply_to, mentions, mentions_everyone };
+        let done = api.message_cmd(ctx, channel, cmd).await?;
+        let e = done.events.last().ok_or_else(|| ApiError::internal("a post wrote no event"))?;
+        Ok(Message(MessageRow {
+            id: e.id,
+            position: done.position,
+            channel,
+            author: e.core.sender.clone(),
+            body: Some(input.body),
+            reply_to,
+            created_at: e.core.ts.as_millis(),
+            edited_at: None,
+            deleted: false,
+            pinned: false,
+            reactions: Vec::new(),
+        }))
+    }
+
+    async fn edit_message(&self, ctx: &Context<'_>, id: ID, body: String) -> Res<Message> {
+        let api = api(ctx);
+        let message: MessageId = parse_id("id", &id)?;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::Edit { message, text: body }).await?;
+        api.read_your_writes(ctx, &["timeline"]).await?;
+        let rows = openguild_projections::queries::messages_by_id(api.projections.db(), &[message])
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Message(rows.into_iter().next().ok_or_else(|| ApiError::not_found("the message is gone"))?))
+    }
+
+    async fn delete_message(&self, ctx: &Context<'_>, id: ID, #[graphql(default)] reason: String) -> Res<bool> {
+        let api = api(ctx);
+        let message: MessageId = parse_id("id", &id)?;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::Redact { message, reason }).await?;
+        Ok(true)
+    }
+
+    async fn add_reaction(&self, ctx: &Context<'_>, message_id: ID, emoji: String) -> Res<bool> {
+        let api = api(ctx);
+        let message: MessageId = parse_id("messageId", &message_id)?;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::React { message, emoji }).await?;
+        Ok(true)
+    }
+
+    async fn remove_reaction(&self, ctx: &Context<'_>, message_id: ID, emoji: String) -> Res<bool> {
+        let api = api(ctx);
+        let message: MessageId = parse_id("messageId", &message_id)?;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::Unreact { message, emoji }).await?;
+        Ok(true)
+    }
+
+    /// Tells the channel the viewer is typing (not stored; no cursor).
+    async fn typing(&self, ctx: &Context<'_>, channel_id: ID) -> Res<bool> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let me = api.actor(ctx).await?;
+        let g = api.channel_view(&me, channel).await?;
+        if !g.channel_permissions(&me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
+            return Err(ApiError::forbidden("you cannot send messages in this channel").into());
+        }
+        api.hub.typing(channel, me).await;
+        Ok(true)
+    }
+
+    async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Res<RoleObj> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &input.guild_id)?;
+        let role = RoleId::from_bytes(random16());
+        let permissions = permissions_of(&input.permissions);
+        api.guild_cmd(ctx, guild, GuildCommand::CreateRole { role, name: input.name, permissions }).await?;
+        let g = api.member_view(&viewer(ctx)?.user, guild).await?;
+        super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
+    }
+
+    async fn update_role(&self, ctx: &Context<'_>, input: UpdateRoleInput) -> Res<RoleObj> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &input.guild_id)?;
+        let role: RoleId = parse_id("roleId", &input.role_id)?;
+        let permissions = input.permissions.as_deref().map(permissions_of);
+        api.guild_cmd(ctx, guild, GuildCommand::UpdateRole { role, name: input.name, permissions }).await?;
+        let g = api.member_view(&viewer(ctx)?.user, guild).await?;
+        super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
+    }
+
+    async fn assign_role(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        role_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::AssignRole { user: user_arg(&user_id)?, role: parse_id("roleId", &role_id)?, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    async fn unassign_role(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        role_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::UnassignRole { user: user_arg(&user_id)?, role: parse_id("roleId", &role_id)?, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    async fn kick_member(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::Kick { user: user_arg(&user_id)?, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    /// Bans a member; their messages of the last `deleteMessageSeconds` are removed.
+    async fn ban_member(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        #[graphql(default)] reason: String,
+        #[graphql(default)] delete_message_seconds: u32,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::Ban { user: user_arg(&user_id)?, reason, purge_seconds: delete_message_seconds };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    async fn unban_member(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::Unban { user: user_arg(&user_id)?, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    /// Times a member out for `seconds` (at most 28 days): they can read but not speak.
+    async fn timeout_member(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        seconds: u32,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let until = now().plus_millis(u64::from(seconds) * 1000);
+        let cmd = GuildCommand::Timeout { user: user_arg(&user_id)?, until, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    async fn remove_timeout(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::RemoveTimeout { user: user_arg(&user_id)?, reason };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    async fn set_slow_mode(&self, ctx: &Context<'_>, channel_id: ID, seconds: u32) -> Res<ChannelObj> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.guild_cmd(ctx, guild, GuildCommand::SetSlowMode { channel, seconds }).await?;
+        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    async fn lock_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        locked: bool,
+        #[graphql(default)] reason: String,
+    ) -> Res<ChannelObj> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.guild_cmd(ctx, guild, GuildCommand::LockChannel { channel, locked, reason }).await?;
+        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    /// Sets the permission overwrite of a role or member on a channel (empty lists remove it).
+    async fn set_channel_overwrite(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        role_id: Option<ID>,
+        user_id: Option<ID>,
+        allow: Vec<Permission>,
+        deny: Vec<Permission>,
+    ) -> Res<bool> {
+        use openguild_domain::permissions::OverwriteTarget;
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let target = match (role_id, user_id) {
+            (Some(r), None) => OverwriteTarget::Role(parse_id("roleId", &r)?),
+            (None, Some(u)) => OverwriteTarget::Member(user_arg(&u)?),
+            _ => return Err(ApiError::invalid("target", "give roleId or userId, one of them").into()),
+        };
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        let cmd = GuildCommand::SetOverwrite {
+            place: Place::Channel(channel),
+            target,
+            allow: permissions_of(&allow),
+            deny: permissions_of(&deny),
+        };
+        api.guild_cmd(ctx, guild, cmd).await?;
+        Ok(true)
+    }
+
+    async fn report_message(&self, ctx: &Context<'_>, message_id: ID, reason: String) -> Res<Report> {
+        let api = api(ctx);
+        let message: MessageId = parse_id("messageId", &message_id)?;
+        let channel = api.channel_of_message(&message).await?;
+        let me = viewer(ctx)?.user.clone();
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        let target = api.commands.report_target(channel, message).await.map_err(ApiError::from)?;
+        let report = ReportId::from_bytes(random16());
+        let done = api
+            .guild_cmd(ctx, guild, GuildCommand::FileReport { report, target: target.clone(), reason: reason.clone() })
+            .await?;
+        let (user, channel_id, message_id) = match target {
+            openguild_domain::ReportTarget::Message { channel, message, author } => {
+                (author, Some(ID(channel.to_string())), Some(ID(message.to_string())))
+            }
+            openguild_domain::ReportTarget::Member { user } => (user, None, None),
+        };
+        Ok(Report {
+            id: ID(report.to_string()),
+            reporter: ID(me.to_string()),
+            target_user: ID(user.to_string()),
+            target_channel_id: channel_id,
+            target_message_id: message_id,
+            reason,
+            status: ReportStatus::Open,
+            action: None,
+            resolved_by: None,
+            resolution: None,
+            filed_at: super::DateTime(done.events.last().map_or(0, |e| e.core.ts.as_millis())),
+            resolved_at: None,
+        })
+    }
+
+    async fn resolve_report(
+        &self,
+        ctx: &Context<'_>,
+        report_id: ID,
+        action: ReportAction,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let api = api(ctx);
+        let report: ReportId = parse_id("reportId", &report_id)?;
+        let guild = api.guild_of_report(&report).await?;
+        api.guild_cmd(ctx, guild, GuildCommand::ResolveReport { report, action: action.into(), reason }).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,636 @@
+//! The GraphQL object types. Guild structure (channels, roles, members, bans) is served
+//! from the guild aggregate: the same state `decide` and the permission checks use.
+//! History-shaped data (messages, audit log, reports, search) comes from the read models.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ComplexObject, Context, Enum, ID, Object, Scalar, ScalarType, SimpleObject, Value};
+use openguild_domain::guild::Guild;
+use openguild_domain::permissions::{Reason, Scope};
+use openguild_domain::{ChannelId, ChannelKind as Kind, Permissions, RoleId, Timestamp, UserId};
+use openguild_projections::queries::{self, MessageRow, Page};
+
+use super::{api, now, viewer};
+use crate::errors::{ApiError, Res};
+
+/// A moment, as RFC 3339 text in UTC with milliseconds (`2026-11-21T10:00:00.000Z`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateTime(pub u64);
+
+#[Scalar(name = "DateTime")]
+impl ScalarType for DateTime {
+    fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
+        match &value {
+            Value::String(s) => humantime::parse_rfc3339_weak(s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| DateTime(d.as_millis() as u64))
+                .ok_or_else(|| {
+                    async_graphql::InputValueError::custom("expected RFC 3339 time like 2026-11-21T10:00:00Z")
+                }),
+            _ => Err(async_graphql::InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.0);
+        Value::String(humantime::format_rfc3339_millis(t).to_string())
+    }
+}
+
+impl From<Timestamp> for DateTime {
+    fn from(t: Timestamp) -> Self {
+        DateTime(t.as_millis())
+    }
+}
+
+macro_rules! permission_enum {
+    ($($name:ident),* $(,)?) => {
+        /// One permission bit, with Discord's names.
+        #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        pub enum Permission { $($name),* }
+
+        impl Permission {
+            pub fn bits(self) -> Permissions {
+                match self { $(Permission::$name => Permissions::$name),* }
+            }
+
+            pub fn all_of(p: Permissions) -> Vec<Permission> {
+                let mut out = Vec::new();
+                $(if p.contains(Permissions::$name) { out.push(Permission::$name); })*
+                out
+            }
+        }
+    };
+}
+
+permission_enum!(
+    CREATE_INVITE,
+    KICK_MEMBERS,
+    BAN_MEMBERS,
+    ADMINISTRATOR,
+    MANAGE_CHANNELS,
+    MANAGE_GUILD,
+    ADD_REACTIONS,
+    VIEW_AUDIT_LOG,
+    VIEW_CHANNEL,
+    SEND_MESSAGES,
+    MANAGE_MESSAGES,
+    ATTACH_FILES,
+    READ_MESSAGE_HISTORY,
+    MENTION_EVERYONE,
+    CONNECT,
+    SPEAK,
+    MUTE_MEMBERS,
+    MOVE_MEMBERS,
+    MANAGE_ROLES,
+    MODERATE_MEMBERS,
+);
+
+pub fn permissions_of(list: &[Permission]) -> Permissions {
+    list.iter().fold(Permissions::empty(), |acc, p| acc | p.bits())
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ChannelKind {
+    Text,
+    Voice,
+    Announcement,
+}
+
+impl From<Kind> for ChannelKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Text => Self::Text,
+            Kind::Voice => Self::Voice,
+            Kind::Announcement => Self::Announcement,
+        }
+    }
+}
+
+impl From<ChannelKind> for Kind {
+    fn from(k: ChannelKind) -> Self {
+        match k {
+            ChannelKind::Text => Kind::Text,
+            ChannelKind::Voice => Kind::Voice,
+            ChannelKind::Announcement => Kind::Announcement,
+        }
+    }
+}
+
+/// A person (or bot) on some hub.
+#[derive(Clone, Debug)]
+pub struct User(pub UserId);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.to_string())
+    }
+    /// The handle: the part of the id between `@` and `:`.
+    async fn handle(&self) -> &str {
+        self.0.handle()
+    }
+    /// The hub the user belongs to.
+    async fn server(&self) -> String {
+        self.0.server().to_string()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Session {
+    /// The bearer token: send it as `Authorization: Bearer <token>`. Shown once.
+    pub token: String,
+    pub user: User,
+}
+
+/// A guild as seen by one member.
+pub struct GuildObj {
+    pub g: Arc<Guild>,
+    pub viewer: UserId,
+}
+
+#[Object(name = "Guild")]
+impl GuildObj {
+    async fn id(&self) -> ID {
+        ID(self.g.id.map(|g| g.to_string()).unwrap_or_default())
+    }
+    async fn name(&self) -> &str {
+        &self.g.name
+    }
+    async fn description(&self) -> Option<&str> {
+        self.g.description.as_deref()
+    }
+    async fn owner(&self) -> Option<User> {
+        self.g.owner.clone().map(User)
+    }
+    async fn created_at(&self) -> DateTime {
+        self.g.created_at.into()
+    }
+    async fn archived(&self) -> bool {
+        self.g.archived
+    }
+    /// Categories, by position.
+    async fn categories(&self) -> Vec<Category> {
+        let mut out: Vec<Category> = self
+            .g
+            .categories
+            .iter()
+            .map(|(id, c)| Category { id: ID(id.to_string()), name: c.name.clone(), position: c.position })
+            .collect();
+        out.sort_by_key(|c| c.position);
+        out
+    }
+    /// The channels the viewer can see, by category and position.
+    async fn channels(&self) -> Vec<ChannelObj> {
+        let now = now();
+        let mut ids: Vec<(Option<u32>, u32, ChannelId)> = self
+            .g
+            .channels
+            .iter()
+            .filter(|(id, _)| self.g.channel_permissions(&self.viewer, **id, now).contains(Permissions::VIEW_CHANNEL))
+            .map(|(id, c)| (c.category.and_then(|k| self.g.categories.get(&k)).map(|k| k.position), c.position, *id))
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, _, id)| ChannelObj { g: self.g.clone(), id, viewer: self.viewer.clone() }).collect()
+    }
+    /// Roles, highest first; `@everyone` last.
+    async fn roles(&self) -> Vec<RoleObj> {
+        let mut out: Vec<RoleObj> = self.g.role_order.iter().rev().filter_map(|r| role_obj(&self.g, *r)).collect();
+        out.extend(role_obj(&self.g, RoleId::EVERYONE));
+        out
+    }
+    /// Members, in the order they joined.
+    #[graphql(complexity = "first.unwrap_or(100) as usize * child_complexity")]
+    async fn members(&self, first: Option<i32>, after: Option<String>) -> Res<Connection<String, MemberObj>> {
+        let first = page_size(first, 100, 1000)?;
+        let mut all: Vec<(&UserId, &openguild_domain::guild::Member)> = self.g.members.iter().collect();
+        all.sort_by(|a, b| (a.1.joined_at, a.0).cmp(&(b.1.joined_at, b.0)));
+        let start = match after {
+            Some(cursor) => all.iter().position(|(u, _)| u.as_str() == cursor).map_or(all.len(), |i| i + 1),
+            None => 0,
+        };
+        let page: Vec<_> = all.iter().skip(start).take(first).collect();
+        let mut conn = Connection::new(start > 0, start + page.len() < all.len());
+        let now = now();
+        for (user, m) in page {
+            conn.edges.push(Edge::new(
+                user.to_string(),
+                MemberObj {
+                    user: User((*user).clone()),
+                    nickname: m.nickname.clone(),
+                    joined_at: m.joined_at.into(),
+                    roles: m.roles.iter().map(|r| ID(r.to_string())).collect(),
+                    timed_out_until: self.g.timed_out_until(user, now).map(Into::into),
+                },
+            ));
+        }
+        Ok(conn)
+    }
+    /// Banned users (needs BAN_MEMBERS).
+    async fn bans(&self) -> Res<Vec<BanObj>> {
+        if !self.g.guild_permissions(&self.viewer, now()).contains(Permissions::BAN_MEMBERS) {
+            return Err(ApiError::forbidden("seeing the bans needs the BAN_MEMBERS permission").into());
+        }
+        Ok(self
+            .g
+            .bans
+            .iter()
+            .map(|(u, b)| BanObj {
+                user: User(u.clone()),
+                reason: b.reason.clone(),
+                by: User(b.by.clone()),
+                at: b.at.into(),
+            })
+            .collect())
+    }
+    /// Open invites (needs MANAGE_GUILD, or CREATE_INVITE for one's own).
+    async fn invites(&self) -> Vec<InviteObj> {
+        let perms = self.g.guild_permissions(&self.viewer, now());
+        self.g
+            .invites
+            .iter()
+            .filter(|(_, i)| perms.contains(Permissions::MANAGE_GUILD) || i.creator == self.viewer)
+            .map(|(code, i)| InviteObj {
+                code: code.to_string(),
+                max_uses: i.max_uses.map(|u| u as i32),
+                uses: i.uses as i32,
+                expires_at: i.expires_at.map(Into::into),
+                creator: User(i.creator.clone()),
+            })
+            .collect()
+    }
+    /// What the viewer may do guild-wide.
+    async fn my_permissions(&self) -> Vec<Permission> {
+        Permission::all_of(self.g.guild_permissions(&self.viewer, now()))
+    }
+}
+
+pub fn role_obj(g: &Guild, id: RoleId) -> Option<RoleObj> {
+    g.roles.get(&id).map(|r| RoleObj {
+        id: ID(id.to_string()),
+        name: r.name.clone(),
+        permissions: Permission::all_of(r.permissions),
+        position: g.position(&id) as i32,
+    })
+}
+
+pub fn page_size(n: Option<i32>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(default),
+        Some(n) if n >= 0 && (n as usize) <= max => Ok(n as usize),
+        Some(n) => Err(ApiError::invalid("page size", format!("{n} is not between 0 and {max}"))),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Category {
+    pub id: ID,
+    pub name: String,
+    pub position: u32,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Role")]
+pub struct RoleObj {
+    pub id: ID,
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    /// 0 for `@everyone`; higher is more senior.
+    pub position: i32,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Member")]
+pub struct MemberObj {
+    pub user: User,
+    pub nickname: Option<String>,
+    pub joined_at: DateTime,
+    pub roles: Vec<ID>,
+    pub timed_out_until: Option<DateTime>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Ban")]
+pub struct BanObj {
+    pub user: User,
+    pub reason: String,
+    pub by: User,
+    pub at: DateTime,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Invite")]
+pub struct InviteObj {
+    pub code: String,
+    pub max_uses: Option<i32>,
+    pub uses: i32,
+    pub expires_at: Option<DateTime>,
+    pub creator: User,
+}
+
+/// A channel as seen by one member.
+pub struct ChannelObj {
+    pub g: Arc<Guild>,
+    pub id: ChannelId,
+    pub viewer: UserId,
+}
+
+impl ChannelObj {
+    fn channel(&self) -> Res<&openguild_domain::guild::Channel> {
+        self.g
+            .channels
+            .get(&self.id)
+            .ok_or_else(|| ApiError::not_found(format!("channel {} not found", self.id)).into())
+    }
+}
+
+#[Object(name = "Channel")]
+impl ChannelObj {
+    async fn id(&self) -> ID {
+        ID(self.id.to_string())
+    }
+    async fn guild_id(&self) -> ID {
+        ID(self.g.id.map(|g| g.to_string()).unwrap_or_default())
+    }
+    async fn name(&self) -> Res<&str> {
+        Ok(&self.channel()?.name)
+    }
+    async fn kind(&self) -> Res<ChannelKind> {
+        Ok(self.channel()?.kind.into())
+    }
+    async fn topic(&self) -> Res<&str> {
+        Ok(&self.channel()?.topic)
+    }
+    async fn category_id(&self) -> Res<Option<ID>> {
+        Ok(self.channel()?.category.map(|c| ID(c.to_string())))
+    }
+    async fn position(&self) -> Res<u32> {
+        Ok(self.channel()?.position)
+    }
+    async fn slow_mode_seconds(&self) -> Res<u32> {
+        Ok(self.channel()?.slow_mode_seconds)
+    }
+    async fn locked(&self) -> Res<bool> {
+        Ok(self.channel()?.locked)
+    }
+    /// What the viewer may do here.
+    async fn my_permissions(&self) -> Vec<Permission> {
+        Permission::all_of(self.g.channel_permissions(&self.viewer, self.id, now()))
+    }
+    /// Messages, oldest first within the page. `last`/`before` page back from the newest;
+    /// `first`/`after` page forward. Cursors are positions.
+    #[graphql(complexity = "first.or(last).unwrap_or(50) as usize * child_complexity")]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Res<Connection<String, Message>> {
+        let perms = self.g.channel_permissions(&self.viewer, self.id, now());
+        if !perms.contains(Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY) {
+            return Err(ApiError::forbidden(
+                "reading this channel's history needs VIEW_CHANNEL and READ_MESSAGE_HISTORY",
+            )
+            .into());
+        }
+        let api = api(ctx);
+        api.read_your_writes(ctx, &["timeline"]).await?;
+        let cursor = |c: Option<String>| -> Result<Option<u64>, ApiError> {
+            c.map(|c| c.parse::<u64>().map_err(|_| ApiError::invalid("cursor", "use a cursor from a previous page")))
+                .transpose()
+        };
+        let (page, forward) = match (first, last) {
+            (Some(_), Some(_)) => return Err(ApiError::invalid("paging", "give first or last, not both").into()),
+            (Some(n), None) => {
+                (Page::First { after: cursor(after)?, limit: page_size(Some(n), 50, 200)? as u32 + 1 }, true)
+            }
+            (None, n) => (Page::Last { before: cursor(before)?, limit: page_size(n, 50, 200)? as u32 + 1 }, false),
+        };
+        let want = match page {
+            Page::First { limit, .. } | Page::Last { limit, .. } => limit as usize - 1,
+        };
+        let mut rows = queries::messages(&api.projections.db().clone(), self.id, page).await.map_err(ApiError::from)?;
+        let more = rows.len() > want;
+        if more {
+            if forward {
+                rows.pop();
+            } else {
+                rows.remove(0);
+            }
+        }
+        let (has_prev, has_next) = if forward { (false, more) } else { (more, false) };
+        let mut conn = Connection::new(has_prev, has_next);
+        conn.edges.extend(rows.into_iter().map(|m| Edge::new(m.position.to_string(), Message(m))));
+        Ok(conn)
+    }
+}
+
+/// A message.
+#[derive(Clone, Debug)]
+pub struct Message(pub MessageRow);
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn channel_id(&self) -> ID {
+        ID(self.0.channel.to_string())
+    }
+    async fn author(&self) -> User {
+        User(self.0.author.clone())
+    }
+    /// The text (a safe Markdown subset); `null` once deleted.
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+    async fn reply_to_id(&self) -> Option<ID> {
+        self.0.reply_to.map(|r| ID(r.to_string()))
+    }
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    async fn edited_at(&self) -> Option<DateTime> {
+        self.0.edited_at.map(DateTime)
+    }
+    async fn deleted(&self) -> bool {
+        self.0.deleted
+    }
+    async fn pinned(&self) -> bool {
+        self.0.pinned
+    }
+    /// Where it is in the event log: its cursor.
+    async fn cursor(&self) -> String {
+        self.0.position.to_string()
+    }
+    async fn reactions(&self) -> Vec<Reaction> {
+        self.0.reactions.iter().map(|(emoji, count)| Reaction { emoji: emoji.clone(), count: *count as i32 }).collect()
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i32,
+}
+
+/// One audit log entry: who did what to whom, where, why, when, before → after, and the
+/// signed event it came from.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct AuditEntry {
+    pub event_id: ID,
+    pub kind: String,
+    pub actor: ID,
+    pub target: Option<ID>,
+    pub channel_id: Option<ID>,
+    pub reason: String,
+    pub at: DateTime,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub cursor: String,
+}
+
+#[ComplexObject]
+impl AuditEntry {
+    /// A person-readable line, e.g. `@mod:hub timed out @ann:hub: spam`.
+    async fn summary(&self) -> String {
+        let target = self.target.as_ref().map(|t| format!(" {}", t.0)).unwrap_or_default();
+        let reason = if self.reason.is_empty() { String::new() } else { format!(": {}", self.reason) };
+        format!("{} {}{target}{reason}", self.actor.0, self.kind)
+    }
+}
+
+impl From<queries::AuditRow> for AuditEntry {
+    fn from(r: queries::AuditRow) -> Self {
+        Self {
+            event_id: ID(r.event_id),
+            kind: r.kind,
+            actor: ID(r.actor),
+            target: r.target.map(ID),
+            channel_id: r.channel.map(ID),
+            reason: r.reason,
+            at: DateTime(r.ts),
+            before: r.before,
+            after: r.after,
+            cursor: r.position.to_string(),
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ReportStatus {
+    Open,
+    Resolved,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ReportAction {
+    Dismissed,
+    Warned,
+    MessageDeleted,
+    TimedOut,
+    Kicked,
+    Banned,
+}
+
+impl From<ReportAction> for openguild_domain::ReportAction {
+    fn from(a: ReportAction) -> Self {
+        use openguild_domain::ReportAction as A;
+        match a {
+            ReportAction::Dismissed => A::Dismissed,
+            ReportAction::Warned => A::Warned,
+            ReportAction::MessageDeleted => A::MessageDeleted,
+            ReportAction::TimedOut => A::TimedOut,
+            ReportAction::Kicked => A::Kicked,
+            ReportAction::Banned => A::Banned,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Report {
+    pub id: ID,
+    pub reporter: ID,
+    pub target_user: ID,
+    pub target_channel_id: Option<ID>,
+    pub target_message_id: Option<ID>,
+    pub reason: String,
+    pub status: ReportStatus,
+    pub action: Option<String>,
+    pub resolved_by: Option<ID>,
+    pub resolution: Option<String>,
+    pub filed_at: DateTime,
+    pub resolved_at: Option<DateTime>,
+}
+
+impl From<queries::ReportRow> for Report {
+    fn from(r: queries::ReportRow) -> Self {
+        Self {
+            id: ID(r.id),
+            reporter: ID(r.reporter),
+            target_user: ID(r.target_user),
+            target_channel_id: r.target_channel.map(ID),
+            target_message_id: r.target_message.map(ID),
+            reason: r.reason,
+            status: if r.status == "open" { ReportStatus::Open } else { ReportStatus::Resolved },
+            action: r.action,
+            resolved_by: r.resolved_by.map(ID),
+            resolution: r.resolution,
+            filed_at: DateTime(r.filed_at),
+            resolved_at: r.resolved_at.map(DateTime),
+        }
+    }
+}
+
+/// Why one permission is allowed or denied, and what decided it.
+#[derive(SimpleObject)]
+pub struct PermissionVerdict {
+    pub permission: Permission,
+    pub allowed: bool,
+    /// What decided it, in words: `owner`, `role Moderators`, `overwrite on channel for role …`.
+    pub decided_by: String,
+}
+
+pub fn verdicts(g: &Guild, user: &UserId, channel: Option<ChannelId>) -> Option<Vec<PermissionVerdict>> {
+    let role_name = |r: &RoleId| g.roles.get(r).map_or_else(|| r.to_string(), |role| role.name.clone());
+    let list = g.explain(user, channel, now())?;
+    Some(
+        list.into_iter()
+            .filter_map(|v| {
+                let permission = Permission::all_of(v.permission).into_iter().next()?;
+                let decided_by = match &v.reason {
+                    Reason::Owner => "guild owner".to_owned(),
+                    Reason::Administrator { role } => format!("ADMINISTRATOR from role {}", role_name(role)),
+                    Reason::Role { role } => format!("role {}", role_name(role)),
+                    Reason::NotGranted => "no role grants it".to_owned(),
+                    Reason::Overwrite { scope, target, allowed } => {
+                        let place = match scope {
+                            Scope::Category => "category",
+                            Scope::Channel => "channel",
+                        };
+                        let who = match target {
+                            openguild_domain::permissions::OverwriteTarget::Role(r) => format!("role {}", role_name(r)),
+                            openguild_domain::permissions::OverwriteTarget::Member(u) => format!("member {u}"),
+                        };
+                        format!("{} by the {place} overwrite for {who}", if *allowed { "allowed" } else { "denied" })
+                    }
+                    Reason::TimedOut { until } => format!("timed out until {}", DateTime(until.as_millis()).to_value()),
+                    Reason::NoViewChannel => "cannot see the channel".to_owned(),
+                    Reason::NoSendMessages => "cannot send messages in the channel".to_owned(),
+                };
+                Some(PermissionVerdict { permission, allowed: v.allowed, decided_by })
+            })
+            .collect(),
+    )
+}
+
+/// The viewer, for resolvers that need one.
+pub fn me(ctx: &Context<'_>) -> Res<UserId> {
+    Ok(viewer(ctx)?.user.clone())
+}

@@ -1,0 +1,269 @@
+//! `POST /graphql` (queries and mutations, batched up to a limit) and `GET /graphql`
+//! (queries only; GraphiQL when enabled). Every document is measured before it is
+//! validated: too many field selections (aliases included) are refused at once, so a
+//! 10,000-alias query costs a parse, not a quadratic validation.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{BatchRequest, Request};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Api;
+use crate::auth::{Viewer, bearer};
+use crate::errors::ApiError;
+use crate::gql::now;
+
+/// The caller's address, for per-address limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+/// A position the client asks its reads to wait for (`OpenGuild-Read-After`), for clients
+/// that write through one node and read through another.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAfter(pub u64);
+
+fn refuse(status: StatusCode, e: ApiError) -> Response {
+    let mut ext = json!({ "code": e.code });
+    if let Some(wait) = e.retry_after {
+        ext["retryAfter"] = json!(wait.as_secs_f64());
+    }
+    (status, axum::Json(json!({ "errors": [{ "message": e.message, "extensions": ext }] }))).into_response()
+}
+
+/// The viewer named by the Authorization header: `Ok(None)` without one.
+pub(crate) async fn viewer_of(api: &Api, headers: &HeaderMap) -> Result<Option<Viewer>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(bearer)
+        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    api.authenticate(token, now()).await.map(Some)
+}
+
+fn prepare(
+    api: &Arc<Api>,
+    mut request: Request,
+    viewer: &Option<Viewer>,
+    headers: &HeaderMap,
+    addr: IpAddr,
+) -> Request {
+    request = request.data(api.clone()).data(ClientAddr(addr));
+    if let Some(v) = viewer {
+        request = request.data(v.clone());
+    }
+    if let Some(p) = headers.get("openguild-read-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+        request = request.data(ReadAfter(p));
+    }
+    request
+}
+
+pub(crate) async fn post(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                e.status(),
+                ApiError::invalid(
+                    "request",
+                    format!("{}; the limit is {} bytes", e.body_text(), api.limits.max_body_bytes),
+                ),
+            );
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ApiError::invalid(
+                    "request",
+                    format!("expected a JSON object {{\"query\": …, \"variables\": …}} or an array of them: {e}"),
+                ),
+            );
+        }
+    };
+    let requests = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(list) => {
+            if list.len() > api.limits.max_batch {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    ApiError::invalid(
+                        "batch",
+                        format!("{} operations; at most {} per request", list.len(), api.limits.max_batch),
+                    ),
+                );
+            }
+            list
+        }
+    };
+    let is_batch = requests.len() != 1 || body.first() == Some(&b'[');
+    let viewer = match viewer_of(&api, &headers).await {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
+    };
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        if let Err(e) = measure(&request.query, api.limits.max_fields, false) {
+            responses.push(error_response(e));
+            continue;
+        }
+        let request = prepare(&api, request, &viewer, &headers, addr.ip());
+        responses.push(serde_json::to_value(api.schema.execute(request).await).unwrap_or_default());
+    }
+    let out = if is_batch { serde_json::Value::Array(responses) } else { responses.pop().unwrap_or_default() };
+    axum::Json(out).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GetParams {
+    query: Option<String>,
+    variables: Option<String>,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+pub(crate) async fn get(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<GetParams>,
+) -> Response {
+    let Some(query) = params.query else {
+        if api.settings.graphiql {
+            return Html(
+                async_graphql::http::GraphiQLSource::build()
+                    .endpoint("/graphql")
+                    .subscription_endpoint("/graphql/ws")
+                    .finish(),
+            )
+            .into_response();
+        }
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ApiError::invalid("request", "pass ?query=… (GraphiQL is off; enable it with api.graphiql = true)"),
+        );
+    };
+    if let Err(e) = measure(&query, api.limits.max_fields, true) {
+        return refuse(
+            if e.code == "INVALID_INPUT" { StatusCode::BAD_REQUEST } else { StatusCode::METHOD_NOT_ALLOWED },
+            e,
+        );
+    }
+    let mut request = Request::new(query);
+    if let Some(vars) = params.variables {
+        match serde_json::from_str(&vars) {
+            Ok(v) => request = request.variables(async_graphql::Variables::from_json(v)),
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, ApiError::invalid("variables", format!("not JSON: {e}"))),
+        }
+    }
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    let viewer = match viewer_of(&api, &headers).await {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
+    };
+    let request = prepare(&api, request, &viewer, &headers, addr.ip());
+    axum::Json(api.schema.execute(request).await).into_response()
+}
+
+fn error_response(e: ApiError) -> serde_json::Value {
+    json!({ "errors": [{ "message": e.message, "extensions": { "code": e.code } }] })
+}
+
+/// Refuses documents with more than `max_fields` field selections (fragments counted each
+/// time they are spread), and, for GET, any mutation. Syntax errors are left to execution,
+/// which reports them with their location.
+pub(crate) fn measure(query: &str, max_fields: usize, queries_only: bool) -> Result<(), ApiError> {
+    let Ok(doc) = async_graphql::parser::parse_query(query) else { return Ok(()) };
+    if queries_only {
+        let mutation = match &doc.operations {
+            DocumentOperations::Single(op) => op.node.ty != OperationType::Query,
+            DocumentOperations::Multiple(ops) => ops.values().any(|op| op.node.ty != OperationType::Query),
+        };
+        if mutation {
+            return Err(ApiError::new(
+                "METHOD_NOT_ALLOWED",
+                "mutations and subscriptions are not allowed over GET; POST them (subscriptions: /graphql/ws)",
+            ));
+        }
+    }
+    let mut count = 0usize;
+    let sets: Vec<&SelectionSet> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
+        DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node.selection_set.node).collect(),
+    };
+    for set in sets {
+        count_fields(&doc, set, &mut count, max_fields, 0)?;
+    }
+    Ok(())
+}
+
+fn count_fields(
+    doc: &ExecutableDocument,
+    set: &SelectionSet,
+    count: &mut usize,
+    max: usize,
+    depth: usize,
+) -> Result<(), ApiError> {
+    let too_many = || {
+        ApiError::invalid(
+            "query",
+            format!("it selects more than {max} fields (aliases and fragment spreads count); split it"),
+        )
+    };
+    if depth > 64 {
+        return Err(ApiError::invalid("query", "fragments nest more than 64 levels deep"));
+    }
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(f) => {
+                *count += 1;
+                if *count > max {
+                    return Err(too_many());
+                }
+                count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?;
+            }
+            Selection::InlineFragment(f) => count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?,
+            Selection::FragmentSpread(s) => {
+                if let Some(fragment) = doc.fragments.get(&s.node.fragment_name.node) {
+                    count_fields(doc, &fragment.node.selection_set.node, count, max, depth + 1)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::measure;
+
+    #[test]
+    fn alias_floods_and_get_mutations_are_refused_before_validation() {
+        let flood =
+            format!("{{ {} }}", (0..10_000).map(|i| format!("a{i}: me {{ id }}")).collect::<Vec<_>>().join(" "));
+        assert_eq!(measure(&flood, 500, false).unwrap_err().code, "INVALID_INPUT");
+        assert!(measure("{ me { id handle } }", 500, true).is_ok());
+        assert_eq!(measure("mutation { logout }", 500, true).unwrap_err().code, "METHOD_NOT_ALLOWED");
+        // Fragment spreads count every time: a fragment bomb is caught too.
+        let bomb = "query { ...A ...A ...A ...A } fragment A on Query { me { id handle server } }";
+        assert!(measure(bomb, 10, false).is_err());
+        assert!(measure(bomb, 20, false).is_ok());
+    }
+}

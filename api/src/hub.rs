@@ -1,0 +1,172 @@
+//! Live fan-out on one node. One task follows the event store's feed (every node follows
+//! the same store, so an event written through any node reaches subscribers on all of
+//! them, in store order, exactly once, resumable by position) and hands each event to
+//! every websocket connection through a broadcast channel. Typing notices are not stored:
+//! with Redis configured they cross nodes through Redis pub/sub.
+//!
+//! Each event is rendered once per distinct subscription selection and shared: see
+//! [`Hub::rendered`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use openguild_domain::{ChannelId, UserId};
+use openguild_store::{EventStore, subscribe_all};
+use tokio::sync::{OnceCell, broadcast};
+
+use crate::commands::{Commands, random16};
+use crate::gql::{Live, now};
+
+/// How many items a slow connection may fall behind before it catches up from the store.
+const CHANNEL: usize = 4096;
+/// How many positions of rendered payloads are kept.
+const KEEP: u64 = 1024;
+const TYPING_CHANNEL: &str = "openguild:typing";
+
+type Rendered = Arc<OnceCell<Option<Arc<str>>>>;
+
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Live>>,
+    position: AtomicU64,
+    cache: std::sync::Mutex<HashMap<(u64, u64), Rendered>>,
+    redis: Option<redis::aio::ConnectionManager>,
+    node: String,
+}
+
+impl Hub {
+    /// Starts following the store from its head; with a Redis URL, typing crosses nodes.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        commands: Arc<Commands>,
+        redis_url: Option<&str>,
+    ) -> Result<Arc<Hub>, crate::errors::ApiError> {
+        let head = store.head_position().await?;
+        let (tx, _) = broadcast::channel(CHANNEL);
+        let node = bs58_node();
+        let (redis, pubsub) = match redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url).map_err(|e| crate::errors::ApiError::invalid("redis url", e))?;
+                let conn = redis::aio::ConnectionManager::new(client.clone())
+                    .await
+                    .map_err(|e| crate::errors::ApiError::internal(format!("connecting to Redis at {url}: {e}")))?;
+                (Some(conn), Some(client))
+            }
+            None => (None, None),
+        };
+        let hub = Arc::new(Hub { tx, position: AtomicU64::new(head), cache: Default::default(), redis, node });
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            let mut feed = subscribe_all(store, head);
+            while let Some(next) = feed.next().await {
+                let Some(hub) = weak.upgrade() else { break };
+                match next {
+                    Ok(e) => {
+                        commands.observe(&e.event).await;
+                        let position = e.position;
+                        hub.position.store(position, Ordering::Release);
+                        let _ = hub.tx.send(Arc::new(Live::Event(Box::new(e))));
+                        if position % 256 == 0 {
+                            hub.prune(position);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "live feed: the store returned a corrupt event; live delivery stops");
+                        break;
+                    }
+                }
+            }
+        });
+        if let Some(client) = pubsub {
+            let weak = Arc::downgrade(&hub);
+            tokio::spawn(async move { follow_typing(client, weak).await });
+        }
+        Ok(hub)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
+        self.tx.subscribe()
+    }
+
+    /// The last position handed to connections.
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// Announces that `user` is typing in `channel`, on every node.
+    pub async fn typing(&self, channel: ChannelId, user: UserId) {
+        if let Some(conn) = &self.redis {
+            let mut conn = conn.clone();
+            let message = format!("{} {} {}", self.node, channel, user);
+            if let Err(e) = redis::cmd("PUBLISH").arg(TYPING_CHANNEL).arg(message).query_async::<i64>(&mut conn).await {
+                tracing::warn!(error = %e, "typing: Redis publish failed; delivering on this node only");
+            }
+        }
+        self.local_typing(channel, user);
+    }
+
+    fn local_typing(&self, channel: ChannelId, user: UserId) {
+        let _ = self.tx.send(Arc::new(Live::Typing { channel, user, at: now(), after: self.position() }));
+    }
+
+    /// The payload for `(selection, position)`, rendered by the first caller and shared
+    /// with every other subscriber asking for the same.
+    pub async fn rendered<F>(&self, selection: u64, position: u64, render: F) -> Option<Arc<str>>
+    where
+        F: Future<Output = Option<Arc<str>>>,
+    {
+        let cell = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.entry((selection, position)).or_default().clone()
+        };
+        cell.get_or_init(|| render).await.clone()
+    }
+
+    fn prune(&self, position: u64) {
+        let floor = position.saturating_sub(KEEP);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, p), _| *p >= floor);
+    }
+}
+
+fn bs58_node() -> String {
+    random16().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Forwards other nodes' typing notices to this node's connections.
+async fn follow_typing(client: redis::Client, hub: std::sync::Weak<Hub>) {
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(e) = pubsub.subscribe(TYPING_CHANNEL).await {
+                    tracing::warn!(error = %e, "typing: Redis subscribe failed");
+                } else {
+                    backoff = std::time::Duration::from_millis(200);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Some(hub) = hub.upgrade() else { return };
+                        let Ok(text) = msg.get_payload::<String>() else { continue };
+                        let mut parts = text.split(' ');
+                        let (Some(node), Some(channel), Some(user)) = (parts.next(), parts.next(), parts.next()) else {
+                            continue;
+                        };
+                        if node == hub.node {
+                            continue;
+                        }
+                        if let (Ok(channel), Ok(user)) = (channel.parse(), user.parse()) {
+                            hub.local_typing(channel, user);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "typing: Redis unreachable; retrying"),
+        }
+        if hub.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,117 @@
+//! Local accounts: a user's own stream (`user:@handle:server`) holds their registration,
+//! their password (as an argon2id PHC string, hashed by the caller) and their sessions (as
+//! hashes of the bearer tokens, never the tokens).
+//!
+//! The stream is the account: a handle is taken exactly when its stream exists, so two
+//! registrations of one handle race on "no stream yet" and only one can win. User streams
+//! stay on their hub; the federation outbox carries guild events only.
+
+use std::collections::BTreeMap;
+
+use crate::body::EventBody;
+use crate::error::DomainError;
+use crate::event::Event;
+use crate::ids::{EventId, Timestamp, UserId};
+
+/// How long a display name may be, in characters.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+/// One account as its events left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    pub user: Option<UserId>,
+    pub display_name: String,
+    /// The password's PHC string; `None` for accounts that only sign in elsewhere.
+    pub password: Option<String>,
+    /// Live sessions: token hash → expiry.
+    pub sessions: BTreeMap<[u8; 32], Timestamp>,
+    pub created_at: Timestamp,
+    pub version: u64,
+    pub head: Option<EventId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountCommand {
+    Register { display_name: String, password: Option<String> },
+    SetPassword { password: String },
+    OpenSession { token_hash: [u8; 32], expires_at: Timestamp },
+    RevokeSession { token_hash: [u8; 32] },
+}
+
+/// Decides a command on `user`'s account.
+pub fn decide(
+    account: &Account,
+    user: &UserId,
+    cmd: &AccountCommand,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
+    use AccountCommand as C;
+    match cmd {
+        C::Register { display_name, password } => {
+            if account.user.is_some() {
+                return Err(DomainError::conflict(format!("the handle {} is taken; choose another", user.handle())));
+            }
+            let display_name = display_name.trim();
+            if display_name.chars().count() > MAX_DISPLAY_NAME {
+                return Err(DomainError::invalid(
+                    "displayName",
+                    format!("must be at most {MAX_DISPLAY_NAME} characters"),
+                ));
+            }
+            let mut bodies = vec![EventBody::AccountRegistered { display_name: display_name.to_owned() }];
+            if let Some(phc) = password {
+                bodies.push(EventBody::PasswordSet { phc: phc.clone() });
+            }
+            Ok(bodies)
+        }
+        _ if account.user.is_none() => Err(DomainError::not_found("user", user)),
+        C::SetPassword { password } => Ok(vec![EventBody::PasswordSet { phc: password.clone() }]),
+        C::OpenSession { token_hash, expires_at } => {
+            if *expires_at <= now {
+                return Err(DomainError::invalid("expiresAt", "a session must expire in the future"));
+            }
+            Ok(vec![EventBody::SessionOpened { token_hash: *token_hash, expires_at: *expires_at }])
+        }
+        C::RevokeSession { token_hash } => {
+            if !account.sessions.contains_key(token_hash) {
+                return Err(DomainError::not_found("session", "with that token"));
+            }
+            Ok(vec![EventBody::SessionRevoked { token_hash: *token_hash }])
+        }
+    }
+}
+
+/// Applies one event of the account's stream.
+pub fn evolve(mut account: Account, event: &Event) -> Account {
+    account.version = event.core.seq;
+    account.head = Some(event.id);
+    match event.content() {
+        EventBody::AccountRegistered { display_name } => {
+            account.user = Some(event.core.sender.clone());
+            account.display_name = display_name.clone();
+            account.created_at = event.core.ts;
+        }
+        EventBody::PasswordSet { phc } => account.password = Some(phc.clone()),
+        EventBody::SessionOpened { token_hash, expires_at } => {
+            // Expired sessions are forgotten as time (as the events tell it) moves on.
+            account.sessions.retain(|_, expiry| *expiry > event.core.ts);
+            account.sessions.insert(*token_hash, *expires_at);
+        }
+        EventBody::SessionRevoked { token_hash } => {
+            account.sessions.remove(token_hash);
+        }
+        _ => {}
+    }
+    account
+}
+
+impl Account {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Account {
+        events.into_iter().fold(Account::default(), evolve)
+    }
+
+    /// Whether a session with this token hash is open at `now`.
+    pub fn session_valid(&self, token_hash: &[u8; 32], now: Timestamp) -> bool {
+        self.sessions.get(token_hash).is_some_and(|expiry| *expiry > now)
+    }
+}
