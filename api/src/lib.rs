@@ -119,15 +119,17 @@ impl Api {
         *last = (*last).max(position);
     }
 
-    /// Waits (bounded) until `names` have applied the viewer's last write on this node, or
-    /// the position a client passed in the `OpenGuild-Read-After` header.
+    /// Waits (bounded) until `names` have applied the viewer's last write on this node, the
+    /// position a client passed in the `OpenGuild-Read-After` header, and everything this
+    /// node has already delivered live: a client never reads a state older than an event
+    /// its subscriptions have shown it.
     pub async fn read_your_writes(&self, ctx: &async_graphql::Context<'_>, names: &[&str]) -> Result<(), ApiError> {
         let mine = ctx
             .data_opt::<auth::Viewer>()
             .and_then(|v| self.writes.lock().unwrap_or_else(|p| p.into_inner()).get(&v.user).copied())
             .unwrap_or(0);
         let asked = ctx.data_opt::<http::ReadAfter>().map_or(0, |r| r.0);
-        let position = mine.max(asked);
+        let position = mine.max(asked).max(self.hub.position());
         if position == 0 {
             return Ok(());
         }

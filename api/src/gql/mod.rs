@@ -193,7 +193,7 @@ impl Query {
         let api = api(ctx);
         let guild: GuildId = parse_id("guild id", &guild_id)?;
         api.require(&me, guild, Permissions::VIEW_AUDIT_LOG, "reading the audit log").await?;
-        api.read_your_writes(ctx, &["audit"]).await?;
+        api.read_your_writes(ctx, &["audit_log"]).await?;
         let first = page_size(first, 50, 200)?;
         let before = after
             .map(|a| a.parse::<u64>().map_err(|_| ApiError::invalid("after", "use a cursor from a previous page")))

@@ -5,7 +5,10 @@
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
+//! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 
 mod cli;
 mod crash;
+mod graphql;
 mod outbox;
+mod support;

@@ -1,0 +1,333 @@
+//! The GraphQL API end to end, over real HTTP and websockets against a real `openguild
+//! serve`: chat, moderation and its effect on live subscriptions, resume without gap or
+//! duplicate, the graphql-transport-ws close codes, and the limits.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Server, Ws};
+
+const CHANNEL_EVENTS: &str = "subscription($c: ID!, $since: String) { channelEvents(channelId: $c, since: $since) { \
+    cursor kind actor { id } message { id body } messageId body emoji reason } }";
+
+/// The `channelEvents` payload of a `next` message for subscription `id`.
+async fn event(ws: &mut Ws, id: &str) -> Value {
+    let msg = ws.next().await.expect("the socket closed");
+    assert_eq!((msg["type"].as_str(), msg["id"].as_str()), (Some("next"), Some(id)), "{msg}");
+    msg["payload"]["data"]["channelEvents"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_moderation_arrive_live_and_moderation_takes_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "", &[]);
+    let ann = server.register("ann").await;
+    let bob = server.register("bob").await;
+
+    // Ann creates a guild, a channel and an invite; Bob joins with the invite's code.
+    let g = server.ok(Some(&ann), "mutation { createGuild(input: {name: \"Co-op\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let c = server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"general\", kind: TEXT}) { id name kind } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    assert_eq!(c["createChannel"]["kind"], "TEXT");
+    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
+    let i = server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createInvite(input: {guildId: $g, maxUses: 5}) { code } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let code = i["createInvite"]["code"].as_str().unwrap().to_owned();
+    let joined =
+        server.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id name } }", json!({ "c": code })).await;
+    assert_eq!(joined["joinGuild"]["name"], "Co-op");
+    // Read-your-writes: Bob's guild list shows the guild right after the join.
+    let mine = server.ok(Some(&bob), "{ guilds { id members { edges { node { user { id } } } } } }", json!({})).await;
+    assert_eq!(mine["guilds"][0]["id"], guild.as_str());
+    assert_eq!(mine["guilds"][0]["members"]["edges"].as_array().unwrap().len(), 2);
+
+    // Both follow the channel.
+    let mut ann_ws = Ws::connect(&server.ws_url(), &ann).await;
+    let mut bob_ws = Ws::connect(&server.ws_url(), &bob).await;
+    ann_ws.subscribe("a", CHANNEL_EVENTS, json!({ "c": channel })).await;
+    bob_ws.subscribe("b", CHANNEL_EVENTS, json!({ "c": channel })).await;
+    // A subscription is registered when the server has read it; a message sent after
+    // a round trip on the same socket is certain to find it.
+    for ws in [&mut ann_ws, &mut bob_ws] {
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.unwrap()["type"], "pong");
+    }
+
+    let sent = server
+        .ok(
+            Some(&bob),
+            "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"hello **co-op**\"}) { id body author { id } } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    let message = sent["sendMessage"]["id"].as_str().unwrap().to_owned();
+    let mut first_cursor = String::new();
+    for (ws, id) in [(&mut ann_ws, "a"), (&mut bob_ws, "b")] {
+        let e = event(ws, id).await;
+        assert_eq!(e["kind"], "MESSAGE_POSTED");
+        assert_eq!(e["message"]["body"], "hello **co-op**");
+        assert_eq!(e["actor"]["id"], "@bob:hub.test");
+        first_cursor = e["cursor"].as_str().unwrap().to_owned();
+    }
+    let edit = "mutation($m: ID!) { editMessage(id: $m, body: \"hello, co-op\") { body editedAt } }";
+    let edited = server.ok(Some(&bob), edit, json!({ "m": message })).await;
+    assert_eq!(edited["editMessage"]["body"], "hello, co-op");
+    server
+        .ok(Some(&ann), "mutation($m: ID!) { addReaction(messageId: $m, emoji: \"🎉\") }", json!({ "m": message }))
+        .await;
+    server
+        .ok(Some(&bob), "mutation($m: ID!) { deleteMessage(id: $m, reason: \"typo\") }", json!({ "m": message }))
+        .await;
+    for (ws, id) in [(&mut ann_ws, "a"), (&mut bob_ws, "b")] {
+        let e = event(ws, id).await;
+        assert_eq!((e["kind"].as_str(), e["body"].as_str()), (Some("MESSAGE_EDITED"), Some("hello, co-op")));
+        let e = event(ws, id).await;
+        assert_eq!((e["kind"].as_str(), e["emoji"].as_str()), (Some("REACTION_ADDED"), Some("🎉")));
+        let e = event(ws, id).await;
+        assert_eq!((e["kind"].as_str(), e["messageId"].as_str()), (Some("MESSAGE_DELETED"), Some(message.as_str())));
+    }
+    let history = server
+        .ok(
+            Some(&ann),
+            "query($c: ID!) { channel(id: $c) { messages(last: 10) { edges { node { body deleted } } } } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    assert_eq!(history["channel"]["messages"]["edges"][0]["node"], json!({ "body": null, "deleted": true }));
+
+    // Resume: a new subscription from the first cursor gets exactly what came after it.
+    let mut resumed = Ws::connect(&server.ws_url(), &ann).await;
+    resumed.subscribe("r", CHANNEL_EVENTS, json!({ "c": channel, "since": first_cursor })).await;
+    let kinds: Vec<String> = {
+        let mut k = Vec::new();
+        for _ in 0..3 {
+            k.push(event(&mut resumed, "r").await["kind"].as_str().unwrap().to_owned());
+        }
+        k
+    };
+    assert_eq!(kinds, ["MESSAGE_EDITED", "REACTION_ADDED", "MESSAGE_DELETED"]);
+    resumed.quiet(Duration::from_millis(300)).await;
+
+    // A timeout stops Bob's messages with FORBIDDEN, and nothing else.
+    server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { timeoutMember(guildId: $g, userId: \"@bob:hub.test\", seconds: 600, reason: \"cool off\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let send = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+    let (code, err) = server.refused(Some(&bob), send, json!({ "c": channel, "b": "let me speak" })).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("timed out"), "{err}");
+    server
+        .ok(
+            Some(&bob),
+            "query($c: ID!) { channel(id: $c) { messages(last: 5) { edges { cursor } } } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    server.ok(Some(&ann), send, json!({ "c": channel, "b": "still here" })).await;
+    for (ws, id) in [(&mut ann_ws, "a"), (&mut bob_ws, "b")] {
+        assert_eq!(event(ws, id).await["message"]["body"], "still here", "the timed-out member still receives");
+    }
+
+    // The audit log shows the timeout with its reason.
+    let audit = server
+        .ok(
+            Some(&ann),
+            "query($g: ID!) { auditLog(guildId: $g, filter: {kinds: [\"member.timed_out\"]}) { edges { node { kind actor target reason eventId } } } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let entry = &audit["auditLog"]["edges"][0]["node"];
+    assert_eq!((entry["target"].as_str(), entry["reason"].as_str()), (Some("@bob:hub.test"), Some("cool off")));
+    let (code, _) = server
+        .refused(Some(&bob), "query($g: ID!) { auditLog(guildId: $g) { edges { cursor } } }", json!({ "g": guild }))
+        .await;
+    assert_eq!(code, "FORBIDDEN", "members without VIEW_AUDIT_LOG cannot read it");
+
+    // Slow mode: a message within the window is RATE_LIMITED with retryAfter.
+    server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { removeTimeout(guildId: $g, userId: \"@bob:hub.test\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    server
+        .ok(
+            Some(&ann),
+            "mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 30) { slowModeSeconds } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    // Bob posted less than 30 s ago: his next message must wait.
+    let (code, err) = server.refused(Some(&bob), send, json!({ "c": channel, "b": "too soon" })).await;
+    assert_eq!(code, "RATE_LIMITED", "{err}");
+    let retry = err["extensions"]["retryAfter"].as_f64().unwrap();
+    assert!(retry > 20.0 && retry <= 30.0, "{err}");
+    // Moderators are exempt.
+    server.ok(Some(&ann), send, json!({ "c": channel, "b": "one" })).await;
+    for (ws, id) in [(&mut ann_ws, "a"), (&mut bob_ws, "b")] {
+        assert_eq!(event(ws, id).await["message"]["body"], "one");
+    }
+
+    // A ban ends the banned user's subscription at once, and only theirs.
+    server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { banMember(guildId: $g, userId: \"@bob:hub.test\", reason: \"spam\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    server.ok(Some(&ann), send, json!({ "c": channel, "b": "after the ban" })).await;
+    let ended = bob_ws.next().await.unwrap();
+    assert_eq!((ended["type"].as_str(), ended["id"].as_str()), (Some("next"), Some("b")), "{ended}");
+    assert_eq!(ended["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(bob_ws.next().await.unwrap(), json!({ "id": "b", "type": "complete" }));
+    bob_ws.quiet(Duration::from_millis(300)).await;
+    assert_eq!(event(&mut ann_ws, "a").await["message"]["body"], "after the ban");
+    let (code, _) =
+        server.refused(Some(&bob), "query($g: ID!) { guild(id: $g) { name } }", json!({ "g": guild })).await;
+    assert_eq!(code, "FORBIDDEN");
+
+    // The guild as it was before the ban, computed from the events.
+    let before_ban: u64 = first_cursor.parse().unwrap();
+    let at = server
+        .ok(
+            Some(&ann),
+            "query($g: ID!, $p: Int!) { guildAt(id: $g, at: {position: $p}) { members { userId } bans { userId } } }",
+            json!({ "g": guild, "p": before_ban }),
+        )
+        .await;
+    assert_eq!(at["guildAt"]["members"].as_array().unwrap().len(), 2);
+    assert_eq!(at["guildAt"]["bans"], json!([]));
+
+    // Who decided what: the explanation names the role or overwrite.
+    let explained = server
+        .ok(
+            Some(&ann),
+            "query($c: ID!) { explainPermissions(channelId: $c, userId: \"@ann:hub.test\") { permission allowed decidedBy } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    assert!(explained["explainPermissions"].as_array().unwrap().iter().all(|v| v["decidedBy"] == "guild owner"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_speaks_graphql_transport_ws_and_refuses_what_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[api.limits]\nhandshake_timeout_seconds = 1\n", &[]);
+    let token = server.register("wsuser").await;
+    let url = server.ws_url();
+
+    // An unauthenticated connection is closed with 4401, as is a subscribe before the ack.
+    let mut ws = Ws::open(&url, None).await.unwrap();
+    ws.send(json!({ "type": "connection_init", "payload": {} })).await;
+    assert_eq!(ws.close_code().await, 4401);
+    let mut ws = Ws::open(&url, None).await.unwrap();
+    ws.subscribe("1", "subscription { myEvents { cursor } }", json!({})).await;
+    assert_eq!(ws.close_code().await, 4401);
+    let mut ws = Ws::open(&url, None).await.unwrap();
+    ws.send(json!({ "type": "connection_init", "payload": { "authorization": "Bearer not-a-token" } })).await;
+    assert_eq!(ws.close_code().await, 4401);
+
+    // No init within the handshake timeout: 4408.
+    let mut ws = Ws::open(&url, None).await.unwrap();
+    assert_eq!(ws.close_code().await, 4408);
+
+    // A second init: 4429. A duplicate subscription id: 4409.
+    let mut ws = Ws::connect(&url, &token).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
+    assert_eq!(ws.close_code().await, 4429);
+    let mut ws = Ws::connect(&url, &token).await;
+    ws.subscribe("dup", "subscription { myEvents { cursor } }", json!({})).await;
+    ws.subscribe("dup", "subscription { myEvents { cursor } }", json!({})).await;
+    assert_eq!(ws.close_code().await, 4409);
+
+    // A subscription to a channel that does not exist is an `error` for that id only.
+    let mut ws = Ws::connect(&url, &token).await;
+    ws.subscribe("x", CHANNEL_EVENTS, json!({ "c": "11111111111111111111111111111111" })).await;
+    let err = ws.next().await.unwrap();
+    assert_eq!((err["type"].as_str(), err["id"].as_str()), (Some("error"), Some("x")), "{err}");
+    assert!(err["payload"][0]["message"].as_str().is_some(), "{err}");
+
+    // A browser from a foreign origin is refused before the upgrade.
+    assert!(Ws::open(&url, Some("https://evil.example")).await.is_err());
+    let own = server.url.clone();
+    Ws::open(&url, Some(&own)).await.expect("the server's own origin is allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_deep_wide_and_abusive_requests_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[api.limits]\nlogin_failures = 3.0\nmax_depth = 5\n", &[]);
+    let token = server.register("limits").await;
+
+    // This server allows depth 5: a depth-4 query runs, a depth-7 one is refused.
+    server.ok(Some(&token), "{ guilds { channels { name kind } } me { id } }", json!({})).await;
+    let nested = "{ guilds { channels { messages(last: 1) { edges { node { author { id } } } } } } }";
+    let r = server.gql(Some(&token), nested, json!({})).await;
+    let message = r["errors"][0]["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(message.contains("deep") || message.contains("depth"), "{r}");
+    assert!(r["data"].is_null(), "nothing of a refused query runs: {r}");
+
+    let aliases: String = (0..10_000).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    let (code, err) = server.refused(Some(&token), &format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(code, "INVALID_INPUT", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("fields"), "{err}");
+
+    // No mutation over GET.
+    let resp = reqwest::get(format!("{}/graphql?query=mutation%20%7B%20logout%20%7D", server.url)).await.unwrap();
+    assert_eq!(resp.status(), 405);
+
+    // A wrong token is refused with UNAUTHENTICATED, never a 500.
+    let (code, _) = server.refused(Some("garbage"), "{ me { id } }", json!({})).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+    let (code, _) = server.refused(None, "{ me { id } }", json!({})).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+
+    // Failed logins are rate-limited per account.
+    let login = "mutation($p: String!) { login(handle: \"limits\", password: $p) { token } }";
+    for _ in 0..3 {
+        let (code, _) = server.refused(None, login, json!({ "p": "wrong password" })).await;
+        assert_eq!(code, "UNAUTHENTICATED");
+    }
+    let (code, err) = server.refused(None, login, json!({ "p": "correct horse" })).await;
+    assert_eq!(code, "RATE_LIMITED", "even the right password waits: {err}");
+    assert!(err["extensions"]["retryAfter"].as_f64().unwrap() > 0.0);
+
+    // Handles are validated and unique.
+    let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
+    let (code, err) = server.refused(None, register, json!({ "h": "Not Valid" })).await;
+    assert_eq!(code, "INVALID_INPUT", "{err}");
+    let (code, _) = server.refused(None, register, json!({ "h": "limits" })).await;
+    assert_eq!(code, "CONFLICT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_are_rate_limited_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[api.limits]\nmutations_per_second = 0.5\nmutation_burst = 3.0\n", &[]);
+    let token = server.register("burst").await;
+    for _ in 0..3 {
+        server.ok(Some(&token), "mutation { createGuild(input: {name: \"g\"}) { id } }", json!({})).await;
+    }
+    let (code, err) =
+        server.refused(Some(&token), "mutation { createGuild(input: {name: \"g\"}) { id } }", json!({})).await;
+    assert_eq!(code, "RATE_LIMITED", "{err}");
+    assert!(err["extensions"]["retryAfter"].as_f64().unwrap() > 0.5, "{err}");
+}
