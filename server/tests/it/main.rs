@@ -6,9 +6,11 @@
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
+//! - `nodes`: two servers on one PostgreSQL and Redis behave as one hub.
 
 mod cli;
 mod crash;
 mod graphql;
+mod nodes;
 mod outbox;
 mod support;

@@ -1,0 +1,115 @@
+//! Two `openguild serve` processes on one PostgreSQL and one Redis (the machine's
+//! services): what is written through node A reaches a subscriber on node B, and slow mode,
+//! rate limits and typing hold across both.
+
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::support::{Server, Ws};
+
+fn admin_url() -> String {
+    std::env::var("OPENGUILD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("OPENGUILD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh database; its URL and name.
+async fn fresh_database() -> (String, String) {
+    let name = format!("og_nodes_{:012x}", rand::random::<u64>() >> 16);
+    let admin = admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is needed for this test (scripts/ensure-services starts it): {e}")
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    (format!("{base}/{name}"), name)
+}
+
+async fn drop_database(name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
+    let (url, name) = fresh_database().await;
+    let redis = redis_url();
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let env = [
+        ("OPENGUILD_STORE_URL", url.as_str()),
+        ("OPENGUILD_READ_DB_URL", url.as_str()),
+        ("OPENGUILD_REDIS_URL", redis.as_str()),
+    ];
+    // Mutations are limited to a burst of 4 per user, on the hub as a whole.
+    let config = "[api.limits]\nmutations_per_second = 0.05\nmutation_burst = 4.0\n";
+    let a = Server::start(&dir_a, config, &env);
+    // The nodes of one hub sign with the hub's one key.
+    std::fs::create_dir_all(&dir_b).unwrap();
+    std::fs::copy(dir_a.join("server.key"), dir_b.join("server.key")).unwrap();
+    let b = Server::start(&dir_b, config, &env);
+
+    // Handles unique to this run: Redis outlives test runs.
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let (ann_handle, bob_handle) = (format!("ann{tag}"), format!("bob{tag}"));
+    let ann = a.register(&ann_handle).await;
+    let bob = a.register(&bob_handle).await;
+    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Two nodes\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let c = a
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"x\", kind: TEXT}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
+    let i = a
+        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
+        .await;
+    // Bob joins through node B: B finds the invite and the guild written through A.
+    b.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": i["createInvite"]["code"] }))
+        .await;
+
+    // Ann follows the channel on node B (B checks her session, written through A).
+    let mut on_b = Ws::connect(&b.ws_url(), &ann).await;
+    on_b.subscribe(
+        "1",
+        "subscription($c: ID!) { channelEvents(channelId: $c) { kind actor { handle } message { body } } }",
+        json!({ "c": channel }),
+    )
+    .await;
+    on_b.send(json!({ "type": "ping" })).await;
+    assert_eq!(on_b.next().await.unwrap()["type"], "pong");
+
+    let send = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+    a.ok(Some(&bob), send, json!({ "c": channel, "b": "sent through A" })).await;
+    let got = on_b.next().await.unwrap();
+    assert_eq!(got["payload"]["data"]["channelEvents"]["message"]["body"], "sent through A", "{got}");
+
+    // Typing through A reaches B (Redis pub/sub).
+    a.ok(Some(&bob), "mutation($c: ID!) { typing(channelId: $c) }", json!({ "c": channel })).await;
+    let typing = on_b.next().await.unwrap();
+    assert_eq!(typing["payload"]["data"]["channelEvents"]["kind"], "TYPING", "{typing}");
+    assert_eq!(typing["payload"]["data"]["channelEvents"]["actor"]["handle"], bob_handle.as_str());
+
+    // Slow mode set through A holds for a message through B.
+    a.ok(Some(&ann), "mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 60) { id } }", json!({ "c": channel }))
+        .await;
+    let (code, err) = b.refused(Some(&bob), send, json!({ "c": channel, "b": "too soon, through B" })).await;
+    assert_eq!(code, "RATE_LIMITED", "{err}");
+
+    // Bob has used his burst of 4 (join, send, typing, the refused send) across both nodes.
+    let (code, err) =
+        a.refused(Some(&bob), "mutation { createGuild(input: {name: \"more\"}) { id } }", json!({})).await;
+    assert_eq!(code, "RATE_LIMITED", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("slow down"), "the mutation limit, not slow mode: {err}");
+
+    drop((a, b));
+    drop_database(&name).await;
+}
