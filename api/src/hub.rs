@@ -113,15 +113,16 @@ impl Hub {
 
     /// The payload for `(selection, position)`, rendered by the first caller and shared
     /// with every other subscriber asking for the same.
-    pub async fn rendered<F>(&self, selection: u64, position: u64, render: F) -> Option<Arc<str>>
+    pub async fn rendered<F, Fut>(&self, selection: u64, position: u64, render: F) -> Option<Arc<str>>
     where
-        F: Future<Output = Option<Arc<str>>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<Arc<str>>>,
     {
         let cell = {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.entry((selection, position)).or_default().clone()
         };
-        cell.get_or_init(|| render).await.clone()
+        cell.get_or_init(render).await.clone()
     }
 
     fn prune(&self, position: u64) {

@@ -24,11 +24,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use openguild_domain::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::Api;
 use crate::auth::{Viewer, bearer};
@@ -37,6 +37,8 @@ use crate::gql::{Live, SubMode, now};
 use crate::http::{ClientAddr, measure};
 
 const PROTOCOL: &str = "graphql-transport-ws";
+/// Most live items written to one socket before a flush.
+const BATCH: usize = 64;
 /// How often the server pings an open connection.
 const PING_EVERY: Duration = Duration::from_secs(30);
 
@@ -56,9 +58,10 @@ pub(crate) async fn upgrade(
             .into_response();
     }
     ws.protocols([PROTOCOL])
-        // Small buffers: ten thousand idle connections must fit in a few hundred MB.
+        // Small buffers (the write buffer grows only when used): ten thousand idle connections
+        // must fit in a few hundred MB.
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .max_message_size(api.limits.max_body_bytes)
         .on_upgrade(move |socket| async move {
             let mut conn = Connection::new(api, socket, addr.ip());
@@ -175,18 +178,33 @@ impl Connection {
                     self.send_json(&json!({ "type": "ping" })).await?;
                 }
                 item = next_live(&mut self.feed) => {
-                    match item {
-                        Ok(live) => {
-                            if let Some(closing) = self.deliver(&live).await? {
-                                return Ok(closing);
+                    // Everything already queued goes out in one write.
+                    let mut item = item;
+                    for taken in 1..=BATCH {
+                        match item {
+                            Ok(live) => {
+                                if let Some(closing) = self.deliver(&live).await? {
+                                    return Ok(closing);
+                                }
                             }
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::debug!(missed, "websocket fell behind the hub; catching up from the store");
+                                self.catch_up_all().await?;
+                            }
+                            Err(RecvError::Closed) => return Ok(Closing::Close(1001, "server shutting down")),
                         }
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::debug!(missed, "websocket fell behind the hub; catching up from the store");
-                            self.catch_up_all().await?;
+                        if taken == BATCH {
+                            // The rest waits for the next turn of the loop (nothing is taken
+                            // off the queue that is not delivered).
+                            break;
                         }
-                        Err(RecvError::Closed) => return Ok(Closing::Close(1001, "server shutting down")),
+                        item = match self.feed.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(live)) => Ok(live),
+                            Some(Err(TryRecvError::Lagged(n))) => Err(RecvError::Lagged(n)),
+                            _ => break,
+                        };
                     }
+                    self.socket.flush().await?;
                 }
                 incoming = self.socket.recv() => {
                     let Some(incoming) = incoming else { return Ok(Closing::Gone) };
@@ -203,6 +221,8 @@ impl Connection {
                     if let Some(closing) = self.handle(msg).await? {
                         return Ok(closing);
                     }
+                    // A subscribe with `since` queued its replay: send it now.
+                    self.socket.flush().await?;
                 }
             }
         }
@@ -269,17 +289,6 @@ impl Connection {
         Ok(None)
     }
 
-    fn request(&self, query: &str, variables: &Value, operation_name: Option<&str>) -> Request {
-        let mut r = Request::new(query)
-            .variables(Variables::from_json(variables.clone()))
-            .data(self.api.clone())
-            .data(ClientAddr(self.addr));
-        if let Some(name) = operation_name {
-            r = r.operation_name(name);
-        }
-        r
-    }
-
     async fn subscribe(&mut self, id: String, payload: SubscribePayload) -> Result<(), axum::Error> {
         let errors = |message: String, code: &str| json!([{ "message": message, "extensions": { "code": code } }]);
         if self.subs.len() >= self.api.limits.max_subscriptions_per_connection {
@@ -296,7 +305,7 @@ impl Connection {
         }
         let variables = payload.variables.unwrap_or(Value::Null);
         let slot = Arc::new(Mutex::new(None));
-        let mut request = self.request(&payload.query, &variables, payload.operation_name.as_deref());
+        let mut request = request(&self.api, self.addr, &payload.query, &variables, payload.operation_name.as_deref());
         request = request.data(SubMode::Register(slot.clone()));
         if let Some(v) = &self.viewer {
             request = request.data(v.clone());
@@ -428,18 +437,19 @@ impl Connection {
             self.send_json(&json!({ "id": sub.id, "type": "complete" })).await?;
             return Ok(None);
         }
-        let render = {
-            let request = self
-                .request(&sub.query, &sub.variables, sub.operation_name.as_deref())
+        let (api, addr) = (&self.api, self.addr);
+        let render = || {
+            let request = request(api, addr, &sub.query, &sub.variables, sub.operation_name.as_deref())
                 .data(SubMode::Deliver(live.clone()));
-            let schema = self.api.schema.clone();
+            let schema = api.schema.clone();
             async move {
                 let mut stream = schema.execute_stream(request);
                 let response = stream.next().await?;
                 serde_json::to_string(&response).ok().map(Arc::<str>::from)
             }
         };
-        let payload = if is_event { self.api.hub.rendered(sub.selection, cursor, render).await } else { render.await };
+        let payload =
+            if is_event { self.api.hub.rendered(sub.selection, cursor, render).await } else { render().await };
         let id = sub.id.clone();
         if let Some(s) = self.subs.get_mut(index)
             && is_event
@@ -448,7 +458,8 @@ impl Connection {
         }
         if let Some(payload) = payload {
             let text = format!("{{\"id\":{},\"type\":\"next\",\"payload\":{payload}}}", Value::String(id));
-            self.socket.send(Message::Text(text.into())).await?;
+            // Written out by the flush after the batch.
+            self.socket.feed(Message::Text(text.into())).await?;
         }
         Ok(Some(()))
     }
@@ -456,6 +467,21 @@ impl Connection {
     async fn send_json(&mut self, value: &Value) -> Result<(), axum::Error> {
         self.socket.send(Message::Text(value.to_string().into())).await
     }
+}
+
+fn request(
+    api: &Arc<Api>,
+    addr: std::net::IpAddr,
+    query: &str,
+    variables: &Value,
+    operation_name: Option<&str>,
+) -> Request {
+    let mut r =
+        Request::new(query).variables(Variables::from_json(variables.clone())).data(api.clone()).data(ClientAddr(addr));
+    if let Some(name) = operation_name {
+        r = r.operation_name(name);
+    }
+    r
 }
 
 /// The next live item, or never when the connection follows nothing.

@@ -84,8 +84,8 @@ impl Projections {
     /// client that just wrote needs before it reads (read-your-writes).
     pub async fn wait_for(&self, names: &[&str], position: u64, timeout: Duration) -> Result<(), ProjectionError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        if let Some(unknown) = names.iter().find(|n| !self.status.iter().any(|(name, _)| name == *n)) {
-            let known: Vec<&str> = self.status.iter().map(|(name, _)| *name).collect();
+        if let Some(unknown) = names.iter().find(|n| !self.status.contains_key(**n)) {
+            let known: Vec<&str> = self.status.keys().copied().collect();
             return Err(ProjectionError::Unknown((*unknown).to_owned(), known.join(", ")));
         }
         for (name, rx) in &self.status {

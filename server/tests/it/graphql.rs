@@ -331,3 +331,61 @@ async fn mutations_are_rate_limited_per_user() {
     assert_eq!(code, "RATE_LIMITED", "{err}");
     assert!(err["extensions"]["retryAfter"].as_f64().unwrap() > 0.5, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_every_subscriber_complete_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(dir.path(), "[api.limits]\nmutations_per_second = 1000.0\nmutation_burst = 1000.0\n", &[]);
+    let owner = server.register("burst-owner").await;
+    let g = server.ok(Some(&owner), "mutation { createGuild(input: {name: \"b\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let c = server
+        .ok(
+            Some(&owner),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"b\", kind: TEXT}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
+    let mut subscribers = Vec::new();
+    for id in ["1", "2", "3"] {
+        let mut ws = Ws::connect(&server.ws_url(), &owner).await;
+        ws.subscribe(id, CHANNEL_EVENTS, json!({ "c": channel })).await;
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.unwrap()["type"], "pong");
+        subscribers.push((id, ws));
+    }
+    // 300 messages from 6 concurrent writers: more than one batch (64) queues per socket.
+    let server = std::sync::Arc::new(server);
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let (server, owner, channel) = (server.clone(), owner.clone(), channel.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..50 {
+                server
+                    .ok(
+                        Some(&owner),
+                        "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }",
+                        json!({ "c": channel, "b": format!("{w}-{i}") }),
+                    )
+                    .await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (id, ws) in &mut subscribers {
+        let mut cursors = Vec::new();
+        let mut bodies = std::collections::BTreeSet::new();
+        for _ in 0..300 {
+            let e = event(ws, id).await;
+            cursors.push(e["cursor"].as_str().unwrap().parse::<u64>().unwrap());
+            bodies.insert(e["message"]["body"].as_str().unwrap().to_owned());
+        }
+        assert!(cursors.windows(2).all(|p| p[0] < p[1]), "in store order");
+        assert_eq!(bodies.len(), 300, "every message, once");
+        ws.quiet(Duration::from_millis(200)).await;
+    }
+}
