@@ -239,8 +239,20 @@ fn count_fields(
                 }
                 count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?;
             }
-            Selection::InlineFragment(f) => count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?,
+            // Spreads count too: fragments that spread each other twice over would otherwise
+            // make an exponential walk without a single field.
+            Selection::InlineFragment(f) => {
+                *count += 1;
+                if *count > max {
+                    return Err(too_many());
+                }
+                count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?;
+            }
             Selection::FragmentSpread(s) => {
+                *count += 1;
+                if *count > max {
+                    return Err(too_many());
+                }
                 if let Some(fragment) = doc.fragments.get(&s.node.fragment_name.node) {
                     count_fields(doc, &fragment.node.selection_set.node, count, max, depth + 1)?;
                 }
@@ -253,6 +265,34 @@ fn count_fields(
 #[cfg(test)]
 mod tests {
     use super::measure;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends, measuring it answers (yes or a refusal), never panics.
+        #[test]
+        fn measuring_any_document_never_panics(query in "[{}()a-z0-9:.@ \n]{0,200}|\\PC{0,200}") {
+            let _ = measure(&query, 50, true);
+            let _ = measure(&query, 50, false);
+        }
+
+        /// Fragments that spread each other (cycles) are bounded, not followed forever.
+        #[test]
+        fn fragment_cycles_are_bounded(n in 1usize..6) {
+            let mut doc = "{ ...F0 }".to_owned();
+            for i in 0..n {
+                doc.push_str(&format!(" fragment F{i} on Query {{ me {{ id }} ...F{} }}", (i + 1) % n));
+            }
+            prop_assert!(measure(&doc, 10_000, false).is_err());
+        }
+    }
+
+    #[test]
+    fn fragments_spreading_each_other_twice_over_end_quickly() {
+        let bomb = "{ ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }";
+        let started = std::time::Instant::now();
+        assert!(measure(bomb, 500, false).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "bounded by the selection count");
+    }
 
     #[test]
     fn alias_floods_and_get_mutations_are_refused_before_validation() {
@@ -264,6 +304,6 @@ mod tests {
         // Fragment spreads count every time: a fragment bomb is caught too.
         let bomb = "query { ...A ...A ...A ...A } fragment A on Query { me { id handle server } }";
         assert!(measure(bomb, 10, false).is_err());
-        assert!(measure(bomb, 20, false).is_ok());
+        assert!(measure(bomb, 24, false).is_ok());
     }
 }

@@ -389,3 +389,141 @@ async fn a_burst_reaches_every_subscriber_complete_and_in_order() {
         ws.quiet(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_guild_and_personal_events_and_the_remaining_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[api.limits]\nmax_connections_per_user = 2\nmax_batch = 2\nmax_body_bytes = 4096\n";
+    let server = Server::start(dir.path(), config, &[]);
+    let ann = server.register("ann").await;
+    let cat = server.register("cat").await;
+    let g = server.ok(Some(&ann), "mutation { createGuild(input: {name: \"Search\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let c = server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"s\", kind: TEXT}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
+    let i = server
+        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
+        .await;
+
+    // Ann follows the guild; Cat follows what happens to her.
+    let mut guild_ws = Ws::connect(&server.ws_url(), &ann).await;
+    guild_ws
+        .subscribe(
+            "g",
+            "subscription($g: ID!) { guildEvents(guildId: $g) { kind target { id } reason } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let mut cat_ws = Ws::connect(&server.ws_url(), &cat).await;
+    cat_ws.subscribe("me", "subscription { myEvents { kind guildId reason } }", json!({})).await;
+    for ws in [&mut guild_ws, &mut cat_ws] {
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.unwrap()["type"], "pong");
+    }
+    server
+        .ok(
+            Some(&cat),
+            "mutation($c: String!) { joinGuild(code: $c) { id } }",
+            json!({ "c": i["createInvite"]["code"] }),
+        )
+        .await;
+    let send = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+    server.ok(Some(&cat), send, json!({ "c": channel, "b": "the quick brown fox" })).await;
+    server.ok(Some(&ann), send, json!({ "c": channel, "b": "a lazy dog" })).await;
+    server
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { kickMember(guildId: $g, userId: \"@cat:hub.test\", reason: \"tidy up\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let joined = guild_ws.next().await.unwrap();
+    assert_eq!(joined["payload"]["data"]["guildEvents"]["kind"], "member.joined", "{joined}");
+    let kicked = guild_ws.next().await.unwrap();
+    assert_eq!(
+        kicked["payload"]["data"]["guildEvents"],
+        json!({ "kind": "member.kicked", "target": { "id": "@cat:hub.test" }, "reason": "tidy up" })
+    );
+    let mine: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            v.push(cat_ws.next().await.unwrap()["payload"]["data"]["myEvents"]["kind"].as_str().unwrap().to_owned());
+        }
+        v
+    };
+    assert_eq!(mine, ["member.joined", "member.kicked"], "the kicked member learns of it");
+
+    // Search finds words, not other messages, and only for members.
+    let search =
+        "query($g: ID!, $q: String!) { search(guildId: $g, query: $q) { edges { node { body author { id } } } } }";
+    let found = server.ok(Some(&ann), search, json!({ "g": guild, "q": "quick fox" })).await;
+    assert_eq!(found["search"]["edges"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["search"]["edges"][0]["node"]["body"], "the quick brown fox");
+    let odd = server.ok(Some(&ann), search, json!({ "g": guild, "q": "\"fox OR NEAR(" })).await;
+    assert!(odd["search"]["edges"].is_array(), "search syntax in the query is just text");
+    let (code, _) = server.refused(Some(&cat), search, json!({ "g": guild, "q": "fox" })).await;
+    assert_eq!(code, "NOT_FOUND", "a kicked member cannot search the guild");
+
+    // Connections per user: the third is closed at init; batches and bodies are bounded.
+    let _second = Ws::connect(&server.ws_url(), &ann).await;
+    let mut third = Ws::open(&server.ws_url(), None).await.unwrap();
+    third.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {ann}") } })).await;
+    assert_eq!(third.close_code().await, 4403);
+    let batch = json!([{ "query": "{ me { id } }" }, { "query": "{ me { id } }" }, { "query": "{ me { id } }" }]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/graphql", server.url))
+        .bearer_auth(&ann)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("at most 2"), "{body}");
+    let two = json!([{ "query": "{ me { id } }" }, { "query": "{ me { handle } }" }]);
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/graphql", server.url))
+        .bearer_auth(&ann)
+        .json(&two)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r[1]["data"]["me"]["handle"], "ann");
+    let huge = json!({ "query": format!("{{ me {{ id }} }} # {}", "x".repeat(8000)) });
+    let r = reqwest::Client::new().post(format!("{}/graphql", server.url)).json(&huge).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("4096"), "{body}");
+    let r = reqwest::Client::new().post(format!("{}/graphql", server.url)).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400, "malformed JSON is the client's mistake");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_websockets_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), "", &[]);
+    let token = server.register("term").await;
+    let mut ws = Ws::connect(&server.ws_url(), &token).await;
+    ws.subscribe("1", "subscription { myEvents { kind } }", json!({})).await;
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(ws.close_code().await, 1001, "going away");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not stop within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
