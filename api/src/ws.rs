@@ -427,7 +427,14 @@ impl Connection {
             return Ok(Some(()));
         }
         let Some(viewer) = &self.viewer else { return Ok(None) };
-        if let Verdict::End(why) = self.api.may_receive(&viewer.user, &sub.registered.topic).await {
+        let verdict = self.api.may_receive(&viewer.user, &sub.registered.topic, live).await;
+        if let Verdict::Skip = verdict {
+            if let Some(s) = self.subs.get_mut(index) {
+                s.last = s.last.max(cursor);
+            }
+            return Ok(Some(()));
+        }
+        if let Verdict::End(why) = verdict {
             let sub = self.subs.remove(index);
             if self.subs.is_empty() {
                 self.feed = None;

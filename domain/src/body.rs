@@ -98,6 +98,9 @@ pub enum EventBody {
     ReportFiled { report: ReportId, target: ReportTarget, reason: String },
     #[serde(rename = "report.resolved")]
     ReportResolved { report: ReportId, action: ReportAction, reason: String },
+    /// A moderator takes a report (`None`: it goes back to the open queue).
+    #[serde(rename = "report.assigned")]
+    ReportAssigned { report: ReportId, assignee: Option<UserId> },
 
     // ---- channel stream: messages
     #[serde(rename = "message.posted")]
@@ -220,6 +223,7 @@ impl EventBody {
             NicknameSet { .. } => "member.nickname",
             ReportFiled { .. } => "report.filed",
             ReportResolved { .. } => "report.resolved",
+            ReportAssigned { .. } => "report.assigned",
             MessagePosted { .. } => "message.posted",
             MessageEdited { .. } => "message.edited",
             MessageRedacted { .. } => "message.redacted",

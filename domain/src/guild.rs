@@ -104,6 +104,7 @@ pub struct Report {
     pub reason: String,
     pub filed_at: Timestamp,
     pub resolution: Option<(ReportAction, UserId)>,
+    pub assignee: Option<UserId>,
 }
 
 /// A command on a guild's stream, by `actor`.
@@ -235,6 +236,12 @@ pub enum GuildCommand {
         report: ReportId,
         target: ReportTarget,
         reason: String,
+    },
+    /// Takes a report (or, with `None`, hands it back to the queue); the assignee must be a
+    /// member who may moderate.
+    AssignReport {
+        report: ReportId,
+        assignee: Option<UserId>,
     },
     ResolveReport {
         report: ReportId,
@@ -610,6 +617,20 @@ pub fn decide(
                 reason: validate::text("reason", reason, 512)?,
             }
         }
+        C::AssignReport { report, assignee } => {
+            ctx.require(Permissions::MODERATE_MEMBERS)?;
+            let open = guild.reports.get(report).ok_or_else(|| DomainError::not_found("report", report))?;
+            if open.resolution.is_some() {
+                return Err(DomainError::conflict("the report is already resolved"));
+            }
+            if let Some(user) = assignee {
+                guild.member(user)?;
+                if !guild.guild_permissions(user, now).contains(Permissions::MODERATE_MEMBERS) {
+                    return Err(DomainError::invalid("assignee", format!("{user} cannot moderate (MODERATE_MEMBERS)")));
+                }
+            }
+            EventBody::ReportAssigned { report: *report, assignee: assignee.clone() }
+        }
         C::ResolveReport { report, action, reason } => {
             ctx.require(Permissions::MODERATE_MEMBERS)?;
             let open = guild.reports.get(report).ok_or_else(|| DomainError::not_found("report", report))?;
@@ -789,13 +810,19 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
             }
         }
         E::ReportFiled { report, target, reason } => {
-            guild
-                .reports
-                .insert(report, Report { reporter: sender.clone(), target, reason, filed_at: ts, resolution: None });
+            guild.reports.insert(
+                report,
+                Report { reporter: sender.clone(), target, reason, filed_at: ts, resolution: None, assignee: None },
+            );
         }
         E::ReportResolved { report, action, .. } => {
             if let Some(r) = guild.reports.get_mut(&report) {
                 r.resolution = Some((action, sender.clone()));
+            }
+        }
+        E::ReportAssigned { report, assignee } => {
+            if let Some(r) = guild.reports.get_mut(&report) {
+                r.assignee = assignee;
             }
         }
         E::MessagePosted { .. }

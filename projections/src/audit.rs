@@ -202,6 +202,7 @@ fn describe(body: &EventBody, stream: &StreamId) -> Entry {
         E::ReportFiled { report, reason, .. } | E::ReportResolved { report, reason, .. } => {
             (Some(format!("report:{report}")), None, reason)
         }
+        E::ReportAssigned { report, .. } => (Some(format!("report:{report}")), None, ""),
         E::MessageRedacted { message, reason } => (Some(message.to_string()), channel_of(stream), reason),
         E::MessagePinned { message } | E::MessageUnpinned { message } => {
             (Some(message.to_string()), channel_of(stream), "")

@@ -281,13 +281,14 @@ pub struct ReportRow {
     pub resolution: Option<String>,
     pub filed_at: u64,
     pub resolved_at: Option<u64>,
+    pub assignee: Option<String>,
 }
 
 /// A guild's reports, oldest first; only those with `status` if given.
 pub async fn reports(db: &ReadDb, guild: GuildId, status: Option<&str>) -> Result<Vec<ReportRow>, ProjectionError> {
     let rows = sqlx::query(
         "SELECT id, reporter, target_user, target_channel, target_message, reason, status, action, resolved_by, \
-         resolution, filed_at, resolved_at FROM reports WHERE guild = $1 AND ($2 = '' OR status = $2) ORDER BY position",
+         resolution, filed_at, resolved_at, assignee FROM reports WHERE guild = $1 AND ($2 = '' OR status = $2) ORDER BY position",
     )
     .bind(guild.to_string())
     .bind(status.unwrap_or_default())
@@ -308,6 +309,7 @@ pub async fn reports(db: &ReadDb, guild: GuildId, status: Option<&str>) -> Resul
                 resolution: r.try_get(9)?,
                 filed_at: r.try_get::<i64, _>(10)? as u64,
                 resolved_at: r.try_get::<Option<i64>, _>(11)?.map(|t| t as u64),
+                assignee: r.try_get(12)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()

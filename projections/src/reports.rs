@@ -18,7 +18,8 @@ impl Projection for Reports {
     }
 
     fn version(&self) -> i64 {
-        1
+        // 2: reports can be assigned (status `assigned`, column `assignee`).
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -30,7 +31,7 @@ impl Projection for Reports {
             "CREATE TABLE {} (id TEXT PRIMARY KEY, guild TEXT NOT NULL, position BIGINT NOT NULL, reporter TEXT NOT NULL, \
              target_user TEXT NOT NULL, target_channel TEXT, target_message TEXT, reason TEXT NOT NULL, \
              status TEXT NOT NULL, action TEXT, resolved_by TEXT, resolution TEXT, filed_at BIGINT NOT NULL, \
-             resolved_at BIGINT, UNIQUE (guild, position))",
+             resolved_at BIGINT, assignee TEXT, UNIQUE (guild, position))",
             t.n("reports")
         )]
     }
@@ -49,7 +50,7 @@ impl Projection for Reports {
                 exec!(
                     c,
                     format!(
-                        "INSERT INTO {} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', NULL, NULL, NULL, $9, NULL)",
+                        "INSERT INTO {} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', NULL, NULL, NULL, $9, NULL, NULL)",
                         t.n("reports")
                     ),
                     report.to_string(),
@@ -76,6 +77,20 @@ impl Projection for Reports {
                     &sender,
                     reason,
                     ts
+                );
+            }
+            EventBody::ReportAssigned { report, assignee } => {
+                // Assigned while it has an assignee; back in the open queue without one.
+                let status = if assignee.is_some() { "assigned" } else { "open" };
+                exec!(
+                    c,
+                    format!(
+                        "UPDATE {} SET status = $2, assignee = $3 WHERE id = $1 AND status <> 'resolved'",
+                        t.n("reports")
+                    ),
+                    report.to_string(),
+                    status,
+                    assignee.as_ref().map(ToString::to_string)
                 );
             }
             _ => {}

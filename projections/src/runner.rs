@@ -224,7 +224,19 @@ async fn run(db: ReadDb, store: Arc<dyn EventStore>, p: Arc<dyn Projection>, sta
                 Ok(Some(conn)) => lock = Some(conn),
                 Ok(None) => {
                     status.send_modify(|s| s.state = ProjectionState::Standby);
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    // Follow the owner's checkpoint until the next try for the lock, so that
+                    // reads on this node can wait for a position (read-your-writes).
+                    let retry = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while tokio::time::Instant::now() < retry {
+                        if let Ok((position, _)) = read_checkpoint(&db, p.name()).await {
+                            status.send_if_modified(|s| {
+                                let moved = s.position != position;
+                                s.position = position;
+                                moved
+                            });
+                        }
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
                     continue;
                 }
                 Err(e) => {

@@ -399,12 +399,14 @@ impl Subscription {
 /// Whether a subscriber may still receive events of `topic`.
 pub enum Verdict {
     Deliver,
+    /// Not this one (moderation the subscriber may not see); the subscription goes on.
+    Skip,
     /// The subscription ends, saying why.
     End(&'static str),
 }
 
 impl crate::Api {
-    pub async fn may_receive(&self, me: &UserId, topic: &Topic) -> Verdict {
+    pub async fn may_receive(&self, me: &UserId, topic: &Topic, live: &Live) -> Verdict {
         let guild = match topic {
             Topic::Me(_) => return Verdict::Deliver,
             Topic::Channel { guild, .. } | Topic::Guild(guild) => *guild,
@@ -421,6 +423,16 @@ impl crate::Api {
             if !g.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
                 return Verdict::End("you can no longer see this channel");
             }
+        }
+        // The reports queue is for moderators only.
+        if let Live::Event(e) = live
+            && matches!(
+                e.event.content(),
+                EventBody::ReportFiled { .. } | EventBody::ReportAssigned { .. } | EventBody::ReportResolved { .. }
+            )
+            && !g.guild_permissions(me, now()).contains(Permissions::MODERATE_MEMBERS)
+        {
+            return Verdict::Skip;
         }
         Verdict::Deliver
     }

@@ -225,6 +225,7 @@ impl Query {
         api.read_your_writes(ctx, &["reports"]).await?;
         let status = status.map(|s| match s {
             ReportStatus::Open => "open",
+            ReportStatus::Assigned => "assigned",
             ReportStatus::Resolved => "resolved",
         });
         let rows = queries::reports(api.projections.db(), guild, status).await.map_err(ApiError::from)?;

@@ -509,7 +509,18 @@ impl Mutation {
             resolution: None,
             filed_at: super::DateTime(done.events.last().map_or(0, |e| e.core.ts.as_millis())),
             resolved_at: None,
+            assignee: None,
         })
+    }
+
+    /// Takes a report for a moderator (`userId` absent: hands it back to the open queue).
+    async fn assign_report(&self, ctx: &Context<'_>, report_id: ID, user_id: Option<ID>) -> Res<bool> {
+        let api = api(ctx);
+        let report: ReportId = parse_id("reportId", &report_id)?;
+        let assignee = user_id.as_ref().map(user_arg).transpose()?;
+        let guild = api.guild_of_report(&report).await?;
+        api.guild_cmd(ctx, guild, GuildCommand::AssignReport { report, assignee }).await?;
+        Ok(true)
     }
 
     async fn resolve_report(

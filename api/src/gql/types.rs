@@ -526,6 +526,7 @@ impl From<queries::AuditRow> for AuditEntry {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ReportStatus {
     Open,
+    Assigned,
     Resolved,
 }
 
@@ -567,6 +568,8 @@ pub struct Report {
     pub resolution: Option<String>,
     pub filed_at: DateTime,
     pub resolved_at: Option<DateTime>,
+    /// The moderator who took it.
+    pub assignee: Option<ID>,
 }
 
 impl From<queries::ReportRow> for Report {
@@ -578,12 +581,17 @@ impl From<queries::ReportRow> for Report {
             target_channel_id: r.target_channel.map(ID),
             target_message_id: r.target_message.map(ID),
             reason: r.reason,
-            status: if r.status == "open" { ReportStatus::Open } else { ReportStatus::Resolved },
+            status: match r.status.as_str() {
+                "open" => ReportStatus::Open,
+                "assigned" => ReportStatus::Assigned,
+                _ => ReportStatus::Resolved,
+            },
             action: r.action,
             resolved_by: r.resolved_by.map(ID),
             resolution: r.resolution,
             filed_at: DateTime(r.filed_at),
             resolved_at: r.resolved_at.map(DateTime),
+            assignee: r.assignee.map(ID),
         }
     }
 }

@@ -1011,6 +1011,28 @@ fn reports() {
     );
     check(
         &mut w,
+        "carol",
+        C::AssignReport { report: r1, assignee: Some(user("carol")) },
+        expect![
+            "refused: forbidden: you need the MODERATE_MEMBERS permission  (Forbidden(Missing(Permissions(MODERATE_MEMBERS))))"
+        ],
+    );
+    check(
+        &mut w,
+        "alice",
+        C::AssignReport { report: r1, assignee: Some(user("bob")) },
+        expect![[
+            r#"refused: invalid assignee: @bob:hub.test cannot moderate (MODERATE_MEMBERS)  (InvalidInput { field: "assignee", reason: "@bob:hub.test cannot moderate (MODERATE_MEMBERS)" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "alice",
+        C::AssignReport { report: r1, assignee: Some(user("alice")) },
+        expect!["ReportAssigned { report: 8C2kCzsB2fJy9MiZos1mS, assignee: Some(@alice:hub.test) }"],
+    );
+    check(
+        &mut w,
         "alice",
         C::ResolveReport { report: r1, action: ReportAction::MessageDeleted, reason: "removed".into() },
         expect![[r#"ReportResolved { report: 8C2kCzsB2fJy9MiZos1mS, action: MessageDeleted, reason: "removed" }"#]],
@@ -1019,6 +1041,12 @@ fn reports() {
         &mut w,
         "alice",
         C::ResolveReport { report: r1, action: ReportAction::Dismissed, reason: String::new() },
+        expect![[r#"refused: conflict: the report is already resolved  (Conflict("the report is already resolved"))"#]],
+    );
+    check(
+        &mut w,
+        "alice",
+        C::AssignReport { report: r1, assignee: None },
         expect![[r#"refused: conflict: the report is already resolved  (Conflict("the report is already resolved"))"#]],
     );
     check(

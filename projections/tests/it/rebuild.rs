@@ -226,9 +226,13 @@ async fn run_case(ops: Vec<Op>) {
                 .map(|_| ()),
             Op::Resolve(a, r) if !reports.is_empty() => {
                 let report = reports[r as usize % reports.len()];
-                hub.run(g, name(a), C::ResolveReport { report, action: ReportAction::Warned, reason: "done".into() })
-                    .await
-                    .map(|_| ())
+                // Even: a moderator takes the report; odd: it is resolved.
+                let cmd = if r % 2 == 0 {
+                    C::AssignReport { report, assignee: Some(user(name(a))) }
+                } else {
+                    C::ResolveReport { report, action: ReportAction::Warned, reason: "done".into() }
+                };
+                hub.run(g, name(a), cmd).await.map(|_| ())
             }
             Op::Resolve(..) => Ok(()),
             Op::Nick(a) => hub

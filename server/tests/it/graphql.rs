@@ -435,7 +435,31 @@ async fn search_guild_and_personal_events_and_the_remaining_limits() {
         .await;
     let send = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
     server.ok(Some(&cat), send, json!({ "c": channel, "b": "the quick brown fox" })).await;
-    server.ok(Some(&ann), send, json!({ "c": channel, "b": "a lazy dog" })).await;
+    let dog = server.ok(Some(&ann), send, json!({ "c": channel, "b": "a lazy dog" })).await;
+
+    // The reports queue: open, assigned, resolved.
+    let filed = server
+        .ok(
+            Some(&cat),
+            "mutation($m: ID!) { reportMessage(messageId: $m, reason: \"rude\") { id status } }",
+            json!({ "m": dog["sendMessage"]["id"] }),
+        )
+        .await;
+    let report = filed["reportMessage"]["id"].as_str().unwrap().to_owned();
+    let queue = "query($g: ID!, $s: ReportStatus) { reports(guildId: $g, status: $s) { id status assignee action } }";
+    let open = server.ok(Some(&ann), queue, json!({ "g": guild, "s": "OPEN" })).await;
+    assert_eq!(open["reports"][0]["id"], report.as_str());
+    let assign = "mutation($r: ID!) { assignReport(reportId: $r, userId: \"@ann:hub.test\") }";
+    server.ok(Some(&ann), assign, json!({ "r": report })).await;
+    let assigned = server.ok(Some(&ann), queue, json!({ "g": guild, "s": "ASSIGNED" })).await;
+    assert_eq!(assigned["reports"][0]["assignee"], "@ann:hub.test", "{assigned}");
+    let resolve = "mutation($r: ID!) { resolveReport(reportId: $r, action: DISMISSED, reason: \"fine\") }";
+    server.ok(Some(&ann), resolve, json!({ "r": report })).await;
+    let resolved = server.ok(Some(&ann), queue, json!({ "g": guild, "s": "RESOLVED" })).await;
+    assert_eq!(resolved["reports"][0]["action"], "dismissed", "{resolved}");
+    assert_eq!(server.ok(Some(&ann), queue, json!({ "g": guild, "s": "OPEN" })).await["reports"], json!([]));
+    let (code, _) = server.refused(Some(&cat), queue, json!({ "g": guild })).await;
+    assert_eq!(code, "FORBIDDEN", "members cannot read the queue");
     server
         .ok(
             Some(&ann),
@@ -443,8 +467,16 @@ async fn search_guild_and_personal_events_and_the_remaining_limits() {
             json!({ "g": guild }),
         )
         .await;
-    let joined = guild_ws.next().await.unwrap();
-    assert_eq!(joined["payload"]["data"]["guildEvents"]["kind"], "member.joined", "{joined}");
+    let mut kinds = Vec::new();
+    for _ in 0..4 {
+        let e = guild_ws.next().await.unwrap();
+        kinds.push(e["payload"]["data"]["guildEvents"]["kind"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        kinds,
+        ["member.joined", "report.filed", "report.assigned", "report.resolved"],
+        "a moderator sees reports"
+    );
     let kicked = guild_ws.next().await.unwrap();
     assert_eq!(
         kicked["payload"]["data"]["guildEvents"],

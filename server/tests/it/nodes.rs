@@ -75,6 +75,11 @@ async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
     // Bob joins through node B: B finds the invite and the guild written through A.
     b.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": i["createInvite"]["code"] }))
         .await;
+    // Read-your-writes on both nodes, whichever of them runs the projections.
+    for node in [&a, &b] {
+        let mine = node.ok(Some(&bob), "{ guilds { id } }", json!({})).await;
+        assert_eq!(mine["guilds"][0]["id"], guild.as_str(), "{mine}");
+    }
 
     // Ann follows the channel on node B (B checks her session, written through A).
     let mut on_b = Ws::connect(&b.ws_url(), &ann).await;
