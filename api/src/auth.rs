@@ -27,6 +27,36 @@ pub struct Viewer {
 }
 
 const TOKEN_CONTEXT: &str = "openguild 2026-11 session token";
+const SERVICE_CONTEXT: &str = "openguild 2026-11 service token";
+/// Service tokens start with this, so a leaked one is recognisable (and greppable).
+pub const SERVICE_PREFIX: &str = "ogs_";
+
+/// A host application, authenticated by a service token.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    pub scopes: std::collections::BTreeSet<openguild_domain::hub::TokenScope>,
+    pub token_hash: [u8; 32],
+}
+
+/// A new service token and the hash that is stored.
+pub fn new_service_token() -> (String, [u8; 32]) {
+    let mut secret = [0u8; 32];
+    secret[..16].copy_from_slice(&random16());
+    secret[16..].copy_from_slice(&random16());
+    let token = format!("{SERVICE_PREFIX}{}", B64URL.encode(secret));
+    let hash = service_token_hash(&token);
+    (token, hash)
+}
+
+pub fn service_token_hash(token: &str) -> [u8; 32] {
+    blake3::Hasher::new_derive_key(SERVICE_CONTEXT).update(token.as_bytes()).finalize().into()
+}
+
+/// The short public id of a service token: the first 8 bytes of its hash, in hex.
+pub fn service_token_id(hash: &[u8; 32]) -> String {
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
 
@@ -149,6 +179,19 @@ impl Api {
         let register = AccountCommand::Register { display_name: handle.to_owned(), password: Some(phc) };
         self.commands.account(&user, &register, now).await?;
         let token = self.open_session(&user, now).await?;
+        if self.settings.first_account_is_operator {
+            // On a fresh hub the first account becomes its operator; a later one is refused
+            // by the hub's own rule (it has an operator), which is not an error here.
+            let hub = self.commands.hub_cell().await?;
+            let fresh = hub.lock().await.operators.is_empty();
+            if fresh {
+                let claim = openguild_domain::hub::HubCommand::GrantOperator { user: user.clone() };
+                let actor = openguild_domain::hub::HubActor::User(user.clone());
+                if let Err(e) = self.commands.hub(&user, &actor, &claim, now).await {
+                    tracing::debug!(error = %e, "first-account operator claim declined");
+                }
+            }
+        }
         Ok((token, user))
     }
 
@@ -215,6 +258,23 @@ impl Api {
             return Err(refused());
         }
         Ok(Viewer { user, token_hash })
+    }
+
+    /// The host application a service token stands for, if the token is live.
+    pub async fn authenticate_service(&self, token: &str) -> Result<Service, ApiError> {
+        let hash = service_token_hash(token);
+        let hub = self.commands.hub_cell().await?;
+        let hub = hub.lock().await;
+        let found = hub
+            .service_tokens
+            .get(&hash)
+            .ok_or_else(|| ApiError::unauthenticated("the service token is unknown or was revoked"))?;
+        Ok(Service { name: found.name.clone(), scopes: found.scopes.clone(), token_hash: hash })
+    }
+
+    /// Opens a session for `user` (provisioning: a host app's frontend gets it).
+    pub async fn issue_session(&self, user: &UserId, now: Timestamp) -> Result<String, ApiError> {
+        self.open_session(user, now).await
     }
 
     /// Whether a viewer's session is still open (checked again on long-lived websockets).

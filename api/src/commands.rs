@@ -14,6 +14,7 @@ use openguild_domain::account::{self, Account, AccountCommand};
 use openguild_domain::channel::{self, ChannelState, MessageCommand};
 use openguild_domain::event::{self, Event, ServerKey, UnsignedEvent};
 use openguild_domain::guild::{self, Guild, GuildCommand};
+use openguild_domain::hub::{self, Hub, HubActor, HubCommand};
 use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, StreamId, Timestamp, UserId};
 use openguild_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use tokio::sync::Mutex;
@@ -47,6 +48,8 @@ pub struct Commands {
     guilds: Cells<GuildId, Guild>,
     channels: Cells<ChannelId, ChannelState>,
     accounts: Cells<UserId, Account>,
+    /// The hub stream (one key).
+    hub: Cells<(), Hub>,
     /// Which guild each channel belongs to (a channel never moves between guilds).
     channel_guild: Mutex<HashMap<ChannelId, GuildId>>,
     /// Where to look up a channel's guild that no loaded guild knows yet.
@@ -61,6 +64,7 @@ impl Commands {
             guilds: Cells::default(),
             channels: Cells::default(),
             accounts: Cells::default(),
+            hub: Cells::default(),
             channel_guild: Mutex::default(),
             directory: None,
         }
@@ -199,6 +203,50 @@ impl Commands {
         Err(CommandError::Contended("account"))
     }
 
+    /// Runs a command on the hub stream. `sender` signs for it: the user, or for a service
+    /// token the hub's service identity.
+    pub async fn hub(
+        &self,
+        sender: &UserId,
+        actor: &HubActor,
+        cmd: &HubCommand,
+        now: Timestamp,
+    ) -> Result<Executed, CommandError> {
+        let stream = StreamId::Hub;
+        let cell = self.hub_cell().await?;
+        for _ in 0..ATTEMPTS {
+            let mut state = cell.lock().await;
+            let bodies = hub::decide(&state, actor, cmd)?;
+            let signed = self.sign(&stream, state.version, state.head, vec![], sender, now, bodies)?;
+            let expected =
+                if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
+            match self.store.append(&stream, expected, signed.clone()).await {
+                Ok(result) => {
+                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
+                    for e in &events {
+                        *state = hub::evolve(std::mem::take(&mut *state), e);
+                    }
+                    return Ok(Executed { events, position: last(&result.positions) });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    *state = Hub::from_events(&read_whole(&*self.store, &stream).await?);
+                    drop(state);
+                    jitter().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended("hub"))
+    }
+
+    /// The hub as this node knows it.
+    pub async fn hub_cell(&self) -> Result<Arc<Mutex<Hub>>, CommandError> {
+        Ok(self
+            .hub
+            .get_or_load(&(), || async { Ok(Hub::from_events(&read_whole(&*self.store, &StreamId::Hub).await?)) })
+            .await?)
+    }
+
     /// A user's account as this node knows it (loaded on first use; empty if unregistered).
     pub async fn account_cell(&self, user: &UserId) -> Result<Arc<Mutex<Account>>, CommandError> {
         let stream = StreamId::User(user.clone());
@@ -254,7 +302,10 @@ impl Commands {
             StreamId::User(id) => {
                 self.accounts.observe(id, e, |a| (a.version, std::mem::take(a)), account::evolve).await;
             }
-            StreamId::Dm(_) | StreamId::Hub => {}
+            StreamId::Hub => {
+                self.hub.observe(&(), e, |h| (h.version, std::mem::take(h)), hub::evolve).await;
+            }
+            StreamId::Dm(_) => {}
         }
     }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Api;
-use crate::auth::{Viewer, bearer};
+use crate::auth::{Service, Viewer, bearer};
 use crate::errors::ApiError;
 use crate::gql::now;
 
@@ -38,27 +38,38 @@ fn refuse(status: StatusCode, e: ApiError) -> Response {
     (status, axum::Json(json!({ "errors": [{ "message": e.message, "extensions": ext }] }))).into_response()
 }
 
-/// The viewer named by the Authorization header: `Ok(None)` without one.
-pub(crate) async fn viewer_of(api: &Api, headers: &HeaderMap) -> Result<Option<Viewer>, ApiError> {
+/// Who the Authorization header names: a user's session or a host application's service
+/// token (`ogs_…`). `Ok(None)` without a header.
+pub(crate) enum Caller {
+    User(Viewer),
+    Service(Service),
+}
+
+pub(crate) async fn viewer_of(api: &Api, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let token = value
         .to_str()
         .ok()
         .and_then(bearer)
         .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-    api.authenticate(token, now()).await.map(Some)
+    if token.starts_with(crate::auth::SERVICE_PREFIX) {
+        return api.authenticate_service(token).await.map(|s| Some(Caller::Service(s)));
+    }
+    api.authenticate(token, now()).await.map(|v| Some(Caller::User(v)))
 }
 
 fn prepare(
     api: &Arc<Api>,
     mut request: Request,
-    viewer: &Option<Viewer>,
+    caller: &Option<Caller>,
     headers: &HeaderMap,
     addr: IpAddr,
 ) -> Request {
     request = request.data(api.clone()).data(ClientAddr(addr));
-    if let Some(v) = viewer {
-        request = request.data(v.clone());
+    match caller {
+        Some(Caller::User(v)) => request = request.data(v.clone()),
+        Some(Caller::Service(s)) => request = request.data(s.clone()),
+        None => {}
     }
     if let Some(p) = headers.get("openguild-read-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
         request = request.data(ReadAfter(p));
@@ -123,7 +134,7 @@ pub(crate) async fn post(
             continue;
         }
         let request = prepare(&api, request, &viewer, &headers, addr.ip());
-        responses.push(serde_json::to_value(api.schema.execute(request).await).unwrap_or_default());
+        responses.push(serde_json::to_value(with_codes(api.schema.execute(request).await)).unwrap_or_default());
     }
     let out = if is_batch { serde_json::Value::Array(responses) } else { responses.pop().unwrap_or_default() };
     axum::Json(out).into_response()
@@ -179,7 +190,19 @@ pub(crate) async fn get(
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
     };
     let request = prepare(&api, request, &viewer, &headers, addr.ip());
-    axum::Json(api.schema.execute(request).await).into_response()
+    axum::Json(with_codes(api.schema.execute(request).await)).into_response()
+}
+
+/// Errors async-graphql raises itself (syntax, validation, input coercion) are the client's
+/// mistakes: they get `INVALID_INPUT`, so every error carries a code.
+pub(crate) fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+    for e in &mut response.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "INVALID_INPUT");
+        }
+    }
+    response
 }
 
 fn error_response(e: ApiError) -> serde_json::Value {

@@ -36,7 +36,7 @@ use crate::hub::Hub;
 use crate::limits::{ApiLimits, Limiter};
 
 /// The client API's settings (the `[api]` section).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSettings {
     /// Browser origins allowed to open the websocket, e.g. `https://chat.example.org`.
@@ -46,7 +46,21 @@ pub struct ApiSettings {
     pub graphiql: bool,
     /// Redis for cross-node typing notices and shared rate limits.
     pub redis_url: Option<String>,
+    /// The first account registered on a fresh hub becomes its operator.
+    pub first_account_is_operator: bool,
     pub limits: ApiLimits,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            graphiql: false,
+            redis_url: None,
+            first_account_is_operator: true,
+            limits: ApiLimits::default(),
+        }
+    }
 }
 
 /// Everything the handlers share.

@@ -322,7 +322,7 @@ impl Connection {
             op.is_some_and(|op| op.node.ty == async_graphql::parser::types::OperationType::Subscription)
         });
         if !is_subscription {
-            let response = self.api.schema.execute(request).await;
+            let response = crate::http::with_codes(self.api.schema.execute(request).await);
             self.send_json(&json!({ "id": id, "type": "next", "payload": response })).await?;
             return self.send_json(&json!({ "id": id, "type": "complete" })).await;
         }

@@ -136,6 +136,27 @@ pub enum EventBody {
         #[serde(with = "crate::canonical::bytes")]
         token_hash: [u8; 32],
     },
+
+    // ---- hub stream
+    #[serde(rename = "hub.operator_granted")]
+    OperatorGranted { user: UserId },
+    #[serde(rename = "hub.operator_revoked")]
+    OperatorRevoked { user: UserId },
+    /// A service token for a host application: the BLAKE3 hash of the token, never the token.
+    #[serde(rename = "hub.service_token_created")]
+    ServiceTokenCreated {
+        #[serde(with = "crate::canonical::bytes")]
+        token_hash: [u8; 32],
+        name: String,
+        scopes: Vec<crate::hub::TokenScope>,
+    },
+    #[serde(rename = "hub.service_token_revoked")]
+    ServiceTokenRevoked {
+        #[serde(with = "crate::canonical::bytes")]
+        token_hash: [u8; 32],
+    },
+    #[serde(rename = "hub.external_user_linked")]
+    ExternalUserLinked { external_id: String, user: UserId },
 }
 
 /// The body of a guild's first event. The guild's id is derived from the creator, origin,
@@ -235,6 +256,11 @@ impl EventBody {
             PasswordSet { .. } => "account.password_set",
             SessionOpened { .. } => "session.opened",
             SessionRevoked { .. } => "session.revoked",
+            OperatorGranted { .. } => "hub.operator_granted",
+            OperatorRevoked { .. } => "hub.operator_revoked",
+            ServiceTokenCreated { .. } => "hub.service_token_created",
+            ServiceTokenRevoked { .. } => "hub.service_token_revoked",
+            ExternalUserLinked { .. } => "hub.external_user_linked",
         }
     }
 

@@ -81,6 +81,10 @@ pub enum Refusal {
     ChannelLocked,
     /// The guild is archived and read-only.
     Archived,
+    /// Only a hub operator may do this.
+    HubOperatorOnly,
+    /// The service token's scopes do not cover this.
+    ScopeTooNarrow,
 }
 
 impl fmt::Display for Refusal {
@@ -98,6 +102,8 @@ impl fmt::Display for Refusal {
             Self::NotAuthor => f.write_str("only the author of the message can do this"),
             Self::ChannelLocked => f.write_str("the channel is locked; only members with MANAGE_CHANNELS can post"),
             Self::Archived => f.write_str("the guild is archived and read-only"),
+            Self::HubOperatorOnly => f.write_str("only a hub operator can do this"),
+            Self::ScopeTooNarrow => f.write_str("the service token's scopes do not cover this"),
         }
     }
 }

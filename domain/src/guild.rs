@@ -835,7 +835,12 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::AccountRegistered { .. }
         | E::PasswordSet { .. }
         | E::SessionOpened { .. }
-        | E::SessionRevoked { .. } => {}
+        | E::SessionRevoked { .. }
+        | E::OperatorGranted { .. }
+        | E::OperatorRevoked { .. }
+        | E::ServiceTokenCreated { .. }
+        | E::ServiceTokenRevoked { .. }
+        | E::ExternalUserLinked { .. } => {}
     }
     guild.version = event.core.seq;
     guild.head = Some(event.id);

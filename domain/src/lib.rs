@@ -13,6 +13,7 @@ pub mod channel;
 pub mod error;
 pub mod event;
 pub mod guild;
+pub mod hub;
 pub mod ids;
 pub mod permissions;
 pub mod validate;

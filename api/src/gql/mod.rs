@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries over the read models and aggregates, one mutation per
 //! command, and subscriptions delivered by [`crate::ws`].
 
+mod hub;
 pub mod live;
 mod mutation;
 mod types;
@@ -21,12 +22,20 @@ pub use live::{Live, SubMode, Subscription, Topic};
 pub use mutation::Mutation;
 pub use types::*;
 
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
+pub type AppSchema = Schema<RootQuery, RootMutation, Subscription>;
+
+/// The query root: the client API and the hub's.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct RootQuery(Query, hub::HubQuery);
+
+/// The mutation root: one mutation per command, and the hub's.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct RootMutation(Mutation, hub::HubMutation);
 
 /// The schema with the configured limits. Request data: `Arc<Api>`, and `Viewer` when the
 /// request is authenticated.
 pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
-    Schema::build(Query, Mutation, Subscription)
+    Schema::build(RootQuery::default(), RootMutation::default(), Subscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
@@ -35,7 +44,7 @@ pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
 
 /// The schema as SDL, as exported to `docs/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, Subscription).finish().sdl()
+    Schema::build(RootQuery::default(), RootMutation::default(), Subscription).finish().sdl()
 }
 
 pub(crate) fn api<'a>(ctx: &Context<'a>) -> &'a Arc<Api> {
@@ -59,6 +68,7 @@ where
     id.parse().map_err(|e| ApiError::invalid(field, e))
 }
 
+#[derive(Default)]
 pub struct Query;
 
 #[derive(InputObject, Default)]

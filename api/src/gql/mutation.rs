@@ -20,6 +20,7 @@ use crate::Api;
 use crate::commands::{Executed, random16};
 use crate::errors::{ApiError, Res};
 
+#[derive(Default)]
 pub struct Mutation;
 
 #[derive(InputObject)]

@@ -6,11 +6,13 @@
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
+//! - `hub`: hub operators, service tokens and provisioning.
 //! - `nodes`: two servers on one PostgreSQL and Redis behave as one hub.
 
 mod cli;
 mod crash;
 mod graphql;
+mod hub;
 mod nodes;
 mod outbox;
 mod support;

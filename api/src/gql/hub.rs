@@ -1,0 +1,210 @@
+//! Hub-wide acts: operators, service tokens for host applications, and provisioning (users
+//! by a host application's own ids, and sessions handed to its frontend).
+
+use std::collections::BTreeSet;
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use openguild_domain::account::AccountCommand;
+use openguild_domain::hub::{HubActor, HubCommand, TokenScope};
+use openguild_domain::{GuildId, UserId};
+
+use super::{Session, User, api, now, parse_id};
+use crate::Api;
+use crate::auth::{Service, Viewer, new_service_token, service_token_id};
+use crate::errors::{ApiError, Res};
+
+/// A service token as listed; `token` is only present in the answer that created it.
+#[derive(SimpleObject)]
+pub struct ServiceToken {
+    /// A short public id (for revoking), not the secret.
+    pub id: String,
+    pub name: String,
+    /// Whether it reaches the whole hub (else only `guildIds`).
+    pub hub: bool,
+    pub guild_ids: Vec<ID>,
+    /// The secret: send it as `Authorization: Bearer <token>`. Shown once.
+    pub token: Option<String>,
+}
+
+fn listed(hash: &[u8; 32], name: &str, scopes: &BTreeSet<TokenScope>, token: Option<String>) -> ServiceToken {
+    ServiceToken {
+        id: service_token_id(hash),
+        name: name.to_owned(),
+        hub: scopes.contains(&TokenScope::Hub),
+        guild_ids: scopes
+            .iter()
+            .filter_map(|s| match s {
+                TokenScope::Guild(g) => Some(ID(g.to_string())),
+                TokenScope::Hub => None,
+            })
+            .collect(),
+        token,
+    }
+}
+
+impl Api {
+    /// Who acts on the hub, and who signs for it: a user, or a service token (signed as the
+    /// hub's `@_services` identity).
+    fn hub_actor(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
+        if let Some(s) = ctx.data_opt::<Service>() {
+            let sender = UserId::new("_services", &self.server).map_err(ApiError::internal)?;
+            return Ok((sender, HubActor::Service(s.scopes.clone())));
+        }
+        let v = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+        Ok((v.user.clone(), HubActor::User(v.user.clone())))
+    }
+
+    async fn linked_user(&self, external_id: &str) -> Result<Option<UserId>, ApiError> {
+        Ok(self.commands.hub_cell().await?.lock().await.external_users.get(external_id).cloned())
+    }
+
+    async fn is_operator(&self, user: &UserId) -> Result<bool, ApiError> {
+        Ok(self.commands.hub_cell().await?.lock().await.operators.contains(user))
+    }
+
+    /// Provisioning needs a hub-scoped service token or a hub operator.
+    async fn require_provisioner(&self, ctx: &Context<'_>) -> Result<(), ApiError> {
+        match self.hub_actor(ctx)? {
+            (_, HubActor::Service(scopes)) if scopes.contains(&TokenScope::Hub) => Ok(()),
+            (_, HubActor::Service(_)) => {
+                Err(ApiError::forbidden("this needs a service token with the hub scope; this one is scoped to guilds"))
+            }
+            (user, HubActor::User(_)) if self.is_operator(&user).await? => Ok(()),
+            _ => Err(ApiError::forbidden("only a hub operator or a hub-scoped service token can do this")),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct HubQuery;
+
+#[Object]
+impl HubQuery {
+    /// The hub's operators.
+    async fn hub_operators(&self, ctx: &Context<'_>) -> Res<Vec<User>> {
+        let api = api(ctx);
+        api.hub_actor(ctx)?;
+        Ok(api
+            .commands
+            .hub_cell()
+            .await
+            .map_err(ApiError::from)?
+            .lock()
+            .await
+            .operators
+            .iter()
+            .cloned()
+            .map(User)
+            .collect())
+    }
+
+    /// Live service tokens (hub operators only); secrets are never shown again.
+    async fn service_tokens(&self, ctx: &Context<'_>) -> Res<Vec<ServiceToken>> {
+        let api = api(ctx);
+        let (user, actor) = api.hub_actor(ctx)?;
+        if !matches!(actor, HubActor::User(_)) || !api.is_operator(&user).await? {
+            return Err(ApiError::forbidden("only a hub operator can list service tokens").into());
+        }
+        let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
+        let hub = hub.lock().await;
+        Ok(hub.service_tokens.iter().map(|(h, t)| listed(h, &t.name, &t.scopes, None)).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct HubMutation;
+
+#[Object]
+impl HubMutation {
+    /// Makes a user a hub operator (hub operators only).
+    async fn grant_operator(&self, ctx: &Context<'_>, user_id: ID) -> Res<bool> {
+        let api = api(ctx);
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let cmd = HubCommand::GrantOperator { user: parse_id("userId", &user_id)? };
+        api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Creates a service token for a host application, for the whole hub or named guilds
+    /// (hub operators only). The token is in this answer and nowhere else.
+    async fn create_service_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        hub: Option<bool>,
+        guild_ids: Option<Vec<ID>>,
+    ) -> Res<ServiceToken> {
+        let api = api(ctx);
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let mut scopes = BTreeSet::new();
+        if hub.unwrap_or(false) {
+            scopes.insert(TokenScope::Hub);
+        }
+        for g in guild_ids.iter().flatten() {
+            scopes.insert(TokenScope::Guild(parse_id::<GuildId>("guildIds", g)?));
+        }
+        let (token, token_hash) = new_service_token();
+        let cmd = HubCommand::CreateServiceToken { token_hash, name: name.clone(), scopes: scopes.clone() };
+        api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
+        Ok(listed(&token_hash, &name, &scopes, Some(token)))
+    }
+
+    /// Revokes a service token by its id; it is refused from the next request on.
+    async fn revoke_service_token(&self, ctx: &Context<'_>, id: String) -> Res<bool> {
+        let api = api(ctx);
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let hash = {
+            let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
+            let hub = hub.lock().await;
+            hub.service_tokens.keys().find(|h| service_token_id(h) == id).copied()
+        };
+        let token_hash = hash.ok_or_else(|| ApiError::not_found(format!("no service token with id {id}")))?;
+        api.commands
+            .hub(&sender, &actor, &HubCommand::RevokeServiceToken { token_hash }, now())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// The user a host application knows as `externalId`: created (with `handle`) the first
+    /// time, the same user ever after. Needs a hub-scoped service token or an operator.
+    async fn ensure_user(
+        &self,
+        ctx: &Context<'_>,
+        external_id: String,
+        handle: String,
+        display_name: Option<String>,
+    ) -> Res<User> {
+        let api = api(ctx);
+        api.require_provisioner(ctx).await?;
+        if let Some(user) = api.linked_user(&external_id).await? {
+            return Ok(User(user));
+        }
+        let user = UserId::new(&handle, &api.server)
+            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
+        let register =
+            AccountCommand::Register { display_name: display_name.unwrap_or_else(|| handle.clone()), password: None };
+        if let Err(e) = api.commands.account(&user, &register, now()).await {
+            // A racing call for the same external id may have created it: its user is the
+            // answer. Otherwise the handle belongs to someone else and is never taken over.
+            return match api.linked_user(&external_id).await? {
+                Some(linked) => Ok(User(linked)),
+                None => Err(ApiError::from(e).into()),
+            };
+        }
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let link = HubCommand::LinkExternalUser { external_id: external_id.clone(), user: user.clone() };
+        api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
+        Ok(User(user))
+    }
+
+    /// A session for `userId`, for a host application to hand to its own frontend (hub-scoped
+    /// service tokens and operators only).
+    async fn issue_user_session(&self, ctx: &Context<'_>, user_id: ID) -> Res<Session> {
+        let api = api(ctx);
+        api.require_provisioner(ctx).await?;
+        let user: UserId = parse_id("userId", &user_id)?;
+        let token = api.issue_session(&user, now()).await?;
+        Ok(Session { token, user: User(user) })
+    }
+}

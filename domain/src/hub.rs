@@ -1,0 +1,252 @@
+//! The hub itself (`hub` stream): its operators, the service tokens host applications use,
+//! and the links from a host application's own ids to OpenGuild users.
+//!
+//! Hub operators act across guilds; guild owners and admins never gain hub powers, because
+//! nothing in a guild's stream can grant them: only an operator (or, on a fresh hub, the
+//! first account) appears here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::body::EventBody;
+use crate::error::{DomainError, Refusal};
+use crate::event::Event;
+use crate::ids::{EventId, GuildId, Timestamp, UserId};
+use crate::validate;
+
+/// What a service token may touch.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Every guild, and hub-wide provisioning (users).
+    Hub,
+    /// One guild.
+    Guild(GuildId),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ServiceToken {
+    pub name: String,
+    pub scopes: BTreeSet<TokenScope>,
+    pub created_by: UserId,
+    pub created_at: Timestamp,
+}
+
+/// The hub as its events left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hub {
+    pub operators: BTreeSet<UserId>,
+    /// Live service tokens by the BLAKE3 hash of the token.
+    pub service_tokens: BTreeMap<[u8; 32], ServiceToken>,
+    /// A host application's external user id → the user it was provisioned as.
+    pub external_users: BTreeMap<String, UserId>,
+    pub version: u64,
+    pub head: Option<EventId>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HubCommand {
+    /// Makes `user` an operator. On a hub without operators, the first account may claim it.
+    GrantOperator {
+        user: UserId,
+    },
+    RevokeOperator {
+        user: UserId,
+    },
+    CreateServiceToken {
+        token_hash: [u8; 32],
+        name: String,
+        scopes: BTreeSet<TokenScope>,
+    },
+    RevokeServiceToken {
+        token_hash: [u8; 32],
+    },
+    /// Records that a host application's `external_id` is `user` (once, forever).
+    LinkExternalUser {
+        external_id: String,
+        user: UserId,
+    },
+}
+
+/// Who is acting on the hub.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HubActor {
+    User(UserId),
+    /// A service token with these scopes.
+    Service(BTreeSet<TokenScope>),
+}
+
+const MAX_EXTERNAL_ID: usize = 256;
+
+pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<EventBody>, DomainError> {
+    use HubCommand as C;
+    let operator = matches!(actor, HubActor::User(u) if hub.operators.contains(u));
+    let hub_service = matches!(actor, HubActor::Service(scopes) if scopes.contains(&TokenScope::Hub));
+    let operators_only = || DomainError::Forbidden(Refusal::HubOperatorOnly);
+    let body = match cmd {
+        C::GrantOperator { user } => {
+            let claiming_fresh_hub = hub.operators.is_empty() && actor == &HubActor::User(user.clone());
+            if !operator && !claiming_fresh_hub {
+                return Err(operators_only());
+            }
+            if hub.operators.contains(user) {
+                return Err(DomainError::conflict(format!("{user} is already a hub operator")));
+            }
+            EventBody::OperatorGranted { user: user.clone() }
+        }
+        C::RevokeOperator { user } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            if !hub.operators.contains(user) {
+                return Err(DomainError::not_found("hub operator", user));
+            }
+            if hub.operators.len() == 1 {
+                return Err(DomainError::conflict("a hub keeps at least one operator; grant another first"));
+            }
+            EventBody::OperatorRevoked { user: user.clone() }
+        }
+        C::CreateServiceToken { token_hash, name, scopes } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            if scopes.is_empty() {
+                return Err(DomainError::invalid("scopes", "give `hub` or at least one guild"));
+            }
+            EventBody::ServiceTokenCreated {
+                token_hash: *token_hash,
+                name: validate::name("name", name)?,
+                scopes: scopes.iter().cloned().collect(),
+            }
+        }
+        C::RevokeServiceToken { token_hash } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            if !hub.service_tokens.contains_key(token_hash) {
+                return Err(DomainError::not_found("service token", "with that hash"));
+            }
+            EventBody::ServiceTokenRevoked { token_hash: *token_hash }
+        }
+        C::LinkExternalUser { external_id, user } => {
+            if !hub_service && !operator {
+                return Err(DomainError::Forbidden(Refusal::ScopeTooNarrow));
+            }
+            let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
+            if let Some(existing) = hub.external_users.get(&external_id) {
+                return Err(DomainError::conflict(format!("external id {external_id:?} is already {existing}")));
+            }
+            EventBody::ExternalUserLinked { external_id, user: user.clone() }
+        }
+    };
+    Ok(vec![body])
+}
+
+pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
+    hub.version = event.core.seq;
+    hub.head = Some(event.id);
+    match event.content() {
+        EventBody::OperatorGranted { user } => {
+            hub.operators.insert(user.clone());
+        }
+        EventBody::OperatorRevoked { user } => {
+            hub.operators.remove(user);
+        }
+        EventBody::ServiceTokenCreated { token_hash, name, scopes } => {
+            hub.service_tokens.insert(
+                *token_hash,
+                ServiceToken {
+                    name: name.clone(),
+                    scopes: scopes.iter().cloned().collect(),
+                    created_by: event.core.sender.clone(),
+                    created_at: event.core.ts,
+                },
+            );
+        }
+        EventBody::ServiceTokenRevoked { token_hash } => {
+            hub.service_tokens.remove(token_hash);
+        }
+        EventBody::ExternalUserLinked { external_id, user } => {
+            hub.external_users.insert(external_id.clone(), user.clone());
+        }
+        _ => {}
+    }
+    hub
+}
+
+impl Hub {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Hub {
+        events.into_iter().fold(Hub::default(), evolve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(h: &str) -> UserId {
+        format!("@{h}:hub.test").parse().unwrap()
+    }
+
+    fn apply(hub: Hub, bodies: Vec<EventBody>, sender: &UserId) -> Hub {
+        bodies.into_iter().fold(hub, |h, body| {
+            let key =
+                crate::event::ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k".parse().unwrap(), [1; 32]);
+            let unsigned = crate::event::UnsignedEvent {
+                stream: crate::ids::StreamId::Hub,
+                seq: h.version + 1,
+                prev: h.head.into_iter().collect(),
+                auth: vec![],
+                sender: sender.clone(),
+                ts: Timestamp::from_millis(1_795_000_000_000).unwrap(),
+                body,
+            };
+            evolve(h, &crate::event::sign(unsigned, &key).unwrap().event)
+        })
+    }
+
+    #[test]
+    fn the_first_account_claims_a_fresh_hub_and_only_operators_act_after() {
+        let (root, other) = (user("root"), user("other"));
+        let claim = |u: &UserId| HubCommand::GrantOperator { user: u.clone() };
+        // Nobody may grant someone else on a fresh hub; one may claim it for oneself.
+        assert!(decide(&Hub::default(), &HubActor::User(other.clone()), &claim(&root)).is_err());
+        let hub = apply(
+            Hub::default(),
+            decide(&Hub::default(), &HubActor::User(root.clone()), &claim(&root)).unwrap(),
+            &root,
+        );
+        assert!(hub.operators.contains(&root));
+        let refused = decide(&hub, &HubActor::User(other.clone()), &claim(&other)).unwrap_err();
+        assert_eq!(refused, DomainError::Forbidden(Refusal::HubOperatorOnly));
+        // The last operator stays.
+        let last = decide(&hub, &HubActor::User(root.clone()), &HubCommand::RevokeOperator { user: root.clone() });
+        assert!(matches!(last, Err(DomainError::Conflict(_))));
+        // Tokens need an operator and a scope.
+        let token = |scopes: BTreeSet<TokenScope>| HubCommand::CreateServiceToken {
+            token_hash: [7; 32],
+            name: "app".into(),
+            scopes,
+        };
+        let hub_scope: BTreeSet<_> = [TokenScope::Hub].into();
+        assert!(decide(&hub, &HubActor::User(other.clone()), &token(hub_scope.clone())).is_err());
+        assert!(matches!(
+            decide(&hub, &HubActor::User(root.clone()), &token(BTreeSet::new())),
+            Err(DomainError::InvalidInput { .. })
+        ));
+        let hub =
+            apply(hub.clone(), decide(&hub, &HubActor::User(root.clone()), &token(hub_scope.clone())).unwrap(), &root);
+        assert_eq!(hub.service_tokens.len(), 1);
+        // A hub-scoped service links external ids once; a guild-scoped one cannot.
+        let link = HubCommand::LinkExternalUser { external_id: "crm-1".into(), user: other.clone() };
+        let guild_only: BTreeSet<_> = [TokenScope::Guild(crate::ids::GuildId::from_bytes([2; 16]))].into();
+        assert_eq!(
+            decide(&hub, &HubActor::Service(guild_only), &link).unwrap_err(),
+            DomainError::Forbidden(Refusal::ScopeTooNarrow)
+        );
+        let hub = apply(hub.clone(), decide(&hub, &HubActor::Service(hub_scope.clone()), &link).unwrap(), &root);
+        assert!(matches!(decide(&hub, &HubActor::Service(hub_scope), &link), Err(DomainError::Conflict(_))));
+        assert_eq!(hub.external_users.get("crm-1"), Some(&other));
+    }
+}

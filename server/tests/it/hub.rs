@@ -1,0 +1,75 @@
+//! Hub operators, service tokens and provisioning (the first slice of the identity issue):
+//! the first account runs the hub, guild owners gain no hub powers, a service token does
+//! what its scope allows and nothing else, and a revoked one is refused on the next request.
+
+use serde_json::json;
+
+use crate::support::Server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_service_tokens_and_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "", &[]);
+    let root = server.register("root").await;
+    let owner = server.register("owner").await;
+
+    // The first account of a fresh hub is its operator; the second is not.
+    let ops = server.ok(Some(&owner), "{ hubOperators { id } }", json!({})).await;
+    assert_eq!(ops["hubOperators"], json!([{ "id": "@root:hub.test" }]));
+
+    // A guild owner (every guild permission) still has no hub power.
+    let g = server.ok(Some(&owner), "mutation { createGuild(input: {name: \"Mine\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let create = "mutation($n: String!, $h: Boolean, $g: [ID!]) { createServiceToken(name: $n, hub: $h, guildIds: $g) { id token hub guildIds } }";
+    let (code, err) = server.refused(Some(&owner), create, json!({ "n": "sneaky", "h": true })).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    let (code, _) =
+        server.refused(Some(&owner), "mutation { grantOperator(userId: \"@owner:hub.test\") }", json!({})).await;
+    assert_eq!(code, "FORBIDDEN");
+    let (code, _) = server.refused(Some(&owner), "{ serviceTokens { id } }", json!({})).await;
+    assert_eq!(code, "FORBIDDEN");
+
+    // The operator creates a hub-wide token and a token scoped to one guild.
+    let made = server.ok(Some(&root), create, json!({ "n": "events app", "h": true })).await;
+    let hub_token = made["createServiceToken"]["token"].as_str().unwrap().to_owned();
+    let hub_token_id = made["createServiceToken"]["id"].as_str().unwrap().to_owned();
+    assert!(hub_token.starts_with("ogs_"));
+    let scoped = server.ok(Some(&root), create, json!({ "n": "one guild", "g": [guild] })).await;
+    let guild_token = scoped["createServiceToken"]["token"].as_str().unwrap().to_owned();
+    let listed = server.ok(Some(&root), "{ serviceTokens { id name token } }", json!({})).await;
+    assert_eq!(listed["serviceTokens"].as_array().unwrap().len(), 2);
+    assert!(listed["serviceTokens"].as_array().unwrap().iter().all(|t| t["token"].is_null()), "secrets are shown once");
+
+    // Provisioning: the same external id is the same user, forever.
+    let ensure =
+        "mutation($x: String!, $h: String!) { ensureUser(externalId: $x, handle: $h, displayName: \"Dee\") { id } }";
+    let first = server.ok(Some(&hub_token), ensure, json!({ "x": "crm-42", "h": "dee" })).await;
+    assert_eq!(first["ensureUser"]["id"], "@dee:hub.test");
+    let again = server.ok(Some(&hub_token), ensure, json!({ "x": "crm-42", "h": "someone-else" })).await;
+    assert_eq!(again["ensureUser"]["id"], "@dee:hub.test", "idempotent by external id");
+    let (code, _) = server.refused(Some(&hub_token), ensure, json!({ "x": "crm-43", "h": "owner" })).await;
+    assert_eq!(code, "CONFLICT", "a taken handle is refused, not taken over");
+
+    // A session issued for the provisioned user works as a login would.
+    let issue = "mutation($u: ID!) { issueUserSession(userId: $u) { token user { id } } }";
+    let session = server.ok(Some(&hub_token), issue, json!({ "u": "@dee:hub.test" })).await;
+    let dee = session["issueUserSession"]["token"].as_str().unwrap().to_owned();
+    let me = server.ok(Some(&dee), "{ me { id handle } }", json!({})).await;
+    assert_eq!(me["me"]["handle"], "dee");
+
+    // A guild-scoped token cannot act hub-wide.
+    let (code, err) = server.refused(Some(&guild_token), ensure, json!({ "x": "crm-44", "h": "eve" })).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    let (code, _) = server.refused(Some(&guild_token), issue, json!({ "u": "@dee:hub.test" })).await;
+    assert_eq!(code, "FORBIDDEN");
+
+    // Revoked: refused from the next request on.
+    server.ok(Some(&root), "mutation($i: String!) { revokeServiceToken(id: $i) }", json!({ "i": hub_token_id })).await;
+    let (code, _) = server.refused(Some(&hub_token), ensure, json!({ "x": "crm-42", "h": "dee" })).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+    // And the events say who did what.
+    let ops = server.ok(Some(&root), "mutation { grantOperator(userId: \"@owner:hub.test\") }", json!({})).await;
+    assert_eq!(ops["grantOperator"], true);
+    let ops = server.ok(Some(&owner), "{ hubOperators { id } }", json!({})).await;
+    assert_eq!(ops["hubOperators"].as_array().unwrap().len(), 2);
+}
