@@ -75,13 +75,16 @@ pub enum HubActor {
     User(UserId),
     /// A service token with these scopes.
     Service(BTreeSet<TokenScope>),
+    /// The machine's administrator: the `openguild` command line, run with the data
+    /// directory and its server key. May do what an operator may.
+    Console,
 }
 
 const MAX_EXTERNAL_ID: usize = 256;
 
 pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<EventBody>, DomainError> {
     use HubCommand as C;
-    let operator = matches!(actor, HubActor::User(u) if hub.operators.contains(u));
+    let operator = matches!(actor, HubActor::User(u) if hub.operators.contains(u)) || actor == &HubActor::Console;
     let hub_service = matches!(actor, HubActor::Service(scopes) if scopes.contains(&TokenScope::Hub));
     let operators_only = || DomainError::Forbidden(Refusal::HubOperatorOnly);
     let body = match cmd {

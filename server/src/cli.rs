@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use openguild_domain::event::KeyRing;
-use openguild_domain::{EventId, GuildId, StreamId, Timestamp};
+use openguild_domain::hub::{HubActor, HubCommand, TokenScope};
+use openguild_domain::{EventId, GuildId, ServerName, StreamId, Timestamp, UserId};
 use openguild_projections::replay::{Until, replay};
 use openguild_projections::{ReadDb, RebuildProgress};
 use openguild_store::{Direction, EventStore, Options, StoredEvent};
@@ -265,6 +266,100 @@ fn parse_rfc3339(text: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     u64::try_from((((days * 24 + h) * 60 + min) * 60 + s) * 1000 + ms).ok()
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum OperatorsCommand {
+    /// Makes a user a hub operator (hub-wide powers). Writes to the event store: on the
+    /// embedded SQLite default, stop the server first (or, as an operator, use the
+    /// `grantOperator` mutation).
+    Add { user: String },
+    /// Lists the hub's operators.
+    List,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Creates a service token for a host application and prints it once.
+    CreateService {
+        #[arg(long)]
+        name: String,
+        /// `hub`, or guild ids; repeat or separate with commas.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+    },
+}
+
+/// The store opened for writing, and the hub's signing key, for console acts.
+async fn console(place: &Place) -> anyhow::Result<(Arc<dyn EventStore>, openguild_api::commands::Commands)> {
+    let server: ServerName =
+        place.server_name.parse().with_context(|| format!("OPENGUILD_SERVER_NAME {:?}", place.server_name))?;
+    let key = crate::keys::load_or_create(&place.data_dir, server)?;
+    let store = openguild_store::open(&place.store_url(), Options::default()).await.map_err(|e| {
+        anyhow::anyhow!("{e}\n(is the server running on this data directory? stop it first, or act through the API as a hub operator)")
+    })?;
+    Ok((store.clone(), openguild_api::commands::Commands::new(store, key)))
+}
+
+fn console_user(place: &Place) -> anyhow::Result<UserId> {
+    let server: ServerName = place.server_name.parse()?;
+    Ok(UserId::new("_console", &server)?)
+}
+
+pub async fn operators(place: Place, cmd: OperatorsCommand) -> anyhow::Result<()> {
+    match cmd {
+        OperatorsCommand::Add { user } => {
+            let user: UserId = user.parse()?;
+            let (store, commands) = console(&place).await?;
+            let grant = HubCommand::GrantOperator { user: user.clone() };
+            let done = commands.hub(&console_user(&place)?, &HubActor::Console, &grant, now()).await;
+            store.close().await;
+            done?;
+            println!("{user} is now a hub operator");
+        }
+        OperatorsCommand::List => {
+            let store = open_store(&place).await?;
+            let commands = openguild_api::commands::Commands::new(
+                store.clone(),
+                crate::keys::load_or_create(&place.data_dir, place.server_name.parse()?)?,
+            );
+            let hub = commands.hub_cell().await?;
+            for user in &hub.lock().await.operators {
+                println!("{user}");
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+pub async fn tokens(place: Place, cmd: TokensCommand) -> anyhow::Result<()> {
+    let TokensCommand::CreateService { name, scope } = cmd;
+    let mut scopes = std::collections::BTreeSet::new();
+    for s in &scope {
+        if s == "hub" {
+            scopes.insert(TokenScope::Hub);
+        } else {
+            let guild: GuildId = s.parse().with_context(|| format!("scope {s:?}: expected `hub` or a guild id"))?;
+            scopes.insert(TokenScope::Guild(guild));
+        }
+    }
+    let (store, commands) = console(&place).await?;
+    let (token, token_hash) = openguild_api::auth::new_service_token();
+    let create = HubCommand::CreateServiceToken { token_hash, name: name.clone(), scopes };
+    let done = commands.hub(&console_user(&place)?, &HubActor::Console, &create, now()).await;
+    store.close().await;
+    done?;
+    eprintln!(
+        "service token {name:?} (id {}) created; it is shown once, here:",
+        openguild_api::auth::service_token_id(&token_hash)
+    );
+    println!("{token}");
+    Ok(())
+}
+
+fn now() -> openguild_domain::Timestamp {
+    openguild_api::gql::now()
 }
 
 #[cfg(test)]

@@ -92,6 +92,12 @@ enum Command {
     /// Moderation history.
     #[command(subcommand)]
     Audit(cli::AuditCommand),
+    /// Hub operators.
+    #[command(subcommand)]
+    Operators(cli::OperatorsCommand),
+    /// Service tokens for host applications.
+    #[command(subcommand)]
+    Tokens(cli::TokensCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -126,6 +132,8 @@ fn main() -> std::process::ExitCode {
                 Some(Command::Events(cmd)) => cli::events(settings, cmd).await,
                 Some(Command::Projections(cmd)) => cli::projections(settings, cmd).await,
                 Some(Command::Audit(cmd)) => cli::audit(settings, cmd).await,
+                Some(Command::Operators(cmd)) => cli::operators(settings, cmd).await,
+                Some(Command::Tokens(cmd)) => cli::tokens(settings, cmd).await,
                 Some(Command::Config(ConfigCommand::Defaults)) => {
                     print!("{}", Settings::defaults_toml()?);
                     Ok(())

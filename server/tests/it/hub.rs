@@ -73,3 +73,46 @@ async fn operators_service_tokens_and_provisioning() {
     let ops = server.ok(Some(&owner), "{ hubOperators { id } }", json!({})).await;
     assert_eq!(ops["hubOperators"].as_array().unwrap().len(), 2);
 }
+
+fn openguild(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
+        .args(args)
+        .env("OPENGUILD_DATA_DIR", data)
+        .env("OPENGUILD_SERVER_NAME", "hub.test")
+        .env("OPENGUILD_CONFIG", data.join("none.toml"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_grants_operators_and_creates_service_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    std::fs::write(data.join("none.toml"), "").unwrap();
+    let out = openguild(data, &["operators", "add", "@boss:hub.test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = openguild(data, &["tokens", "create-service", "--name", "crm", "--scope", "hub"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ogs_"), "only the token goes to stdout: {token:?}");
+    let out = openguild(data, &["tokens", "create-service", "--name", "bad", "--scope", "nonsense"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected `hub` or a guild id"));
+
+    let server = Server::start(data, "", &[]);
+    let ops = server.ok(Some(&token), "{ hubOperators { id } }", json!({})).await;
+    assert_eq!(ops["hubOperators"], json!([{ "id": "@boss:hub.test" }]));
+    let made = server
+        .ok(Some(&token), "mutation { ensureUser(externalId: \"e-1\", handle: \"provisioned\") { id } }", json!({}))
+        .await;
+    assert_eq!(made["ensureUser"]["id"], "@provisioned:hub.test");
+    // The hub already has an operator: the first account does not become one.
+    let first = server.register("first").await;
+    let ops = server.ok(Some(&first), "{ hubOperators { id } }", json!({})).await;
+    assert_eq!(ops["hubOperators"].as_array().unwrap().len(), 1);
+
+    // On the embedded default the server holds the store: the CLI says so, and writes nothing.
+    let out = openguild(data, &["operators", "add", "@first:hub.test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"), "{}", String::from_utf8_lossy(&out.stderr));
+}
