@@ -13,6 +13,7 @@ mod http;
 pub mod hub;
 pub mod limits;
 mod metrics;
+pub mod oidc;
 mod outbox;
 mod ws;
 
@@ -48,6 +49,10 @@ pub struct ApiSettings {
     pub redis_url: Option<String>,
     /// The first account registered on a fresh hub becomes its operator.
     pub first_account_is_operator: bool,
+    /// The URL clients reach this server at (for OIDC redirects); default: the listen address.
+    pub public_url: Option<String>,
+    /// OpenID Connect providers for single sign-on, by name.
+    pub oidc: std::collections::BTreeMap<String, oidc::ProviderSettings>,
     pub limits: ApiLimits,
 }
 
@@ -58,6 +63,8 @@ impl Default for ApiSettings {
             graphiql: false,
             redis_url: None,
             first_account_is_operator: true,
+            public_url: None,
+            oidc: Default::default(),
             limits: ApiLimits::default(),
         }
     }
@@ -82,6 +89,7 @@ pub struct Api {
     connections: std::sync::Mutex<HashMap<UserId, usize>>,
     /// Flips to true when the server stops: websockets close with 1001.
     stopping: tokio::sync::watch::Sender<bool>,
+    pub oidc: oidc::Oidc,
 }
 
 pub type AppState = Arc<Api>;
@@ -111,6 +119,7 @@ impl Api {
             server,
             limits: settings.limits.clone(),
             schema: gql::schema(&settings.limits),
+            oidc: oidc::Oidc::new(settings.oidc.clone()),
             settings,
             limiter,
             hub,
@@ -119,6 +128,16 @@ impl Api {
             connections: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Where clients reach this server.
+    pub fn public_url(&self) -> String {
+        self.settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
@@ -242,6 +261,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/graphql", get(http::get).post(http::post))
         .route("/graphql/ws", get(ws::upgrade))
+        .route("/auth/providers", get(oidc::providers))
+        .route("/auth/oidc/{provider}/start", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
+        .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(api)

@@ -54,12 +54,15 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     );
     let peer_tokens: HashMap<String, String> =
         place.federation.peer_tokens.iter().map(|(peer, token)| (token.expose().to_owned(), peer.clone())).collect();
+    let listener =
+        tokio::net::TcpListener::bind(place.listen).await.with_context(|| format!("listening on {}", place.listen))?;
+    if place.api.public_url.is_none() {
+        place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
+    }
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peer_tokens)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;
     let app = openguild_api::router(api.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener =
-        tokio::net::TcpListener::bind(place.listen).await.with_context(|| format!("listening on {}", place.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     tracing::info!(%url, server = %api.server, data_dir = %place.data_dir.display(), "openguild ready on {url}");
     let stopper = api.clone();

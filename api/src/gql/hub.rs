@@ -54,7 +54,7 @@ impl Api {
         Ok((v.user.clone(), HubActor::User(v.user.clone())))
     }
 
-    async fn linked_user(&self, external_id: &str) -> Result<Option<UserId>, ApiError> {
+    pub(crate) async fn linked_user(&self, external_id: &str) -> Result<Option<UserId>, ApiError> {
         Ok(self.commands.hub_cell().await?.lock().await.external_users.get(external_id).cloned())
     }
 
@@ -196,6 +196,12 @@ impl HubMutation {
         let link = HubCommand::LinkExternalUser { external_id: external_id.clone(), user: user.clone() };
         api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
         Ok(User(user))
+    }
+
+    /// Finishes a first single sign-on: the handle the person picked (unique on the hub).
+    async fn complete_signup(&self, ctx: &Context<'_>, signup_token: String, handle: String) -> Res<Session> {
+        let (token, user) = api(ctx).complete_signup(&signup_token, &handle).await?;
+        Ok(Session { token, user: User(user) })
     }
 
     /// A session for `userId`, for a host application to hand to its own frontend (hub-scoped

@@ -7,6 +7,7 @@
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 //! - `hub`: hub operators, service tokens and provisioning.
+//! - `oidc`: single sign-on through a real OpenID provider (npm `oidc-provider`).
 //! - `nodes`: two servers on one PostgreSQL and Redis behave as one hub.
 
 mod cli;
@@ -14,5 +15,6 @@ mod crash;
 mod graphql;
 mod hub;
 mod nodes;
+mod oidc;
 mod outbox;
 mod support;

@@ -26,11 +26,16 @@ impl Drop for Server {
 impl Server {
     /// Starts the server with `config` (TOML) and extra environment.
     pub fn start(data: &std::path::Path, config: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_on(data, config, env, "127.0.0.1:0")
+    }
+
+    /// Starts the server listening on `listen`.
+    pub fn start_on(data: &std::path::Path, config: &str, env: &[(&str, &str)], listen: &str) -> Server {
         let config_path = data.join(format!("openguild-{}.toml", std::process::id() ^ rand::random::<u32>()));
         std::fs::create_dir_all(data).unwrap();
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_openguild"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", listen])
             .env("OPENGUILD_CONFIG", &config_path)
             .env("OPENGUILD_DATA_DIR", data)
             .env("OPENGUILD_SERVER_NAME", "hub.test")
