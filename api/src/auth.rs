@@ -24,6 +24,8 @@ use crate::limits::Rate;
 pub struct Viewer {
     pub user: UserId,
     pub token_hash: [u8; 32],
+    /// For a bot: the one guild it may act in.
+    pub bot_of: Option<openguild_domain::GuildId>,
 }
 
 const TOKEN_CONTEXT: &str = "openguild 2026-11 session token";
@@ -176,7 +178,7 @@ impl Api {
             .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
         check_password(password)?;
         let phc = hash_password(password.to_owned()).await?;
-        let register = AccountCommand::Register { display_name: handle.to_owned(), password: Some(phc) };
+        let register = AccountCommand::Register { display_name: handle.to_owned(), password: Some(phc), bot_of: None };
         self.commands.account(&user, &register, now).await?;
         let token = self.open_session(&user, now).await?;
         if self.settings.first_account_is_operator {
@@ -254,10 +256,12 @@ impl Api {
             return Err(refused());
         }
         let account = self.commands.account_cell(&user).await?;
-        if !account.lock().await.session_valid(&token_hash, now) {
+        let account = account.lock().await;
+        if !account.session_valid(&token_hash, now) {
             return Err(refused());
         }
-        Ok(Viewer { user, token_hash })
+        let bot_of = account.bot_of;
+        Ok(Viewer { user, token_hash, bot_of })
     }
 
     /// The host application a service token stands for, if the token is live.

@@ -134,7 +134,17 @@ pub(crate) async fn post(
             continue;
         }
         let request = prepare(&api, request, &viewer, &headers, addr.ip());
-        responses.push(serde_json::to_value(with_codes(api.schema.execute(request).await)).unwrap_or_default());
+        let user = match &viewer {
+            Some(Caller::User(v)) => Some(v.user.clone()),
+            _ => None,
+        };
+        let before = user.as_ref().map_or(0, |u| api.last_write(u));
+        let mut response = with_codes(api.schema.execute(request).await);
+        // A write tells its position, for `OpenGuild-Read-After` on another node.
+        if let Some(after) = user.as_ref().map(|u| api.last_write(u)).filter(|after| *after > before) {
+            response.extensions.insert("position".to_owned(), async_graphql::Value::from(after));
+        }
+        responses.push(serde_json::to_value(response).unwrap_or_default());
     }
     let out = if is_batch { serde_json::Value::Array(responses) } else { responses.pop().unwrap_or_default() };
     axum::Json(out).into_response()

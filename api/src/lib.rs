@@ -49,11 +49,22 @@ pub struct ApiSettings {
     pub redis_url: Option<String>,
     /// The first account registered on a fresh hub becomes its operator.
     pub first_account_is_operator: bool,
+    /// Who may create guilds: `anyone`, `creators` (granted by an operator) or `operators`.
+    pub guild_creation: GuildCreation,
     /// The URL clients reach this server at (for OIDC redirects); default: the listen address.
     pub public_url: Option<String>,
     /// OpenID Connect providers for single sign-on, by name.
     pub oidc: std::collections::BTreeMap<String, oidc::ProviderSettings>,
     pub limits: ApiLimits,
+}
+
+/// Who may create guilds on this hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuildCreation {
+    Anyone,
+    Creators,
+    Operators,
 }
 
 impl Default for ApiSettings {
@@ -63,6 +74,7 @@ impl Default for ApiSettings {
             graphiql: false,
             redis_url: None,
             first_account_is_operator: true,
+            guild_creation: GuildCreation::Anyone,
             public_url: None,
             oidc: Default::default(),
             limits: ApiLimits::default(),
@@ -143,6 +155,11 @@ impl Api {
     /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
     pub fn stop(&self) {
         self.stopping.send_replace(true);
+    }
+
+    /// The last position `user` wrote through this node (0 if none).
+    pub fn last_write(&self, user: &UserId) -> u64 {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner()).get(user).copied().unwrap_or(0)
     }
 
     /// Remembers a user's write, so their next read sees it.

@@ -432,6 +432,7 @@ impl Api {
         let register = openguild_domain::account::AccountCommand::Register {
             display_name: pending.display_name.clone().unwrap_or_else(|| handle.to_owned()),
             password: None,
+            bot_of: None,
         };
         self.commands.account(&user, &register, now()).await?;
         let sender = openguild_domain::UserId::new("_oidc", &self.server).map_err(ApiError::internal)?;

@@ -21,6 +21,8 @@ pub const MAX_DISPLAY_NAME: usize = 64;
 pub struct Account {
     pub user: Option<UserId>,
     pub display_name: String,
+    /// For a bot: the one guild it may act in.
+    pub bot_of: Option<crate::ids::GuildId>,
     /// The password's PHC string; `None` for accounts that only sign in elsewhere.
     pub password: Option<String>,
     /// Live sessions: token hash → expiry.
@@ -32,10 +34,23 @@ pub struct Account {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccountCommand {
-    Register { display_name: String, password: Option<String> },
-    SetPassword { password: String },
-    OpenSession { token_hash: [u8; 32], expires_at: Timestamp },
-    RevokeSession { token_hash: [u8; 32] },
+    Register {
+        display_name: String,
+        password: Option<String>,
+        bot_of: Option<crate::ids::GuildId>,
+    },
+    SetPassword {
+        password: String,
+    },
+    OpenSession {
+        token_hash: [u8; 32],
+        expires_at: Timestamp,
+    },
+    RevokeSession {
+        token_hash: [u8; 32],
+    },
+    /// Ends every session (a bot's tokens revoked, or "log out everywhere").
+    RevokeAllSessions,
 }
 
 /// Decides a command on `user`'s account.
@@ -47,7 +62,7 @@ pub fn decide(
 ) -> Result<Vec<EventBody>, DomainError> {
     use AccountCommand as C;
     match cmd {
-        C::Register { display_name, password } => {
+        C::Register { display_name, password, bot_of } => {
             if account.user.is_some() {
                 return Err(DomainError::conflict(format!("the handle {} is taken; choose another", user.handle())));
             }
@@ -58,7 +73,8 @@ pub fn decide(
                     format!("must be at most {MAX_DISPLAY_NAME} characters"),
                 ));
             }
-            let mut bodies = vec![EventBody::AccountRegistered { display_name: display_name.to_owned() }];
+            let mut bodies =
+                vec![EventBody::AccountRegistered { display_name: display_name.to_owned(), bot_of: *bot_of }];
             if let Some(phc) = password {
                 bodies.push(EventBody::PasswordSet { phc: phc.clone() });
             }
@@ -78,6 +94,11 @@ pub fn decide(
             }
             Ok(vec![EventBody::SessionRevoked { token_hash: *token_hash }])
         }
+        C::RevokeAllSessions => Ok(account
+            .sessions
+            .keys()
+            .map(|token_hash| EventBody::SessionRevoked { token_hash: *token_hash })
+            .collect()),
     }
 }
 
@@ -86,9 +107,10 @@ pub fn evolve(mut account: Account, event: &Event) -> Account {
     account.version = event.core.seq;
     account.head = Some(event.id);
     match event.content() {
-        EventBody::AccountRegistered { display_name } => {
+        EventBody::AccountRegistered { display_name, bot_of } => {
             account.user = Some(event.core.sender.clone());
             account.display_name = display_name.clone();
+            account.bot_of = *bot_of;
             account.created_at = event.core.ts;
         }
         EventBody::PasswordSet { phc } => account.password = Some(phc.clone()),

@@ -120,7 +120,12 @@ pub enum EventBody {
 
     // ---- user stream: the account
     #[serde(rename = "account.registered")]
-    AccountRegistered { display_name: String },
+    AccountRegistered {
+        display_name: String,
+        /// For a bot: the one guild it was made for and may act in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bot_of: Option<crate::ids::GuildId>,
+    },
     /// An argon2id PHC string. Redacted: a credential is never needed to check authority.
     #[serde(rename = "account.password_set")]
     PasswordSet { phc: String },
@@ -142,6 +147,8 @@ pub enum EventBody {
     OperatorGranted { user: UserId },
     #[serde(rename = "hub.operator_revoked")]
     OperatorRevoked { user: UserId },
+    #[serde(rename = "hub.creator_granted")]
+    CreatorGranted { user: UserId },
     /// A service token for a host application: the BLAKE3 hash of the token, never the token.
     #[serde(rename = "hub.service_token_created")]
     ServiceTokenCreated {
@@ -258,6 +265,7 @@ impl EventBody {
             SessionRevoked { .. } => "session.revoked",
             OperatorGranted { .. } => "hub.operator_granted",
             OperatorRevoked { .. } => "hub.operator_revoked",
+            CreatorGranted { .. } => "hub.creator_granted",
             ServiceTokenCreated { .. } => "hub.service_token_created",
             ServiceTokenRevoked { .. } => "hub.service_token_revoked",
             ExternalUserLinked { .. } => "hub.external_user_linked",
@@ -293,7 +301,7 @@ impl EventBody {
             }
             MessageEdited { text, .. } => text.clear(),
             PasswordSet { phc } => phc.clear(),
-            AccountRegistered { display_name } => display_name.clear(),
+            AccountRegistered { display_name, .. } => display_name.clear(),
             _ => {}
         }
         body

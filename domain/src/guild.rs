@@ -206,6 +206,10 @@ pub enum GuildCommand {
         invite: InviteCode,
     },
     Leave,
+    /// Adds a bot made for this guild (a guild admin's act; bots never use invites).
+    AddBot {
+        user: UserId,
+    },
     Kick {
         user: UserId,
         reason: String,
@@ -300,6 +304,16 @@ pub fn decide(
                 name: name.as_deref().map(|n| validate::name("name", n)).transpose()?,
                 description: description.as_deref().map(|d| validate::text("description", d, 1024)).transpose()?,
             }
+        }
+        C::AddBot { user } => {
+            ctx.require(Permissions::MANAGE_GUILD)?;
+            if guild.bans.contains_key(user) {
+                return Err(DomainError::Forbidden(Refusal::Banned));
+            }
+            if guild.members.contains_key(user) {
+                return Err(DomainError::conflict(format!("{user} is already a member")));
+            }
+            EventBody::MemberJoined { user: user.clone(), invite: None }
         }
         C::ArchiveGuild { reason } => {
             ctx.owner_only()?;
@@ -838,6 +852,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::SessionRevoked { .. }
         | E::OperatorGranted { .. }
         | E::OperatorRevoked { .. }
+        | E::CreatorGranted { .. }
         | E::ServiceTokenCreated { .. }
         | E::ServiceTokenRevoked { .. }
         | E::ExternalUserLinked { .. } => {}

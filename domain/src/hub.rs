@@ -37,6 +37,8 @@ pub struct ServiceToken {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hub {
     pub operators: BTreeSet<UserId>,
+    /// Users an operator allowed to create guilds (when the hub restricts it to creators).
+    pub creators: BTreeSet<UserId>,
     /// Live service tokens by the BLAKE3 hash of the token.
     pub service_tokens: BTreeMap<[u8; 32], ServiceToken>,
     /// A host application's external user id → the user it was provisioned as.
@@ -52,6 +54,10 @@ pub enum HubCommand {
         user: UserId,
     },
     RevokeOperator {
+        user: UserId,
+    },
+    /// Allows `user` to create guilds on a hub where only creators may.
+    GrantCreator {
         user: UserId,
     },
     CreateServiceToken {
@@ -110,6 +116,12 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
             }
             EventBody::OperatorRevoked { user: user.clone() }
         }
+        C::GrantCreator { user } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            EventBody::CreatorGranted { user: user.clone() }
+        }
         C::CreateServiceToken { token_hash, name, scopes } => {
             if !operator {
                 return Err(operators_only());
@@ -155,6 +167,9 @@ pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
         }
         EventBody::OperatorRevoked { user } => {
             hub.operators.remove(user);
+        }
+        EventBody::CreatorGranted { user } => {
+            hub.creators.insert(user.clone());
         }
         EventBody::ServiceTokenCreated { token_hash, name, scopes } => {
             hub.service_tokens.insert(

@@ -182,8 +182,11 @@ impl HubMutation {
         }
         let user = UserId::new(&handle, &api.server)
             .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
-        let register =
-            AccountCommand::Register { display_name: display_name.unwrap_or_else(|| handle.clone()), password: None };
+        let register = AccountCommand::Register {
+            display_name: display_name.unwrap_or_else(|| handle.clone()),
+            password: None,
+            bot_of: None,
+        };
         if let Err(e) = api.commands.account(&user, &register, now()).await {
             // A racing call for the same external id may have created it: its user is the
             // answer. Otherwise the handle belongs to someone else and is never taken over.
@@ -212,5 +215,96 @@ impl HubMutation {
         let user: UserId = parse_id("userId", &user_id)?;
         let token = api.issue_session(&user, now()).await?;
         Ok(Session { token, user: User(user) })
+    }
+}
+
+impl Api {
+    /// Refuses guild creation to bots, and to whoever the hub's setting leaves out.
+    pub(crate) async fn may_create_guild(&self, ctx: &Context<'_>) -> Result<(), ApiError> {
+        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+        if viewer.bot_of.is_some() {
+            return Err(ApiError::forbidden("a bot acts only in the guild it was made for; it cannot create guilds"));
+        }
+        let hub = self.commands.hub_cell().await?;
+        let hub = hub.lock().await;
+        let operator = hub.operators.contains(&viewer.user);
+        match self.settings.guild_creation {
+            crate::GuildCreation::Anyone => Ok(()),
+            crate::GuildCreation::Creators if operator || hub.creators.contains(&viewer.user) => Ok(()),
+            crate::GuildCreation::Creators => Err(ApiError::forbidden(
+                "on this hub only creators may create guilds; ask a hub operator to make you one",
+            )),
+            crate::GuildCreation::Operators if operator => Ok(()),
+            crate::GuildCreation::Operators => Err(ApiError::forbidden("on this hub only hub operators create guilds")),
+        }
+    }
+}
+
+/// A bot just made: its user and its token (shown once).
+#[derive(SimpleObject)]
+pub struct BotCreated {
+    pub user: User,
+    pub token: String,
+}
+
+#[derive(Default)]
+pub struct BotMutation;
+
+#[Object]
+impl BotMutation {
+    /// Allows a user to create guilds on a hub where only creators may (operators only).
+    async fn grant_creator(&self, ctx: &Context<'_>, user_id: ID) -> Res<bool> {
+        let api = api(ctx);
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let cmd = HubCommand::GrantCreator { user: parse_id("userId", &user_id)? };
+        api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
+        Ok(true)
+    }
+
+    /// Makes a bot for a guild (needs MANAGE_GUILD there): an account that is a member of
+    /// this guild only and can never join another, and its token, shown once.
+    async fn create_bot(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        handle: String,
+        display_name: Option<String>,
+    ) -> Res<BotCreated> {
+        let api = api(ctx);
+        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?.clone();
+        if viewer.bot_of.is_some() {
+            return Err(ApiError::forbidden("bots cannot make bots").into());
+        }
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "making a bot").await?;
+        let bot = UserId::new(&handle, &api.server)
+            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
+        let register = AccountCommand::Register {
+            display_name: display_name.unwrap_or_else(|| handle.clone()),
+            password: None,
+            bot_of: Some(guild),
+        };
+        api.commands.account(&bot, &register, now()).await.map_err(ApiError::from)?;
+        let add = openguild_domain::guild::GuildCommand::AddBot { user: bot.clone() };
+        let done = api.commands.guild(&viewer.user, guild, &add, now()).await.map_err(ApiError::from)?;
+        api.wrote(&viewer.user, done.position);
+        let token = api.issue_session(&bot, now()).await?;
+        Ok(BotCreated { user: User(bot), token })
+    }
+
+    /// Revokes every token of a bot of this guild (needs MANAGE_GUILD there).
+    async fn revoke_bot_tokens(&self, ctx: &Context<'_>, guild_id: ID, bot_id: ID) -> Res<bool> {
+        let api = api(ctx);
+        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "revoking a bot's tokens")
+            .await?;
+        let bot: UserId = parse_id("botId", &bot_id)?;
+        let cell = api.commands.account_cell(&bot).await.map_err(ApiError::from)?;
+        if cell.lock().await.bot_of != Some(guild) {
+            return Err(ApiError::not_found(format!("{bot} is not a bot of this guild")).into());
+        }
+        api.commands.account(&bot, &AccountCommand::RevokeAllSessions, now()).await.map_err(ApiError::from)?;
+        Ok(true)
     }
 }

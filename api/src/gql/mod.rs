@@ -30,7 +30,7 @@ pub struct RootQuery(Query, hub::HubQuery);
 
 /// The mutation root: one mutation per command, and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootMutation(Mutation, hub::HubMutation);
+pub struct RootMutation(Mutation, hub::HubMutation, hub::BotMutation);
 
 /// The schema with the configured limits. Request data: `Arc<Api>`, and `Viewer` when the
 /// request is authenticated.

@@ -176,6 +176,16 @@ impl Mutation {
         Ok(Session { token, user: User(user) })
     }
 
+    /// Exchanges the current session for a fresh one (new token, new expiry); the old
+    /// token stops working.
+    async fn refresh_session(&self, ctx: &Context<'_>) -> Res<Session> {
+        let api = api(ctx);
+        let me = viewer(ctx)?.clone();
+        let token = api.issue_session(&me.user, now()).await?;
+        api.logout(&me, now()).await?;
+        Ok(Session { token, user: User(me.user) })
+    }
+
     /// Ends the current session; its token stops working at once.
     async fn logout(&self, ctx: &Context<'_>) -> Res<bool> {
         api(ctx).logout(viewer(ctx)?, now()).await?;
@@ -184,6 +194,7 @@ impl Mutation {
 
     async fn create_guild(&self, ctx: &Context<'_>, input: CreateGuildInput) -> Res<GuildObj> {
         let api = api(ctx);
+        api.may_create_guild(ctx).await?;
         let me = api.actor(ctx).await?;
         let (id, done) = api.commands.create_guild(&me, &input.name, now()).await.map_err(ApiError::from)?;
         api.wrote(&me, done.position);
@@ -236,6 +247,11 @@ impl Mutation {
     async fn join_guild(&self, ctx: &Context<'_>, code: String) -> Res<GuildObj> {
         let api = api(ctx);
         let invite: InviteCode = parse_id("invite code", &code)?;
+        if viewer(ctx)?.bot_of.is_some() {
+            return Err(
+                ApiError::forbidden("a bot acts only in the guild it was made for; it cannot join others").into()
+            );
+        }
         let guild = api.guild_of_invite(&invite).await?;
         api.guild_cmd(ctx, guild, GuildCommand::Join { invite }).await?;
         Ok(api.guild_obj(&viewer(ctx)?.user, guild).await?)

@@ -310,6 +310,13 @@ async fn limits_refuse_deep_wide_and_abusive_requests_with_clear_errors() {
     assert_eq!(code, "RATE_LIMITED", "even the right password waits: {err}");
     assert!(err["extensions"]["retryAfter"].as_f64().unwrap() > 0.0);
 
+    // A session refreshes into a new token; the old one stops working.
+    let fresh = server.ok(Some(&token), "mutation { refreshSession { token } }", json!({})).await;
+    let fresh = fresh["refreshSession"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(server.ok(Some(&fresh), "{ me { handle } }", json!({})).await["me"]["handle"], "limits");
+    let (code, _) = server.refused(Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+
     // Handles are validated and unique.
     let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
     let (code, err) = server.refused(None, register, json!({ "h": "Not Valid" })).await;

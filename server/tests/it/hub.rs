@@ -116,3 +116,86 @@ async fn the_command_line_grants_operators_and_creates_service_tokens() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_act_only_in_their_guild_and_creators_are_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[api]\nguild_creation = \"creators\"\n", &[]);
+    let root = server.register("root").await;
+    let admin = server.register("admin").await;
+    let member = server.register("member").await;
+
+    // Only creators (and operators) create guilds here.
+    let create = "mutation($n: String!) { createGuild(input: {name: $n}) { id } }";
+    let (code, err) = server.refused(Some(&admin), create, json!({ "n": "nope" })).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("creators"), "{err}");
+    let (code, _) =
+        server.refused(Some(&admin), "mutation { grantCreator(userId: \"@admin:hub.test\") }", json!({})).await;
+    assert_eq!(code, "FORBIDDEN", "nobody grants themselves");
+    server.ok(Some(&root), "mutation { grantCreator(userId: \"@admin:hub.test\") }", json!({})).await;
+    let mine = server.ok(Some(&admin), create, json!({ "n": "Bots' home" })).await;
+    let home = mine["createGuild"]["id"].as_str().unwrap().to_owned();
+    let other = server.ok(Some(&root), create, json!({ "n": "Elsewhere" })).await;
+    let elsewhere = other["createGuild"]["id"].as_str().unwrap().to_owned();
+    let invite = "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }";
+    let home_code = server.ok(Some(&admin), invite, json!({ "g": home })).await["createInvite"]["code"].clone();
+    let away_code = server.ok(Some(&root), invite, json!({ "g": elsewhere })).await["createInvite"]["code"].clone();
+    server.ok(Some(&member), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": home_code })).await;
+
+    // A guild admin (the owner) has no hub powers: every hub operator mutation is refused.
+    for (query, vars) in [
+        ("mutation { grantOperator(userId: \"@admin:hub.test\") }", json!({})),
+        ("mutation { grantCreator(userId: \"@member:hub.test\") }", json!({})),
+        ("mutation { createServiceToken(name: \"x\", hub: true) { id } }", json!({})),
+        ("mutation { revokeServiceToken(id: \"0011223344556677\") }", json!({})),
+        ("mutation { ensureUser(externalId: \"x\", handle: \"xx\") { id } }", json!({})),
+        ("mutation { issueUserSession(userId: \"@member:hub.test\") { token } }", json!({})),
+    ] {
+        let (code, err) = server.refused(Some(&admin), query, vars).await;
+        assert!(code == "FORBIDDEN" || code == "NOT_FOUND", "{query}: {err}");
+    }
+
+    // Only those who manage the guild make bots.
+    let make = "mutation($g: ID!, $h: String!) { createBot(guildId: $g, handle: $h) { user { id } token } }";
+    let (code, _) = server.refused(Some(&member), make, json!({ "g": home, "h": "sneakybot" })).await;
+    assert_eq!(code, "FORBIDDEN");
+    let bot = server.ok(Some(&admin), make, json!({ "g": home, "h": "helper-bot" })).await;
+    let token = bot["createBot"]["token"].as_str().unwrap().to_owned();
+
+    // The bot works in its guild...
+    let channel = server
+        .ok(
+            Some(&admin),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"c\", kind: TEXT}) { id } }",
+            json!({ "g": home }),
+        )
+        .await["createChannel"]["id"]
+        .clone();
+    let send = "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"beep\"}) { author { id } } }";
+    let sent = server.ok(Some(&token), send, json!({ "c": channel })).await;
+    assert_eq!(sent["sendMessage"]["author"]["id"], "@helper-bot:hub.test");
+    // ...and nowhere else: it cannot join, create, or reach another guild.
+    let (code, err) = server
+        .refused(Some(&token), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": away_code }))
+        .await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    let (code, _) = server.refused(Some(&token), create, json!({ "n": "bot land" })).await;
+    assert_eq!(code, "FORBIDDEN");
+    let (code, _) =
+        server.refused(Some(&token), "query($g: ID!) { guild(id: $g) { name } }", json!({ "g": elsewhere })).await;
+    assert_eq!(code, "NOT_FOUND");
+    let (code, _) = server.refused(Some(&token), make, json!({ "g": home, "h": "botbot" })).await;
+    assert_eq!(code, "FORBIDDEN");
+
+    // Revoked: the next request is refused.
+    server
+        .ok(
+            Some(&admin),
+            "mutation($g: ID!) { revokeBotTokens(guildId: $g, botId: \"@helper-bot:hub.test\") }",
+            json!({ "g": home }),
+        )
+        .await;
+    let (code, _) = server.refused(Some(&token), send, json!({ "c": channel })).await;
+    assert_eq!(code, "UNAUTHENTICATED");
+}

@@ -73,13 +73,31 @@ async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
         .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
         .await;
     // Bob joins through node B: B finds the invite and the guild written through A.
-    b.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": i["createInvite"]["code"] }))
+    let joined = b
+        .gql(
+            Some(&bob),
+            "mutation($c: String!) { joinGuild(code: $c) { id } }",
+            json!({ "c": i["createInvite"]["code"] }),
+        )
         .await;
-    // Read-your-writes on both nodes, whichever of them runs the projections.
-    for node in [&a, &b] {
-        let mine = node.ok(Some(&bob), "{ guilds { id } }", json!({})).await;
-        assert_eq!(mine["guilds"][0]["id"], guild.as_str(), "{mine}");
-    }
+    assert!(joined.get("errors").is_none(), "{joined}");
+    // Read-your-writes on the node written through, and on the other one with the
+    // position the write returned (`OpenGuild-Read-After`).
+    let mine = b.ok(Some(&bob), "{ guilds { id } }", json!({})).await;
+    assert_eq!(mine["guilds"][0]["id"], guild.as_str(), "{mine}");
+    let joined_at = joined["extensions"]["position"].as_u64().expect("a write returns its position");
+    let mine: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/graphql", a.url))
+        .bearer_auth(&bob)
+        .header("OpenGuild-Read-After", joined_at.to_string())
+        .json(&json!({ "query": "{ guilds { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["data"]["guilds"][0]["id"], guild.as_str(), "{mine}");
 
     // Ann follows the channel on node B (B checks her session, written through A).
     let mut on_b = Ws::connect(&b.ws_url(), &ann).await;
