@@ -164,6 +164,10 @@ pub enum EventBody {
     },
     #[serde(rename = "hub.external_user_linked")]
     ExternalUserLinked { external_id: String, user: UserId },
+    #[serde(rename = "hub.external_guild_linked")]
+    ExternalGuildLinked { external_id: String, guild: crate::ids::GuildId },
+    #[serde(rename = "hub.external_channel_linked")]
+    ExternalChannelLinked { external_id: String, guild: crate::ids::GuildId, channel: ChannelId, alias: Option<String> },
 }
 
 /// The body of a guild's first event. The guild's id is derived from the creator, origin,
@@ -269,6 +273,8 @@ impl EventBody {
             ServiceTokenCreated { .. } => "hub.service_token_created",
             ServiceTokenRevoked { .. } => "hub.service_token_revoked",
             ExternalUserLinked { .. } => "hub.external_user_linked",
+            ExternalGuildLinked { .. } => "hub.external_guild_linked",
+            ExternalChannelLinked { .. } => "hub.external_channel_linked",
         }
     }
 

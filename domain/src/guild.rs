@@ -855,7 +855,9 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::CreatorGranted { .. }
         | E::ServiceTokenCreated { .. }
         | E::ServiceTokenRevoked { .. }
-        | E::ExternalUserLinked { .. } => {}
+        | E::ExternalUserLinked { .. }
+        | E::ExternalGuildLinked { .. }
+        | E::ExternalChannelLinked { .. } => {}
     }
     guild.version = event.core.seq;
     guild.head = Some(event.id);

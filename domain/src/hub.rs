@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::EventBody;
 use crate::error::{DomainError, Refusal};
 use crate::event::Event;
-use crate::ids::{EventId, GuildId, Timestamp, UserId};
+use crate::ids::{ChannelId, EventId, GuildId, Timestamp, UserId};
 use crate::validate;
 
 /// What a service token may touch.
@@ -43,6 +43,12 @@ pub struct Hub {
     pub service_tokens: BTreeMap<[u8; 32], ServiceToken>,
     /// A host application's external user id → the user it was provisioned as.
     pub external_users: BTreeMap<String, UserId>,
+    /// External guild ids → guilds.
+    pub external_guilds: BTreeMap<String, GuildId>,
+    /// External channel ids → (guild, channel).
+    pub external_channels: BTreeMap<String, (GuildId, ChannelId)>,
+    /// Channel aliases (`#name:server`) → (guild, channel); unique on the hub.
+    pub aliases: BTreeMap<String, (GuildId, ChannelId)>,
     pub version: u64,
     pub head: Option<EventId>,
 }
@@ -72,6 +78,17 @@ pub enum HubCommand {
     LinkExternalUser {
         external_id: String,
         user: UserId,
+    },
+    LinkExternalGuild {
+        external_id: String,
+        guild: GuildId,
+    },
+    /// Records an external channel id and, optionally, the channel's hub-wide alias.
+    LinkExternalChannel {
+        external_id: String,
+        guild: GuildId,
+        channel: ChannelId,
+        alias: Option<String>,
     },
 }
 
@@ -154,8 +171,51 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
             }
             EventBody::ExternalUserLinked { external_id, user: user.clone() }
         }
+        C::LinkExternalGuild { external_id, guild } => {
+            if !hub_service && !operator {
+                return Err(DomainError::Forbidden(Refusal::ScopeTooNarrow));
+            }
+            let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
+            if let Some(existing) = hub.external_guilds.get(&external_id) {
+                return Err(DomainError::conflict(format!("external id {external_id:?} is already guild {existing}")));
+            }
+            EventBody::ExternalGuildLinked { external_id, guild: *guild }
+        }
+        C::LinkExternalChannel { external_id, guild, channel, alias } => {
+            let in_scope = match actor {
+                HubActor::Service(scopes) => {
+                    scopes.contains(&TokenScope::Hub) || scopes.contains(&TokenScope::Guild(*guild))
+                }
+                _ => operator,
+            };
+            if !in_scope {
+                return Err(DomainError::Forbidden(Refusal::ScopeTooNarrow));
+            }
+            let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
+            if hub.external_channels.contains_key(&external_id) {
+                return Err(DomainError::conflict(format!("external id {external_id:?} is already a channel")));
+            }
+            if let Some(a) = alias {
+                validate_alias(a)?;
+                if hub.aliases.contains_key(a) {
+                    return Err(DomainError::conflict(format!("the alias {a} is taken on this hub")));
+                }
+            }
+            EventBody::ExternalChannelLinked { external_id, guild: *guild, channel: *channel, alias: alias.clone() }
+        }
     };
     Ok(vec![body])
+}
+
+/// A channel alias: `#name:server`, the name 1 to 64 of `a-z0-9._=-`.
+pub fn validate_alias(alias: &str) -> Result<(), DomainError> {
+    let bad =
+        || DomainError::invalid("alias", format!("{alias:?} must look like #name:server (name: a-z 0-9 . _ = -)"));
+    let rest = alias.strip_prefix('#').ok_or_else(bad)?;
+    let (name, server) = rest.split_once(':').ok_or_else(bad)?;
+    crate::ids::validate_handle(name).map_err(|_| bad())?;
+    server.parse::<crate::ids::ServerName>().map_err(|_| bad())?;
+    Ok(())
 }
 
 pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
@@ -187,6 +247,15 @@ pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
         }
         EventBody::ExternalUserLinked { external_id, user } => {
             hub.external_users.insert(external_id.clone(), user.clone());
+        }
+        EventBody::ExternalGuildLinked { external_id, guild } => {
+            hub.external_guilds.insert(external_id.clone(), *guild);
+        }
+        EventBody::ExternalChannelLinked { external_id, guild, channel, alias } => {
+            hub.external_channels.insert(external_id.clone(), (*guild, *channel));
+            if let Some(a) = alias {
+                hub.aliases.insert(a.clone(), (*guild, *channel));
+            }
         }
         _ => {}
     }

@@ -308,3 +308,162 @@ impl BotMutation {
         Ok(true)
     }
 }
+
+/// A guild made by provisioning.
+#[derive(SimpleObject)]
+pub struct ProvisionedGuild {
+    pub id: ID,
+    pub name: String,
+}
+
+/// A channel made by provisioning, or found by its alias.
+#[derive(SimpleObject)]
+pub struct ProvisionedChannel {
+    pub id: ID,
+    pub guild_id: ID,
+    pub name: String,
+    pub alias: Option<String>,
+}
+
+impl Api {
+    /// The hub's identity for what service tokens do inside guilds.
+    fn services_user(&self) -> Result<UserId, ApiError> {
+        UserId::new("_services", &self.server).map_err(ApiError::internal)
+    }
+
+    /// The service calling, if its scopes cover `guild`; else FORBIDDEN.
+    fn service_for(&self, ctx: &Context<'_>, guild: GuildId) -> Result<(), ApiError> {
+        let Some(service) = ctx.data_opt::<Service>() else {
+            return Err(ApiError::forbidden("provisioning channels needs a service token"));
+        };
+        if service.scopes.contains(&TokenScope::Hub) || service.scopes.contains(&TokenScope::Guild(guild)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("the service token {:?} is not scoped to guild {guild}", service.name)))
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ProvisionMutation;
+
+#[Object]
+impl ProvisionMutation {
+    /// The guild a host application knows as `externalId`: created the first time (owned by
+    /// the hub's service identity, `@_services`), the same guild ever after. Needs a
+    /// hub-scoped service token.
+    async fn ensure_guild(&self, ctx: &Context<'_>, external_id: String, name: String) -> Res<ProvisionedGuild> {
+        let api = api(ctx);
+        api.require_provisioner(ctx).await?;
+        let existing = api
+            .commands
+            .hub_cell()
+            .await
+            .map_err(ApiError::from)?
+            .lock()
+            .await
+            .external_guilds
+            .get(&external_id)
+            .copied();
+        let services = api.services_user()?;
+        let guild = match existing {
+            Some(g) => g,
+            None => {
+                let (g, _) = api.commands.create_guild(&services, &name, now()).await.map_err(ApiError::from)?;
+                let (sender, actor) = api.hub_actor(ctx)?;
+                let link = HubCommand::LinkExternalGuild { external_id, guild: g };
+                api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
+                g
+            }
+        };
+        let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
+        let name = cell.lock().await.name.clone();
+        Ok(ProvisionedGuild { id: ID(guild.to_string()), name })
+    }
+
+    /// The channel a host application knows as `externalId` in a guild its token covers:
+    /// created the first time (with an optional hub-wide alias `#name:server`), the same
+    /// channel ever after.
+    async fn ensure_channel(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        external_id: String,
+        name: String,
+        kind: Option<super::ChannelKind>,
+        alias: Option<String>,
+    ) -> Res<ProvisionedChannel> {
+        let api = api(ctx);
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.service_for(ctx, guild)?;
+        let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
+        let (existing, alias_taken) = {
+            let hub = hub.lock().await;
+            (
+                hub.external_channels.get(&external_id).copied(),
+                alias.as_ref().is_some_and(|a| hub.aliases.contains_key(a)),
+            )
+        };
+        let channel = match existing {
+            Some((g, c)) if g == guild => c,
+            Some((g, _)) => {
+                return Err(ApiError::new(
+                    "CONFLICT",
+                    format!("external id {external_id:?} is a channel of guild {g}"),
+                )
+                .into());
+            }
+            None => {
+                if let Some(a) = &alias {
+                    openguild_domain::hub::validate_alias(a).map_err(ApiError::from)?;
+                    if alias_taken {
+                        return Err(ApiError::new("CONFLICT", format!("the alias {a} is taken on this hub")).into());
+                    }
+                }
+                let channel = openguild_domain::ChannelId::from_bytes(crate::commands::random16());
+                let create = openguild_domain::guild::GuildCommand::CreateChannel {
+                    channel,
+                    name: name.clone(),
+                    kind: kind.unwrap_or(super::ChannelKind::Text).into(),
+                    category: None,
+                    topic: String::new(),
+                };
+                api.commands.guild(&api.services_user()?, guild, &create, now()).await.map_err(ApiError::from)?;
+                let (sender, actor) = api.hub_actor(ctx)?;
+                let link = HubCommand::LinkExternalChannel { external_id, guild, channel, alias: alias.clone() };
+                api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
+                channel
+            }
+        };
+        channel_info(api, guild, channel).await
+    }
+}
+
+async fn channel_info(api: &Api, guild: GuildId, channel: openguild_domain::ChannelId) -> Res<ProvisionedChannel> {
+    let name = {
+        let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
+        let g = cell.lock().await;
+        g.channels.get(&channel).map(|c| c.name.clone()).unwrap_or_default()
+    };
+    let alias = {
+        let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
+        let hub = hub.lock().await;
+        hub.aliases.iter().find(|(_, (_, c))| *c == channel).map(|(a, _)| a.clone())
+    };
+    Ok(ProvisionedChannel { id: ID(channel.to_string()), guild_id: ID(guild.to_string()), name, alias })
+}
+
+#[derive(Default)]
+pub struct ProvisionQuery;
+
+#[Object]
+impl ProvisionQuery {
+    /// The channel an alias (`#name:server`) names on this hub.
+    async fn channel_by_alias(&self, ctx: &Context<'_>, alias: String) -> Res<ProvisionedChannel> {
+        let api = api(ctx);
+        api.hub_actor(ctx)?;
+        let found = api.commands.hub_cell().await.map_err(ApiError::from)?.lock().await.aliases.get(&alias).copied();
+        let (guild, channel) = found.ok_or_else(|| ApiError::not_found(format!("no channel has the alias {alias}")))?;
+        channel_info(api, guild, channel).await
+    }
+}

@@ -63,6 +63,38 @@ async fn operators_service_tokens_and_provisioning() {
     let (code, _) = server.refused(Some(&guild_token), issue, json!({ "u": "@dee:hub.test" })).await;
     assert_eq!(code, "FORBIDDEN");
 
+    // Guilds and channels by the host application's ids; a token touches only its guilds.
+    let ensure_guild = "mutation { ensureGuild(externalId: \"ev-1\", name: \"Events\") { id name } }";
+    let events = server.ok(Some(&hub_token), ensure_guild, json!({})).await["ensureGuild"]["id"].clone();
+    assert_eq!(server.ok(Some(&hub_token), ensure_guild, json!({})).await["ensureGuild"]["id"], events, "idempotent");
+    let scoped_here = server.ok(Some(&root), create, json!({ "n": "events only", "g": [events] })).await;
+    let events_token = scoped_here["createServiceToken"]["token"].as_str().unwrap().to_owned();
+    let ensure_channel = "mutation($g: ID!, $x: String!, $a: String) { ensureChannel(guildId: $g, externalId: $x, name: \"general\", alias: $a) { id alias } }";
+    let vars = json!({ "g": events, "x": "ch-1", "a": "#events-general:hub.test" });
+    let made = server.ok(Some(&events_token), ensure_channel, vars.clone()).await;
+    assert_eq!(made["ensureChannel"]["alias"], "#events-general:hub.test");
+    assert_eq!(
+        server.ok(Some(&events_token), ensure_channel, vars.clone()).await["ensureChannel"]["id"],
+        made["ensureChannel"]["id"]
+    );
+    let (code, err) = server.refused(Some(&guild_token), ensure_channel, vars).await;
+    assert_eq!(code, "FORBIDDEN", "a token scoped to another guild: {err}");
+    let (code, _) = server
+        .refused(
+            Some(&events_token),
+            ensure_channel,
+            json!({ "g": events, "x": "ch-2", "a": "#events-general:hub.test" }),
+        )
+        .await;
+    assert_eq!(code, "CONFLICT", "aliases are unique on the hub");
+    let (code, _) =
+        server.refused(Some(&events_token), ensure_channel, json!({ "g": events, "x": "ch-3", "a": "general" })).await;
+    assert_eq!(code, "INVALID_INPUT");
+    let by_alias = server
+        .ok(Some(&owner), "{ channelByAlias(alias: \"#events-general:hub.test\") { id guildId } }", json!({}))
+        .await;
+    assert_eq!(by_alias["channelByAlias"]["id"], made["ensureChannel"]["id"]);
+
     // Revoked: refused from the next request on.
     server.ok(Some(&root), "mutation($i: String!) { revokeServiceToken(id: $i) }", json!({ "i": hub_token_id })).await;
     let (code, _) = server.refused(Some(&hub_token), ensure, json!({ "x": "crm-42", "h": "dee" })).await;
