@@ -51,6 +51,8 @@ pub struct ApiSettings {
     pub first_account_is_operator: bool,
     /// Who may create guilds: `anyone`, `creators` (granted by an operator) or `operators`.
     pub guild_creation: GuildCreation,
+    /// External level → role mapping for `syncMemberLevel`, e.g. trust 0/5/15/30.
+    pub level_roles: Vec<gql::LevelRole>,
     /// The URL clients reach this server at (for OIDC redirects); default: the listen address.
     pub public_url: Option<String>,
     /// OpenID Connect providers for single sign-on, by name.
@@ -75,6 +77,7 @@ impl Default for ApiSettings {
             redis_url: None,
             first_account_is_operator: true,
             guild_creation: GuildCreation::Anyone,
+            level_roles: Vec::new(),
             public_url: None,
             oidc: Default::default(),
             limits: ApiLimits::default(),

@@ -206,8 +206,9 @@ pub enum GuildCommand {
         invite: InviteCode,
     },
     Leave,
-    /// Adds a bot made for this guild (a guild admin's act; bots never use invites).
-    AddBot {
+    /// Adds a member directly (a guild admin's act): bots made for the guild, and users a
+    /// host application provisions. Bots never use invites.
+    AddMember {
         user: UserId,
     },
     Kick {
@@ -305,7 +306,7 @@ pub fn decide(
                 description: description.as_deref().map(|d| validate::text("description", d, 1024)).transpose()?,
             }
         }
-        C::AddBot { user } => {
+        C::AddMember { user } => {
             ctx.require(Permissions::MANAGE_GUILD)?;
             if guild.bans.contains_key(user) {
                 return Err(DomainError::Forbidden(Refusal::Banned));

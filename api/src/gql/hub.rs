@@ -285,7 +285,7 @@ impl BotMutation {
             bot_of: Some(guild),
         };
         api.commands.account(&bot, &register, now()).await.map_err(ApiError::from)?;
-        let add = openguild_domain::guild::GuildCommand::AddBot { user: bot.clone() };
+        let add = openguild_domain::guild::GuildCommand::AddMember { user: bot.clone() };
         let done = api.commands.guild(&viewer.user, guild, &add, now()).await.map_err(ApiError::from)?;
         api.wrote(&viewer.user, done.position);
         let token = api.issue_session(&bot, now()).await?;
@@ -437,6 +437,37 @@ impl ProvisionMutation {
         };
         channel_info(api, guild, channel).await
     }
+
+    /// The role named `name` in a guild the token covers: created the first time with these
+    /// permissions, the same role ever after (found by name).
+    async fn ensure_role(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        name: String,
+        #[graphql(default)] permissions: Vec<super::Permission>,
+    ) -> Res<super::RoleObj> {
+        let api = api(ctx);
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.service_for(ctx, guild)?;
+        let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
+        let existing = cell.lock().await.roles.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id);
+        let role = match existing {
+            Some(r) => r,
+            None => {
+                let role = openguild_domain::RoleId::from_bytes(crate::commands::random16());
+                let cmd = openguild_domain::guild::GuildCommand::CreateRole {
+                    role,
+                    name,
+                    permissions: super::permissions_of(&permissions),
+                };
+                api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
+                role
+            }
+        };
+        let g = cell.lock().await;
+        super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
+    }
 }
 
 async fn channel_info(api: &Api, guild: GuildId, channel: openguild_domain::ChannelId) -> Res<ProvisionedChannel> {
@@ -465,5 +496,119 @@ impl ProvisionQuery {
         let found = api.commands.hub_cell().await.map_err(ApiError::from)?.lock().await.aliases.get(&alias).copied();
         let (guild, channel) = found.ok_or_else(|| ApiError::not_found(format!("no channel has the alias {alias}")))?;
         channel_info(api, guild, channel).await
+    }
+}
+
+/// One step of a level → role mapping (`[[api.level_roles]]`): from `min` up, `role` (a role
+/// name in the guild).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelRole {
+    pub min: i64,
+    pub role: String,
+}
+
+#[derive(Default)]
+pub struct SyncMutation;
+
+impl Api {
+    /// Adds `user` to `guild` if needed, then gives them exactly `wanted` among `managed`
+    /// roles (all roles if `managed` is `None`), each change an audited event with `reason`.
+    async fn sync_roles(
+        &self,
+        guild: GuildId,
+        user: &UserId,
+        wanted: &BTreeSet<openguild_domain::RoleId>,
+        managed: Option<&BTreeSet<openguild_domain::RoleId>>,
+        reason: &str,
+    ) -> Result<Vec<openguild_domain::RoleId>, ApiError> {
+        use openguild_domain::guild::GuildCommand as C;
+        let services = self.services_user()?;
+        let cell = self.commands.guild_cell(guild).await?;
+        let (member, held) = {
+            let g = cell.lock().await;
+            for r in wanted {
+                if !g.roles.contains_key(r) {
+                    return Err(ApiError::not_found(format!("role {r} is not a role of guild {guild}")));
+                }
+            }
+            let held = g.members.get(user).map(|m| m.roles.clone());
+            (held.is_some(), held.unwrap_or_default())
+        };
+        if !member {
+            self.commands.guild(&services, guild, &C::AddMember { user: user.clone() }, now()).await?;
+        }
+        let in_scope = |r: &openguild_domain::RoleId| managed.is_none_or(|m| m.contains(r));
+        for r in held.iter().filter(|r| in_scope(r) && !wanted.contains(r)) {
+            let cmd = C::UnassignRole { user: user.clone(), role: *r, reason: reason.to_owned() };
+            self.commands.guild(&services, guild, &cmd, now()).await?;
+        }
+        for r in wanted.iter().filter(|r| !held.contains(r)) {
+            let cmd = C::AssignRole { user: user.clone(), role: *r, reason: reason.to_owned() };
+            self.commands.guild(&services, guild, &cmd, now()).await?;
+        }
+        let g = cell.lock().await;
+        Ok(g.members.get(user).map(|m| m.roles.iter().copied().collect()).unwrap_or_default())
+    }
+}
+
+#[Object]
+impl SyncMutation {
+    /// Gives a member exactly these roles (adding them to the guild first if needed). Needs a
+    /// service token covering the guild; every change is audited with `reason`.
+    async fn sync_member_roles(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        role_ids: Vec<ID>,
+        #[graphql(default)] reason: String,
+    ) -> Res<Vec<ID>> {
+        let api = api(ctx);
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.service_for(ctx, guild)?;
+        let user: UserId = parse_id("userId", &user_id)?;
+        let wanted = role_ids.iter().map(|r| parse_id("roleIds", r)).collect::<Result<BTreeSet<_>, _>>()?;
+        let now_held = api.sync_roles(guild, &user, &wanted, None, &reason).await?;
+        Ok(now_held.into_iter().map(|r| ID(r.to_string())).collect())
+    }
+
+    /// Sets a member's roles from an external level (a trust score, say) through the hub's
+    /// `level_roles` mapping: the role of the highest threshold at or below `level`, and
+    /// none of the other mapped roles. Other roles are left alone.
+    async fn sync_member_level(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        user_id: ID,
+        level: i64,
+        #[graphql(default)] reason: String,
+    ) -> Res<Vec<ID>> {
+        let api = api(ctx);
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.service_for(ctx, guild)?;
+        let user: UserId = parse_id("userId", &user_id)?;
+        if api.settings.level_roles.is_empty() {
+            return Err(ApiError::invalid("level", "this hub maps no levels to roles (api.level_roles)").into());
+        }
+        let by_name = |name: &str, g: &openguild_domain::guild::Guild| {
+            g.roles.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id)
+        };
+        let (managed, wanted) = {
+            let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
+            let g = cell.lock().await;
+            let mut managed = BTreeSet::new();
+            for step in &api.settings.level_roles {
+                let id = by_name(&step.role, &g)
+                    .ok_or_else(|| ApiError::not_found(format!("the guild has no role named {:?}", step.role)))?;
+                managed.insert(id);
+            }
+            let chosen = api.settings.level_roles.iter().filter(|s| s.min <= level).max_by_key(|s| s.min);
+            let wanted: BTreeSet<_> = chosen.and_then(|s| by_name(&s.role, &g)).into_iter().collect();
+            (managed, wanted)
+        };
+        let reason = if reason.is_empty() { format!("level {level}") } else { reason };
+        let now_held = api.sync_roles(guild, &user, &wanted, Some(&managed), &reason).await?;
+        Ok(now_held.into_iter().map(|r| ID(r.to_string())).collect())
     }
 }

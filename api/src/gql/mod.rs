@@ -18,6 +18,7 @@ use crate::Api;
 use crate::auth::Viewer;
 use crate::errors::{ApiError, Res};
 
+pub use hub::LevelRole;
 pub use live::{Live, SubMode, Subscription, Topic};
 pub use mutation::Mutation;
 pub use types::*;
@@ -30,7 +31,7 @@ pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery);
 
 /// The mutation root: one mutation per command, and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootMutation(Mutation, hub::HubMutation, hub::BotMutation, hub::ProvisionMutation);
+pub struct RootMutation(Mutation, hub::HubMutation, hub::BotMutation, hub::ProvisionMutation, hub::SyncMutation);
 
 /// The schema with the configured limits. Request data: `Arc<Api>`, and `Viewer` when the
 /// request is authenticated.

@@ -107,6 +107,7 @@ async fn operators_service_tokens_and_provisioning() {
 }
 
 fn openguild(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let _ = std::fs::OpenOptions::new().create(true).append(true).open(data.join("none.toml"));
     std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
         .args(args)
         .env("OPENGUILD_DATA_DIR", data)
@@ -230,4 +231,64 @@ async fn bots_act_only_in_their_guild_and_creators_are_granted() {
         .await;
     let (code, _) = server.refused(Some(&token), send, json!({ "c": channel })).await;
     assert_eq!(code, "UNAUTHENTICATED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_application_syncs_roles_from_its_trust_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[api.level_roles]]\nmin = 0\nrole = \"Newcomer\"\n[[api.level_roles]]\nmin = 5\nrole = \"Member\"\n\
+                  [[api.level_roles]]\nmin = 15\nrole = \"Regular\"\n[[api.level_roles]]\nmin = 30\nrole = \"Trusted\"\n";
+    let server = Server::start(dir.path(), config, &[]);
+    let root = server.register("root").await;
+    let made =
+        server.ok(Some(&root), "mutation { createServiceToken(name: \"crm\", hub: true) { token } }", json!({})).await;
+    let app = made["createServiceToken"]["token"].as_str().unwrap().to_owned();
+    let guild = server
+        .ok(Some(&app), "mutation { ensureGuild(externalId: \"club\", name: \"Club\") { id } }", json!({}))
+        .await["ensureGuild"]["id"]
+        .clone();
+    let mut roles = std::collections::HashMap::new();
+    for name in ["Newcomer", "Member", "Regular", "Trusted", "Volunteer"] {
+        let r = server
+            .ok(
+                Some(&app),
+                "mutation($g: ID!, $n: String!) { ensureRole(guildId: $g, name: $n) { id } }",
+                json!({ "g": guild, "n": name }),
+            )
+            .await;
+        roles.insert(name, r["ensureRole"]["id"].as_str().unwrap().to_owned());
+    }
+    let user = server
+        .ok(Some(&app), "mutation { ensureUser(externalId: \"u-1\", handle: \"fan\") { id } }", json!({}))
+        .await["ensureUser"]["id"]
+        .clone();
+    let names = |ids: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .map(|id| roles.iter().find(|(_, v)| v.as_str() == id.as_str().unwrap()).unwrap().0.to_string())
+            .collect()
+    };
+    // Exactly these roles (the user is added to the guild on the way).
+    let set = "mutation($g: ID!, $u: ID!, $r: [ID!]!) { syncMemberRoles(guildId: $g, userId: $u, roleIds: $r, reason: \"crm sync\") }";
+    let now = server.ok(Some(&app), set, json!({ "g": guild, "u": user, "r": [roles["Volunteer"]] })).await;
+    assert_eq!(names(&now["syncMemberRoles"]), ["Volunteer".to_owned()].into());
+    // Levels move the mapped role and leave the others alone.
+    let level = "mutation($g: ID!, $u: ID!, $l: Int!) { syncMemberLevel(guildId: $g, userId: $u, level: $l) }";
+    for (l, expected) in [(7, "Member"), (31, "Trusted"), (15, "Regular"), (0, "Newcomer")] {
+        let now = server.ok(Some(&app), level, json!({ "g": guild, "u": user, "l": l })).await;
+        assert_eq!(names(&now["syncMemberLevel"]), [expected.to_owned(), "Volunteer".to_owned()].into(), "level {l}");
+    }
+    // Every change is a signed event of the guild, with its reason, by the service identity.
+    let out = openguild(
+        dir.path(),
+        &["events", "tail", "--stream", &format!("guild:{}", guild.as_str().unwrap()), "-n", "100"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let changes: Vec<&str> =
+        text.lines().filter(|l| l.contains("role.assigned") || l.contains("role.unassigned")).collect();
+    assert_eq!(changes.len(), 8, "1 + 1 + 2 + 2 + 2 role changes:\n{text}");
+    assert!(changes.iter().all(|l| l.contains("@_services:hub.test")), "{text}");
+    assert!(changes.iter().any(|l| l.contains("crm sync")) && changes.iter().any(|l| l.contains("level 31")), "{text}");
 }
