@@ -114,6 +114,21 @@ impl HubQuery {
 #[derive(Default)]
 pub struct HubMutation;
 
+#[derive(async_graphql::InputObject)]
+pub struct BackfillUser {
+    pub external_id: String,
+    pub handle: String,
+    pub display_name: Option<String>,
+}
+
+/// One line of a backfill: the user, or why there is none.
+#[derive(SimpleObject)]
+pub struct BackfillResult {
+    pub external_id: String,
+    pub user_id: Option<ID>,
+    pub error: Option<String>,
+}
+
 #[Object]
 impl HubMutation {
     /// Makes a user a hub operator (hub operators only).
@@ -205,6 +220,29 @@ impl HubMutation {
     async fn complete_signup(&self, ctx: &Context<'_>, signup_token: String, handle: String) -> Res<Session> {
         let (token, user) = api(ctx).complete_signup(&signup_token, &handle).await?;
         Ok(Session { token, user: User(user) })
+    }
+
+    /// `ensureUser` for many at once: creates what is missing and returns the mapping for all,
+    /// in the order given. One that cannot be made (a taken handle) is reported in place and
+    /// does not stop the others.
+    async fn backfill_users(&self, ctx: &Context<'_>, users: Vec<BackfillUser>) -> Res<Vec<BackfillResult>> {
+        let api = api(ctx);
+        api.require_provisioner(ctx).await?;
+        if users.len() > 1000 {
+            return Err(ApiError::invalid("users", "at most 1,000 per call; send the rest in another").into());
+        }
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let result =
+                HubMutation.ensure_user(ctx, u.external_id.clone(), u.handle, u.display_name).await.and_then(|r| r);
+            out.push(match result {
+                Ok(user) => {
+                    BackfillResult { external_id: u.external_id, user_id: Some(ID(user.0.to_string())), error: None }
+                }
+                Err(e) => BackfillResult { external_id: u.external_id, user_id: None, error: Some(e.message) },
+            });
+        }
+        Ok(out)
     }
 
     /// A session for `userId`, for a host application to hand to its own frontend (hub-scoped

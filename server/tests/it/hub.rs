@@ -50,6 +50,19 @@ async fn operators_service_tokens_and_provisioning() {
     let (code, _) = server.refused(Some(&hub_token), ensure, json!({ "x": "crm-43", "h": "owner" })).await;
     assert_eq!(code, "CONFLICT", "a taken handle is refused, not taken over");
 
+    // Backfill: what exists is returned, what is missing is made, a clash is reported in place.
+    let backfill = "mutation($u: [BackfillUser!]!) { backfillUsers(users: $u) { externalId userId error } }";
+    let users = json!([
+        { "externalId": "crm-42", "handle": "ignored" },
+        { "externalId": "crm-50", "handle": "fifty" },
+        { "externalId": "crm-51", "handle": "owner" },
+    ]);
+    let filled = server.ok(Some(&hub_token), backfill, json!({ "u": users })).await;
+    let rows = filled["backfillUsers"].as_array().unwrap();
+    assert_eq!(rows[0]["userId"], "@dee:hub.test");
+    assert_eq!(rows[1]["userId"], "@fifty:hub.test");
+    assert!(rows[2]["userId"].is_null() && rows[2]["error"].as_str().unwrap().contains("taken"), "{filled}");
+
     // A session issued for the provisioned user works as a login would.
     let issue = "mutation($u: ID!) { issueUserSession(userId: $u) { token user { id } } }";
     let session = server.ok(Some(&hub_token), issue, json!({ "u": "@dee:hub.test" })).await;
