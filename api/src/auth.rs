@@ -261,6 +261,10 @@ impl Api {
             return Err(refused());
         }
         let bot_of = account.bot_of;
+        drop(account);
+        if let Some(reason) = self.commands.hub_cell().await?.lock().await.banned.get(&user) {
+            return Err(ApiError::forbidden(format!("you are banned from this hub: {reason}")));
+        }
         Ok(Viewer { user, token_hash, bot_of })
     }
 
@@ -283,6 +287,11 @@ impl Api {
 
     /// Whether a viewer's session is still open (checked again on long-lived websockets).
     pub async fn session_open(&self, viewer: &Viewer, now: Timestamp) -> bool {
+        if let Ok(hub) = self.commands.hub_cell().await
+            && hub.lock().await.banned.contains_key(&viewer.user)
+        {
+            return false;
+        }
         match self.commands.account_cell(&viewer.user).await {
             Ok(account) => account.lock().await.session_valid(&viewer.token_hash, now),
             Err(_) => true,

@@ -102,11 +102,33 @@ impl Commands {
         cmd: &GuildCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
+        self.guild_with(actor, id, now, |g| guild::decide(g, actor, cmd, now)).await
+    }
+
+    /// Runs a hub operator's command on a guild's stream (`actor` must be an operator; the
+    /// caller checks it against the hub stream).
+    pub async fn guild_as_operator(
+        &self,
+        actor: &UserId,
+        id: GuildId,
+        cmd: &GuildCommand,
+        now: Timestamp,
+    ) -> Result<Executed, CommandError> {
+        self.guild_with(actor, id, now, |g| guild::decide_as_operator(g, cmd, now)).await
+    }
+
+    async fn guild_with(
+        &self,
+        actor: &UserId,
+        id: GuildId,
+        now: Timestamp,
+        decide: impl Fn(&Guild) -> Result<Vec<EventBody>, DomainError>,
+    ) -> Result<Executed, CommandError> {
         let stream = StreamId::Guild(id);
         let cell = self.guild_cell(id).await?;
         for _ in 0..ATTEMPTS {
             let mut state = cell.lock().await;
-            let bodies = guild::decide(&state, actor, cmd, now)?;
+            let bodies = decide(&state)?;
             let signed = self.sign(&stream, state.version, state.head, vec![], actor, now, bodies)?;
             match self.store.append(&stream, ExpectedVersion::Exact(state.version), signed.clone()).await {
                 Ok(result) => {

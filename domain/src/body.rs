@@ -149,6 +149,11 @@ pub enum EventBody {
     OperatorRevoked { user: UserId },
     #[serde(rename = "hub.creator_granted")]
     CreatorGranted { user: UserId },
+    /// An operator's act inside a guild, as recorded in the hub's own log.
+    #[serde(rename = "hub.operator_acted")]
+    OperatorActed { guild: crate::ids::GuildId, event: crate::ids::EventId, kind: String, reason: String },
+    #[serde(rename = "hub.user_banned")]
+    UserBanned { user: UserId, reason: String },
     /// A service token for a host application: the BLAKE3 hash of the token, never the token.
     #[serde(rename = "hub.service_token_created")]
     ServiceTokenCreated {
@@ -270,6 +275,8 @@ impl EventBody {
             OperatorGranted { .. } => "hub.operator_granted",
             OperatorRevoked { .. } => "hub.operator_revoked",
             CreatorGranted { .. } => "hub.creator_granted",
+            OperatorActed { .. } => "hub.operator_acted",
+            UserBanned { .. } => "hub.user_banned",
             ServiceTokenCreated { .. } => "hub.service_token_created",
             ServiceTokenRevoked { .. } => "hub.service_token_revoked",
             ExternalUserLinked { .. } => "hub.external_user_linked",
@@ -298,7 +305,9 @@ impl EventBody {
             | TimeoutRemoved { reason, .. }
             | ReportFiled { reason, .. }
             | ReportResolved { reason, .. }
-            | MessageRedacted { reason, .. } => reason.clear(),
+            | MessageRedacted { reason, .. }
+            | OperatorActed { reason, .. }
+            | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,
             MessagePosted { text, mentions, .. } => {

@@ -658,6 +658,47 @@ pub fn decide(
     Ok(vec![body])
 }
 
+/// Decides what a hub operator may do in any guild, member or not: archive it, resolve
+/// a report, ban a user (the guild's part of a hub-wide ban). Anything else is a guild's own
+/// business and is refused. (That the actor *is* an operator is the hub stream's to say;
+/// the caller checks it.)
+pub fn decide_as_operator(guild: &Guild, cmd: &GuildCommand, now: Timestamp) -> Result<Vec<EventBody>, DomainError> {
+    use GuildCommand as C;
+    guild.exists()?;
+    let body = match cmd {
+        C::ArchiveGuild { reason } => {
+            if guild.archived {
+                return Err(DomainError::conflict("the guild is already archived"));
+            }
+            EventBody::GuildArchived { reason: validate::reason(reason)? }
+        }
+        C::ResolveReport { report, action, reason } => {
+            let open = guild.reports.get(report).ok_or_else(|| DomainError::not_found("report", report))?;
+            if open.resolution.is_some() {
+                return Err(DomainError::conflict("the report is already resolved"));
+            }
+            EventBody::ReportResolved { report: *report, action: *action, reason: validate::reason(reason)? }
+        }
+        C::Ban { user, reason, purge_seconds } => {
+            if guild.bans.contains_key(user) {
+                return Err(DomainError::conflict(format!("{user} is already banned")));
+            }
+            let purge_since = (*purge_seconds > 0)
+                .then(|| Timestamp::from_millis(now.as_millis().saturating_sub(u64::from(*purge_seconds) * 1000)))
+                .transpose()
+                .map_err(|e| DomainError::invalid("deleteMessageSeconds", e.to_string()))?;
+            EventBody::MemberBanned { user: user.clone(), reason: validate::reason(reason)?, purge_since }
+        }
+        _ => {
+            return Err(DomainError::invalid(
+                "command",
+                "hub operators archive guilds, resolve reports and ban; nothing else",
+            ));
+        }
+    };
+    Ok(vec![body])
+}
+
 /// Applies one event of the guild's stream.
 pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
     use EventBody as E;
@@ -854,6 +895,8 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::OperatorGranted { .. }
         | E::OperatorRevoked { .. }
         | E::CreatorGranted { .. }
+        | E::OperatorActed { .. }
+        | E::UserBanned { .. }
         | E::ServiceTokenCreated { .. }
         | E::ServiceTokenRevoked { .. }
         | E::ExternalUserLinked { .. }

@@ -49,6 +49,8 @@ pub struct Hub {
     pub external_channels: BTreeMap<String, (GuildId, ChannelId)>,
     /// Channel aliases (`#name:server`) → (guild, channel); unique on the hub.
     pub aliases: BTreeMap<String, (GuildId, ChannelId)>,
+    /// Users banned from the whole hub, with the reason.
+    pub banned: BTreeMap<UserId, String>,
     pub version: u64,
     pub head: Option<EventId>,
 }
@@ -65,6 +67,18 @@ pub enum HubCommand {
     /// Allows `user` to create guilds on a hub where only creators may.
     GrantCreator {
         user: UserId,
+    },
+    /// Records, in the hub's own log, an operator's act inside a guild (its event there).
+    RecordOperatorAct {
+        guild: GuildId,
+        event: EventId,
+        kind: String,
+        reason: String,
+    },
+    /// Bans a user from the whole hub: no session of theirs works any more.
+    BanUser {
+        user: UserId,
+        reason: String,
     },
     CreateServiceToken {
         token_hash: [u8; 32],
@@ -132,6 +146,24 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
                 return Err(DomainError::conflict("a hub keeps at least one operator; grant another first"));
             }
             EventBody::OperatorRevoked { user: user.clone() }
+        }
+        C::RecordOperatorAct { guild, event, kind, reason } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            EventBody::OperatorActed { guild: *guild, event: *event, kind: kind.clone(), reason: reason.clone() }
+        }
+        C::BanUser { user, reason } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            if hub.operators.contains(user) {
+                return Err(DomainError::conflict("revoke their operator rights before banning an operator"));
+            }
+            if hub.banned.contains_key(user) {
+                return Err(DomainError::conflict(format!("{user} is already banned from the hub")));
+            }
+            EventBody::UserBanned { user: user.clone(), reason: validate::reason(reason)? }
         }
         C::GrantCreator { user } => {
             if !operator {
@@ -230,6 +262,9 @@ pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
         }
         EventBody::CreatorGranted { user } => {
             hub.creators.insert(user.clone());
+        }
+        EventBody::UserBanned { user, reason } => {
+            hub.banned.insert(user.clone(), reason.clone());
         }
         EventBody::ServiceTokenCreated { token_hash, name, scopes } => {
             hub.service_tokens.insert(

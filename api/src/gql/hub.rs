@@ -650,3 +650,143 @@ impl SyncMutation {
         Ok(now_held.into_iter().map(|r| ID(r.to_string())).collect())
     }
 }
+
+/// One operator act inside a guild, as the hub's log shows it.
+#[derive(SimpleObject)]
+pub struct OperatorAct {
+    pub guild_id: ID,
+    pub event_id: ID,
+    pub kind: String,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct OperatorMutation;
+
+impl Api {
+    /// The viewer, if a hub operator.
+    async fn operator(&self, ctx: &Context<'_>) -> Result<UserId, ApiError> {
+        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+        if !self.is_operator(&viewer.user).await? {
+            return Err(ApiError::forbidden("only a hub operator can do this; guild owners and admins cannot"));
+        }
+        Ok(viewer.user.clone())
+    }
+
+    /// Runs an operator's act in a guild and records it in the hub's log too.
+    async fn operator_act(
+        &self,
+        operator: &UserId,
+        guild: GuildId,
+        cmd: &openguild_domain::guild::GuildCommand,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let done = self.commands.guild_as_operator(operator, guild, cmd, now()).await?;
+        self.wrote(operator, done.position);
+        for e in &done.events {
+            let record = HubCommand::RecordOperatorAct {
+                guild,
+                event: e.id,
+                kind: e.content().kind().to_owned(),
+                reason: reason.to_owned(),
+            };
+            self.commands.hub(operator, &HubActor::User(operator.clone()), &record, now()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[Object]
+impl OperatorMutation {
+    /// Archives any guild (hub operators only): read-only at once; in the guild's audit log
+    /// and the hub's.
+    async fn hub_archive_guild(&self, ctx: &Context<'_>, guild_id: ID, reason: String) -> Res<bool> {
+        let api = api(ctx);
+        let operator = api.operator(ctx).await?;
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let cmd = openguild_domain::guild::GuildCommand::ArchiveGuild { reason: reason.clone() };
+        api.operator_act(&operator, guild, &cmd, &reason).await?;
+        Ok(true)
+    }
+
+    /// Resolves any report in any guild (hub operators only).
+    async fn hub_resolve_report(
+        &self,
+        ctx: &Context<'_>,
+        report_id: ID,
+        action: super::ReportAction,
+        reason: String,
+    ) -> Res<bool> {
+        let api = api(ctx);
+        let operator = api.operator(ctx).await?;
+        let report: openguild_domain::ReportId = parse_id("reportId", &report_id)?;
+        let guild = api.guild_of_report(&report).await?;
+        let cmd = openguild_domain::guild::GuildCommand::ResolveReport {
+            report,
+            action: action.into(),
+            reason: reason.clone(),
+        };
+        api.operator_act(&operator, guild, &cmd, &reason).await?;
+        Ok(true)
+    }
+
+    /// Bans a user from the whole hub (hub operators only): their sessions stop working at
+    /// once, and they are banned in every guild they are a member of, each ban in that
+    /// guild's audit log and the hub's.
+    async fn hub_ban_user(&self, ctx: &Context<'_>, user_id: ID, reason: String) -> Res<bool> {
+        let api = api(ctx);
+        let operator = api.operator(ctx).await?;
+        let user: UserId = parse_id("userId", &user_id)?;
+        let ban = HubCommand::BanUser { user: user.clone(), reason: reason.clone() };
+        api.commands.hub(&operator, &HubActor::User(operator.clone()), &ban, now()).await.map_err(ApiError::from)?;
+        // Every membership up to now: the directory first catches up with the store.
+        let head = api.store.head_position().await.map_err(ApiError::from)?;
+        let wait = std::time::Duration::from_millis(api.limits.read_your_writes_ms.max(5_000));
+        api.projections.wait_for(&["directory"], head, wait).await.map_err(ApiError::from)?;
+        let guilds =
+            openguild_projections::queries::guilds_of(api.projections.db(), &user).await.map_err(ApiError::from)?;
+        for guild in guilds {
+            let cmd = openguild_domain::guild::GuildCommand::Ban {
+                user: user.clone(),
+                reason: reason.clone(),
+                purge_seconds: 0,
+            };
+            api.operator_act(&operator, guild, &cmd, &reason).await?;
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+pub struct OperatorQuery;
+
+#[Object]
+impl OperatorQuery {
+    /// The hub's log of operator acts inside guilds, newest first (hub operators only).
+    async fn hub_operator_log(&self, ctx: &Context<'_>, #[graphql(default = 50)] last: usize) -> Res<Vec<OperatorAct>> {
+        let api = api(ctx);
+        api.operator(ctx).await?;
+        let events = api
+            .store
+            .read_stream(
+                &openguild_domain::StreamId::Hub,
+                u64::MAX,
+                last.min(500),
+                openguild_store::Direction::Backward,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(events
+            .iter()
+            .filter_map(|e| match e.event.content() {
+                openguild_domain::EventBody::OperatorActed { guild, event, kind, reason } => Some(OperatorAct {
+                    guild_id: ID(guild.to_string()),
+                    event_id: ID(event.to_string()),
+                    kind: kind.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}

@@ -27,11 +27,18 @@ pub type AppSchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The query root: the client API and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery);
+pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery, hub::OperatorQuery);
 
 /// The mutation root: one mutation per command, and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootMutation(Mutation, hub::HubMutation, hub::BotMutation, hub::ProvisionMutation, hub::SyncMutation);
+pub struct RootMutation(
+    Mutation,
+    hub::HubMutation,
+    hub::BotMutation,
+    hub::ProvisionMutation,
+    hub::SyncMutation,
+    hub::OperatorMutation,
+);
 
 /// The schema with the configured limits. Request data: `Arc<Api>`, and `Viewer` when the
 /// request is authenticated.

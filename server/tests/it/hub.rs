@@ -305,3 +305,96 @@ async fn a_host_application_syncs_roles_from_its_trust_levels() {
     assert!(changes.iter().all(|l| l.contains("@_services:hub.test")), "{text}");
     assert!(changes.iter().any(|l| l.contains("crm sync")) && changes.iter().any(|l| l.contains("level 31")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_operators_act_in_any_guild_and_both_logs_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "", &[]);
+    let root = server.register("root").await;
+    let owner = server.register("owner").await;
+    let troll = server.register("troll").await;
+    let g = server.ok(Some(&owner), "mutation { createGuild(input: {name: \"G\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let code = server
+        .ok(Some(&owner), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
+        .await["createInvite"]["code"]
+        .clone();
+    server.ok(Some(&troll), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+
+    // The guild's owner cannot use hub powers, not even on their own guild.
+    for (query, vars) in [
+        ("mutation($g: ID!) { hubArchiveGuild(guildId: $g, reason: \"mine\") }", json!({ "g": guild })),
+        ("mutation { hubBanUser(userId: \"@troll:hub.test\", reason: \"x\") }", json!({})),
+        ("{ hubOperatorLog { kind } }", json!({})),
+    ] {
+        let (code, err) = server.refused(Some(&owner), query, vars).await;
+        assert_eq!(code, "FORBIDDEN", "{query}: {err}");
+    }
+
+    // A hub-wide ban: the user's session stops working, and the guild bans them too.
+    server
+        .ok(Some(&root), "mutation { hubBanUser(userId: \"@troll:hub.test\", reason: \"spam everywhere\") }", json!({}))
+        .await;
+    let (code, err) = server.refused(Some(&troll), "{ me { id } }", json!({})).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("banned from this hub"), "{err}");
+    let bans = server
+        .ok(
+            Some(&owner),
+            "query($g: ID!) { guild(id: $g) { bans { user { id } reason by { id } } } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    assert_eq!(
+        bans["guild"]["bans"][0],
+        json!({ "user": { "id": "@troll:hub.test" }, "reason": "spam everywhere", "by": { "id": "@root:hub.test" } })
+    );
+
+    // Archiving any guild: read-only at once.
+    server
+        .ok(
+            Some(&root),
+            "mutation($g: ID!) { hubArchiveGuild(guildId: $g, reason: \"abandoned\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let (code, _) = server
+        .refused(
+            Some(&owner),
+            "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    assert_eq!(code, "FORBIDDEN");
+
+    // Both acts are in the guild's audit log and in the hub's.
+    let audit = server
+        .ok(
+            Some(&owner),
+            "query($g: ID!) { auditLog(guildId: $g) { edges { node { kind actor reason } } } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let kinds: Vec<(String, String)> = audit["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["actor"] == "@root:hub.test")
+        .map(|e| (e["node"]["kind"].as_str().unwrap().to_owned(), e["node"]["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("guild.archived".to_owned(), "abandoned".to_owned()),
+            ("member.banned".to_owned(), "spam everywhere".to_owned())
+        ]
+    );
+    let log = server.ok(Some(&root), "{ hubOperatorLog { guildId kind reason } }", json!({})).await;
+    assert_eq!(
+        log["hubOperatorLog"],
+        json!([
+            { "guildId": guild, "kind": "guild.archived", "reason": "abandoned" },
+            { "guildId": guild, "kind": "member.banned", "reason": "spam everywhere" },
+        ])
+    );
+}
