@@ -17,6 +17,7 @@ use openguild_domain::{Timestamp, UserId};
 use crate::Api;
 use crate::commands::random16;
 use crate::errors::ApiError;
+use crate::gql::now;
 use crate::limits::Rate;
 
 /// Who is asking: the user and the session they asked with.
@@ -277,6 +278,7 @@ impl Api {
             .service_tokens
             .get(&hash)
             .ok_or_else(|| ApiError::unauthenticated("the service token is unknown or was revoked"))?;
+        self.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, now().as_millis());
         Ok(Service { name: found.name.clone(), scopes: found.scopes.clone(), token_hash: hash })
     }
 

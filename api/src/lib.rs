@@ -105,6 +105,8 @@ pub struct Api {
     /// Flips to true when the server stops: websockets close with 1001.
     stopping: tokio::sync::watch::Sender<bool>,
     pub oidc: oidc::Oidc,
+    /// When each service token was last used on this node (token hash → ms).
+    pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
 }
 
 pub type AppState = Arc<Api>;
@@ -142,6 +144,7 @@ impl Api {
             writes: Default::default(),
             connections: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            token_last_used: Default::default(),
         }))
     }
 

@@ -24,6 +24,9 @@ pub struct ServiceToken {
     pub guild_ids: Vec<ID>,
     /// The secret: send it as `Authorization: Bearer <token>`. Shown once.
     pub token: Option<String>,
+    /// When it was last used (on the node answering; `null`: not since that node started).
+    pub last_used_at: Option<super::DateTime>,
+    pub created_at: Option<super::DateTime>,
 }
 
 fn listed(hash: &[u8; 32], name: &str, scopes: &BTreeSet<TokenScope>, token: Option<String>) -> ServiceToken {
@@ -39,6 +42,8 @@ fn listed(hash: &[u8; 32], name: &str, scopes: &BTreeSet<TokenScope>, token: Opt
             })
             .collect(),
         token,
+        last_used_at: None,
+        created_at: None,
     }
 }
 
@@ -107,7 +112,17 @@ impl HubQuery {
         }
         let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
         let hub = hub.lock().await;
-        Ok(hub.service_tokens.iter().map(|(h, t)| listed(h, &t.name, &t.scopes, None)).collect())
+        let used = api.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(hub
+            .service_tokens
+            .iter()
+            .map(|(h, t)| {
+                let mut row = listed(h, &t.name, &t.scopes, None);
+                row.last_used_at = used.get(h).copied().map(super::DateTime);
+                row.created_at = Some(t.created_at.into());
+                row
+            })
+            .collect())
     }
 }
 

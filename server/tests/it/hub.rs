@@ -36,9 +36,17 @@ async fn operators_service_tokens_and_provisioning() {
     assert!(hub_token.starts_with("ogs_"));
     let scoped = server.ok(Some(&root), create, json!({ "n": "one guild", "g": [guild] })).await;
     let guild_token = scoped["createServiceToken"]["token"].as_str().unwrap().to_owned();
-    let listed = server.ok(Some(&root), "{ serviceTokens { id name token } }", json!({})).await;
+    let listed = server.ok(Some(&root), "{ serviceTokens { id name token lastUsedAt createdAt } }", json!({})).await;
     assert_eq!(listed["serviceTokens"].as_array().unwrap().len(), 2);
     assert!(listed["serviceTokens"].as_array().unwrap().iter().all(|t| t["token"].is_null()), "secrets are shown once");
+    assert!(
+        listed["serviceTokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["lastUsedAt"].is_null() && t["createdAt"].is_string()),
+        "not used yet: {listed}"
+    );
 
     // Provisioning: the same external id is the same user, forever.
     let ensure =
@@ -62,6 +70,10 @@ async fn operators_service_tokens_and_provisioning() {
     assert_eq!(rows[0]["userId"], "@dee:hub.test");
     assert_eq!(rows[1]["userId"], "@fifty:hub.test");
     assert!(rows[2]["userId"].is_null() && rows[2]["error"].as_str().unwrap().contains("taken"), "{filled}");
+
+    let used = server.ok(Some(&root), "{ serviceTokens { name lastUsedAt } }", json!({})).await;
+    let events_app = used["serviceTokens"].as_array().unwrap().iter().find(|t| t["name"] == "events app").unwrap();
+    assert!(events_app["lastUsedAt"].as_str().is_some_and(|t| t.starts_with("20")), "{used}");
 
     // A session issued for the provisioned user works as a login would.
     let issue = "mutation($u: ID!) { issueUserSession(userId: $u) { token user { id } } }";
