@@ -53,6 +53,10 @@ pub struct ApiSettings {
     pub guild_creation: GuildCreation,
     /// External level → role mapping for `syncMemberLevel`, e.g. trust 0/5/15/30.
     pub level_roles: Vec<gql::LevelRole>,
+    /// Days after a guild is archived before its message bodies are erased (the events
+    /// stay and still verify), and how often that is checked.
+    pub retention_days: u64,
+    pub retention_sweep_seconds: u64,
     /// The URL clients reach this server at (for OIDC redirects); default: the listen address.
     pub public_url: Option<String>,
     /// OpenID Connect providers for single sign-on, by name.
@@ -78,6 +82,8 @@ impl Default for ApiSettings {
             first_account_is_operator: true,
             guild_creation: GuildCreation::Anyone,
             level_roles: Vec::new(),
+            retention_days: 60,
+            retention_sweep_seconds: 3600,
             public_url: None,
             oidc: Default::default(),
             limits: ApiLimits::default(),
@@ -129,7 +135,7 @@ impl Api {
             None => Limiter::local(),
         };
         let hub = Hub::start(store.clone(), commands.clone(), settings.redis_url.as_deref()).await?;
-        Ok(Arc::new(Api {
+        let api = Arc::new(Api {
             store,
             projections,
             commands,
@@ -145,7 +151,45 @@ impl Api {
             connections: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             token_last_used: Default::default(),
-        }))
+        });
+        let sweeper = Arc::downgrade(&api);
+        let every = Duration::from_secs(api.settings.retention_sweep_seconds.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(api) = sweeper.upgrade() else { break };
+                if let Err(e) = api.sweep_retention().await {
+                    tracing::warn!(error = %e.message, "retention sweep failed; will retry");
+                }
+            }
+        });
+        Ok(api)
+    }
+
+    /// Erases the message bodies of guilds archived longer than the retention. The events
+    /// stay, and still verify: their ids and signatures cover the redacted form.
+    pub async fn sweep_retention(&self) -> Result<usize, ApiError> {
+        let retention = self.settings.retention_days.saturating_mul(86_400_000);
+        let cutoff = gql::now().as_millis().saturating_sub(retention);
+        let db = self.projections.db();
+        let mut erased = 0;
+        for (guild, archived_at) in openguild_projections::queries::archived_guilds(db, cutoff).await? {
+            loop {
+                let ids = openguild_projections::queries::messages_with_body(db, guild, 200).await?;
+                if ids.is_empty() {
+                    break;
+                }
+                for id in &ids {
+                    self.store.erase_body(id).await?;
+                }
+                openguild_projections::queries::forget_bodies(db, &ids).await?;
+                erased += ids.len();
+            }
+            if erased > 0 {
+                tracing::info!(%guild, archived_at, erased, "retention: message bodies erased");
+            }
+        }
+        Ok(erased)
     }
 
     /// Where clients reach this server.

@@ -387,3 +387,45 @@ pub async fn report_guild(db: &ReadDb, report: &ReportId) -> Result<Option<Guild
         .await?;
     found.map(|g| parse(&g, "report row")).transpose()
 }
+
+/// Guilds archived at or before `before_ms`, by the audit log: `(guild, archived at ms)`.
+pub async fn archived_guilds(db: &ReadDb, before_ms: u64) -> Result<Vec<(GuildId, u64)>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT guild, MIN(ts) FROM audit_log WHERE kind = 'guild.archived' GROUP BY guild HAVING MIN(ts) <= $1",
+    )
+    .bind(i64::try_from(before_ms).unwrap_or(i64::MAX))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((parse(&r.try_get::<String, _>(0)?, "audit row")?, r.try_get::<i64, _>(1)? as u64)))
+        .collect()
+}
+
+/// Up to `limit` messages of a guild whose text the timeline still holds.
+pub async fn messages_with_body(db: &ReadDb, guild: GuildId, limit: u32) -> Result<Vec<MessageId>, ProjectionError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM tl_messages WHERE guild = $1 AND body IS NOT NULL ORDER BY position LIMIT $2",
+    )
+    .bind(guild.to_string())
+    .bind(i64::from(limit))
+    .fetch_all(&db.pool)
+    .await?;
+    ids.iter().map(|id| parse(id, "timeline row")).collect()
+}
+
+/// Forgets the text of messages whose bodies the event store erased: the timeline shows
+/// them without text and search no longer finds them, exactly as a rebuild would.
+pub async fn forget_bodies(db: &ReadDb, ids: &[MessageId]) -> Result<(), ProjectionError> {
+    let delete_indexed = match db.kind {
+        DbKind::Sqlite => {
+            "DELETE FROM search_text WHERE rowid = (SELECT position FROM search_ids WHERE message_id = $1)"
+        }
+        DbKind::Postgres => "DELETE FROM search_text WHERE message_id = $1",
+    };
+    for id in ids {
+        let id = id.to_string();
+        sqlx::query("UPDATE tl_messages SET body = NULL WHERE id = $1").bind(&id).execute(&db.pool).await?;
+        sqlx::query(delete_indexed).bind(&id).execute(&db.pool).await?;
+    }
+    Ok(())
+}

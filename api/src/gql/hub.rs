@@ -521,6 +521,17 @@ impl ProvisionMutation {
         let g = cell.lock().await;
         super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
     }
+
+    /// Archives a guild the token covers (owned by the service identity): read-only at once;
+    /// after the hub's retention (60 days by default) its message bodies are erased.
+    async fn archive_guild(&self, ctx: &Context<'_>, guild_id: ID, #[graphql(default)] reason: String) -> Res<bool> {
+        let api = api(ctx);
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        api.service_for(ctx, guild)?;
+        let cmd = openguild_domain::guild::GuildCommand::ArchiveGuild { reason };
+        api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
+        Ok(true)
+    }
 }
 
 async fn channel_info(api: &Api, guild: GuildId, channel: openguild_domain::ChannelId) -> Res<ProvisionedChannel> {

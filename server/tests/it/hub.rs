@@ -410,3 +410,82 @@ async fn hub_operators_act_in_any_guild_and_both_logs_show_it() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_guild_is_read_only_and_its_bodies_are_erased_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    // Retention 0 days, checked every second: the erasure follows the archive at once.
+    let server = Server::start(dir.path(), "[api]\nretention_days = 0\nretention_sweep_seconds = 1\n", &[]);
+    let root = server.register("root").await;
+    let app = server
+        .ok(Some(&root), "mutation { createServiceToken(name: \"app\", hub: true) { token } }", json!({}))
+        .await["createServiceToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let guild = server
+        .ok(Some(&app), "mutation { ensureGuild(externalId: \"old\", name: \"Old\") { id } }", json!({}))
+        .await["ensureGuild"]["id"]
+        .clone();
+    let channel = server
+        .ok(
+            Some(&app),
+            "mutation($g: ID!) { ensureChannel(guildId: $g, externalId: \"c\", name: \"c\") { id } }",
+            json!({ "g": guild }),
+        )
+        .await["ensureChannel"]["id"]
+        .clone();
+    let user = server
+        .ok(Some(&app), "mutation { ensureUser(externalId: \"p\", handle: \"poster\") { id } }", json!({}))
+        .await["ensureUser"]["id"]
+        .clone();
+    server
+        .ok(
+            Some(&app),
+            "mutation($g: ID!, $u: ID!) { syncMemberRoles(guildId: $g, userId: $u, roleIds: []) }",
+            json!({ "g": guild, "u": user }),
+        )
+        .await;
+    let session = server
+        .ok(Some(&app), "mutation($u: ID!) { issueUserSession(userId: $u) { token } }", json!({ "u": user }))
+        .await;
+    let poster = session["issueUserSession"]["token"].as_str().unwrap().to_owned();
+    let send = "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"the secret plan\"}) { id } }";
+    server.ok(Some(&poster), send, json!({ "c": channel })).await;
+
+    server
+        .ok(
+            Some(&app),
+            "mutation($g: ID!) { archiveGuild(guildId: $g, reason: \"season over\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let (code, err) = server.refused(Some(&poster), send, json!({ "c": channel })).await;
+    assert_eq!(code, "FORBIDDEN", "read-only at once: {err}");
+
+    // Within a few sweeps the text is gone from history and search...
+    let history = "query($c: ID!) { channel(id: $c) { messages(last: 5) { edges { node { body } } } } }";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let h = server.ok(Some(&poster), history, json!({ "c": channel })).await;
+        if h["channel"]["messages"]["edges"][0]["node"]["body"].is_null() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bodies not erased: {h}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let found = server
+        .ok(
+            Some(&poster),
+            "query($g: ID!) { search(guildId: $g, query: \"secret\") { edges { cursor } } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    assert_eq!(found["search"]["edges"], json!([]));
+    // ...and from the event store, whose events still verify.
+    let out = openguild(dir.path(), &["events", "tail", "--stream", &format!("channel:{}", channel.as_str().unwrap())]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"erased\":true") && !text.contains("secret plan"), "{text}");
+    let verify = openguild(dir.path(), &["events", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
