@@ -173,20 +173,25 @@ impl Api {
         let cutoff = gql::now().as_millis().saturating_sub(retention);
         let db = self.projections.db();
         let mut erased = 0;
-        for (guild, archived_at) in openguild_projections::queries::archived_guilds(db, cutoff).await? {
+        use openguild_projections::queries::{self, Scope};
+        let mut scopes: Vec<Scope> =
+            queries::archived_guilds(db, cutoff).await?.into_iter().map(|(g, _)| Scope::Guild(g)).collect();
+        scopes.extend(queries::archived_channels(db, cutoff).await?.into_iter().map(Scope::Channel));
+        for scope in scopes {
+            let before = erased;
             loop {
-                let ids = openguild_projections::queries::messages_with_body(db, guild, 200).await?;
+                let ids = queries::messages_with_body(db, scope, 200).await?;
                 if ids.is_empty() {
                     break;
                 }
                 for id in &ids {
                     self.store.erase_body(id).await?;
                 }
-                openguild_projections::queries::forget_bodies(db, &ids).await?;
+                queries::forget_bodies(db, &ids).await?;
                 erased += ids.len();
             }
-            if erased > 0 {
-                tracing::info!(%guild, archived_at, erased, "retention: message bodies erased");
+            if erased > before {
+                tracing::info!(?scope, erased = erased - before, "retention: message bodies erased");
             }
         }
         Ok(erased)

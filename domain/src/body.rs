@@ -49,6 +49,9 @@ pub enum EventBody {
     ChannelDeleted { channel: ChannelId },
     #[serde(rename = "channel.slow_mode")]
     SlowModeSet { channel: ChannelId, seconds: u32 },
+    /// The channel is read-only for good; after the hub's retention its text is erased.
+    #[serde(rename = "channel.archived")]
+    ChannelArchived { channel: ChannelId, reason: String },
     #[serde(rename = "channel.locked")]
     ChannelLocked { channel: ChannelId, locked: bool, reason: String },
     /// Sets (or, with both sets empty, removes) one overwrite on a channel or category.
@@ -241,6 +244,7 @@ impl EventBody {
             ChannelDeleted { .. } => "channel.deleted",
             SlowModeSet { .. } => "channel.slow_mode",
             ChannelLocked { .. } => "channel.locked",
+            ChannelArchived { .. } => "channel.archived",
             OverwriteSet { .. } => "overwrite.set",
             RoleCreated { .. } => "role.created",
             RoleUpdated { .. } => "role.updated",
@@ -307,6 +311,7 @@ impl EventBody {
             | ReportResolved { reason, .. }
             | MessageRedacted { reason, .. }
             | OperatorActed { reason, .. }
+            | ChannelArchived { reason, .. }
             | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,

@@ -64,7 +64,7 @@ pub fn decide(
             Refusal::NotMember
         }));
     }
-    if guild.archived {
+    if guild.archived || channel.archived {
         return Err(DomainError::Forbidden(Refusal::Archived));
     }
     let perms = guild.channel_permissions(actor, channel_id, now);

@@ -101,7 +101,7 @@ impl fmt::Display for Refusal {
             Self::Banned => f.write_str("you are banned from this guild"),
             Self::NotAuthor => f.write_str("only the author of the message can do this"),
             Self::ChannelLocked => f.write_str("the channel is locked; only members with MANAGE_CHANNELS can post"),
-            Self::Archived => f.write_str("the guild is archived and read-only"),
+            Self::Archived => f.write_str("the guild or channel is archived and read-only"),
             Self::HubOperatorOnly => f.write_str("only a hub operator can do this"),
             Self::ScopeTooNarrow => f.write_str("the service token's scopes do not cover this"),
         }

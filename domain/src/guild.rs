@@ -67,6 +67,8 @@ pub struct Channel {
     pub overwrites: Overwrites,
     pub slow_mode_seconds: u32,
     pub locked: bool,
+    /// Read-only for everyone, for good.
+    pub archived: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -155,6 +157,11 @@ pub enum GuildCommand {
     SetSlowMode {
         channel: ChannelId,
         seconds: u32,
+    },
+    /// Makes a channel read-only for good (its text is erased after the hub's retention).
+    ArchiveChannel {
+        channel: ChannelId,
+        reason: String,
     },
     LockChannel {
         channel: ChannelId,
@@ -410,6 +417,14 @@ pub fn decide(
                 ));
             }
             EventBody::SlowModeSet { channel: *channel, seconds: *seconds }
+        }
+        C::ArchiveChannel { channel, reason } => {
+            let current = guild.channel(channel)?;
+            ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+            if current.archived {
+                return Err(DomainError::conflict("the channel is already archived"));
+            }
+            EventBody::ChannelArchived { channel: *channel, reason: validate::reason(reason)? }
         }
         C::LockChannel { channel, locked, reason } => {
             let current = guild.channel(channel)?;
@@ -755,6 +770,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     overwrites: Overwrites::new(),
                     slow_mode_seconds: 0,
                     locked: false,
+                    archived: false,
                 },
             );
         }
@@ -781,6 +797,11 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         E::ChannelLocked { channel, locked, .. } => {
             if let Some(c) = guild.channels.get_mut(&channel) {
                 c.locked = locked;
+            }
+        }
+        E::ChannelArchived { channel, .. } => {
+            if let Some(c) = guild.channels.get_mut(&channel) {
+                c.archived = true;
             }
         }
         E::OverwriteSet { place, target, allow, deny } => {

@@ -194,7 +194,9 @@ fn describe(body: &EventBody, stream: &StreamId) -> Entry {
         | E::ChannelMoved { channel, .. }
         | E::ChannelDeleted { channel }
         | E::SlowModeSet { channel, .. } => (None, Some(channel.to_string()), ""),
-        E::ChannelLocked { channel, reason, .. } => (None, Some(channel.to_string()), reason),
+        E::ChannelLocked { channel, reason, .. } | E::ChannelArchived { channel, reason } => {
+            (None, Some(channel.to_string()), reason)
+        }
         E::RoleCreated { role, .. } | E::RoleUpdated { role, .. } | E::RoleDeleted { role } => {
             (Some(format!("role:{role}")), None, "")
         }

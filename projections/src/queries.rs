@@ -401,15 +401,34 @@ pub async fn archived_guilds(db: &ReadDb, before_ms: u64) -> Result<Vec<(GuildId
         .collect()
 }
 
-/// Up to `limit` messages of a guild whose text the timeline still holds.
-pub async fn messages_with_body(db: &ReadDb, guild: GuildId, limit: u32) -> Result<Vec<MessageId>, ProjectionError> {
+/// Channels archived at or before `before_ms`, by the audit log.
+pub async fn archived_channels(db: &ReadDb, before_ms: u64) -> Result<Vec<ChannelId>, ProjectionError> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM tl_messages WHERE guild = $1 AND body IS NOT NULL ORDER BY position LIMIT $2",
+        "SELECT channel FROM audit_log WHERE kind = 'channel.archived' AND channel IS NOT NULL GROUP BY channel \
+         HAVING MIN(ts) <= $1",
     )
-    .bind(guild.to_string())
-    .bind(i64::from(limit))
+    .bind(i64::try_from(before_ms).unwrap_or(i64::MAX))
     .fetch_all(&db.pool)
     .await?;
+    ids.iter().map(|id| parse(id, "audit row")).collect()
+}
+
+/// What to erase: a whole guild or one channel.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    Guild(GuildId),
+    Channel(ChannelId),
+}
+
+/// Up to `limit` messages of a guild or channel whose text the timeline still holds.
+pub async fn messages_with_body(db: &ReadDb, scope: Scope, limit: u32) -> Result<Vec<MessageId>, ProjectionError> {
+    let (column, value) = match scope {
+        Scope::Guild(g) => ("guild", g.to_string()),
+        Scope::Channel(c) => ("channel", c.to_string()),
+    };
+    let sql = format!("SELECT id FROM tl_messages WHERE {column} = $1 AND body IS NOT NULL ORDER BY position LIMIT $2");
+    let ids: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(value).bind(i64::from(limit)).fetch_all(&db.pool).await?;
     ids.iter().map(|id| parse(id, "timeline row")).collect()
 }
 

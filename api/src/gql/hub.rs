@@ -532,6 +532,23 @@ impl ProvisionMutation {
         api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
         Ok(true)
     }
+
+    /// Archives a channel of a guild the token covers: read-only at once; after the hub's
+    /// retention its message bodies are erased.
+    async fn archive_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
+        let api = api(ctx);
+        let channel: openguild_domain::ChannelId = parse_id("channelId", &channel_id)?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.service_for(ctx, guild)?;
+        let cmd = openguild_domain::guild::GuildCommand::ArchiveChannel { channel, reason };
+        api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
+        Ok(true)
+    }
 }
 
 async fn channel_info(api: &Api, guild: GuildId, channel: openguild_domain::ChannelId) -> Res<ProvisionedChannel> {

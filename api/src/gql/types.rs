@@ -376,6 +376,10 @@ impl ChannelObj {
     async fn locked(&self) -> Res<bool> {
         Ok(self.channel()?.locked)
     }
+    /// Read-only for good (its text is erased after the hub's retention).
+    async fn archived(&self) -> Res<bool> {
+        Ok(self.channel()?.archived || self.g.archived)
+    }
     /// What the viewer may do here.
     async fn my_permissions(&self) -> Vec<Permission> {
         Permission::all_of(self.g.channel_permissions(&self.viewer, self.id, now()))

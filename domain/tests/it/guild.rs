@@ -94,7 +94,7 @@ fn update_archive_and_delete_the_guild() {
         &mut w,
         "owner",
         C::CreateInvite { code: code("later"), max_uses: None, expires_at: None },
-        expect!["refused: forbidden: the guild is archived and read-only  (Forbidden(Archived))"],
+        expect!["refused: forbidden: the guild or channel is archived and read-only  (Forbidden(Archived))"],
     );
     check(
         &mut w,

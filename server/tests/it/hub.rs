@@ -453,6 +453,36 @@ async fn an_archived_guild_is_read_only_and_its_bodies_are_erased_after_retentio
     let send = "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"the secret plan\"}) { id } }";
     server.ok(Some(&poster), send, json!({ "c": channel })).await;
 
+    // A channel archived alone: read-only at once, its text erased after retention.
+    let side = server
+        .ok(
+            Some(&app),
+            "mutation($g: ID!) { ensureChannel(guildId: $g, externalId: \"side\", name: \"side\") { id } }",
+            json!({ "g": guild }),
+        )
+        .await["ensureChannel"]["id"]
+        .clone();
+    let side_send = "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"side note\"}) { id } }";
+    server.ok(Some(&poster), side_send, json!({ "c": side })).await;
+    server
+        .ok(Some(&app), "mutation($c: ID!) { archiveChannel(channelId: $c, reason: \"done\") }", json!({ "c": side }))
+        .await;
+    let (code, _) = server.refused(Some(&poster), side_send, json!({ "c": side })).await;
+    assert_eq!(code, "FORBIDDEN");
+    let side_history = "query($c: ID!) { channel(id: $c) { messages(last: 5) { edges { node { body } } } } }";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let h = server.ok(Some(&poster), side_history, json!({ "c": side })).await;
+        if h["channel"]["messages"]["edges"][0]["node"]["body"].is_null() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "channel bodies not erased: {h}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The guild's other channel is untouched until the guild itself is archived.
+    let kept = server.ok(Some(&poster), side_history, json!({ "c": channel })).await;
+    assert_eq!(kept["channel"]["messages"]["edges"][0]["node"]["body"], "the secret plan");
+
     server
         .ok(
             Some(&app),
