@@ -445,6 +445,10 @@ impl ProvisionMutation {
         name: String,
         kind: Option<super::ChannelKind>,
         alias: Option<String>,
+        #[graphql(
+            desc = "Hidden from @everyone (an overwrite denying VIEW_CHANNEL); roles or members are let in with overwrites."
+        )]
+        private: Option<bool>,
     ) -> Res<ProvisionedChannel> {
         let api = api(ctx);
         let guild: GuildId = parse_id("guildId", &guild_id)?;
@@ -482,6 +486,17 @@ impl ProvisionMutation {
                     topic: String::new(),
                 };
                 api.commands.guild(&api.services_user()?, guild, &create, now()).await.map_err(ApiError::from)?;
+                if private.unwrap_or(false) {
+                    let hide = openguild_domain::guild::GuildCommand::SetOverwrite {
+                        place: openguild_domain::Place::Channel(channel),
+                        target: openguild_domain::permissions::OverwriteTarget::Role(
+                            openguild_domain::RoleId::EVERYONE,
+                        ),
+                        allow: openguild_domain::Permissions::empty(),
+                        deny: openguild_domain::Permissions::VIEW_CHANNEL,
+                    };
+                    api.commands.guild(&api.services_user()?, guild, &hide, now()).await.map_err(ApiError::from)?;
+                }
                 let (sender, actor) = api.hub_actor(ctx)?;
                 let link = HubCommand::LinkExternalChannel { external_id, guild, channel, alias: alias.clone() };
                 api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;

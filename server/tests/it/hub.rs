@@ -462,6 +462,18 @@ async fn an_archived_guild_is_read_only_and_its_bodies_are_erased_after_retentio
         )
         .await["ensureChannel"]["id"]
         .clone();
+    // A private channel is hidden from members without an overwrite letting them in.
+    let hidden = server
+        .ok(
+            Some(&app),
+            "mutation($g: ID!) { ensureChannel(guildId: $g, externalId: \"staff\", name: \"staff\", private: true) { id } }",
+            json!({ "g": guild }),
+        )
+        .await["ensureChannel"]["id"]
+        .clone();
+    let (code, _) =
+        server.refused(Some(&poster), "query($c: ID!) { channel(id: $c) { name } }", json!({ "c": hidden })).await;
+    assert_eq!(code, "NOT_FOUND");
     let side_send = "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"side note\"}) { id } }";
     server.ok(Some(&poster), side_send, json!({ "c": side })).await;
     server
