@@ -400,6 +400,8 @@ impl Api {
 #[derive(Default)]
 pub struct ProvisionMutation;
 
+// GraphQL arguments are named; the count the lint sees is the resolver's.
+#[allow(clippy::too_many_arguments)]
 #[Object]
 impl ProvisionMutation {
     /// The guild a host application knows as `externalId`: created the first time (owned by
