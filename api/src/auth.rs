@@ -263,6 +263,9 @@ impl Api {
         }
         let bot_of = account.bot_of;
         drop(account);
+        if bot_of.is_some() {
+            self.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).insert(token_hash, now.as_millis());
+        }
         if let Some(reason) = self.commands.hub_cell().await?.lock().await.banned.get(&user) {
             return Err(ApiError::forbidden(format!("you are banned from this hub: {reason}")));
         }

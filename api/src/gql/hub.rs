@@ -850,3 +850,47 @@ impl OperatorQuery {
             .collect())
     }
 }
+
+/// A bot of a guild, as its admins see it.
+#[derive(SimpleObject)]
+pub struct Bot {
+    pub user: User,
+    pub display_name: String,
+    pub created_at: super::DateTime,
+    /// When one of its tokens was last used (on the node answering).
+    pub last_used_at: Option<super::DateTime>,
+    /// How many of its tokens are live.
+    pub live_tokens: i32,
+}
+
+#[derive(Default)]
+pub struct BotQuery;
+
+#[Object]
+impl BotQuery {
+    /// The bots of a guild (needs MANAGE_GUILD).
+    async fn bots(&self, ctx: &Context<'_>, guild_id: ID) -> Res<Vec<Bot>> {
+        let api = api(ctx);
+        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let g = api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "listing bots").await?;
+        let used = api.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = Vec::new();
+        for user in g.members.keys() {
+            let cell = api.commands.account_cell(user).await.map_err(ApiError::from)?;
+            let account = cell.lock().await;
+            if account.bot_of != Some(guild) {
+                continue;
+            }
+            let now = now();
+            out.push(Bot {
+                user: User(user.clone()),
+                display_name: account.display_name.clone(),
+                created_at: account.created_at.into(),
+                last_used_at: account.sessions.keys().filter_map(|h| used.get(h)).max().copied().map(super::DateTime),
+                live_tokens: account.sessions.values().filter(|expiry| **expiry > now).count() as i32,
+            });
+        }
+        Ok(out)
+    }
+}

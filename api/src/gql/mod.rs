@@ -27,7 +27,7 @@ pub type AppSchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The query root: the client API and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery, hub::OperatorQuery);
+pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery, hub::OperatorQuery, hub::BotQuery);
 
 /// The mutation root: one mutation per command, and the hub's.
 #[derive(async_graphql::MergedObject, Default)]

@@ -246,6 +246,22 @@ async fn bots_act_only_in_their_guild_and_creators_are_granted() {
     let (code, _) = server.refused(Some(&token), make, json!({ "g": home, "h": "botbot" })).await;
     assert_eq!(code, "FORBIDDEN");
 
+    // Its admins see it, with when it was last used.
+    let bots = server
+        .ok(
+            Some(&admin),
+            "query($g: ID!) { bots(guildId: $g) { user { id } lastUsedAt liveTokens } }",
+            json!({ "g": home }),
+        )
+        .await;
+    assert_eq!(bots["bots"][0]["user"]["id"], "@helper-bot:hub.test");
+    assert!(bots["bots"][0]["lastUsedAt"].is_string(), "{bots}");
+    assert_eq!(bots["bots"][0]["liveTokens"], 1);
+    let (code, _) = server
+        .refused(Some(&member), "query($g: ID!) { bots(guildId: $g) { user { id } } }", json!({ "g": home }))
+        .await;
+    assert_eq!(code, "FORBIDDEN");
+
     // Revoked: the next request is refused.
     server
         .ok(
