@@ -63,6 +63,11 @@ pub fn decide(
     use AccountCommand as C;
     match cmd {
         C::Register { display_name, password, bot_of } => {
+            if user.handle().starts_with('_') {
+                // `@_services`, `@_console`, `@_oidc`: the hub's own identities, which own and
+                // sign things. An account by that name would inherit them.
+                return Err(DomainError::invalid("handle", "handles starting with _ are reserved for the hub itself"));
+            }
             if account.user.is_some() {
                 return Err(DomainError::conflict(format!("the handle {} is taken; choose another", user.handle())));
             }
@@ -135,5 +140,23 @@ impl Account {
     /// Whether a session with this token hash is open at `now`.
     pub fn session_valid(&self, token_hash: &[u8; 32], now: Timestamp) -> bool {
         self.sessions.get(token_hash).is_some_and(|expiry| *expiry > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hubs_own_identities_cannot_be_registered() {
+        for handle in ["_services", "_console", "_x"] {
+            let user: UserId = format!("@{handle}:hub.test").parse().unwrap();
+            let cmd = AccountCommand::Register { display_name: "x".into(), password: None, bot_of: None };
+            let err = decide(&Account::default(), &user, &cmd, Timestamp::default()).unwrap_err();
+            assert!(matches!(err, DomainError::InvalidInput { field: "handle", .. }), "{handle}: {err}");
+        }
+        let ok: UserId = "@ann:hub.test".parse().unwrap();
+        let cmd = AccountCommand::Register { display_name: "Ann".into(), password: None, bot_of: None };
+        assert!(decide(&Account::default(), &ok, &cmd, Timestamp::default()).is_ok());
     }
 }

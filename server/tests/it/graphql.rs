@@ -323,6 +323,11 @@ async fn limits_refuse_deep_wide_and_abusive_requests_with_clear_errors() {
     assert_eq!(code, "INVALID_INPUT", "{err}");
     let (code, _) = server.refused(None, register, json!({ "h": "limits" })).await;
     assert_eq!(code, "CONFLICT");
+    // The hub's own identities cannot be registered (they own provisioned guilds).
+    for reserved in ["_services", "_console", "_oidc", "_anything"] {
+        let (code, err) = server.refused(None, register, json!({ "h": reserved })).await;
+        assert_eq!(code, "INVALID_INPUT", "{reserved}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
