@@ -266,6 +266,19 @@ impl HubMutation {
         let api = api(ctx);
         api.require_provisioner(ctx).await?;
         let user: UserId = parse_id("userId", &user_id)?;
+        {
+            // Only users the host application provisioned, and never an operator: a service
+            // token must not become a way into someone else's account or hub powers.
+            let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
+            let hub = hub.lock().await;
+            let provisioned = hub.external_users.iter().any(|(ext, u)| *u == user && !ext.starts_with("oidc:"));
+            if hub.operators.contains(&user) || !provisioned {
+                return Err(ApiError::forbidden(format!(
+                    "sessions can be issued only for users provisioned with ensureUser, and never for operators; {user} is not one"
+                ))
+                .into());
+            }
+        }
         let token = api.issue_session(&user, now()).await?;
         Ok(Session { token, user: User(user) })
     }

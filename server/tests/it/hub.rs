@@ -79,6 +79,10 @@ async fn operators_service_tokens_and_provisioning() {
     let issue = "mutation($u: ID!) { issueUserSession(userId: $u) { token user { id } } }";
     let session = server.ok(Some(&hub_token), issue, json!({ "u": "@dee:hub.test" })).await;
     let dee = session["issueUserSession"]["token"].as_str().unwrap().to_owned();
+    for not_provisioned in ["@root:hub.test", "@owner:hub.test"] {
+        let (code, err) = server.refused(Some(&hub_token), issue, json!({ "u": not_provisioned })).await;
+        assert_eq!(code, "FORBIDDEN", "no session for {not_provisioned}: {err}");
+    }
     let me = server.ok(Some(&dee), "{ me { id handle } }", json!({})).await;
     assert_eq!(me["me"]["handle"], "dee");
 
