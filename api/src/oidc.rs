@@ -63,6 +63,8 @@ fn default_scopes() -> Vec<String> {
 
 /// How long a started login may take, and a signup may wait for its handle.
 const PENDING: Duration = Duration::from_secs(600);
+/// Logins in progress on one node at most (each is kept up to `PENDING`).
+const MAX_PENDING: usize = 10_000;
 /// At most one key refetch per provider per this long.
 const REFETCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -231,13 +233,26 @@ pub(crate) async fn start(
 ) -> Response {
     match start_url(&api, &provider, params).await {
         Ok(url) => redirect(&url),
-        Err(e) => refuse(if e.code == "NOT_FOUND" { StatusCode::NOT_FOUND } else { StatusCode::BAD_GATEWAY }, e),
+        Err(e) => {
+            let status = match e.code {
+                "NOT_FOUND" => StatusCode::NOT_FOUND,
+                "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            refuse(status, e)
+        }
     }
 }
 
 async fn start_url(api: &Api, provider: &str, params: StartParams) -> Result<String, ApiError> {
     let oidc = &api.oidc;
     oidc.prune();
+    if oidc.pending.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_PENDING {
+        return Err(ApiError::rate_limited(
+            "too many logins are in progress; try again shortly",
+            Duration::from_secs(5),
+        ));
+    }
     let settings = oidc.settings(provider)?;
     let metadata = oidc.metadata(provider, false).await?;
     let redirect_uri = RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", api.public_url()))
