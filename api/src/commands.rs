@@ -124,33 +124,52 @@ impl Commands {
         now: Timestamp,
         decide: impl Fn(&Guild) -> Result<Vec<EventBody>, DomainError>,
     ) -> Result<Executed, CommandError> {
-        let stream = StreamId::Guild(id);
         let cell = self.guild_cell(id).await?;
+        let done = self.execute(&StreamId::Guild(id), &cell, actor, now, "guild", decide).await?;
+        let mut index = self.channel_guild.lock().await;
+        for e in &done.events {
+            if let EventBody::ChannelCreated { channel, .. } = e.content() {
+                index.insert(*channel, id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// The one append loop: decide against the cached aggregate, sign, append with the
+    /// version decided against, move the aggregate on. A version conflict (another node
+    /// wrote) reloads the stream and decides again, a few times, with a random pause.
+    async fn execute<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        cell: &Mutex<A>,
+        sender: &UserId,
+        now: Timestamp,
+        what: &'static str,
+        decide: impl Fn(&A) -> Result<Vec<EventBody>, DomainError>,
+    ) -> Result<Executed, CommandError> {
         for _ in 0..ATTEMPTS {
             let mut state = cell.lock().await;
             let bodies = decide(&state)?;
-            let signed = self.sign(&stream, state.version, state.head, vec![], actor, now, bodies)?;
-            match self.store.append(&stream, ExpectedVersion::Exact(state.version), signed.clone()).await {
+            let version = state.version();
+            let signed = self.sign(stream, version, state.head(), vec![], sender, now, bodies)?;
+            let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+            match self.store.append(stream, expected, signed.clone()).await {
                 Ok(result) => {
                     let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-                    let mut index = self.channel_guild.lock().await;
                     for e in &events {
-                        if let EventBody::ChannelCreated { channel, .. } = e.content() {
-                            index.insert(*channel, id);
-                        }
-                        *state = guild::evolve(std::mem::take(&mut *state), e);
+                        *state = std::mem::take(&mut *state).apply(e);
                     }
                     return Ok(Executed { events, position: last(&result.positions) });
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    *state = load_guild(&*self.store, id).await?;
+                    *state = A::replay(&read_whole(&*self.store, stream).await?);
                     drop(state);
                     jitter().await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(CommandError::Contended("guild"))
+        Err(CommandError::Contended(what))
     }
 
     /// Runs a message command in a channel, decided against its guild as it is now. Each
@@ -198,31 +217,9 @@ impl Commands {
 
     /// Runs a command on a user's account stream (`actor` is the account's user).
     pub async fn account(&self, user: &UserId, cmd: &AccountCommand, now: Timestamp) -> Result<Executed, CommandError> {
-        let stream = StreamId::User(user.clone());
         let cell = self.account_cell(user).await?;
-        for _ in 0..ATTEMPTS {
-            let mut state = cell.lock().await;
-            let bodies = account::decide(&state, user, cmd, now)?;
-            let signed = self.sign(&stream, state.version, state.head, vec![], user, now, bodies)?;
-            let expected =
-                if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
-            match self.store.append(&stream, expected, signed.clone()).await {
-                Ok(result) => {
-                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-                    for e in &events {
-                        *state = account::evolve(std::mem::take(&mut *state), e);
-                    }
-                    return Ok(Executed { events, position: last(&result.positions) });
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    *state = Account::from_events(&read_whole(&*self.store, &stream).await?);
-                    drop(state);
-                    jitter().await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended("account"))
+        self.execute(&StreamId::User(user.clone()), &cell, user, now, "account", |a| account::decide(a, user, cmd, now))
+            .await
     }
 
     /// Runs a command on the hub stream. `sender` signs for it: the user, or for a service
@@ -234,38 +231,15 @@ impl Commands {
         cmd: &HubCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
-        let stream = StreamId::Hub;
         let cell = self.hub_cell().await?;
-        for _ in 0..ATTEMPTS {
-            let mut state = cell.lock().await;
-            let bodies = hub::decide(&state, actor, cmd)?;
-            let signed = self.sign(&stream, state.version, state.head, vec![], sender, now, bodies)?;
-            let expected =
-                if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
-            match self.store.append(&stream, expected, signed.clone()).await {
-                Ok(result) => {
-                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-                    for e in &events {
-                        *state = hub::evolve(std::mem::take(&mut *state), e);
-                    }
-                    return Ok(Executed { events, position: last(&result.positions) });
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    *state = Hub::from_events(&read_whole(&*self.store, &stream).await?);
-                    drop(state);
-                    jitter().await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended("hub"))
+        self.execute(&StreamId::Hub, &cell, sender, now, "hub", |h| hub::decide(h, actor, cmd)).await
     }
 
     /// The hub as this node knows it.
     pub async fn hub_cell(&self) -> Result<Arc<Mutex<Hub>>, CommandError> {
         Ok(self
             .hub
-            .get_or_load(&(), || async { Ok(Hub::from_events(&read_whole(&*self.store, &StreamId::Hub).await?)) })
+            .get_or_load(&(), || async { Ok(Hub::replay(&read_whole(&*self.store, &StreamId::Hub).await?)) })
             .await?)
     }
 
@@ -274,7 +248,7 @@ impl Commands {
         let stream = StreamId::User(user.clone());
         Ok(self
             .accounts
-            .get_or_load(user, || async { Ok(Account::from_events(&read_whole(&*self.store, &stream).await?)) })
+            .get_or_load(user, || async { Ok(Account::replay(&read_whole(&*self.store, &stream).await?)) })
             .await?)
     }
 
@@ -316,16 +290,16 @@ impl Commands {
                 if let EventBody::ChannelCreated { channel, .. } = e.content() {
                     self.channel_guild.lock().await.insert(*channel, *id);
                 }
-                self.guilds.observe(id, e, |g| (g.version, std::mem::take(g)), guild::evolve).await;
+                self.guilds.observe(id, e).await;
             }
             StreamId::Channel(id) => {
-                self.channels.observe(id, e, |c| (c.version, std::mem::take(c)), channel::evolve).await;
+                self.channels.observe(id, e).await;
             }
             StreamId::User(id) => {
-                self.accounts.observe(id, e, |a| (a.version, std::mem::take(a)), account::evolve).await;
+                self.accounts.observe(id, e).await;
             }
             StreamId::Hub => {
-                self.hub.observe(&(), e, |h| (h.version, std::mem::take(h)), hub::evolve).await;
+                self.hub.observe(&(), e).await;
             }
             StreamId::Dm(_) => {}
         }
@@ -442,21 +416,20 @@ impl<K: std::hash::Hash + Eq + Clone, A> Cells<K, A> {
         Ok(self.map.lock().await.entry(key.clone()).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
     }
 
-    /// `split` takes the state out with its version; `evolve` applies the event.
-    async fn observe(
-        &self,
-        key: &K,
-        e: &Event,
-        split: impl FnOnce(&mut A) -> (u64, A),
-        evolve: impl FnOnce(A, &Event) -> A,
-    ) {
+    /// Moves `key`'s aggregate on by `e` if it is the next event; drops it if events were
+    /// missed (it reloads on next use).
+    async fn observe(&self, key: &K, e: &Event)
+    where
+        A: Aggregate,
+    {
         let Some(cell) = self.get(key).await else { return };
         let stale = {
             // Waits out a command in flight: it may be appending this very event.
             let mut state = cell.lock().await;
-            let (version, taken) = split(&mut state);
-            let in_order = e.core.seq == version + 1;
-            *state = if in_order { evolve(taken, e) } else { taken };
+            let version = state.version();
+            if e.core.seq == version + 1 {
+                *state = std::mem::take(&mut *state).apply(e);
+            }
             e.core.seq > version + 1
         };
         if stale {
@@ -467,6 +440,37 @@ impl<K: std::hash::Hash + Eq + Clone, A> Cells<K, A> {
         }
     }
 }
+
+/// What the command path needs of an aggregate: where it stands and how it moves on.
+trait Aggregate: Default + Send {
+    fn version(&self) -> u64;
+    fn head(&self) -> Option<EventId>;
+    fn apply(self, e: &Event) -> Self;
+    fn replay(events: &[Event]) -> Self {
+        events.iter().fold(Self::default(), Self::apply)
+    }
+}
+
+macro_rules! aggregate {
+    ($ty:ty, $evolve:path) => {
+        impl Aggregate for $ty {
+            fn version(&self) -> u64 {
+                self.version
+            }
+            fn head(&self) -> Option<EventId> {
+                self.head
+            }
+            fn apply(self, e: &Event) -> Self {
+                $evolve(self, e)
+            }
+        }
+    };
+}
+
+aggregate!(Guild, guild::evolve);
+aggregate!(ChannelState, channel::evolve);
+aggregate!(Account, account::evolve);
+aggregate!(Hub, hub::evolve);
 
 /// Up to ~4 ms, at random.
 async fn jitter() {
