@@ -173,10 +173,21 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 impl Api {
+    /// The user `@handle:<this hub>`, or why the handle is not one.
+    pub(crate) fn local_user(&self, handle: &str) -> Result<UserId, ApiError> {
+        UserId::new(handle, &self.server)
+            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))
+    }
+
+    /// One of the hub's own identities (`@_services`, `@_oidc`, `@_console`), which sign
+    /// what the hub does by itself.
+    pub(crate) fn hub_identity(&self, name: &str) -> Result<UserId, ApiError> {
+        UserId::new(name, &self.server).map_err(ApiError::internal)
+    }
+
     /// Creates a local account and opens its first session.
     pub async fn register(&self, handle: &str, password: &str, now: Timestamp) -> Result<(String, UserId), ApiError> {
-        let user = UserId::new(handle, &self.server)
-            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
+        let user = self.local_user(handle)?;
         check_password(password)?;
         let phc = hash_password(password.to_owned()).await?;
         let register = AccountCommand::Register { display_name: handle.to_owned(), password: Some(phc), bot_of: None };
@@ -209,8 +220,8 @@ impl Api {
     ) -> Result<(String, UserId), ApiError> {
         const WRONG: &str = "wrong handle or password";
         let rate = Rate {
-            per_second: 1.0 / self.limits.login_failure_refill_seconds.max(0.001),
-            burst: self.limits.login_failures.max(1.0),
+            per_second: 1.0 / self.settings.limits.login_failure_refill_seconds.max(0.001),
+            burst: self.settings.limits.login_failures.max(1.0),
         };
         let user = UserId::new(handle, &self.server).ok();
         let account_key = format!("login-fail:user:{}", user.as_ref().map_or(handle, |u| u.as_str()));
@@ -237,7 +248,8 @@ impl Api {
 
     async fn open_session(&self, user: &UserId, now: Timestamp) -> Result<String, ApiError> {
         let (token, token_hash) = new_token(user);
-        let expires_at = now.plus_millis(Duration::from_secs(self.limits.session_days * 86_400).as_millis() as u64);
+        let expires_at =
+            now.plus_millis(Duration::from_secs(self.settings.limits.session_days * 86_400).as_millis() as u64);
         self.commands.account(user, &AccountCommand::OpenSession { token_hash, expires_at }, now).await?;
         Ok(token)
     }

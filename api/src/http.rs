@@ -90,7 +90,7 @@ pub(crate) async fn post(
                 e.status(),
                 ApiError::invalid(
                     "request",
-                    format!("{}; the limit is {} bytes", e.body_text(), api.limits.max_body_bytes),
+                    format!("{}; the limit is {} bytes", e.body_text(), api.settings.limits.max_body_bytes),
                 ),
             );
         }
@@ -110,12 +110,12 @@ pub(crate) async fn post(
     let requests = match batch {
         BatchRequest::Single(r) => vec![r],
         BatchRequest::Batch(list) => {
-            if list.len() > api.limits.max_batch {
+            if list.len() > api.settings.limits.max_batch {
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     ApiError::invalid(
                         "batch",
-                        format!("{} operations; at most {} per request", list.len(), api.limits.max_batch),
+                        format!("{} operations; at most {} per request", list.len(), api.settings.limits.max_batch),
                     ),
                 );
             }
@@ -129,7 +129,7 @@ pub(crate) async fn post(
     };
     let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
-        if let Err(e) = measure(&request.query, api.limits.max_fields, false) {
+        if let Err(e) = measure(&request.query, api.settings.limits.max_fields, false) {
             responses.push(error_response(e));
             continue;
         }
@@ -179,7 +179,7 @@ pub(crate) async fn get(
             ApiError::invalid("request", "pass ?query=… (GraphiQL is off; enable it with api.graphiql = true)"),
         );
     };
-    if let Err(e) = measure(&query, api.limits.max_fields, true) {
+    if let Err(e) = measure(&query, api.settings.limits.max_fields, true) {
         return refuse(
             if e.code == "INVALID_INPUT" { StatusCode::BAD_REQUEST } else { StatusCode::METHOD_NOT_ALLOWED },
             e,

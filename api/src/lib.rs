@@ -97,7 +97,6 @@ pub struct Api {
     pub projections: Arc<Projections>,
     pub commands: Arc<Commands>,
     pub server: ServerName,
-    pub limits: ApiLimits,
     pub settings: ApiSettings,
     pub limiter: Limiter,
     pub hub: Arc<Hub>,
@@ -140,7 +139,6 @@ impl Api {
             projections,
             commands,
             server,
-            limits: settings.limits.clone(),
             schema: gql::schema(&settings.limits),
             oidc: oidc::Oidc::new(settings.oidc.clone()),
             settings,
@@ -238,7 +236,7 @@ impl Api {
         if position == 0 {
             return Ok(());
         }
-        let wait = Duration::from_millis(self.limits.read_your_writes_ms);
+        let wait = Duration::from_millis(self.settings.limits.read_your_writes_ms);
         Ok(self.projections.wait_for(names, position, wait).await?)
     }
 
@@ -318,7 +316,7 @@ impl Api {
             return Ok(Some(found));
         }
         let head = self.store.head_position().await?;
-        let wait = Duration::from_millis(self.limits.read_your_writes_ms);
+        let wait = Duration::from_millis(self.settings.limits.read_your_writes_ms);
         self.projections.wait_for(&["directory", "reports"], head, wait).await?;
         Ok(query(self.projections.db().clone()).await?)
     }
@@ -326,7 +324,7 @@ impl Api {
 
 /// The server's routes.
 pub fn router(api: Arc<Api>) -> Router {
-    let body_limit = api.limits.max_body_bytes;
+    let body_limit = api.settings.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

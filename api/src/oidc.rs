@@ -19,8 +19,9 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -144,6 +145,17 @@ impl Oidc {
         Ok(metadata)
     }
 
+    /// This hub as `provider`'s client, from its (cached, or with `refresh` re-fetched)
+    /// metadata and keys.
+    async fn client(&self, provider: &str, refresh: bool) -> Result<Client, ApiError> {
+        let settings = self.settings(provider)?;
+        Ok(CoreClient::from_provider_metadata(
+            self.metadata(provider, refresh).await?,
+            ClientId::new(settings.client_id.clone()),
+            Some(ClientSecret::new(settings.client_secret.clone())),
+        ))
+    }
+
     fn prune(&self) {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, p| p.at.elapsed() < PENDING);
         self.signups.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, s| s.at.elapsed() < PENDING);
@@ -157,14 +169,8 @@ impl Oidc {
         id_token: &CoreIdToken,
         nonce: &Nonce,
     ) -> Result<CoreIdTokenClaims, ApiError> {
-        let settings = self.settings(provider)?;
         for refresh in [false, true] {
-            let metadata = self.metadata(provider, refresh).await?;
-            let client = CoreClient::from_provider_metadata(
-                metadata,
-                ClientId::new(settings.client_id.clone()),
-                Some(ClientSecret::new(settings.client_secret.clone())),
-            );
+            let client = self.client(provider, refresh).await?;
             let verifier = client.id_token_verifier().set_allowed_algs([
                 CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
                 CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
@@ -189,6 +195,11 @@ impl Oidc {
         Err(ApiError::unauthenticated("the ID token is signed with a key the provider does not publish"))
     }
 }
+
+/// A provider's client as discovery makes it (auth URL set, token and user-info URLs as the
+/// provider advertises them).
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 /// The id a provider's subject is linked under on the hub stream.
 fn external_id(issuer: &str, subject: &str) -> String {
@@ -254,15 +265,7 @@ async fn start_url(api: &Api, provider: &str, params: StartParams) -> Result<Str
         ));
     }
     let settings = oidc.settings(provider)?;
-    let metadata = oidc.metadata(provider, false).await?;
-    let redirect_uri = RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", api.public_url()))
-        .map_err(|e| ApiError::internal(format!("redirect URL: {e}")))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(settings.client_id.clone()),
-        Some(ClientSecret::new(settings.client_secret.clone())),
-    )
-    .set_redirect_uri(redirect_uri);
+    let client = oidc.client(provider, false).await?.set_redirect_uri(api.oidc_redirect(provider)?);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -340,15 +343,7 @@ async fn finish(
     nonce: &Nonce,
 ) -> Result<Outcome, ApiError> {
     let settings = api.oidc.settings(provider)?;
-    let metadata = api.oidc.metadata(provider, false).await?;
-    let redirect_uri = RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", api.public_url()))
-        .map_err(|e| ApiError::internal(format!("redirect URL: {e}")))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(settings.client_id.clone()),
-        Some(ClientSecret::new(settings.client_secret.clone())),
-    )
-    .set_redirect_uri(redirect_uri);
+    let client = api.oidc.client(provider, false).await?.set_redirect_uri(api.oidc_redirect(provider)?);
     let response = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| unavailable(provider, e))?
@@ -425,6 +420,12 @@ pub(crate) async fn providers(State(api): State<AppState>) -> Response {
 }
 
 impl Api {
+    /// Where `provider` sends people back to: `<public url>/auth/oidc/<provider>/callback`.
+    fn oidc_redirect(&self, provider: &str) -> Result<RedirectUrl, ApiError> {
+        RedirectUrl::new(format!("{}/auth/oidc/{provider}/callback", self.public_url()))
+            .map_err(|e| ApiError::invalid("public_url", format!("cannot make the OIDC redirect URL: {e}")))
+    }
+
     /// Finishes a first login: creates the account with the chosen handle, links the
     /// provider's subject to it, and opens a session. A taken handle leaves the signup open
     /// for another try.
@@ -442,15 +443,14 @@ impl Api {
             .filter(|s| s.at.elapsed() < PENDING)
             .cloned()
             .ok_or_else(|| ApiError::invalid("signupToken", "unknown or expired; sign in with the provider again"))?;
-        let user = openguild_domain::UserId::new(handle, &self.server)
-            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
+        let user = self.local_user(handle)?;
         let register = openguild_domain::account::AccountCommand::Register {
             display_name: pending.display_name.clone().unwrap_or_else(|| handle.to_owned()),
             password: None,
             bot_of: None,
         };
         self.commands.account(&user, &register, now()).await?;
-        let sender = openguild_domain::UserId::new("_oidc", &self.server).map_err(ApiError::internal)?;
+        let sender = self.hub_identity("_oidc")?;
         let link = openguild_domain::hub::HubCommand::LinkExternalUser {
             external_id: pending.external_id.clone(),
             user: user.clone(),

@@ -62,7 +62,7 @@ pub(crate) async fn upgrade(
         // must fit in a few hundred MB.
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
-        .max_message_size(api.limits.max_body_bytes)
+        .max_message_size(api.settings.limits.max_body_bytes)
         .on_upgrade(move |socket| async move {
             let mut conn = Connection::new(api, socket, addr.ip());
             if let Err(e) = conn.run().await {
@@ -155,7 +155,7 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> Result<Closing, axum::Error> {
-        let limits = self.api.limits.clone();
+        let limits = self.api.settings.limits.clone();
         let handshake = tokio::time::sleep(Duration::from_secs(limits.handshake_timeout_seconds));
         tokio::pin!(handshake);
         let idle = Duration::from_secs(limits.idle_timeout_seconds);
@@ -250,7 +250,7 @@ impl Connection {
                 {
                     let mut counts = self.api.connections.lock().unwrap_or_else(|p| p.into_inner());
                     let n = counts.entry(viewer.user.clone()).or_default();
-                    if *n >= self.api.limits.max_connections_per_user {
+                    if *n >= self.api.settings.limits.max_connections_per_user {
                         return Ok(Some(Closing::Close(4403, "Forbidden: too many connections for this user")));
                     }
                     *n += 1;
@@ -291,16 +291,16 @@ impl Connection {
 
     async fn subscribe(&mut self, id: String, payload: SubscribePayload) -> Result<(), axum::Error> {
         let errors = |message: String, code: &str| json!([{ "message": message, "extensions": { "code": code } }]);
-        if self.subs.len() >= self.api.limits.max_subscriptions_per_connection {
+        if self.subs.len() >= self.api.settings.limits.max_subscriptions_per_connection {
             let message = format!(
                 "at most {} subscriptions per connection; complete one first",
-                self.api.limits.max_subscriptions_per_connection
+                self.api.settings.limits.max_subscriptions_per_connection
             );
             return self
                 .send_json(&json!({ "id": id, "type": "error", "payload": errors(message, "RATE_LIMITED") }))
                 .await;
         }
-        if let Err(e) = measure(&payload.query, self.api.limits.max_fields, false) {
+        if let Err(e) = measure(&payload.query, self.api.settings.limits.max_fields, false) {
             return self.send_json(&json!({ "id": id, "type": "error", "payload": errors(e.message, e.code) })).await;
         }
         let variables = payload.variables.unwrap_or(Value::Null);

@@ -52,11 +52,39 @@ impl Api {
     /// hub's `@_services` identity).
     fn hub_actor(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
         if let Some(s) = ctx.data_opt::<Service>() {
-            let sender = UserId::new("_services", &self.server).map_err(ApiError::internal)?;
+            let sender = self.hub_identity("_services")?;
             return Ok((sender, HubActor::Service(s.scopes.clone())));
         }
         let v = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
         Ok((v.user.clone(), HubActor::User(v.user.clone())))
+    }
+
+    /// The user a host application knows as `external_id`: made with `handle` the first
+    /// time (no password), the same user ever after. A taken handle is refused, never taken
+    /// over; a racing call for the same external id gets the user that linked first.
+    async fn ensure_user(
+        &self,
+        sender: &UserId,
+        actor: &HubActor,
+        external_id: String,
+        handle: &str,
+        display_name: Option<String>,
+    ) -> Result<UserId, ApiError> {
+        if let Some(user) = self.linked_user(&external_id).await? {
+            return Ok(user);
+        }
+        let user = self.local_user(handle)?;
+        let register = AccountCommand::Register {
+            display_name: display_name.unwrap_or_else(|| handle.to_owned()),
+            password: None,
+            bot_of: None,
+        };
+        if let Err(e) = self.commands.account(&user, &register, now()).await {
+            return self.linked_user(&external_id).await?.ok_or_else(|| e.into());
+        }
+        let link = HubCommand::LinkExternalUser { external_id, user: user.clone() };
+        self.commands.hub(sender, actor, &link, now()).await?;
+        Ok(user)
     }
 
     pub(crate) async fn linked_user(&self, external_id: &str) -> Result<Option<UserId>, ApiError> {
@@ -207,28 +235,8 @@ impl HubMutation {
     ) -> Res<User> {
         let api = api(ctx);
         api.require_provisioner(ctx).await?;
-        if let Some(user) = api.linked_user(&external_id).await? {
-            return Ok(User(user));
-        }
-        let user = UserId::new(&handle, &api.server)
-            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
-        let register = AccountCommand::Register {
-            display_name: display_name.unwrap_or_else(|| handle.clone()),
-            password: None,
-            bot_of: None,
-        };
-        if let Err(e) = api.commands.account(&user, &register, now()).await {
-            // A racing call for the same external id may have created it: its user is the
-            // answer. Otherwise the handle belongs to someone else and is never taken over.
-            return match api.linked_user(&external_id).await? {
-                Some(linked) => Ok(User(linked)),
-                None => Err(ApiError::from(e).into()),
-            };
-        }
         let (sender, actor) = api.hub_actor(ctx)?;
-        let link = HubCommand::LinkExternalUser { external_id: external_id.clone(), user: user.clone() };
-        api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
-        Ok(User(user))
+        Ok(User(api.ensure_user(&sender, &actor, external_id, &handle, display_name).await?))
     }
 
     /// Finishes a first single sign-on: the handle the person picked (unique on the hub).
@@ -246,13 +254,13 @@ impl HubMutation {
         if users.len() > 1000 {
             return Err(ApiError::invalid("users", "at most 1,000 per call; send the rest in another").into());
         }
+        let (sender, actor) = api.hub_actor(ctx)?;
         let mut out = Vec::with_capacity(users.len());
         for u in users {
-            let result =
-                HubMutation.ensure_user(ctx, u.external_id.clone(), u.handle, u.display_name).await.and_then(|r| r);
-            out.push(match result {
+            let made = api.ensure_user(&sender, &actor, u.external_id.clone(), &u.handle, u.display_name).await;
+            out.push(match made {
                 Ok(user) => {
-                    BackfillResult { external_id: u.external_id, user_id: Some(ID(user.0.to_string())), error: None }
+                    BackfillResult { external_id: u.external_id, user_id: Some(ID(user.to_string())), error: None }
                 }
                 Err(e) => BackfillResult { external_id: u.external_id, user_id: None, error: Some(e.message) },
             });
@@ -343,8 +351,7 @@ impl BotMutation {
         }
         let guild: GuildId = parse_id("guildId", &guild_id)?;
         api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "making a bot").await?;
-        let bot = UserId::new(&handle, &api.server)
-            .map_err(|e| ApiError::invalid("handle", format!("{e}; a handle is 1 to 64 of a-z 0-9 . _ = -")))?;
+        let bot = api.local_user(&handle)?;
         let register = AccountCommand::Register {
             display_name: display_name.unwrap_or_else(|| handle.clone()),
             password: None,
@@ -394,7 +401,7 @@ pub struct ProvisionedChannel {
 impl Api {
     /// The hub's identity for what service tokens do inside guilds.
     fn services_user(&self) -> Result<UserId, ApiError> {
-        UserId::new("_services", &self.server).map_err(ApiError::internal)
+        self.hub_identity("_services")
     }
 
     /// The service calling, if its scopes cover `guild`; else FORBIDDEN.
@@ -814,7 +821,7 @@ impl OperatorMutation {
         api.commands.hub(&operator, &HubActor::User(operator.clone()), &ban, now()).await.map_err(ApiError::from)?;
         // Every membership up to now: the directory first catches up with the store.
         let head = api.store.head_position().await.map_err(ApiError::from)?;
-        let wait = std::time::Duration::from_millis(api.limits.read_your_writes_ms.max(5_000));
+        let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms.max(5_000));
         api.projections.wait_for(&["directory"], head, wait).await.map_err(ApiError::from)?;
         let guilds =
             openguild_projections::queries::guilds_of(api.projections.db(), &user).await.map_err(ApiError::from)?;

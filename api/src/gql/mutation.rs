@@ -79,8 +79,10 @@ impl Api {
     /// The viewer of a mutation, after their rate limit.
     async fn actor(&self, ctx: &Context<'_>) -> Result<UserId, ApiError> {
         let me = viewer(ctx)?.user.clone();
-        let rate =
-            crate::limits::Rate { per_second: self.limits.mutations_per_second, burst: self.limits.mutation_burst };
+        let rate = crate::limits::Rate {
+            per_second: self.settings.limits.mutations_per_second,
+            burst: self.settings.limits.mutation_burst,
+        };
         self.limiter
             .take(&format!("mutation:{me}"), rate)
             .await
