@@ -817,8 +817,16 @@ impl OperatorMutation {
         let api = api(ctx);
         let operator = api.operator(ctx).await?;
         let user: UserId = parse_id("userId", &user_id)?;
-        let ban = HubCommand::BanUser { user: user.clone(), reason: reason.clone() };
-        api.commands.hub(&operator, &HubActor::User(operator.clone()), &ban, now()).await.map_err(ApiError::from)?;
+        // A retry after a partial failure finishes the guild bans instead of stopping at
+        // "already banned from the hub".
+        let already = api.commands.hub_cell().await.map_err(ApiError::from)?.lock().await.banned.contains_key(&user);
+        if !already {
+            let ban = HubCommand::BanUser { user: user.clone(), reason: reason.clone() };
+            api.commands
+                .hub(&operator, &HubActor::User(operator.clone()), &ban, now())
+                .await
+                .map_err(ApiError::from)?;
+        }
         // Every membership up to now: the directory first catches up with the store.
         let head = api.store.head_position().await.map_err(ApiError::from)?;
         let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms.max(5_000));
