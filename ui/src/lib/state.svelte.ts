@@ -1,0 +1,455 @@
+// The client's state: who is logged in, their guilds, the open guild and channel, and the
+// live subscriptions that keep them current. Components read it and call its methods.
+import { gql, setToken, subscribe, getToken, whenLoggedOut, type Unsubscribe } from './gql';
+import { describeError } from './errors';
+import { plainText } from './markdown';
+import {
+  ME_AND_GUILDS,
+  GUILD,
+  MEMBERS,
+  HISTORY,
+  CHANNEL_EVENTS,
+  GUILD_EVENTS,
+  MY_EVENTS,
+  MESSAGE,
+  type User,
+  type GuildSummary,
+  type Guild,
+  type Member,
+  type Message,
+  type ChannelEvent,
+} from './queries';
+import { router } from './router.svelte';
+
+const READ_KEY = 'og.read.';
+
+function cursorNum(c: string | null | undefined): number {
+  return c ? Number(c) || 0 : 0;
+}
+
+class Store {
+  me = $state<User | null>(null);
+  guilds = $state<GuildSummary[]>([]);
+  guild = $state<Guild | null>(null);
+  members = $state<Member[]>([]);
+  channelId = $state<string | null>(null);
+  messages = $state<Message[]>([]);
+  hasOlder = $state(false);
+  loadingOlder = $state(false);
+  typing = $state<Record<string, number>>({});
+  /** A sentence for the toast area; cleared after a while. */
+  notice = $state<string | null>(null);
+  /** What the live region reads out: the newest message, in words. */
+  announcement = $state('');
+  /** Read cursors per channel, so unread markers survive a reload. */
+  read = $state<Record<string, number>>({});
+  /** When I last sent in each channel (for slow mode). */
+  lastSentAt = $state<Record<string, number>>({});
+  /** Reactions I made (message:emoji), so pressing one again removes it. */
+  mine = $state<Record<string, true>>({});
+  /** A moment to jump to in the timeline (a reply's original). */
+  highlight = $state<string | null>(null);
+  /** The message being edited in place, and the one the composer replies to. */
+  editing = $state<string | null>(null);
+  replyTo = $state<Message | null>(null);
+
+  #olderCursor: string | null = null;
+  #channelSub: Unsubscribe | null = null;
+  #guildSub: Unsubscribe | null = null;
+  #mySub: Unsubscribe | null = null;
+  #refresh: ReturnType<typeof setInterval> | null = null;
+  #guildReload: ReturnType<typeof setTimeout> | null = null;
+  /** Events already applied per channel (a reconnect may replay them). */
+  #applied = new Map<string, number>();
+
+  constructor() {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i)!;
+      if (k.startsWith(READ_KEY)) this.read[k.slice(READ_KEY.length)] = Number(localStorage.getItem(k)) || 0;
+    }
+    whenLoggedOut(() => this.reset('Your session has ended. Please log in again.'));
+  }
+
+  get loggedIn(): boolean {
+    return this.me !== null;
+  }
+
+  say(e: unknown): void {
+    this.notice = typeof e === 'string' ? e : describeError(e);
+    const shown = this.notice;
+    setTimeout(() => {
+      if (this.notice === shown) this.notice = null;
+    }, 6000);
+  }
+
+  /** Runs a write and shows its refusal in words; returns whether it worked. */
+  async act<T>(f: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await f();
+    } catch (e) {
+      this.say(e);
+      return undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    if (!getToken()) return;
+    try {
+      const d = await gql(ME_AND_GUILDS);
+      this.me = d.me;
+      this.guilds = d.guilds;
+    } catch (e) {
+      this.say(e);
+      return;
+    }
+    this.#mySub?.();
+    this.#mySub = subscribe(MY_EVENTS, {}, (d) => this.#onMyEvent(d.myEvents));
+    this.#refresh ??= setInterval(() => void this.refreshGuilds(), 20_000);
+  }
+
+  async loggedInAs(token: string): Promise<void> {
+    setToken(token);
+    await this.start();
+  }
+
+  async logout(): Promise<void> {
+    try {
+      await gql('mutation { logout }');
+    } catch {
+      // The session may already be over; either way we forget it.
+    }
+    setToken(null);
+    this.reset(null);
+  }
+
+  reset(notice: string | null): void {
+    this.#channelSub?.();
+    this.#guildSub?.();
+    this.#mySub?.();
+    this.#channelSub = this.#guildSub = this.#mySub = null;
+    if (this.#refresh) clearInterval(this.#refresh);
+    this.#refresh = null;
+    this.me = null;
+    this.guilds = [];
+    this.guild = null;
+    this.members = [];
+    this.messages = [];
+    this.channelId = null;
+    if (notice) this.say(notice);
+  }
+
+  async refreshGuilds(): Promise<void> {
+    try {
+      const d = await gql(`query { guilds { id name channels { id lastMessageCursor } } }`);
+      this.guilds = d.guilds;
+    } catch {
+      // A background refresh; the next one tries again.
+    }
+  }
+
+  unread(channelId: string, lastMessageCursor: string | null): boolean {
+    if (channelId === this.channelId) return false;
+    return cursorNum(lastMessageCursor) > (this.read[channelId] ?? 0);
+  }
+
+  guildUnread(g: GuildSummary): boolean {
+    return g.channels.some((c) => this.unread(c.id, c.lastMessageCursor));
+  }
+
+  markRead(channelId: string, cursor: string | null): void {
+    const n = cursorNum(cursor);
+    if (n > (this.read[channelId] ?? 0)) {
+      this.read[channelId] = n;
+      localStorage.setItem(READ_KEY + channelId, String(n));
+    }
+  }
+
+  // ---- guilds ----
+
+  async openGuild(id: string): Promise<boolean> {
+    if (this.guild?.id === id) return true;
+    this.#guildSub?.();
+    this.#guildSub = null;
+    this.members = [];
+    try {
+      const d = await gql(GUILD, { id });
+      this.guild = d.guild;
+    } catch (e) {
+      this.guild = null;
+      this.say(e);
+      return false;
+    }
+    void this.loadMembers();
+    this.#guildSub = subscribe(GUILD_EVENTS, { id }, (d) => this.#onGuildEvent(d.guildEvents));
+    return true;
+  }
+
+  async reloadGuild(): Promise<void> {
+    if (!this.guild) return;
+    try {
+      const d = await gql(GUILD, { id: this.guild.id });
+      this.guild = d.guild;
+    } catch (e) {
+      this.say(e);
+    }
+  }
+
+  async loadMembers(): Promise<void> {
+    const id = this.guild?.id;
+    if (!id) return;
+    const all: Member[] = [];
+    let after: string | null = null;
+    try {
+      for (;;) {
+        const d: any = await gql(MEMBERS, { id, after });
+        all.push(...d.guild.members.nodes);
+        if (!d.guild.members.pageInfo.hasNextPage || all.length >= 1000) break;
+        after = d.guild.members.pageInfo.endCursor;
+      }
+    } catch (e) {
+      this.say(e);
+      return;
+    }
+    if (this.guild?.id === id) this.members = all;
+  }
+
+  #onGuildEvent(e: { kind: string; channelId: string | null }): void {
+    // Structure changed: reload it (coalescing bursts), and members if they changed.
+    if (this.#guildReload) clearTimeout(this.#guildReload);
+    this.#guildReload = setTimeout(() => {
+      void this.reloadGuild();
+      if (e.kind.startsWith('member.') || e.kind.startsWith('role.')) void this.loadMembers();
+    }, 50);
+  }
+
+  #onMyEvent(e: { kind: string; guildId: string | null; reason: string | null }): void {
+    void this.refreshGuilds();
+    if (e.guildId && e.guildId === this.guild?.id) {
+      if (e.kind === 'member.kicked' || e.kind === 'member.banned') {
+        const what = e.kind === 'member.kicked' ? 'kicked from' : 'banned from';
+        this.say(`You were ${what} ${this.guild.name}${e.reason ? `: ${e.reason}` : ''}.`);
+        this.guild = null;
+        router.go({ name: 'home' });
+        return;
+      }
+      void this.reloadGuild();
+      if (e.kind === 'member.timed_out') this.say(`You were timed out${e.reason ? `: ${e.reason}` : ''}.`);
+    }
+  }
+
+  // ---- channels and messages ----
+
+  async openChannel(channelId: string): Promise<void> {
+    if (this.channelId === channelId && this.#channelSub) return;
+    this.#channelSub?.();
+    this.#channelSub = null;
+    this.channelId = channelId;
+    this.messages = [];
+    this.hasOlder = false;
+    this.#olderCursor = null;
+    this.typing = {};
+    this.editing = null;
+    this.replyTo = null;
+    const channel = this.guild?.channels.find((c) => c.id === channelId);
+    if (channel?.kind === 'VOICE') return;
+    // Follow first (from the live cursor), then read history: nothing falls in between.
+    let since: string | null = null;
+    try {
+      since = (await gql(`query { liveCursor }`)).liveCursor;
+    } catch (e) {
+      this.say(e);
+    }
+    if (this.channelId !== channelId) return;
+    this.#channelSub = subscribe(
+      CHANNEL_EVENTS,
+      { id: channelId, since },
+      (d) => this.#onChannelEvent(d.channelEvents),
+      (err) => this.say(err),
+    );
+    await this.#loadPage(channelId, null);
+  }
+
+  async loadOlder(): Promise<void> {
+    if (!this.channelId || !this.hasOlder || this.loadingOlder) return;
+    await this.#loadPage(this.channelId, this.#olderCursor);
+  }
+
+  async #loadPage(channelId: string, before: string | null): Promise<void> {
+    this.loadingOlder = true;
+    try {
+      const d = await gql(HISTORY, { id: channelId, before });
+      if (this.channelId !== channelId) return;
+      const page = d.channel.messages;
+      const known = new Set(this.messages.map((m) => m.id));
+      this.messages = [...page.nodes.filter((m: Message) => !known.has(m.id)), ...this.messages];
+      this.hasOlder = page.pageInfo.hasPreviousPage;
+      this.#olderCursor = page.pageInfo.startCursor;
+      const last = this.messages.at(-1);
+      if (last) this.markRead(channelId, last.cursor);
+    } catch (e) {
+      this.say(e);
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  /** Loads older pages until `id` is there (a reply's original), then highlights it. */
+  async jumpTo(id: string): Promise<void> {
+    for (let i = 0; i < 20 && !this.messages.some((m) => m.id === id) && this.hasOlder; i++) await this.loadOlder();
+    if (this.messages.some((m) => m.id === id)) this.highlight = id;
+    else this.say('That message is no longer in this channel.');
+  }
+
+  #onChannelEvent(e: ChannelEvent): void {
+    if (e.channelId !== this.channelId) return;
+    if (e.kind === 'TYPING') {
+      if (e.actor.id !== this.me?.id) this.typing[e.actor.handle] = Date.now() + 6000;
+      return;
+    }
+    const seen = this.#applied.get(e.channelId) ?? 0;
+    if (cursorNum(e.cursor) <= seen) return;
+    this.#applied.set(e.channelId, cursorNum(e.cursor));
+    const find = (id: string | null) => this.messages.find((m) => m.id === id);
+    switch (e.kind) {
+      case 'MESSAGE_POSTED': {
+        const m = e.message;
+        if (!m || this.messages.some((x) => x.id === m.id)) break;
+        this.messages.push(m);
+        delete this.typing[m.author.handle];
+        this.markRead(e.channelId, m.cursor);
+        if (m.author.id !== this.me?.id) this.announcement = `${m.author.handle}: ${plainText(m.body ?? '')}`;
+        break;
+      }
+      case 'MESSAGE_EDITED': {
+        const m = find(e.messageId);
+        if (m) {
+          m.body = e.body;
+          m.editedAt = e.at;
+        }
+        break;
+      }
+      case 'MESSAGE_DELETED': {
+        const m = find(e.messageId);
+        if (m) {
+          m.deleted = true;
+          m.body = null;
+          m.reactions = [];
+        }
+        break;
+      }
+      case 'REACTION_ADDED':
+      case 'REACTION_REMOVED': {
+        const m = find(e.messageId);
+        if (!m || !e.emoji) break;
+        const r = m.reactions.find((x) => x.emoji === e.emoji);
+        const delta = e.kind === 'REACTION_ADDED' ? 1 : -1;
+        if (r) r.count += delta;
+        else if (delta > 0) m.reactions.push({ emoji: e.emoji, count: 1 });
+        m.reactions = m.reactions.filter((x) => x.count > 0);
+        if (e.actor.id === this.me?.id) {
+          if (delta > 0) this.mine[`${m.id}:${e.emoji}`] = true;
+          else delete this.mine[`${m.id}:${e.emoji}`];
+        }
+        break;
+      }
+      case 'MESSAGE_PINNED':
+      case 'MESSAGE_UNPINNED': {
+        const m = find(e.messageId);
+        if (m) m.pinned = e.kind === 'MESSAGE_PINNED';
+        break;
+      }
+    }
+  }
+
+  async send(body: string, replyTo: string | null): Promise<boolean> {
+    const channelId = this.channelId;
+    if (!channelId) return false;
+    const m = await this.act(() =>
+      gql(`mutation Send($input: SendMessageInput!) { sendMessage(input: $input) { ...Msg } } ${MESSAGE}`, {
+        input: { channelId, body, replyTo },
+      }),
+    );
+    if (!m) return false;
+    this.lastSentAt[channelId] = Date.now();
+    const msg: Message = m.sendMessage;
+    if (this.channelId === channelId && !this.messages.some((x) => x.id === msg.id)) this.messages.push(msg);
+    this.markRead(channelId, msg.cursor);
+    return true;
+  }
+
+  async edit(id: string, body: string): Promise<boolean> {
+    const r = await this.act(() => gql(`mutation($id: ID!, $body: String!) { editMessage(id: $id, body: $body) { id } }`, { id, body }));
+    if (r) {
+      const m = this.messages.find((x) => x.id === id);
+      if (m) {
+        m.body = body;
+        m.editedAt ??= new Date().toISOString();
+      }
+    }
+    return !!r;
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.act(() => gql(`mutation($id: ID!) { deleteMessage(id: $id) }`, { id }));
+  }
+
+  async react(id: string, emoji: string): Promise<void> {
+    const key = `${id}:${emoji}`;
+    const add = `mutation($id: ID!, $e: String!) { addReaction(messageId: $id, emoji: $e) }`;
+    const del = `mutation($id: ID!, $e: String!) { removeReaction(messageId: $id, emoji: $e) }`;
+    try {
+      if (this.mine[key]) {
+        await gql(del, { id, e: emoji });
+        delete this.mine[key];
+      } else {
+        await gql(add, { id, e: emoji });
+        this.mine[key] = true;
+      }
+    } catch (e: any) {
+      // Reacted before this page was loaded: pressing it again means taking it back.
+      if (e?.code === 'CONFLICT' && !this.mine[key]) {
+        await this.act(() => gql(del, { id, e: emoji }));
+      } else this.say(e);
+    }
+  }
+
+  async report(id: string, reason: string): Promise<boolean> {
+    const r = await this.act(() => gql(`mutation($id: ID!, $r: String!) { reportMessage(messageId: $id, reason: $r) { id } }`, { id, r: reason }));
+    if (r) this.say('Thanks. The moderators will look at your report.');
+    return !!r;
+  }
+
+  #lastTyping = 0;
+  typingNow(): void {
+    const now = Date.now();
+    if (!this.channelId || now - this.#lastTyping < 4000) return;
+    this.#lastTyping = now;
+    void gql(`mutation($c: ID!) { typing(channelId: $c) }`, { c: this.channelId }).catch(() => {});
+  }
+
+  // ---- joining and making ----
+
+  async createGuild(name: string): Promise<string | null> {
+    const r = await this.act(() => gql(`mutation($n: String!) { createGuild(input: { name: $n }) { id channels { id } } }`, { n: name }));
+    if (!r) return null;
+    await this.refreshGuilds();
+    return r.createGuild.id;
+  }
+
+  async join(code: string): Promise<string | null> {
+    const r = await this.act(() => gql(`mutation($c: String!) { joinGuild(code: $c) { id } }`, { c: code }));
+    if (!r) return null;
+    await this.refreshGuilds();
+    return r.joinGuild.id;
+  }
+
+  async leave(guildId: string): Promise<void> {
+    const r = await this.act(() => gql(`mutation($g: ID!) { leaveGuild(guildId: $g) }`, { g: guildId }));
+    if (!r) return;
+    this.guild = null;
+    await this.refreshGuilds();
+    router.go({ name: 'home' });
+  }
+}
+
+export const store = new Store();
