@@ -146,10 +146,12 @@ pub enum GuildCommand {
         name: Option<String>,
         topic: Option<String>,
     },
+    /// Moves a channel into `category` (none: uncategorised) at `position`; without a
+    /// position, after the last channel already there.
     MoveChannel {
         channel: ChannelId,
         category: Option<CategoryId>,
-        position: u32,
+        position: Option<u32>,
     },
     DeleteChannel {
         channel: ChannelId,
@@ -400,7 +402,17 @@ pub fn decide(
                 guild.category(cat)?;
                 ctx.require_in(Place::Category(*cat), Permissions::MANAGE_CHANNELS)?;
             }
-            EventBody::ChannelMoved { channel: *channel, category: *category, position: *position }
+            let position = match position {
+                Some(p) => *p,
+                None => guild
+                    .channels
+                    .iter()
+                    .filter(|(id, c)| *id != channel && c.category == *category)
+                    .map(|(_, c)| c.position.saturating_add(1))
+                    .max()
+                    .unwrap_or(0),
+            };
+            EventBody::ChannelMoved { channel: *channel, category: *category, position }
         }
         C::DeleteChannel { channel } => {
             guild.channel(channel)?;

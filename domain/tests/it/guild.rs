@@ -262,7 +262,7 @@ fn channels() {
     check(
         &mut w,
         "alice",
-        C::MoveChannel { channel: chan(2), category: None, position: 7 },
+        C::MoveChannel { channel: chan(2), category: None, position: Some(7) },
         expect!["ChannelMoved { channel: FP4VQzjM4KcwHiS8cj2Xs, category: None, position: 7 }"],
     );
     check(
@@ -278,6 +278,43 @@ fn channels() {
         expect![[
             r#"refused: channel FP4VQzjM4KcwHiS8cj2Xs not found  (NotFound { what: "channel", id: "FP4VQzjM4KcwHiS8cj2Xs" })"#
         ]],
+    );
+}
+
+#[test]
+fn moving_a_channel_without_a_position_puts_it_after_the_last_one_there() {
+    let mut w = populated();
+    let cat = CategoryId::from_bytes([5; 16]);
+    w.ok("owner", C::CreateCategory { category: cat, name: "Rooms".into() });
+    for (n, name) in [(2, "lobby"), (3, "stage")] {
+        let channel = C::CreateChannel {
+            channel: chan(n),
+            name: name.into(),
+            kind: ChannelKind::Voice,
+            category: Some(cat),
+            topic: String::new(),
+        };
+        w.ok("owner", channel);
+    }
+    w.ok("owner", C::MoveChannel { channel: chan(3), category: Some(cat), position: Some(4) });
+    check(
+        &mut w,
+        "alice",
+        C::MoveChannel { channel: chan(GENERAL), category: Some(cat), position: None },
+        expect!["ChannelMoved { channel: 8C2kCzsB2fJy9MiZos1mS, category: Some(cx9j2zKs9JYqinaq3K4qA), position: 5 }"],
+    );
+    // Moving the last one to its own category leaves it where it is, not one further.
+    check(
+        &mut w,
+        "alice",
+        C::MoveChannel { channel: chan(GENERAL), category: Some(cat), position: None },
+        expect!["ChannelMoved { channel: 8C2kCzsB2fJy9MiZos1mS, category: Some(cx9j2zKs9JYqinaq3K4qA), position: 5 }"],
+    );
+    check(
+        &mut w,
+        "alice",
+        C::MoveChannel { channel: chan(2), category: None, position: None },
+        expect!["ChannelMoved { channel: FP4VQzjM4KcwHiS8cj2Xs, category: None, position: 0 }"],
     );
 }
 
