@@ -129,6 +129,33 @@ pub async fn messages_by_id(db: &ReadDb, ids: &[MessageId]) -> Result<Vec<Messag
     Ok(out)
 }
 
+/// The position of the newest message still shown (not deleted) in each of `channels`,
+/// for unread markers; channels without one are left out. One statement per 100 channels,
+/// each channel a backward step on the `(channel, position)` index.
+pub async fn last_message_positions(
+    db: &ReadDb,
+    channels: &[ChannelId],
+) -> Result<Vec<(ChannelId, u64)>, ProjectionError> {
+    let mut out = Vec::with_capacity(channels.len());
+    for chunk in channels.chunks(100) {
+        let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT c.id, (SELECT m.position FROM tl_messages m WHERE m.channel = c.id AND m.redacted = 0 \
+             ORDER BY m.position DESC LIMIT 1) FROM tl_channels c WHERE c.id IN ({list})"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for channel in chunk {
+            query = query.bind(channel.to_string());
+        }
+        for row in query.fetch_all(&db.pool).await? {
+            if let Some(position) = row.try_get::<Option<i64>, _>(1)? {
+                out.push((parse(&row.try_get::<String, _>(0)?, "timeline channel row")?, position as u64));
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn with_reactions(db: &ReadDb, messages: &mut [MessageRow]) -> Result<(), ProjectionError> {
     for m in messages.iter_mut() {
         let rows = sqlx::query(

@@ -166,6 +166,15 @@ impl Query {
         Ok(User(viewer(ctx)?.user.clone()))
     }
 
+    /// The newest position this node has delivered live. Subscribe with `since: liveCursor`
+    /// first, then load history: every event is in one or the other (some in both; they
+    /// carry ids). History read through another node should pass it as
+    /// `OpenGuild-Read-After`.
+    async fn live_cursor(&self, ctx: &Context<'_>) -> Res<String> {
+        viewer(ctx)?;
+        Ok(api(ctx).hub.position().to_string())
+    }
+
     /// The guilds the viewer is a member of.
     async fn guilds(&self, ctx: &Context<'_>) -> Res<Vec<GuildObj>> {
         let me = me(ctx)?;
@@ -194,7 +203,7 @@ impl Query {
         let me = me(ctx)?;
         let id: ChannelId = parse_id("channel id", &id)?;
         let g = api(ctx).channel_view(&me, id).await?;
-        Ok(ChannelObj { g, id, viewer: me })
+        Ok(ChannelObj::new(g, id, me))
     }
 
     /// The guild's audit log, newest first (needs VIEW_AUDIT_LOG).

@@ -124,8 +124,14 @@ impl Api {
         Ok(GuildObj { g: self.member_view(me, guild).await?, viewer: me.clone() })
     }
 
+    async fn category_obj(&self, me: &UserId, guild: GuildId, category: CategoryId) -> Result<Category, ApiError> {
+        let g = self.member_view(me, guild).await?;
+        let c = g.categories.get(&category).ok_or_else(|| ApiError::not_found("the category is gone"))?;
+        Ok(Category { id: ID(category.to_string()), name: c.name.clone(), position: c.position })
+    }
+
     async fn channel_obj(&self, me: &UserId, channel: ChannelId) -> Result<ChannelObj, ApiError> {
-        Ok(ChannelObj { g: self.channel_view(me, channel).await?, id: channel, viewer: me.clone() })
+        Ok(ChannelObj::new(self.channel_view(me, channel).await?, channel, me.clone()))
     }
 }
 
@@ -218,10 +224,30 @@ impl Mutation {
         let api = api(ctx);
         let guild = parse_id("guildId", &input.guild_id)?;
         let category = CategoryId::from_bytes(random16());
-        api.guild_cmd(ctx, guild, GuildCommand::CreateCategory { category, name: input.name.clone() }).await?;
-        let g = api.member_view(&viewer(ctx)?.user, guild).await?;
-        let position = g.categories.get(&category).map_or(0, |c| c.position);
-        Ok(Category { id: ID(category.to_string()), name: input.name, position })
+        api.guild_cmd(ctx, guild, GuildCommand::CreateCategory { category, name: input.name }).await?;
+        Ok(api.category_obj(&viewer(ctx)?.user, guild, category).await?)
+    }
+
+    async fn update_category(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: ID,
+        category_id: ID,
+        name: Option<String>,
+        position: Option<u32>,
+    ) -> Res<Category> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &guild_id)?;
+        let category = parse_id("categoryId", &category_id)?;
+        api.guild_cmd(ctx, guild, GuildCommand::UpdateCategory { category, name, position }).await?;
+        Ok(api.category_obj(&viewer(ctx)?.user, guild, category).await?)
+    }
+
+    /// Deletes a category; its channels stay, uncategorised.
+    async fn delete_category(&self, ctx: &Context<'_>, guild_id: ID, category_id: ID) -> Res<bool> {
+        let cmd = GuildCommand::DeleteCategory { category: parse_id("categoryId", &category_id)? };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
     }
 
     async fn create_invite(&self, ctx: &Context<'_>, input: CreateInviteInput) -> Res<InviteObj> {
@@ -238,6 +264,13 @@ impl Mutation {
             expires_at: expires_at.map(Into::into),
             creator: User(viewer(ctx)?.user.clone()),
         })
+    }
+
+    /// Revokes an invite: its creator may, and anyone with MANAGE_GUILD.
+    async fn revoke_invite(&self, ctx: &Context<'_>, guild_id: ID, code: String) -> Res<bool> {
+        let cmd = GuildCommand::RevokeInvite { code: parse_id("code", &code)? };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
     }
 
     /// Joins the guild an invite code belongs to.
@@ -351,6 +384,23 @@ impl Mutation {
         super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
     }
 
+    async fn delete_role(&self, ctx: &Context<'_>, guild_id: ID, role_id: ID) -> Res<bool> {
+        let cmd = GuildCommand::DeleteRole { role: parse_id("roleId", &role_id)? };
+        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        Ok(true)
+    }
+
+    /// Sets the order of the roles: every role but `@everyone`, lowest first. Returns the
+    /// roles highest first, as `Guild.roles` does.
+    async fn reorder_roles(&self, ctx: &Context<'_>, guild_id: ID, role_ids: Vec<ID>) -> Res<Vec<RoleObj>> {
+        let api = api(ctx);
+        let guild = parse_id("guildId", &guild_id)?;
+        let order = role_ids.iter().map(|r| parse_id::<RoleId>("roleIds", r)).collect::<Result<_, _>>()?;
+        api.guild_cmd(ctx, guild, GuildCommand::ReorderRoles { order }).await?;
+        let g = api.member_view(&viewer(ctx)?.user, guild).await?;
+        Ok(super::types::roles_of(&g))
+    }
+
     async fn assign_role(
         &self,
         ctx: &Context<'_>,
@@ -448,6 +498,47 @@ impl Mutation {
         let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
         api.guild_cmd(ctx, guild, GuildCommand::SetSlowMode { channel, seconds }).await?;
         Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    /// Renames a channel or sets its topic (an empty topic clears it).
+    async fn update_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        name: Option<String>,
+        topic: Option<String>,
+    ) -> Res<ChannelObj> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.guild_cmd(ctx, guild, GuildCommand::UpdateChannel { channel, name, topic }).await?;
+        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    /// Moves a channel into a category (`categoryId` absent: uncategorised) at `position`;
+    /// without a position, after the last channel already there.
+    async fn move_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        category_id: Option<ID>,
+        position: Option<u32>,
+    ) -> Res<ChannelObj> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let category = category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.guild_cmd(ctx, guild, GuildCommand::MoveChannel { channel, category, position }).await?;
+        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
+    /// Deletes a channel; its messages stay in the event log.
+    async fn delete_channel(&self, ctx: &Context<'_>, channel_id: ID) -> Res<bool> {
+        let api = api(ctx);
+        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
+        api.guild_cmd(ctx, guild, GuildCommand::DeleteChannel { channel }).await?;
+        Ok(true)
     }
 
     async fn lock_channel(

@@ -2,6 +2,7 @@
 //! from the guild aggregate: the same state `decide` and the permission checks use.
 //! History-shaped data (messages, audit log, reports, search) comes from the read models.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
@@ -184,7 +185,7 @@ impl GuildObj {
         out
     }
     /// The channels the viewer can see, by category and position.
-    async fn channels(&self) -> Vec<ChannelObj> {
+    async fn channels(&self, ctx: &Context<'_>) -> Res<Vec<ChannelObj>> {
         let now = now();
         let mut ids: Vec<(Option<u32>, u32, ChannelId)> = self
             .g
@@ -194,13 +195,30 @@ impl GuildObj {
             .map(|(id, c)| (c.category.and_then(|k| self.g.categories.get(&k)).map(|k| k.position), c.position, *id))
             .collect();
         ids.sort();
-        ids.into_iter().map(|(_, _, id)| ChannelObj { g: self.g.clone(), id, viewer: self.viewer.clone() }).collect()
+        // Asked for every channel, the newest messages come from one query, not one each.
+        let last: Option<HashMap<ChannelId, u64>> = if ctx.look_ahead().field("lastMessageCursor").exists() {
+            let api = api(ctx);
+            api.read_your_writes(ctx, &["timeline"]).await?;
+            let channels: Vec<ChannelId> = ids.iter().map(|(_, _, id)| *id).collect();
+            let found =
+                queries::last_message_positions(api.projections.db(), &channels).await.map_err(ApiError::from)?;
+            Some(found.into_iter().collect())
+        } else {
+            None
+        };
+        Ok(ids
+            .into_iter()
+            .map(|(_, _, id)| ChannelObj {
+                g: self.g.clone(),
+                id,
+                viewer: self.viewer.clone(),
+                last_message: last.as_ref().map(|l| l.get(&id).copied()),
+            })
+            .collect())
     }
     /// Roles, highest first; `@everyone` last.
     async fn roles(&self) -> Vec<RoleObj> {
-        let mut out: Vec<RoleObj> = self.g.role_order.iter().rev().filter_map(|r| role_obj(&self.g, *r)).collect();
-        out.extend(role_obj(&self.g, RoleId::EVERYONE));
-        out
+        roles_of(&self.g)
     }
     /// Members, in the order they joined.
     #[graphql(complexity = "first.unwrap_or(100) as usize * child_complexity")]
@@ -216,18 +234,13 @@ impl GuildObj {
         let mut conn = Connection::new(start > 0, start + page.len() < all.len());
         let now = now();
         for (user, m) in page {
-            conn.edges.push(Edge::new(
-                user.to_string(),
-                MemberObj {
-                    user: User((*user).clone()),
-                    nickname: m.nickname.clone(),
-                    joined_at: m.joined_at.into(),
-                    roles: m.roles.iter().map(|r| ID(r.to_string())).collect(),
-                    timed_out_until: self.g.timed_out_until(user, now).map(Into::into),
-                },
-            ));
+            conn.edges.push(Edge::new(user.to_string(), member_obj(&self.g, user, m, now)));
         }
         Ok(conn)
+    }
+    /// The viewer's own membership: their roles, nickname, and whether they are timed out.
+    async fn me(&self) -> Option<MemberObj> {
+        self.g.members.get(&self.viewer).map(|m| member_obj(&self.g, &self.viewer, m, now()))
     }
     /// Banned users (needs BAN_MEMBERS).
     async fn bans(&self) -> Res<Vec<BanObj>> {
@@ -266,6 +279,23 @@ impl GuildObj {
     async fn my_permissions(&self) -> Vec<Permission> {
         Permission::all_of(self.g.guild_permissions(&self.viewer, now()))
     }
+}
+
+fn member_obj(g: &Guild, user: &UserId, m: &openguild_domain::guild::Member, now: Timestamp) -> MemberObj {
+    MemberObj {
+        user: User(user.clone()),
+        nickname: m.nickname.clone(),
+        joined_at: m.joined_at.into(),
+        roles: m.roles.iter().map(|r| ID(r.to_string())).collect(),
+        timed_out_until: g.timed_out_until(user, now).map(Into::into),
+    }
+}
+
+/// Roles, highest first; `@everyone` last.
+pub fn roles_of(g: &Guild) -> Vec<RoleObj> {
+    let mut out: Vec<RoleObj> = g.role_order.iter().rev().filter_map(|r| role_obj(g, *r)).collect();
+    out.extend(role_obj(g, RoleId::EVERYONE));
+    out
 }
 
 pub fn role_obj(g: &Guild, id: RoleId) -> Option<RoleObj> {
@@ -336,6 +366,24 @@ pub struct ChannelObj {
     pub g: Arc<Guild>,
     pub id: ChannelId,
     pub viewer: UserId,
+    /// The newest message's position, when the guild's channel list fetched them all at
+    /// once (`None`: ask the timeline when the field is wanted).
+    pub last_message: Option<Option<u64>>,
+}
+
+impl ChannelObj {
+    pub fn new(g: Arc<Guild>, id: ChannelId, viewer: UserId) -> Self {
+        Self { g, id, viewer, last_message: None }
+    }
+}
+
+/// A permission overwrite on a channel: for a role or for one member.
+#[derive(SimpleObject)]
+pub struct Overwrite {
+    pub role_id: Option<ID>,
+    pub user_id: Option<ID>,
+    pub allow: Vec<Permission>,
+    pub deny: Vec<Permission>,
 }
 
 impl ChannelObj {
@@ -383,6 +431,42 @@ impl ChannelObj {
     /// What the viewer may do here.
     async fn my_permissions(&self) -> Vec<Permission> {
         Permission::all_of(self.g.channel_permissions(&self.viewer, self.id, now()))
+    }
+    /// The channel's permission overwrites, for those who may change them (MANAGE_CHANNELS
+    /// or MANAGE_ROLES here); empty for everyone else.
+    async fn overwrites(&self) -> Res<Vec<Overwrite>> {
+        use openguild_domain::permissions::OverwriteTarget;
+        let perms = self.g.channel_permissions(&self.viewer, self.id, now());
+        if !perms.intersects(Permissions::MANAGE_CHANNELS | Permissions::MANAGE_ROLES) {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .channel()?
+            .overwrites
+            .iter()
+            .map(|(target, o)| {
+                let (role_id, user_id) = match target {
+                    OverwriteTarget::Role(r) => (Some(ID(r.to_string())), None),
+                    OverwriteTarget::Member(u) => (None, Some(ID(u.to_string()))),
+                };
+                Overwrite { role_id, user_id, allow: Permission::all_of(o.allow), deny: Permission::all_of(o.deny) }
+            })
+            .collect())
+    }
+    /// The cursor of the newest message not deleted (`null` if none): newer than the last
+    /// one the viewer read means unread.
+    async fn last_message_cursor(&self, ctx: &Context<'_>) -> Res<Option<String>> {
+        let position = match self.last_message {
+            Some(known) => known,
+            None => {
+                let api = api(ctx);
+                api.read_your_writes(ctx, &["timeline"]).await?;
+                let found =
+                    queries::last_message_positions(api.projections.db(), &[self.id]).await.map_err(ApiError::from)?;
+                found.first().map(|(_, p)| *p)
+            }
+        };
+        Ok(position.map(|p| p.to_string()))
     }
     /// Messages, oldest first within the page. `last`/`before` page back from the newest;
     /// `first`/`after` page forward. Cursors are positions.
