@@ -1,5 +1,6 @@
 //! OpenGuild's HTTP face: the GraphQL client API (queries, mutations, subscriptions over
-//! websockets), health and readiness, metrics, and the federation outbox pull.
+//! websockets), health and readiness, metrics, the federation outbox pull, and the built web
+//! client at every other path.
 //!
 //! **Architecture invariant:** only this crate knows HTTP (and, later, GraphQL). Handlers
 //! extract, call one function and map the result; no SQL or permission logic lives here
@@ -15,6 +16,7 @@ pub mod limits;
 mod metrics;
 pub mod oidc;
 mod outbox;
+mod webclient;
 mod ws;
 
 use std::collections::HashMap;
@@ -322,9 +324,10 @@ impl Api {
     }
 }
 
-/// The server's routes.
-pub fn router(api: Arc<Api>) -> Router {
+/// The server's routes; any other path is a file of the web client built into `ui_dir`.
+pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
     let body_limit = api.settings.limits.max_body_bytes;
+    let client = webclient::WebClient::new(ui_dir);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -336,6 +339,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
+        .fallback(move |req: axum::extract::Request| {
+            let client = client.clone();
+            async move { client.serve(req).await }
+        })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,6 +22,9 @@ pub struct ServeArgs {
     /// Peer tokens for the outbox pull, as `PEER=TOKEN`, comma-separated.
     #[arg(long, env = "OPENGUILD_FEDERATION_PEER_TOKENS", value_delimiter = ',')]
     peer_tokens: Option<Vec<String>>,
+    /// The built web client to serve (default `ui/dist`).
+    #[arg(long, env = "OPENGUILD_UI_DIR")]
+    ui_dir: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
@@ -29,13 +33,17 @@ impl Default for ServeArgs {
         let listen = std::env::var("OPENGUILD_LISTEN").ok().and_then(|l| l.parse().ok());
         let peer_tokens =
             std::env::var("OPENGUILD_FEDERATION_PEER_TOKENS").ok().map(|t| t.split(',').map(str::to_owned).collect());
-        Self { listen, peer_tokens }
+        let ui_dir = std::env::var_os("OPENGUILD_UI_DIR").map(PathBuf::from);
+        Self { listen, peer_tokens, ui_dir }
     }
 }
 
 pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         place.listen = listen;
+    }
+    if let Some(ui_dir) = args.ui_dir {
+        place.ui_dir = ui_dir;
     }
     for entry in args.peer_tokens.iter().flatten() {
         let (peer, token) =
@@ -62,8 +70,15 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peer_tokens)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;
-    let app = openguild_api::router(api.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        openguild_api::router(api.clone(), place.ui_dir.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let url = format!("http://{}", listener.local_addr()?);
+    if !place.ui_dir.join("index.html").is_file() {
+        tracing::warn!(
+            ui_dir = %place.ui_dir.display(),
+            "the web client is not built (no index.html); `make ui` builds it, and `/` says so until then"
+        );
+    }
     tracing::info!(%url, server = %api.server, data_dir = %place.data_dir.display(), "openguild ready on {url}");
     let stopper = api.clone();
     axum::serve(listener, app)

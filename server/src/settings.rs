@@ -27,6 +27,9 @@ pub struct Settings {
     pub store_url: String,
     /// The read model database: a SQLite path or `postgres://…` (empty: `<data_dir>/read.db`).
     pub read_db_url: String,
+    /// The built web client, served at every path the API does not answer (relative to
+    /// the working directory; `make ui` builds it into `ui/dist`).
+    pub ui_dir: PathBuf,
     pub federation: Federation,
     /// The client API: origins, GraphiQL, Redis, limits.
     pub api: openguild_api::ApiSettings,
@@ -70,6 +73,7 @@ impl Default for Settings {
             server_name: "localhost".into(),
             store_url: String::new(),
             read_db_url: String::new(),
+            ui_dir: PathBuf::from("ui/dist"),
             federation: Federation::default(),
             api: openguild_api::ApiSettings::default(),
         }
