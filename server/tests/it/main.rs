@@ -9,6 +9,8 @@
 //! - `hub`: hub operators, service tokens and provisioning.
 //! - `oidc`: single sign-on through a real OpenID provider (npm `oidc-provider`).
 //! - `nodes`: two servers on one PostgreSQL and Redis behave as one hub.
+//! - `webclient`: what the web client needs: its files from `ui_dir`, and the GraphQL it
+//!   uses to manage a guild.
 
 mod cli;
 mod crash;
@@ -18,3 +20,4 @@ mod nodes;
 mod oidc;
 mod outbox;
 mod support;
+mod webclient;
