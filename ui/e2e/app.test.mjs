@@ -20,8 +20,10 @@ after(async () => {
   for (const p of [ann, bob]) if (p?.errors.length) console.error('page errors:', p.errors);
 });
 
-async function register(page, handle) {
+async function register(page, handle, screenshot) {
   await page.goto('/');
+  await page.getByRole('button', { name: 'Log in' }).waitFor();
+  if (screenshot) await shot(page, screenshot);
   await page.getByRole('button', { name: 'Create an account' }).click();
   await page.getByLabel('Handle').fill(handle);
   await page.getByLabel('Password').fill('correct horse battery');
@@ -33,9 +35,8 @@ const timeline = (page) => page.getByRole('feed');
 const message = (page, text) => timeline(page).getByRole('article').filter({ hasText: text });
 
 test('two people register', async () => {
-  await shot(ann.page.goto('/').then(() => ann.page), 'login-dark').catch(() => {});
-  await register(ann.page, 'ann');
-  await register(bob.page, 'bob');
+  await register(ann.page, 'ann', 'login-dark');
+  await register(bob.page, 'bob', 'login-light');
   assert.equal(await ann.page.locator('.user-panel .me').textContent(), 'ann');
 });
 
@@ -44,7 +45,7 @@ test('ann creates a guild, a channel and an invite', async () => {
   await p.getByRole('button', { name: 'Create a server' }).click();
   await p.getByLabel('Server name').fill('Makers Co-op');
   await p.getByRole('button', { name: 'Create', exact: true }).click();
-  await p.getByRole('heading', { name: 'Makers Co-op' }).waitFor();
+  await p.getByRole('navigation', { name: 'Channels' }).getByRole('heading', { name: 'Makers Co-op' }).waitFor();
   await p.getByRole('button', { name: 'Server settings' }).click();
   await p.getByRole('tab', { name: 'Channels' }).click();
   await p.getByLabel('Name').first().fill('workshop');
@@ -52,7 +53,7 @@ test('ann creates a guild, a channel and an invite', async () => {
   await p.getByRole('button', { name: '#workshop' }).waitFor();
   await p.keyboard.press('Escape');
   await p.getByRole('link', { name: /^workshop, text channel/ }).click();
-  await p.getByRole('heading', { name: /workshop/ }).waitFor();
+  await p.getByRole('heading', { name: 'workshop', exact: true }).waitFor();
   guildUrl = new URL(p.url()).pathname;
   await p.getByRole('button', { name: 'Invite people' }).click();
   const link = p.getByLabel('Invite link');
@@ -66,7 +67,7 @@ test('bob joins through the invite link', async () => {
   const p = bob.page;
   await p.goto(new URL(invite).pathname);
   await p.getByRole('button', { name: 'Accept invite' }).click();
-  await p.getByRole('heading', { name: 'Makers Co-op' }).waitFor();
+  await p.getByRole('navigation', { name: 'Channels' }).getByRole('heading', { name: 'Makers Co-op' }).waitFor();
   await p.getByRole('link', { name: /^workshop, text channel/ }).click();
   await p.getByRole('textbox', { name: 'Message #workshop' }).waitFor();
   // Ann sees bob in the member list, live.
