@@ -588,9 +588,58 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// A person-readable line, e.g. `@mod:hub timed out @ann:hub: spam`.
     async fn summary(&self) -> String {
-        let target = self.target.as_ref().map(|t| format!(" {}", t.0)).unwrap_or_default();
+        // Joining and leaving are acts on oneself: the target is the actor.
+        let target = match &self.target {
+            Some(t) if t.0 != self.actor.0 => format!(" {}", t.0),
+            _ => String::new(),
+        };
         let reason = if self.reason.is_empty() { String::new() } else { format!(": {}", self.reason) };
-        format!("{} {}{target}{reason}", self.actor.0, self.kind)
+        format!("{} {}{target}{reason}", self.actor.0, audit_verb(&self.kind))
+    }
+}
+
+/// What an audit entry's kind says in words (`member.timed_out` → `timed out`); a kind
+/// without words of its own is shown as it is.
+fn audit_verb(kind: &str) -> &str {
+    match kind {
+        "guild.created" => "created the guild",
+        "guild.updated" => "updated the guild",
+        "guild.archived" => "archived the guild",
+        "guild.deleted" => "deleted the guild",
+        "category.created" => "created a category",
+        "category.updated" => "updated a category",
+        "category.deleted" => "deleted a category",
+        "channel.created" => "created a channel",
+        "channel.updated" => "updated a channel",
+        "channel.moved" => "moved a channel",
+        "channel.deleted" => "deleted a channel",
+        "channel.slow_mode" => "set slow mode on a channel",
+        "channel.locked" => "locked or unlocked a channel",
+        "channel.archived" => "archived a channel",
+        "overwrite.set" => "set channel permissions for",
+        "role.created" => "created",
+        "role.updated" => "updated",
+        "role.deleted" => "deleted",
+        "role.reordered" => "reordered the roles",
+        "role.assigned" => "gave a role to",
+        "role.unassigned" => "took a role from",
+        "invite.created" => "created an invite",
+        "invite.revoked" => "revoked an invite",
+        "member.joined" => "joined",
+        "member.left" => "left",
+        "member.nickname" => "set the nickname of",
+        "member.kicked" => "kicked",
+        "member.banned" => "banned",
+        "member.unbanned" => "unbanned",
+        "member.timed_out" => "timed out",
+        "member.timeout_removed" => "removed the timeout of",
+        "message.redacted" => "deleted message",
+        "message.pinned" => "pinned message",
+        "message.unpinned" => "unpinned message",
+        "report.filed" => "filed",
+        "report.assigned" => "took",
+        "report.resolved" => "resolved",
+        other => other,
     }
 }
 
