@@ -48,7 +48,7 @@ test('ann creates a guild, a channel and an invite', async () => {
   await p.getByRole('navigation', { name: 'Channels' }).getByRole('heading', { name: 'Makers Co-op' }).waitFor();
   await p.getByRole('button', { name: 'Server settings' }).click();
   await p.getByRole('tab', { name: 'Channels' }).click();
-  await p.getByLabel('Name').first().fill('workshop');
+  await p.getByLabel('Channel name').fill('workshop');
   await p.getByRole('button', { name: 'Create channel' }).click();
   await p.getByRole('button', { name: '#workshop' }).waitFor();
   await p.keyboard.press('Escape');
