@@ -125,6 +125,24 @@ pub(crate) async fn drop_tables(conn: &mut sqlx::AnyConnection, names: &[String]
     Ok(())
 }
 
+/// The compact key of a message (or event) id: its first 8 bytes as an integer. Tables
+/// index this instead of the id's text: an index of random 45-character strings outgrows
+/// the page cache long before one of 8-byte integers does. Lookups check the id as well, so
+/// two ids sharing a key are told apart.
+pub fn id_key(id: &openguild_domain::EventId) -> i64 {
+    let [a, b, c, d, e, f, g, h, ..] = *id.as_bytes();
+    i64::from_be_bytes([a, b, c, d, e, f, g, h])
+}
+
+/// The type of a column that is the table's key and its order: on SQLite an alias of the
+/// rowid, so rows are appended in order, not inserted into a separate index.
+pub fn position_key(db: DbKind) -> &'static str {
+    match db {
+        DbKind::Sqlite => "INTEGER PRIMARY KEY",
+        DbKind::Postgres => "BIGINT PRIMARY KEY",
+    }
+}
+
 /// A value bound to a statement. NULLs carry their type, as PostgreSQL wants.
 #[derive(Clone, Debug)]
 pub enum Val {

@@ -117,7 +117,9 @@ pub async fn messages(db: &ReadDb, channel: ChannelId, page: Page) -> Result<Vec
 pub async fn messages_by_id(db: &ReadDb, ids: &[MessageId]) -> Result<Vec<MessageRow>, ProjectionError> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE id = $1")))
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE mkey = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(crate::db::id_key(id))
             .bind(id.to_string())
             .fetch_optional(&db.pool)
             .await?;
@@ -357,12 +359,11 @@ pub async fn search(
         return Ok(Vec::new());
     }
     let before = i64::try_from(before.unwrap_or(i64::MAX as u64)).unwrap_or(i64::MAX);
-    let rows =
-        match db.kind {
-            DbKind::Sqlite => {
-                // Each word quoted, so the user's text is never FTS5 syntax.
-                let fts: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
-                sqlx::query(
+    let rows = match db.kind {
+        DbKind::Sqlite => {
+            // Each word quoted, so the user's text is never FTS5 syntax.
+            let fts: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+            sqlx::query(
                 "SELECT message_id, rowid FROM search_text WHERE search_text MATCH $1 AND guild = $2 AND rowid < $3 \
                  ORDER BY rowid DESC LIMIT $4",
             )
@@ -372,19 +373,21 @@ pub async fn search(
             .bind(i64::from(limit))
             .fetch_all(&db.pool)
             .await?
-            }
-            DbKind::Postgres => sqlx::query(
-                "SELECT t.message_id, i.position FROM search_text t JOIN search_ids i ON i.message_id = t.message_id \
-                 WHERE t.tsv @@ plainto_tsquery('simple', $1) AND t.guild = $2 AND i.position < $3 \
-                 ORDER BY i.position DESC LIMIT $4",
+        }
+        DbKind::Postgres => {
+            sqlx::query(
+                "SELECT message_id, position FROM search_text \
+                 WHERE tsv @@ plainto_tsquery('simple', $1) AND guild = $2 AND position < $3 \
+                 ORDER BY position DESC LIMIT $4",
             )
             .bind(words.join(" "))
             .bind(guild.to_string())
             .bind(before)
             .bind(i64::from(limit))
             .fetch_all(&db.pool)
-            .await?,
-        };
+            .await?
+        }
+    };
     rows.iter()
         .map(|r| Ok((parse(&r.try_get::<String, _>(0)?, "search row")?, r.try_get::<i64, _>(1)? as u64)))
         .collect()
@@ -462,16 +465,22 @@ pub async fn messages_with_body(db: &ReadDb, scope: Scope, limit: u32) -> Result
 /// Forgets the text of messages whose bodies the event store erased: the timeline shows
 /// them without text and search no longer finds them, exactly as a rebuild would.
 pub async fn forget_bodies(db: &ReadDb, ids: &[MessageId]) -> Result<(), ProjectionError> {
-    let delete_indexed = match db.kind {
-        DbKind::Sqlite => {
-            "DELETE FROM search_text WHERE rowid = (SELECT position FROM search_ids WHERE message_id = $1)"
-        }
-        DbKind::Postgres => "DELETE FROM search_text WHERE message_id = $1",
-    };
     for id in ids {
+        let key = crate::db::id_key(id);
         let id = id.to_string();
-        sqlx::query("UPDATE tl_messages SET body = NULL WHERE id = $1").bind(&id).execute(&db.pool).await?;
-        sqlx::query(delete_indexed).bind(&id).execute(&db.pool).await?;
+        sqlx::query("UPDATE tl_messages SET body = NULL WHERE mkey = $1 AND id = $2")
+            .bind(key)
+            .bind(&id)
+            .execute(&db.pool)
+            .await?;
+        let delete_indexed = match db.kind {
+            DbKind::Sqlite => sqlx::query(
+                "DELETE FROM search_text WHERE rowid = (SELECT position FROM search_ids WHERE mkey = $1 AND message_id = $2)",
+            )
+            .bind(key),
+            DbKind::Postgres => sqlx::query("DELETE FROM search_text WHERE message_id = $1"),
+        };
+        delete_indexed.bind(&id).execute(&db.pool).await?;
     }
     Ok(())
 }

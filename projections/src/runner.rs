@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openguild_store::{EventStore, StoredEvent};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::watch;
 
 use crate::db::{self, DbKind, ReadDb, Tables};
@@ -476,10 +476,18 @@ pub struct RebuildProgress {
     pub elapsed: Duration,
 }
 
+/// Pages of events a rebuild applies to all its projections in one transaction.
+const GROUP_PAGES: usize = 4;
+
 /// Rebuilds projections from position 0 into fresh tables beside the live ones, reading
 /// the events once for all of them, then swaps each in atomically once caught up. The live
 /// tables keep serving meanwhile, and a running server's projection carries on from the
 /// swapped-in checkpoint.
+///
+/// It runs on one connection of its own: every group of pages is applied to all the
+/// projections in one transaction, with the same `apply` and SQL as the live path. A group
+/// that fails is rolled back and applied again page by page, projection by projection,
+/// through the live path's batches, which stop at the exact event and keep what came before.
 pub async fn rebuild(
     db: &ReadDb,
     store: &dyn EventStore,
@@ -488,60 +496,183 @@ pub async fn rebuild(
 ) -> Result<u64, ProjectionError> {
     let started = Instant::now();
     let t = Tables::REBUILD;
+    // Its own connection, out of the pool: its settings and page cache are the rebuild's.
+    let mut conn = db.pool.acquire().await?.detach();
+    if db.kind == DbKind::Sqlite {
+        // Fewer, larger checkpoints: each one syncs the WAL and the database file.
+        conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
+    }
     for p in list {
         let names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
-        let mut conn = db.pool.acquire().await?;
         let mut tx = db::begin_write(&mut conn, db.kind).await?;
         db::drop_tables(&mut tx, &names).await?;
         db::create(&mut tx, &p.schema(db.kind, &t)).await?;
         upsert_checkpoint(&mut tx, &checkpoint_name(p.name(), &t), 0, p.version()).await?;
         tx.commit().await?;
     }
-    let mut position = 0;
-    let mut last_report = Instant::now();
-    loop {
-        let events = store.read_all(position, BATCH).await?;
-        let Some(last) = events.last().map(|e| e.position) else { break };
-        for p in list {
-            match apply_batch(db, &**p, &t, position, &events).await? {
-                Ok(()) => {}
-                Err(None) => {
-                    return Err(ProjectionError::Stopped {
-                        name: p.name().to_owned(),
-                        position,
-                        event: String::new(),
-                        reason: "another rebuild of it is running".into(),
-                    });
-                }
-                Err(Some((event, reason))) => {
-                    let kept = read_checkpoint(db, &checkpoint_name(p.name(), &t)).await?.0;
-                    return Err(ProjectionError::Stopped { name: p.name().to_owned(), position: kept, event, reason });
-                }
+    // The next pages are read (and checked and decoded) while the current group is applied.
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectionError>>(GROUP_PAGES);
+    let reader = async move {
+        let mut after = 0;
+        loop {
+            let page = store.read_all(after, BATCH).await.map_err(ProjectionError::from);
+            let last = page.as_ref().ok().and_then(|p| p.last().map(|e| e.position));
+            // The writer stopped, or there is nothing more to read.
+            if pages_tx.send(page).await.is_err() {
+                return;
+            }
+            match last {
+                Some(last) => after = last,
+                None => return,
             }
         }
-        position = last;
-        if last_report.elapsed() > Duration::from_millis(200) {
-            let head = store.head_watch().borrow().to_owned();
-            progress(RebuildProgress { position, head, elapsed: started.elapsed() });
-            last_report = Instant::now();
+    };
+    let writer = async {
+        let mut position = 0;
+        let mut last_report = Instant::now();
+        let mut done = false;
+        while !done {
+            let mut group: Vec<Vec<StoredEvent>> = Vec::with_capacity(GROUP_PAGES);
+            while group.len() < GROUP_PAGES {
+                match pages.recv().await.transpose()? {
+                    Some(page) if !page.is_empty() => group.push(page),
+                    _ => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            let Some(last) = group.last().and_then(|p| p.last()).map(|e| e.position) else { break };
+            match apply_group(&mut conn, db.kind, list, &t, position, &group).await? {
+                Applied::All => position = last,
+                Applied::Raced => return Err(raced(list, position)),
+                Applied::Failed | Applied::Stopped { .. } => {
+                    for page in &group {
+                        position = apply_page_one_by_one(db, list, &t, position, page).await?;
+                    }
+                }
+            }
+            if last_report.elapsed() > Duration::from_millis(200) {
+                let head = store.head_watch().borrow().to_owned();
+                progress(RebuildProgress { position, head, elapsed: started.elapsed() });
+                last_report = Instant::now();
+            }
         }
+        drop(pages);
+        Ok(position)
+    };
+    let ((), position) = tokio::join!(reader, writer);
+    let position = position?;
+    if db.kind == DbKind::Sqlite {
+        // The swap is what makes the rebuilt tables live: it must survive a power loss.
+        conn.execute("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000").await?;
     }
     for p in list {
-        swap(db, &**p, position).await?;
+        swap(&mut conn, db.kind, &**p, position).await?;
     }
+    conn.close().await?;
     let head = store.head_watch().borrow().to_owned();
     progress(RebuildProgress { position, head, elapsed: started.elapsed() });
     Ok(position)
 }
 
+fn raced(list: &[Arc<dyn Projection>], position: u64) -> ProjectionError {
+    ProjectionError::Stopped {
+        name: list.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+        position,
+        event: String::new(),
+        reason: "another rebuild of it is running".into(),
+    }
+}
+
+/// Applies a group of pages to every projection in one transaction that claims and moves
+/// all their checkpoints. `Failed`: something failed and nothing was written.
+async fn apply_group(
+    conn: &mut AnyConnection,
+    kind: DbKind,
+    list: &[Arc<dyn Projection>],
+    t: &Tables,
+    checkpoint: u64,
+    pages: &[Vec<StoredEvent>],
+) -> Result<Applied, ProjectionError> {
+    let Some(last) = pages.last().and_then(|p| p.last()).map(|e| e.position) else { return Ok(Applied::All) };
+    let mut tx = db::begin_write(conn, kind).await?;
+    for p in list {
+        let claimed =
+            sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
+                .bind(checkpoint_name(p.name(), t))
+                .bind(checkpoint as i64)
+                .execute(&mut *tx)
+                .await?;
+        if claimed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(Applied::Raced);
+        }
+    }
+    let mut failed = false;
+    'projections: for p in list {
+        let mut w = db::Writer::new(&mut tx, kind);
+        for e in pages.iter().flatten() {
+            if p.apply(&mut w, kind, t, e).await.is_err() {
+                failed = true;
+                break 'projections;
+            }
+        }
+        if w.flush().await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    if failed {
+        // Roll back now, not on drop: the one-by-one path needs SQLite's write lock.
+        tx.rollback().await?;
+        return Ok(Applied::Failed);
+    }
+    for p in list {
+        sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
+            .bind(checkpoint_name(p.name(), t))
+            .bind(last as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Applied::All)
+}
+
+/// Applies one page to each projection through the live path's batches, which name the
+/// event a projection cannot apply. Returns the position reached.
+async fn apply_page_one_by_one(
+    db: &ReadDb,
+    list: &[Arc<dyn Projection>],
+    t: &Tables,
+    position: u64,
+    page: &[StoredEvent],
+) -> Result<u64, ProjectionError> {
+    for p in list {
+        match apply_batch(db, &**p, t, position, page).await? {
+            Ok(()) => {}
+            Err(None) => return Err(raced(std::slice::from_ref(p), position)),
+            Err(Some((event, reason))) => {
+                let kept = read_checkpoint(db, &checkpoint_name(p.name(), t)).await?.0;
+                return Err(ProjectionError::Stopped { name: p.name().to_owned(), position: kept, event, reason });
+            }
+        }
+    }
+    Ok(page.last().map_or(position, |e| e.position))
+}
+
 /// Replaces a projection's live tables and checkpoint with its rebuilt ones.
-async fn swap(db: &ReadDb, p: &dyn Projection, position: u64) -> Result<(), ProjectionError> {
+async fn swap(
+    conn: &mut AnyConnection,
+    kind: DbKind,
+    p: &dyn Projection,
+    position: u64,
+) -> Result<(), ProjectionError> {
     let t = Tables::REBUILD;
     let rebuild_names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
     // Swap: claim the live checkpoint first (the lock order every batch uses), then replace
     // the live tables and checkpoint with the rebuilt ones, in one transaction.
-    let mut conn = db.pool.acquire().await?;
-    let mut tx = db::begin_write(&mut conn, db.kind).await?;
+    let mut tx = db::begin_write(conn, kind).await?;
     sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1")
         .bind(p.name())
         .execute(&mut *tx)
@@ -551,7 +682,7 @@ async fn swap(db: &ReadDb, p: &dyn Projection, position: u64) -> Result<(), Proj
     for (from, to) in rebuild_names.iter().zip(&live_names) {
         sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {from} RENAME TO {to}"))).execute(&mut *tx).await?;
     }
-    if db.kind == DbKind::Postgres {
+    if kind == DbKind::Postgres {
         // PostgreSQL keeps index names: give them back their live names.
         for (from, to) in rebuild_names.iter().zip(&live_names) {
             let indexes: Vec<String> =

@@ -1,14 +1,15 @@
 //! `search`: message text, FTS5 on SQLite and a `tsvector` on PostgreSQL. Edited messages
 //! are re-indexed; redacted and erased ones leave the index.
 //!
-//! On SQLite the FTS row id is the message's position, and `search_ids` maps message ids to
-//! it: FTS5 cannot index the id column, and scanning it on every edit would be quadratic.
+//! The index row of a message has its position (on SQLite, the FTS row id), and `search_ids`
+//! maps message ids to it, found by the compact key of the id (`db::id_key`): FTS5 cannot
+//! index the id column, and scanning it on every edit would be quadratic.
 
 use async_trait::async_trait;
-use openguild_domain::{EventBody, StreamId};
+use openguild_domain::{EventBody, EventId, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Val, Writer, set};
+use crate::db::{self, DbKind, Tables, Val, Writer, set};
 use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
@@ -21,7 +22,8 @@ impl Projection for Search {
     }
 
     fn version(&self) -> i64 {
-        2
+        // 3: `search_ids` keyed by position and found by the id's compact key.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -30,7 +32,12 @@ impl Projection for Search {
 
     fn schema(&self, db: DbKind, t: &Tables) -> Vec<String> {
         let channels = format!("CREATE TABLE {} (id TEXT PRIMARY KEY, guild TEXT NOT NULL)", t.n("search_channels"));
-        let ids = format!("CREATE TABLE {} (message_id TEXT PRIMARY KEY, position BIGINT NOT NULL)", t.n("search_ids"));
+        // As `tl_messages`: appended by position, found by `mkey` then the id.
+        let ids = format!(
+            "CREATE TABLE {} (position {}, mkey BIGINT NOT NULL, message_id TEXT NOT NULL, UNIQUE (mkey, position))",
+            t.n("search_ids"),
+            db::position_key(db)
+        );
         let text = match db {
             DbKind::Sqlite => format!(
                 "CREATE VIRTUAL TABLE {} USING fts5(message_id UNINDEXED, guild UNINDEXED, channel UNINDEXED, \
@@ -38,7 +45,7 @@ impl Projection for Search {
                 t.n("search_text")
             ),
             DbKind::Postgres => format!(
-                "CREATE TABLE {} (message_id TEXT PRIMARY KEY, guild TEXT NOT NULL, channel TEXT NOT NULL, \
+                "CREATE TABLE {} (position BIGINT NOT NULL, message_id TEXT PRIMARY KEY, guild TEXT NOT NULL, channel TEXT NOT NULL, \
                  body TEXT NOT NULL, tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', body)) STORED)",
                 t.n("search_text")
             ),
@@ -48,11 +55,6 @@ impl Projection for Search {
 
     async fn apply(&self, c: &mut Writer<'_>, db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         let text_table = t.n("search_text");
-        // How to find a message's index row.
-        let row_of = match db {
-            DbKind::Sqlite => format!("rowid = (SELECT position FROM {} WHERE message_id = $1)", t.n("search_ids")),
-            DbKind::Postgres => "message_id = $1".to_owned(),
-        };
         match (&e.event.core.stream, e.event.content()) {
             (StreamId::Guild(g), EventBody::ChannelCreated { channel, .. }) => {
                 exec!(
@@ -70,56 +72,58 @@ impl Projection for Search {
                     return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
                 };
                 let id = e.event.id.to_string();
-                ins!(c, t.n("search_ids"), "", &id, e.position as i64);
-                match db {
-                    DbKind::Sqlite => ins!(
-                        c,
-                        format!("{text_table} (rowid, message_id, guild, channel, body)"),
-                        "",
-                        e.position as i64,
-                        &id,
-                        guild,
-                        ch.to_string(),
-                        text
-                    ),
-                    DbKind::Postgres => ins!(
-                        c,
-                        format!("{text_table} (message_id, guild, channel, body)"),
-                        "",
-                        &id,
-                        guild,
-                        ch.to_string(),
-                        text
-                    ),
-                }
+                ins!(c, t.n("search_ids"), "", e.position as i64, db::id_key(&e.event.id), &id);
+                // SQLite: the FTS row id is the position.
+                let columns = match db {
+                    DbKind::Sqlite => "rowid, message_id, guild, channel, body",
+                    DbKind::Postgres => "position, message_id, guild, channel, body",
+                };
+                ins!(c, format!("{text_table} ({columns})"), "", e.position as i64, &id, guild, ch.to_string(), text);
             }
             (StreamId::Channel(_), EventBody::MessageEdited { message, .. }) => {
                 let id = message.to_string();
-                // Column of the id and the body in a held-back row (SQLite rows carry the rowid).
-                let (key, body) = if db == DbKind::Sqlite { (1, 4) } else { (0, 3) };
                 match &e.event.body {
                     Some(EventBody::MessageEdited { text, .. }) => {
-                        if !c.update_held(&text_table, key, &id, |row| set(row, body, Val::T(Some(text.clone())))) {
-                            exec!(c, format!("UPDATE {text_table} SET body = $2 WHERE {row_of}"), id, text);
+                        if !c.update_held(&text_table, ID, &id, |row| set(row, BODY, Val::T(Some(text.clone())))) {
+                            let (row, mut binds) = row_of(db, t, message);
+                            binds.push(Val::from(text));
+                            let n = binds.len();
+                            c.exec(format!("UPDATE {text_table} SET body = ${n} WHERE {row}"), binds).await?;
                         }
                     }
                     _ => {
-                        c.drop_held(&text_table, key, &id);
-                        exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), id);
+                        c.drop_held(&text_table, ID, &id);
+                        let (row, binds) = row_of(db, t, message);
+                        c.exec(format!("DELETE FROM {text_table} WHERE {row}"), binds).await?;
                     }
                 }
             }
             (StreamId::Channel(_), EventBody::MessageRedacted { message, .. }) => {
                 let id = message.to_string();
-                let key = if db == DbKind::Sqlite { 1 } else { 0 };
-                if !c.held(&text_table, key, &id) {
-                    exec!(c, format!("DELETE FROM {text_table} WHERE {row_of}"), id);
+                if c.held(&text_table, ID, &id) {
+                    c.drop_held(&text_table, ID, &id);
                 } else {
-                    c.drop_held(&text_table, key, &id);
+                    let (row, binds) = row_of(db, t, message);
+                    c.exec(format!("DELETE FROM {text_table} WHERE {row}"), binds).await?;
                 }
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Columns of the message id and the body in a held-back `search_text` row.
+const ID: usize = 1;
+const BODY: usize = 4;
+
+/// How to find a message's `search_text` row, and the values it binds.
+fn row_of(db: DbKind, t: &Tables, message: &EventId) -> (String, Vec<Val>) {
+    match db {
+        DbKind::Sqlite => (
+            format!("rowid = (SELECT position FROM {} WHERE mkey = $1 AND message_id = $2)", t.n("search_ids")),
+            vec![Val::from(db::id_key(message)), Val::from(message.to_string())],
+        ),
+        DbKind::Postgres => ("message_id = $1".to_owned(), vec![Val::from(message.to_string())]),
     }
 }

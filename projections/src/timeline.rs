@@ -6,13 +6,19 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Val, Writer, set};
+use crate::db::{self, DbKind, Tables, Val, Writer, set};
 use crate::directory::{exec, ins};
 use crate::{ApplyError, Projection};
 
 pub struct Timeline;
 
 const TABLES: &[&str] = &["tl_channels", "tl_messages", "tl_reactions"];
+
+/// Columns of a `tl_messages` row, for changing rows still held back.
+const ID: usize = 1;
+const BODY: usize = 6;
+const EDITED_AT: usize = 11;
+const REDACTED: usize = 12;
 
 #[async_trait]
 impl Projection for Timeline {
@@ -21,22 +27,28 @@ impl Projection for Timeline {
     }
 
     fn version(&self) -> i64 {
-        2
+        // 3: messages keyed by position, found by the compact key of their id.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
         TABLES
     }
 
-    fn schema(&self, _db: DbKind, t: &Tables) -> Vec<String> {
+    fn schema(&self, db: DbKind, t: &Tables) -> Vec<String> {
         vec![
             format!("CREATE TABLE {} (id TEXT PRIMARY KEY, guild TEXT NOT NULL)", t.n("tl_channels")),
+            // Rows are appended by position; a message is found by `mkey` (`db::id_key`) and
+            // then its id. The key's index is a UNIQUE constraint because SQLite renames those
+            // with their table when a rebuild is swapped in, and a named index it would not.
             format!(
-                "CREATE TABLE {} (id TEXT PRIMARY KEY, position BIGINT NOT NULL, channel TEXT NOT NULL, guild TEXT NOT NULL, \
-                 author TEXT NOT NULL, body TEXT, reply_to TEXT, mentions TEXT NOT NULL, mentions_everyone BIGINT NOT NULL, \
-                 created_at BIGINT NOT NULL, edited_at BIGINT, redacted BIGINT NOT NULL, redacted_by TEXT, \
-                 redact_reason TEXT, pinned BIGINT NOT NULL, UNIQUE (channel, position))",
-                t.n("tl_messages")
+                "CREATE TABLE {} (position {}, id TEXT NOT NULL, mkey BIGINT NOT NULL, channel TEXT NOT NULL, \
+                 guild TEXT NOT NULL, author TEXT NOT NULL, body TEXT, reply_to TEXT, mentions TEXT NOT NULL, \
+                 mentions_everyone BIGINT NOT NULL, created_at BIGINT NOT NULL, edited_at BIGINT, redacted BIGINT NOT NULL, \
+                 redacted_by TEXT, redact_reason TEXT, pinned BIGINT NOT NULL, UNIQUE (channel, position), \
+                 UNIQUE (mkey, position))",
+                t.n("tl_messages"),
+                db::position_key(db)
             ),
             format!(
                 "CREATE TABLE {} (message TEXT NOT NULL, emoji TEXT NOT NULL, user_id TEXT NOT NULL, position BIGINT NOT NULL, \
@@ -90,8 +102,9 @@ impl Projection for Timeline {
                     c,
                     t.n("tl_messages"),
                     "",
-                    e.event.id.to_string(),
                     e.position as i64,
+                    e.event.id.to_string(),
+                    db::id_key(&e.event.id),
                     ch.to_string(),
                     guild,
                     &sender,
@@ -114,16 +127,19 @@ impl Projection for Timeline {
                 };
                 let (id, table) = (message.to_string(), t.n("tl_messages"));
                 // A message still held back is changed in place: no statement, no flush.
-                let held = c.update_held(&table, 0, &id, |row| {
-                    if matches!(row.get(11), Some(Val::I(Some(0)))) {
-                        set(row, 5, Val::T(text.clone()));
-                        set(row, 10, Val::I(Some(ts)));
+                let held = c.update_held(&table, ID, &id, |row| {
+                    if matches!(row.get(REDACTED), Some(Val::I(Some(0)))) {
+                        set(row, BODY, Val::T(text.clone()));
+                        set(row, EDITED_AT, Val::I(Some(ts)));
                     }
                 });
                 if !held {
                     exec!(
                         c,
-                        format!("UPDATE {table} SET body = $2, edited_at = $3 WHERE id = $1 AND redacted = 0"),
+                        format!(
+                            "UPDATE {table} SET body = $3, edited_at = $4 WHERE mkey = $1 AND id = $2 AND redacted = 0"
+                        ),
+                        db::id_key(message),
                         id,
                         text,
                         ts
@@ -132,11 +148,11 @@ impl Projection for Timeline {
             }
             (StreamId::Channel(_), E::MessageRedacted { message, reason }) => {
                 let (id, table) = (message.to_string(), t.n("tl_messages"));
-                let held = c.update_held(&table, 0, &id, |row| {
-                    set(row, 5, Val::T(None));
-                    set(row, 11, Val::I(Some(1)));
-                    set(row, 12, Val::T(Some(sender.clone())));
-                    set(row, 13, Val::T(Some(reason.clone())));
+                let held = c.update_held(&table, ID, &id, |row| {
+                    set(row, BODY, Val::T(None));
+                    set(row, REDACTED, Val::I(Some(1)));
+                    set(row, REDACTED + 1, Val::T(Some(sender.clone())));
+                    set(row, REDACTED + 2, Val::T(Some(reason.clone())));
                 });
                 if held {
                     // Its reactions came after it, so they are held back too.
@@ -145,8 +161,10 @@ impl Projection for Timeline {
                     exec!(
                         c,
                         format!(
-                            "UPDATE {table} SET redacted = 1, body = NULL, redacted_by = $2, redact_reason = $3 WHERE id = $1"
+                            "UPDATE {table} SET redacted = 1, body = NULL, redacted_by = $3, redact_reason = $4 \
+                             WHERE mkey = $1 AND id = $2"
                         ),
+                        db::id_key(message),
                         &id,
                         &sender,
                         reason
@@ -175,10 +193,20 @@ impl Projection for Timeline {
                 );
             }
             (StreamId::Channel(_), E::MessagePinned { message }) => {
-                exec!(c, format!("UPDATE {} SET pinned = 1 WHERE id = $1", t.n("tl_messages")), message.to_string());
+                exec!(
+                    c,
+                    format!("UPDATE {} SET pinned = 1 WHERE mkey = $1 AND id = $2", t.n("tl_messages")),
+                    db::id_key(message),
+                    message.to_string()
+                );
             }
             (StreamId::Channel(_), E::MessageUnpinned { message }) => {
-                exec!(c, format!("UPDATE {} SET pinned = 0 WHERE id = $1", t.n("tl_messages")), message.to_string());
+                exec!(
+                    c,
+                    format!("UPDATE {} SET pinned = 0 WHERE mkey = $1 AND id = $2", t.n("tl_messages")),
+                    db::id_key(message),
+                    message.to_string()
+                );
             }
             _ => {}
         }

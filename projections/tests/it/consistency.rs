@@ -93,3 +93,83 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
     assert_eq!(name, "Still going", "the other projections carried on");
     projections.stop().await;
 }
+
+/// A rebuild that meets an event a projection cannot apply stops at it and names it, keeps
+/// what came before it (in the rebuild's tables, which are not swapped in), and skips
+/// nothing; the event lies past the first page, so a rebuild's grouped pages are rolled back
+/// and applied again one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
+    let mut hub = Hub::new().await;
+    let g = hub.create_guild("owner", "Rebuilt", 1).await;
+    let channel = ChannelId::from_bytes([1; 16]);
+    let create = C::CreateChannel {
+        channel,
+        name: "general".into(),
+        kind: ChannelKind::Text,
+        category: None,
+        topic: String::new(),
+    };
+    hub.run(g, "owner", create).await.unwrap();
+    let stream = StreamId::Channel(channel);
+    let (mut posts, mut prev) = (Vec::new(), None);
+    for seq in 1..=1200u64 {
+        let body = EventBody::MessagePosted {
+            text: format!("post {seq}"),
+            reply_to: None,
+            mentions: Default::default(),
+            mentions_everyone: false,
+        };
+        let unsigned = UnsignedEvent {
+            stream: stream.clone(),
+            seq,
+            prev: prev.into_iter().collect(),
+            auth: vec![],
+            sender: user("owner"),
+            ts: hub.now,
+            body,
+        };
+        let e = event::sign(unsigned, &hub.key).unwrap();
+        prev = Some(e.event.id);
+        posts.push(e);
+    }
+    hub.store.append(&stream, ExpectedVersion::NoStream, posts).await.unwrap();
+    let before = hub.store.head_position().await.unwrap();
+    let stray = StreamId::Channel(ChannelId::from_bytes([9; 16]));
+    let body = EventBody::MessagePosted {
+        text: "lost".into(),
+        reply_to: None,
+        mentions: Default::default(),
+        mentions_everyone: false,
+    };
+    let unsigned = UnsignedEvent {
+        stream: stray.clone(),
+        seq: 1,
+        prev: vec![],
+        auth: vec![],
+        sender: user("owner"),
+        ts: hub.now,
+        body,
+    };
+    let bad = event::sign(unsigned, &hub.key).unwrap();
+    hub.store.append(&stray, ExpectedVersion::NoStream, vec![bad.clone()]).await.unwrap();
+    hub.run(g, "owner", C::UpdateGuild { name: Some("After".into()), description: None }).await.unwrap();
+
+    let err = openguild_projections::rebuild(&hub.db, &*hub.store, &openguild_projections::all(vec![]), |_| {})
+        .await
+        .unwrap_err();
+    let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
+    assert_eq!((name.as_str(), position, event), ("timeline", before, bad.event.id.to_string()));
+    assert!(reason.contains("unknown channel"), "{reason}");
+    let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
+    let rebuilt = recorded.iter().find(|r| r.0 == "timeline__rebuild").unwrap();
+    assert_eq!(rebuilt.1, before, "the rebuild kept its position before the bad event");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tl_messages__rebuild").fetch_one(&hub.db.pool).await.unwrap();
+    assert_eq!(kept, 1200, "every message before the bad event was kept");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints WHERE name = 'timeline'")
+        .fetch_one(&hub.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 0, "nothing was swapped in");
+}
