@@ -107,6 +107,38 @@ impl Hub {
         self.local_typing(channel, user);
     }
 
+    /// Marks `users` online on every node for the next [`PRESENCE_TTL`] (Redis); without
+    /// Redis, this node's own connections are all the presence there is.
+    pub async fn mark_online(&self, users: &[UserId]) {
+        let Some(conn) = &self.redis else { return };
+        if users.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("SET").arg(presence_key(user)).arg(&self.node).arg("EX").arg(PRESENCE_TTL.as_secs()).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut conn.clone()).await {
+            tracing::warn!(error = %e, "presence: Redis write failed; other nodes may show these users offline");
+        }
+    }
+
+    /// Which of `users` another node (or this one) marked online lately.
+    pub async fn online_anywhere(&self, users: &[&UserId]) -> Vec<bool> {
+        let Some(conn) = &self.redis else { return vec![false; users.len()] };
+        if users.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = users.iter().map(|u| presence_key(u)).collect();
+        match redis::cmd("MGET").arg(&keys).query_async::<Vec<Option<String>>>(&mut conn.clone()).await {
+            Ok(marks) => marks.into_iter().map(|m| m.is_some()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence: Redis read failed; showing this node's connections only");
+                vec![false; users.len()]
+            }
+        }
+    }
+
     fn local_typing(&self, channel: ChannelId, user: UserId) {
         let _ = self.tx.send(Arc::new(Live::Typing { channel, user, at: now(), after: self.position() }));
     }
@@ -129,6 +161,13 @@ impl Hub {
         let floor = position.saturating_sub(KEEP);
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, p), _| *p >= floor);
     }
+}
+
+/// How long a presence mark lasts; nodes renew their users' marks every third of it.
+pub const PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn presence_key(user: &UserId) -> String {
+    format!("og:presence:{user}")
 }
 
 fn bs58_node() -> String {

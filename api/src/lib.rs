@@ -152,6 +152,17 @@ impl Api {
             stopping: tokio::sync::watch::Sender::new(false),
             token_last_used: Default::default(),
         });
+        // Presence: renew the marks of this node's connected users on every node's view.
+        let marker = Arc::downgrade(&api);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(hub::PRESENCE_TTL / 3).await;
+                let Some(api) = marker.upgrade() else { break };
+                let users: Vec<UserId> =
+                    api.connections.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+                api.hub.mark_online(&users).await;
+            }
+        });
         let sweeper = Arc::downgrade(&api);
         let every = Duration::from_secs(api.settings.retention_sweep_seconds.max(1));
         tokio::spawn(async move {
@@ -164,6 +175,20 @@ impl Api {
             }
         });
         Ok(api)
+    }
+
+    /// Which of `users` are online: a websocket open on this node, or on another node
+    /// within the last [`hub::PRESENCE_TTL`] (with Redis).
+    pub async fn online(&self, users: &[&UserId]) -> Vec<bool> {
+        let here: Vec<bool> = {
+            let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            users.iter().map(|u| connections.contains_key(*u)).collect()
+        };
+        if here.iter().all(|&h| h) {
+            return here;
+        }
+        let anywhere = self.hub.online_anywhere(users).await;
+        here.into_iter().zip(anywhere).map(|(h, a)| h || a).collect()
     }
 
     /// Erases the message bodies of guilds archived longer than the retention. The events

@@ -256,6 +256,7 @@ impl Connection {
                     *n += 1;
                 }
                 self.counted = Some(viewer.user.clone());
+                self.api.hub.mark_online(std::slice::from_ref(&viewer.user)).await;
                 self.viewer = Some(viewer);
                 self.send_json(&json!({ "type": "connection_ack" })).await?;
             }

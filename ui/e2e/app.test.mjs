@@ -71,7 +71,7 @@ test('bob joins through the invite link', async () => {
   await p.getByRole('link', { name: /^workshop, text channel/ }).click();
   await p.getByRole('textbox', { name: 'Message #workshop' }).waitFor();
   // Ann sees bob in the member list, live.
-  await ann.page.getByRole('complementary', { name: 'Members' }).getByText('bob').waitFor();
+  await ann.page.getByRole('complementary', { name: 'Members' }).getByRole('button', { name: 'bob, online' }).waitFor();
 });
 
 test('messages, edits, replies and reactions appear live on both sides', async () => {
@@ -116,7 +116,7 @@ test('messages, edits, replies and reactions appear live on both sides', async (
 
 test('ann times bob out, and bob’s composer says so', async () => {
   const a = ann.page, b = bob.page;
-  await a.getByRole('complementary', { name: 'Members' }).getByRole('button', { name: 'bob' }).click();
+  await a.getByRole('complementary', { name: 'Members' }).getByRole('button', { name: /^bob, / }).click();
   await a.getByRole('button', { name: 'Time out…' }).click();
   await a.getByLabel('10 minutes').check();
   await a.getByLabel('Reason (shown in the audit log)').fill('cooling off after a heated thread');

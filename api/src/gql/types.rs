@@ -222,7 +222,12 @@ impl GuildObj {
     }
     /// Members, in the order they joined.
     #[graphql(complexity = "first.unwrap_or(100) as usize * child_complexity")]
-    async fn members(&self, first: Option<i32>, after: Option<String>) -> Res<Connection<String, MemberObj>> {
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Res<Connection<String, MemberObj>> {
         let first = page_size(first, 100, 1000)?;
         let mut all: Vec<(&UserId, &openguild_domain::guild::Member)> = self.g.members.iter().collect();
         all.sort_by(|a, b| (a.1.joined_at, a.0).cmp(&(b.1.joined_at, b.0)));
@@ -233,14 +238,18 @@ impl GuildObj {
         let page: Vec<_> = all.iter().skip(start).take(first).collect();
         let mut conn = Connection::new(start > 0, start + page.len() < all.len());
         let now = now();
-        for (user, m) in page {
-            conn.edges.push(Edge::new(user.to_string(), member_obj(&self.g, user, m, now)));
+        let users: Vec<&UserId> = page.iter().map(|(u, _)| *u).collect();
+        let online = api(ctx).online(&users).await;
+        for ((user, m), online) in page.into_iter().zip(online) {
+            conn.edges.push(Edge::new(user.to_string(), member_obj(&self.g, user, m, now, online)));
         }
         Ok(conn)
     }
     /// The viewer's own membership: their roles, nickname, and whether they are timed out.
-    async fn me(&self) -> Option<MemberObj> {
-        self.g.members.get(&self.viewer).map(|m| member_obj(&self.g, &self.viewer, m, now()))
+    async fn me(&self, ctx: &Context<'_>) -> Option<MemberObj> {
+        let m = self.g.members.get(&self.viewer)?;
+        let online = api(ctx).online(&[&self.viewer]).await[0];
+        Some(member_obj(&self.g, &self.viewer, m, now(), online))
     }
     /// Banned users (needs BAN_MEMBERS).
     async fn bans(&self) -> Res<Vec<BanObj>> {
@@ -281,8 +290,15 @@ impl GuildObj {
     }
 }
 
-fn member_obj(g: &Guild, user: &UserId, m: &openguild_domain::guild::Member, now: Timestamp) -> MemberObj {
+fn member_obj(
+    g: &Guild,
+    user: &UserId,
+    m: &openguild_domain::guild::Member,
+    now: Timestamp,
+    online: bool,
+) -> MemberObj {
     MemberObj {
+        online,
         user: User(user.clone()),
         nickname: m.nickname.clone(),
         joined_at: m.joined_at.into(),
@@ -340,6 +356,9 @@ pub struct MemberObj {
     pub joined_at: DateTime,
     pub roles: Vec<ID>,
     pub timed_out_until: Option<DateTime>,
+    /// Connected now: a live connection open on some node (with Redis, marks last up to a
+    /// minute after the last connection closes).
+    pub online: bool,
 }
 
 #[derive(SimpleObject)]

@@ -101,6 +101,21 @@ async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
 
     // Ann follows the channel on node B (B checks her session, written through A).
     let mut on_b = Ws::connect(&b.ws_url(), &ann).await;
+    // Presence crosses nodes: ann's socket is on B, and A shows her online; bob has none.
+    let members = a
+        .ok(
+            Some(&bob),
+            "query($g: ID!) { guild(id: $g) { members { nodes { user { handle } online } } } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let online = |handle: &str| {
+        members["guild"]["members"]["nodes"].as_array().unwrap().iter().find(|m| m["user"]["handle"] == handle).unwrap()
+            ["online"]
+            .clone()
+    };
+    assert_eq!(online(&ann_handle), json!(true), "{members}");
+    assert_eq!(online(&bob_handle), json!(false), "{members}");
     on_b.subscribe(
         "1",
         "subscription($c: ID!) { channelEvents(channelId: $c) { kind actor { handle } message { body } } }",
@@ -124,6 +139,16 @@ async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
     // Slow mode set through A holds for a message through B.
     a.ok(Some(&ann), "mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 60) { id } }", json!({ "c": channel }))
         .await;
+    // B decides against the guild as its feed has delivered it: wait until B shows the
+    // slow mode (milliseconds; the test failed now and then when it raced the feed).
+    for _ in 0..100 {
+        let seen =
+            b.ok(Some(&bob), "query($c: ID!) { channel(id: $c) { slowModeSeconds } }", json!({ "c": channel })).await;
+        if seen["channel"]["slowModeSeconds"] == 60 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (code, err) = b.refused(Some(&bob), send, json!({ "c": channel, "b": "too soon, through B" })).await;
     assert_eq!(code, "RATE_LIMITED", "{err}");
 

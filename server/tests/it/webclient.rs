@@ -356,6 +356,31 @@ async fn overwrites_membership_unread_markers_and_the_live_cursor() {
     let cat = server.register("cat").await;
     expect_refusal(&server, Some(&cat), me, json!({ "g": guild }), "NOT_FOUND").await;
 
+    // Member.online on one node without Redis: a member with a websocket open is online,
+    // and stops being so when it closes.
+    let presence = "query($g: ID!) { guild(id: $g) { members { nodes { user { id } online } } } }";
+    let online = |v: &Value, user: &str| {
+        v["guild"]["members"]["nodes"].as_array().unwrap().iter().find(|m| m["user"]["id"] == user).unwrap()["online"]
+            .clone()
+    };
+    let before = server.ok(Some(&ann), presence, json!({ "g": guild })).await;
+    assert_eq!(online(&before, "@bob:hub.test"), json!(false), "{before}");
+    let socket = Ws::connect(&server.ws_url(), &bob).await;
+    let during = server.ok(Some(&ann), presence, json!({ "g": guild })).await;
+    assert_eq!(online(&during, "@bob:hub.test"), json!(true), "{during}");
+    assert_eq!(online(&during, "@ann:hub.test"), json!(false), "{during}");
+    drop(socket);
+    let mut gone = false;
+    for _ in 0..50 {
+        let after = server.ok(Some(&ann), presence, json!({ "g": guild })).await;
+        if online(&after, "@bob:hub.test") == json!(false) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "bob is still online after closing his only socket");
+
     // Channel.lastMessageCursor, alone and for the whole channel list at once.
     let quiet = create_channel(&server, &ann, &guild, "quiet").await;
     let last = "query($c: ID!) { channel(id: $c) { lastMessageCursor } }";

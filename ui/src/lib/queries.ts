@@ -50,6 +50,7 @@ export interface Member {
   nickname: string | null;
   roles: string[];
   timedOutUntil: string | null;
+  online: boolean;
 }
 export interface GuildSummary {
   id: string;
@@ -108,7 +109,7 @@ ${CHANNEL}`;
 export const MEMBERS = `query Members($id: ID!, $after: String) {
   guild(id: $id) {
     members(first: 100, after: $after) {
-      nodes { user { id handle } nickname roles timedOutUntil }
+      nodes { user { id handle } nickname roles timedOutUntil online }
       pageInfo { hasNextPage endCursor }
     }
   }

@@ -104,7 +104,11 @@ class Store {
     }
     this.#mySub?.();
     this.#mySub = subscribe(MY_EVENTS, {}, (d) => this.#onMyEvent(d.myEvents));
-    this.#refresh ??= setInterval(() => void this.refreshGuilds(), 20_000);
+    // Unread markers and presence have no live event: refresh them every 20 s.
+    this.#refresh ??= setInterval(() => {
+      void this.refreshGuilds();
+      void this.loadMembers();
+    }, 20_000);
   }
 
   async loggedInAs(token: string): Promise<void> {
@@ -185,13 +189,27 @@ class Store {
   }
 
   async reloadGuild(): Promise<void> {
-    if (!this.guild) return;
+    const id = this.guild?.id;
+    if (!id) return;
     try {
-      const d = await gql(GUILD, { id: this.guild.id });
-      this.guild = d.guild;
+      const d = await gql(GUILD, { id });
+      // The guild may have been closed (left, kicked) while this was in flight.
+      if (this.guild?.id === id) this.guild = d.guild;
     } catch (e) {
-      this.say(e);
+      if (this.guild?.id === id) this.say(e);
     }
+  }
+
+  /** Stops following the open guild (left, kicked or banned). */
+  closeGuild(): void {
+    this.#guildSub?.();
+    this.#channelSub?.();
+    this.#guildSub = this.#channelSub = null;
+    if (this.#guildReload) clearTimeout(this.#guildReload);
+    this.guild = null;
+    this.members = [];
+    this.channelId = null;
+    this.messages = [];
   }
 
   async loadMembers(): Promise<void> {
@@ -228,7 +246,7 @@ class Store {
       if (e.kind === 'member.kicked' || e.kind === 'member.banned') {
         const what = e.kind === 'member.kicked' ? 'kicked from' : 'banned from';
         this.say(`You were ${what} ${this.guild.name}${e.reason ? `: ${e.reason}` : ''}.`);
-        this.guild = null;
+        this.closeGuild();
         router.go({ name: 'home' });
         return;
       }
@@ -446,7 +464,7 @@ class Store {
   async leave(guildId: string): Promise<void> {
     const r = await this.act(() => gql(`mutation($g: ID!) { leaveGuild(guildId: $g) }`, { g: guildId }));
     if (!r) return;
-    this.guild = null;
+    this.closeGuild();
     await this.refreshGuilds();
     router.go({ name: 'home' });
   }
