@@ -1,7 +1,7 @@
 // Starts a real `openguild serve` on a fresh data directory and a headless Debian Chromium
 // driven by playwright-core. Screenshots go to e2e/screenshots/ (not committed).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,7 @@ function serverBinary() {
   throw new Error('No openguild binary: build it with `cargo build -p openguild-server` or set OPENGUILD_BIN');
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
@@ -29,9 +29,15 @@ function freePort() {
   });
 }
 
-export async function startServer(extraEnv = {}) {
+/** `opts.port`: listen there (default: a free port); `opts.config`: openguild.toml text. */
+export async function startServer(opts = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'og-e2e-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
+  const extraEnv = {};
+  if (opts.config) {
+    writeFileSync(join(dataDir, 'openguild.toml'), opts.config);
+    extraEnv.OPENGUILD_CONFIG = join(dataDir, 'openguild.toml');
+  }
   const url = `http://127.0.0.1:${port}`;
   const log = [];
   const proc = spawn(serverBinary(), ['serve'], {

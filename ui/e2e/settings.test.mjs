@@ -256,5 +256,9 @@ test('bob leaves, and the guild leaves his rail', async () => {
   b.once('dialog', (d) => d.accept());
   await b.getByRole('button', { name: 'Leave server' }).click();
   await b.getByText('Create a server with').waitFor();
+  await b.getByRole('navigation', { name: 'Servers' }).getByRole('link', { name: /Night Market/ }).waitFor({ state: 'detached' });
+  // And it stays gone after a reload: the server agrees.
+  await b.reload();
+  await b.getByText('Create a server with').waitFor();
   assert.equal(await b.getByRole('navigation', { name: 'Servers' }).getByRole('link', { name: /Night Market/ }).count(), 0);
 });

@@ -142,10 +142,13 @@ class Store {
     if (notice) this.say(notice);
   }
 
+  #guildsAsked = 0;
   async refreshGuilds(): Promise<void> {
+    // Only the newest question's answer counts: an older one may predate a join or leave.
+    const asked = ++this.#guildsAsked;
     try {
       const d = await gql(`query { guilds { id name channels { id lastMessageCursor } } }`);
-      this.guilds = d.guilds;
+      if (asked === this.#guildsAsked) this.guilds = d.guilds;
     } catch {
       // A background refresh; the next one tries again.
     }
@@ -465,6 +468,7 @@ class Store {
     const r = await this.act(() => gql(`mutation($g: ID!) { leaveGuild(guildId: $g) }`, { g: guildId }));
     if (!r) return;
     this.closeGuild();
+    this.guilds = this.guilds.filter((g) => g.id !== guildId);
     await this.refreshGuilds();
     router.go({ name: 'home' });
   }
