@@ -11,7 +11,7 @@ use openguild_store::StoredEvent;
 use serde_json::{Value, json};
 
 use crate::db::{DbKind, Tables, Writer};
-use crate::directory::{exec, ins, kind_name, place_key, target_key};
+use crate::directory::{exec, guild_of, ins, kind_name, place_key, target_key};
 use crate::{ApplyError, Projection};
 
 pub struct AuditLog;
@@ -59,8 +59,7 @@ impl Projection for AuditLog {
                 if !matches!(content, E::MessageRedacted { .. } | E::MessagePinned { .. } | E::MessageUnpinned { .. }) {
                     return Ok(());
                 }
-                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("audit_channels"));
-                match c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? {
+                match guild_of(c, t, "audit_channels", ch).await? {
                     Some(g) => g,
                     None => return Err(ApplyError::Invalid(format!("moderation in unknown channel {ch}"))),
                 }

@@ -190,7 +190,7 @@ pub fn set(row: &mut [Val], i: usize, v: Val) {
 
 /// Statement sizes (rows) pending inserts are cut into. A few fixed sizes keep the number
 /// of distinct statements small, so each is prepared once and then found in sqlx's cache.
-const CHUNKS: [usize; 5] = [128, 32, 8, 2, 1];
+const CHUNKS: [usize; 6] = [1024, 128, 32, 8, 2, 1];
 
 /// The runner's transaction as projections see it. Plain inserts are held back and sent as
 /// multi-row INSERTs: each statement costs ~70 µs of round trip with sqlx on SQLite, far
@@ -203,42 +203,68 @@ pub struct Writer<'c> {
     /// Lookups made in this batch (`None`: looked up, not there); dropped with the batch, so
     /// a rolled-back batch leaves nothing stale behind.
     cache: std::collections::HashMap<String, Option<String>>,
+    texts: Texts,
 }
 
+/// Ids as text, by their bytes: base58 costs about a microsecond an id, and every projection
+/// needs the same few ids of an event. Only a cache of a pure function, so it can be handed
+/// from one projection's writer to the next.
+#[derive(Default)]
+pub struct Texts(std::collections::HashMap<Vec<u8>, String>);
+
 struct Pending {
-    head: String,
+    /// The table name, and the column list if any.
+    table: String,
     tail: &'static str,
     width: usize,
     rows: Vec<Vec<Val>>,
 }
 
+impl Pending {
+    /// Whether these rows go into `table`.
+    fn is_for(&self, table: &str) -> bool {
+        self.table.strip_prefix(table).is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    }
+}
+
 impl<'c> Writer<'c> {
     pub fn new(conn: &'c mut sqlx::AnyConnection, kind: DbKind) -> Self {
-        Self { conn, kind, pending: Vec::new(), cache: std::collections::HashMap::new() }
+        Self { conn, kind, pending: Vec::new(), cache: std::collections::HashMap::new(), texts: Texts::default() }
     }
 
-    /// A value looked up earlier in this batch, or by `sql` (one text column of one row).
-    pub async fn lookup(&mut self, key: String, sql: String, bind: Val) -> Result<Option<String>, sqlx::Error> {
-        self.lookup_with(key, sql, vec![bind]).await
+    /// Uses ids turned into text by an earlier writer.
+    pub fn with_texts(mut self, texts: Texts) -> Self {
+        self.texts = texts;
+        self
     }
 
-    /// As [`Writer::lookup`], with two binds.
-    pub async fn lookup_two(
+    /// The ids turned into text so far, for the next writer.
+    pub fn take_texts(&mut self) -> Texts {
+        std::mem::take(&mut self.texts)
+    }
+
+    /// An id as text: `make()` the first time these bytes are seen.
+    pub fn text(&mut self, bytes: &[u8], make: impl FnOnce() -> String) -> String {
+        if let Some(t) = self.texts.0.get(bytes) {
+            return t.clone();
+        }
+        let t = make();
+        self.texts.0.insert(bytes.to_vec(), t.clone());
+        t
+    }
+
+    /// A value looked up earlier in this batch, or by `sql()` (one text column of one row).
+    pub async fn lookup(
         &mut self,
         key: String,
-        sql: String,
-        a: Val,
-        b: Val,
+        sql: impl FnOnce() -> String,
+        binds: Vec<Val>,
     ) -> Result<Option<String>, sqlx::Error> {
-        self.lookup_with(key, sql, vec![a, b]).await
-    }
-
-    async fn lookup_with(&mut self, key: String, sql: String, binds: Vec<Val>) -> Result<Option<String>, sqlx::Error> {
         if let Some(v) = self.cache.get(&key) {
             return Ok(v.clone());
         }
         let conn = self.conn().await?;
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql()));
         for b in binds {
             q = bind(q, b);
         }
@@ -254,10 +280,9 @@ impl<'c> Writer<'c> {
 
     /// Queues `INSERT INTO table VALUES (row) tail`.
     pub async fn insert(&mut self, table: String, tail: &'static str, row: Vec<Val>) -> Result<(), sqlx::Error> {
-        let head = format!("INSERT INTO {table} VALUES ");
-        match self.pending.iter_mut().find(|p| p.head == head && p.tail == tail && p.width == row.len()) {
+        match self.pending.iter_mut().find(|p| p.table == table && p.tail == tail && p.width == row.len()) {
             Some(p) => p.rows.push(row),
-            None => self.pending.push(Pending { head, tail, width: row.len(), rows: vec![row] }),
+            None => self.pending.push(Pending { table, tail, width: row.len(), rows: vec![row] }),
         }
         Ok(())
     }
@@ -265,8 +290,7 @@ impl<'c> Writer<'c> {
     /// Changes the most recent held-back row of `table` whose column `key` holds `value`.
     /// Returns false when no such row is held back (it was sent: change it with SQL).
     pub fn update_held(&mut self, table: &str, key: usize, value: &str, change: impl FnOnce(&mut Vec<Val>)) -> bool {
-        let prefix = format!("INSERT INTO {table} ");
-        for p in self.pending.iter_mut().filter(|p| p.head.starts_with(&prefix)) {
+        for p in self.pending.iter_mut().filter(|p| p.is_for(table)) {
             if let Some(row) =
                 p.rows.iter_mut().rev().find(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value))
             {
@@ -279,17 +303,15 @@ impl<'c> Writer<'c> {
 
     /// Whether a row of `table` whose column `key` holds `value` is held back.
     pub fn held(&self, table: &str, key: usize, value: &str) -> bool {
-        let prefix = format!("INSERT INTO {table} ");
         self.pending
             .iter()
-            .filter(|p| p.head.starts_with(&prefix))
+            .filter(|p| p.is_for(table))
             .any(|p| p.rows.iter().any(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value)))
     }
 
     /// Drops the held-back rows of `table` whose column `key` holds `value`.
     pub fn drop_held(&mut self, table: &str, key: usize, value: &str) {
-        let prefix = format!("INSERT INTO {table} ");
-        for p in self.pending.iter_mut().filter(|p| p.head.starts_with(&prefix)) {
+        for p in self.pending.iter_mut().filter(|p| p.is_for(table)) {
             p.rows.retain(|r| !matches!(r.get(key), Some(Val::T(Some(v))) if v == value));
         }
     }
@@ -317,7 +339,7 @@ impl<'c> Writer<'c> {
             while rows.peek().is_some() {
                 let left = rows.len();
                 let size = CHUNKS.iter().copied().find(|c| *c <= left).unwrap_or(1);
-                let mut sql = p.head.clone();
+                let mut sql = format!("INSERT INTO {} VALUES ", p.table);
                 for r in 0..size {
                     sql.push_str(if r == 0 { "(" } else { ", (" });
                     for c in 0..p.width {

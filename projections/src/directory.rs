@@ -438,6 +438,19 @@ async fn remove_member(c: &mut Writer<'_>, t: &Tables, g: &str, user: &str) -> R
     Ok(())
 }
 
+/// The guild of a channel, from a projection's own table of channels (`id`, `guild`), looked
+/// up once a batch.
+pub(crate) async fn guild_of(
+    c: &mut Writer<'_>,
+    t: &Tables,
+    channels: &str,
+    channel: &openguild_domain::ChannelId,
+) -> Result<Option<String>, sqlx::Error> {
+    let id = c.text(channel.as_bytes(), || channel.to_string());
+    let sql = || format!("SELECT guild FROM {} WHERE id = $1", t.n(channels));
+    c.lookup(format!("guild-of:{id}"), sql, vec![id.into()]).await
+}
+
 pub(crate) fn kind_name(kind: openguild_domain::ChannelKind) -> &'static str {
     match kind {
         openguild_domain::ChannelKind::Text => "text",

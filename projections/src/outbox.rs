@@ -9,7 +9,7 @@ use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
 use crate::db::{DbKind, Tables, Writer};
-use crate::directory::{exec, ins};
+use crate::directory::{exec, guild_of, ins};
 use crate::{ApplyError, Projection};
 
 pub struct FederationOutbox {
@@ -59,13 +59,10 @@ impl Projection for FederationOutbox {
         let content = e.event.content();
         let guild = match &e.event.core.stream {
             StreamId::Guild(g) => g.to_string(),
-            StreamId::Channel(ch) => {
-                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("outbox_channels"));
-                match c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? {
-                    Some(g) => g,
-                    None => return Err(ApplyError::Invalid(format!("event in unknown channel {ch}"))),
-                }
-            }
+            StreamId::Channel(ch) => match guild_of(c, t, "outbox_channels", ch).await? {
+                Some(g) => g,
+                None => return Err(ApplyError::Invalid(format!("event in unknown channel {ch}"))),
+            },
             _ => return Ok(()),
         };
         if let E::ChannelCreated { channel, .. } = content {
@@ -101,7 +98,8 @@ impl Projection for FederationOutbox {
         }
         for peer in &self.peers {
             if members(c, &servers, &guild, peer).await? > 0 {
-                ins!(c, t.n("outbox"), "", peer, e.position as i64, e.event.id.to_string());
+                let id = c.text(e.event.id.as_bytes(), || e.event.id.to_string());
+                ins!(c, t.n("outbox"), "", peer, e.position as i64, id);
             }
         }
         if let Some(server) = &left {
@@ -120,8 +118,8 @@ impl Projection for FederationOutbox {
 
 /// How many members of `guild` are on `server` (looked up once per batch).
 async fn members(c: &mut Writer<'_>, servers: &str, guild: &str, server: &str) -> Result<i64, ApplyError> {
-    let sql = format!("SELECT CAST(members AS TEXT) FROM {servers} WHERE guild = $1 AND server = $2");
-    match c.lookup_two(format!("members:{guild}:{server}"), sql, guild.into(), server.into()).await? {
+    let sql = || format!("SELECT CAST(members AS TEXT) FROM {servers} WHERE guild = $1 AND server = $2");
+    match c.lookup(format!("members:{guild}:{server}"), sql, vec![guild.into(), server.into()]).await? {
         Some(v) => v.parse().map_err(|_| ApplyError::Invalid(format!("bad member count {v:?}"))),
         None => Ok(0),
     }

@@ -610,8 +610,9 @@ async fn apply_group(
         }
     }
     let mut failed = false;
+    let mut texts = db::Texts::default();
     'projections: for p in list {
-        let mut w = db::Writer::new(&mut tx, kind);
+        let mut w = db::Writer::new(&mut tx, kind).with_texts(texts);
         for e in pages.iter().flatten() {
             if p.apply(&mut w, kind, t, e).await.is_err() {
                 failed = true;
@@ -622,6 +623,7 @@ async fn apply_group(
             failed = true;
             break;
         }
+        texts = w.take_texts();
     }
     if failed {
         // Roll back now, not on drop: the one-by-one path needs SQLite's write lock.

@@ -10,7 +10,7 @@ use openguild_domain::{EventBody, EventId, StreamId};
 use openguild_store::StoredEvent;
 
 use crate::db::{self, DbKind, Tables, Val, Writer, set};
-use crate::directory::{exec, ins};
+use crate::directory::{exec, guild_of, ins};
 use crate::{ApplyError, Projection};
 
 pub struct Search;
@@ -67,18 +67,18 @@ impl Projection for Search {
             }
             (StreamId::Channel(ch), EventBody::MessagePosted { .. }) => {
                 let Some(EventBody::MessagePosted { text, .. }) = &e.event.body else { return Ok(()) };
-                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("search_channels"));
-                let Some(guild) = c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? else {
+                let Some(guild) = guild_of(c, t, "search_channels", ch).await? else {
                     return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
                 };
-                let id = e.event.id.to_string();
+                let id = c.text(e.event.id.as_bytes(), || e.event.id.to_string());
                 ins!(c, t.n("search_ids"), "", e.position as i64, db::id_key(&e.event.id), &id);
                 // SQLite: the FTS row id is the position.
                 let columns = match db {
                     DbKind::Sqlite => "rowid, message_id, guild, channel, body",
                     DbKind::Postgres => "position, message_id, guild, channel, body",
                 };
-                ins!(c, format!("{text_table} ({columns})"), "", e.position as i64, &id, guild, ch.to_string(), text);
+                let channel = c.text(ch.as_bytes(), || ch.to_string());
+                ins!(c, format!("{text_table} ({columns})"), "", e.position as i64, id, guild, channel, text);
             }
             (StreamId::Channel(_), EventBody::MessageEdited { message, .. }) => {
                 let id = message.to_string();

@@ -7,7 +7,7 @@ use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
 use crate::db::{self, DbKind, Tables, Val, Writer, set};
-use crate::directory::{exec, ins};
+use crate::directory::{exec, guild_of, ins};
 use crate::{ApplyError, Projection};
 
 pub struct Timeline;
@@ -94,18 +94,19 @@ impl Projection for Timeline {
                 };
                 let mentions: Vec<String> = mentions.iter().map(|u| u.to_string()).collect();
                 let mentions = serde_json::to_string(&mentions).map_err(|err| ApplyError::Invalid(err.to_string()))?;
-                let sql = format!("SELECT guild FROM {} WHERE id = $1", t.n("tl_channels"));
-                let Some(guild) = c.lookup(format!("guild-of:{ch}"), sql, ch.to_string().into()).await? else {
+                let Some(guild) = guild_of(c, t, "tl_channels", ch).await? else {
                     return Err(ApplyError::Invalid(format!("message in unknown channel {ch}")));
                 };
+                let id = c.text(e.event.id.as_bytes(), || e.event.id.to_string());
+                let channel = c.text(ch.as_bytes(), || ch.to_string());
                 ins!(
                     c,
                     t.n("tl_messages"),
                     "",
                     e.position as i64,
-                    e.event.id.to_string(),
+                    id,
                     db::id_key(&e.event.id),
-                    ch.to_string(),
+                    channel,
                     guild,
                     &sender,
                     text,
