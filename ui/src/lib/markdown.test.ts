@@ -371,7 +371,9 @@ describe('renderMarkdown: quotes', () => {
 });
 
 describe('renderMarkdown: robustness', () => {
-  it('renders 10k-character hostile inputs quickly', () => {
+  // Inputs that make backtracking parsers blow up. Speed is not asserted here (no timed
+  // tests): a parser gone quadratic shows as this test hitting Vitest's timeout.
+  it('renders 10k-character hostile inputs safely', () => {
     const inputs = [
       '*'.repeat(10_000),
       '*a'.repeat(5_000),
@@ -391,12 +393,10 @@ describe('renderMarkdown: robustness', () => {
       '\\'.repeat(10_000),
       '**a ~~b ||c _d '.repeat(700),
     ];
-    const start = performance.now();
     for (const s of inputs) {
       const html = md(s);
       expectSafe(html);
     }
-    expect(performance.now() - start).toBeLessThan(2000);
   });
 
   it('caps nesting depth', () => {
