@@ -190,7 +190,8 @@ pub fn set(row: &mut [Val], i: usize, v: Val) {
 
 /// Statement sizes (rows) pending inserts are cut into. A few fixed sizes keep the number
 /// of distinct statements small, so each is prepared once and then found in sqlx's cache.
-const CHUNKS: [usize; 6] = [1024, 128, 32, 8, 2, 1];
+const CHUNKS: [usize; 6] = [MAX_CHUNK, 128, 32, 8, 2, 1];
+const MAX_CHUNK: usize = 1024;
 
 /// The runner's transaction as projections see it. Plain inserts are held back and sent as
 /// multi-row INSERTs: each statement costs ~70 µs of round trip with sqlx on SQLite, far
@@ -279,10 +280,18 @@ impl<'c> Writer<'c> {
     }
 
     /// Queues `INSERT INTO table VALUES (row) tail`.
+    /// Held rows are all sent once a table has as many as the largest statement takes, so a
+    /// batch of any size holds few rows in memory. All of them, so that whatever was queued
+    /// after a row still held back is held back too.
     pub async fn insert(&mut self, table: String, tail: &'static str, row: Vec<Val>) -> Result<(), sqlx::Error> {
-        match self.pending.iter_mut().find(|p| p.table == table && p.tail == tail && p.width == row.len()) {
-            Some(p) => p.rows.push(row),
-            None => self.pending.push(Pending { table, tail, width: row.len(), rows: vec![row] }),
+        let width = row.len();
+        let Some(p) = self.pending.iter_mut().find(|p| p.table == table && p.tail == tail && p.width == width) else {
+            self.pending.push(Pending { table, tail, width, rows: vec![row] });
+            return Ok(());
+        };
+        p.rows.push(row);
+        if p.rows.len() >= MAX_CHUNK {
+            self.flush().await?;
         }
         Ok(())
     }
@@ -335,36 +344,42 @@ impl<'c> Writer<'c> {
     /// Sends the pending inserts.
     pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
         for p in std::mem::take(&mut self.pending) {
-            let mut rows = p.rows.into_iter().peekable();
-            while rows.peek().is_some() {
-                let left = rows.len();
-                let size = CHUNKS.iter().copied().find(|c| *c <= left).unwrap_or(1);
-                let mut sql = format!("INSERT INTO {} VALUES ", p.table);
-                for r in 0..size {
-                    sql.push_str(if r == 0 { "(" } else { ", (" });
-                    for c in 0..p.width {
-                        if c > 0 {
-                            sql.push_str(", ");
-                        }
-                        // sqlx looks up every named SQLite parameter by name (quadratic in
-                        // a wide statement); plain `?` binds by position.
-                        match self.kind {
-                            DbKind::Sqlite => sql.push('?'),
-                            DbKind::Postgres => sql.push_str(&format!("${}", r * p.width + c + 1)),
-                        }
+            self.send(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends rows as multi-row INSERTs of the fixed sizes.
+    async fn send(&mut self, p: Pending) -> Result<(), sqlx::Error> {
+        let mut rows = p.rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let left = rows.len();
+            let size = CHUNKS.iter().copied().find(|c| *c <= left).unwrap_or(1);
+            let mut sql = format!("INSERT INTO {} VALUES ", p.table);
+            for r in 0..size {
+                sql.push_str(if r == 0 { "(" } else { ", (" });
+                for c in 0..p.width {
+                    if c > 0 {
+                        sql.push_str(", ");
                     }
-                    sql.push(')');
-                }
-                sql.push(' ');
-                sql.push_str(p.tail);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for row in rows.by_ref().take(size) {
-                    for v in row {
-                        q = bind(q, v);
+                    // sqlx looks up every named SQLite parameter by name (quadratic in
+                    // a wide statement); plain `?` binds by position.
+                    match self.kind {
+                        DbKind::Sqlite => sql.push('?'),
+                        DbKind::Postgres => sql.push_str(&format!("${}", r * p.width + c + 1)),
                     }
                 }
-                q.execute(&mut *self.conn).await?;
+                sql.push(')');
             }
+            sql.push(' ');
+            sql.push_str(p.tail);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in rows.by_ref().take(size) {
+                for v in row {
+                    q = bind(q, v);
+                }
+            }
+            q.execute(&mut *self.conn).await?;
         }
         Ok(())
     }

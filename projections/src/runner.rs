@@ -477,7 +477,7 @@ pub struct RebuildProgress {
 }
 
 /// Pages of events a rebuild applies to all its projections in one transaction.
-const GROUP_PAGES: usize = 4;
+const GROUP_PAGES: usize = 16;
 
 /// Rebuilds projections from position 0 into fresh tables beside the live ones, reading
 /// the events once for all of them, then swaps each in atomically once caught up. The live
@@ -511,7 +511,7 @@ pub async fn rebuild(
         tx.commit().await?;
     }
     // The next pages are read (and checked and decoded) while the current group is applied.
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectionError>>(GROUP_PAGES);
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectionError>>(2);
     let reader = async move {
         let mut after = 0;
         loop {

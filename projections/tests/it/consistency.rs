@@ -173,3 +173,53 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
         .unwrap();
     assert_eq!(live, 0, "nothing was swapped in");
 }
+
+/// A message redacted while still held back, after more reactions to it than one statement
+/// takes were queued (and so sent): its reactions must go too, as they do live. Pins the
+/// rule that held rows are all sent at once, never one table's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_message_loses_reactions_sent_before_it_was() {
+    let mut hub = Hub::new().await;
+    let g = hub.create_guild("owner", "Popular", 1).await;
+    let channel = ChannelId::from_bytes([1; 16]);
+    let create = C::CreateChannel {
+        channel,
+        name: "general".into(),
+        kind: ChannelKind::Text,
+        category: None,
+        topic: String::new(),
+    };
+    hub.run(g, "owner", create).await.unwrap();
+    let stream = StreamId::Channel(channel);
+    let post = EventBody::MessagePosted {
+        text: "popular".into(),
+        reply_to: None,
+        mentions: Default::default(),
+        mentions_everyone: false,
+    };
+    let (mut events, mut prev, mut message) = (Vec::new(), None, None);
+    for seq in 1..=1102u64 {
+        let (sender, body) = match (seq, message) {
+            (1, _) | (_, None) => (user("owner"), post.clone()),
+            (1102, Some(m)) => (user("owner"), EventBody::MessageRedacted { message: m, reason: "spam".into() }),
+            (_, Some(m)) => (user(&format!("fan{seq}")), EventBody::ReactionAdded { message: m, emoji: "👍".into() }),
+        };
+        let unsigned = UnsignedEvent {
+            stream: stream.clone(),
+            seq,
+            prev: prev.into_iter().collect(),
+            auth: vec![],
+            sender,
+            ts: hub.now,
+            body,
+        };
+        let e = event::sign(unsigned, &hub.key).unwrap();
+        prev = Some(e.event.id);
+        message = message.or(Some(e.event.id));
+        events.push(e);
+    }
+    hub.store.append(&stream, ExpectedVersion::NoStream, events).await.unwrap();
+    openguild_projections::rebuild(&hub.db, &*hub.store, &openguild_projections::all(vec![]), |_| {}).await.unwrap();
+    let reactions: i64 = sqlx::query_scalar("SELECT count(*) FROM tl_reactions").fetch_one(&hub.db.pool).await.unwrap();
+    assert_eq!(reactions, 0, "the redacted message kept reactions");
+}
