@@ -499,8 +499,9 @@ pub async fn rebuild(
     // Its own connection, out of the pool: its settings and page cache are the rebuild's.
     let mut conn = db.pool.acquire().await?.detach();
     if db.kind == DbKind::Sqlite {
-        // Fewer, larger checkpoints: each one syncs the WAL and the database file.
-        conn.execute("PRAGMA wal_autocheckpoint = 16384").await?;
+        // Fewer, larger checkpoints (the WAL may grow to 256 MB): each one syncs the WAL and
+        // the database file, and writes back every page the transactions since touched.
+        conn.execute("PRAGMA wal_autocheckpoint = 65536").await?;
     }
     for p in list {
         let names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
