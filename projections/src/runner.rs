@@ -571,6 +571,11 @@ pub async fn rebuild(
     for p in list {
         swap(&mut conn, db.kind, &**p, position).await?;
     }
+    if db.kind == DbKind::Sqlite {
+        // Give back the WAL's disk space now if no reader is in the way (a running server's
+        // may be: then it is reused, and shrinks when the server closes the database).
+        let _ = conn.execute("PRAGMA busy_timeout = 0; PRAGMA wal_checkpoint(TRUNCATE)").await;
+    }
     conn.close().await?;
     let head = store.head_watch().borrow().to_owned();
     progress(RebuildProgress { position, head, elapsed: started.elapsed() });
