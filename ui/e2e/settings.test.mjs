@@ -174,6 +174,8 @@ test('a report: bob reports, ann takes it and resolves it', async () => {
 
   await settings(a, 'Reports');
   const report = a.locator('.report').filter({ hasText: 'price gouging' });
+  // The moderator sees the reported message itself, not only the reason.
+  await report.getByRole('blockquote', { name: 'The reported message' }).getByText('fresh dumplings at stall 4').waitFor();
   await report.getByRole('button', { name: 'Take' }).click();
   await report.getByText('Taken by ann').waitFor();
   await report.getByRole('button', { name: 'Resolve…' }).click();

@@ -6,11 +6,12 @@ pub mod live;
 mod mutation;
 mod types;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, Schema, SimpleObject};
-use openguild_domain::{ChannelId, GuildId, Permissions, Timestamp, UserId};
+use openguild_domain::{ChannelId, GuildId, MessageId, Permissions, Timestamp, UserId};
 use openguild_projections::queries;
 use openguild_projections::replay::{self, Until};
 
@@ -249,14 +250,29 @@ impl Query {
         let api = api(ctx);
         let guild: GuildId = parse_id("guild id", &guild_id)?;
         api.require(&me, guild, Permissions::MODERATE_MEMBERS, "seeing reports").await?;
-        api.read_your_writes(ctx, &["reports"]).await?;
+        api.read_your_writes(ctx, &["reports", "timeline"]).await?;
         let status = status.map(|s| match s {
             ReportStatus::Open => "open",
             ReportStatus::Assigned => "assigned",
             ReportStatus::Resolved => "resolved",
         });
         let rows = queries::reports(api.projections.db(), guild, status).await.map_err(ApiError::from)?;
-        Ok(rows.into_iter().map(Report::from).collect())
+        // The reported messages, in one read, so a moderator sees what was reported.
+        let ids: Vec<MessageId> = rows.iter().filter_map(|r| r.target_message.as_deref()?.parse().ok()).collect();
+        let mut messages: HashMap<MessageId, queries::MessageRow> = queries::messages_by_id(api.projections.db(), &ids)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let message =
+                    r.target_message.as_deref().and_then(|m| m.parse().ok()).and_then(|m| messages.remove(&m));
+                Report { message: message.map(types::Message), ..Report::from(r) }
+            })
+            .collect())
     }
 
     /// Messages of a guild containing every word of `query`, newest first; only messages of

@@ -615,6 +615,7 @@ impl Mutation {
             filed_at: super::DateTime(done.events.last().map_or(0, |e| e.core.ts.as_millis())),
             resolved_at: None,
             assignee: None,
+            message: None,
         })
     }
 

@@ -726,6 +726,9 @@ pub struct Report {
     pub resolved_at: Option<DateTime>,
     /// The moderator who took it.
     pub assignee: Option<ID>,
+    /// In the reports queue: the reported message as it is now (`body` is null once
+    /// deleted). Not filled in the answer to `reportMessage`.
+    pub message: Option<Message>,
 }
 
 impl From<queries::ReportRow> for Report {
@@ -748,6 +751,7 @@ impl From<queries::ReportRow> for Report {
             filed_at: DateTime(r.filed_at),
             resolved_at: r.resolved_at.map(DateTime),
             assignee: r.assignee.map(ID),
+            message: None,
         }
     }
 }

@@ -461,6 +461,10 @@ async fn search_guild_and_personal_events_and_the_remaining_limits() {
     let queue = "query($g: ID!, $s: ReportStatus) { reports(guildId: $g, status: $s) { id status assignee action } }";
     let open = server.ok(Some(&ann), queue, json!({ "g": guild, "s": "OPEN" })).await;
     assert_eq!(open["reports"][0]["id"], report.as_str());
+    // The moderator sees what was reported.
+    let with_message = "query($g: ID!) { reports(guildId: $g) { message { body author { handle } } } }";
+    let seen = server.ok(Some(&ann), with_message, json!({ "g": guild })).await;
+    assert_eq!(seen["reports"][0]["message"], json!({ "body": "a lazy dog", "author": { "handle": "ann" } }), "{seen}");
     let assign = "mutation($r: ID!) { assignReport(reportId: $r, userId: \"@ann:hub.test\") }";
     server.ok(Some(&ann), assign, json!({ "r": report })).await;
     let assigned = server.ok(Some(&ann), queue, json!({ "g": guild, "s": "ASSIGNED" })).await;

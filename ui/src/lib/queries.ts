@@ -162,6 +162,7 @@ export const GUILD_AT = `query At($id: ID!, $position: Int!) {
 export const REPORTS = `query Reports($id: ID!) {
   reports(guildId: $id) {
     id reporter targetUser targetChannelId targetMessageId reason status action resolvedBy resolution filedAt resolvedAt assignee
+    message { body deleted author { handle } }
   }
 }`;
 
