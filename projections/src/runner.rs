@@ -395,6 +395,19 @@ enum Applied {
     },
 }
 
+/// Claims a checkpoint row for this transaction, if it is still at `checkpoint`: the row
+/// stays locked until the transaction ends. `false`: it moved underneath (a rebuild swapped,
+/// or another node ran), and the caller re-reads.
+async fn claim(tx: &mut AnyConnection, name: &str, checkpoint: u64) -> Result<bool, sqlx::Error> {
+    let claimed =
+        sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
+            .bind(name)
+            .bind(checkpoint as i64)
+            .execute(&mut *tx)
+            .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
 /// Applies `events` after claiming the checkpoint, and moves it, in one transaction. With
 /// `one_by_one`, rows are sent after each event, so a failure names its event, and the
 /// events before it are committed.
@@ -409,13 +422,7 @@ async fn apply_events(
 ) -> Result<Applied, ProjectionError> {
     let mut conn = db.pool.acquire().await?;
     let mut tx = db::begin_write(&mut conn, db.kind).await?;
-    let claimed =
-        sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
-            .bind(name)
-            .bind(checkpoint as i64)
-            .execute(&mut *tx)
-            .await?;
-    if claimed.rows_affected() != 1 {
+    if !claim(&mut tx, name, checkpoint).await? {
         tx.rollback().await?;
         return Ok(Applied::Raced);
     }
@@ -604,13 +611,7 @@ async fn apply_group(
     let Some(last) = pages.last().and_then(|p| p.last()).map(|e| e.position) else { return Ok(Applied::All) };
     let mut tx = db::begin_write(conn, kind).await?;
     for p in list {
-        let claimed =
-            sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
-                .bind(checkpoint_name(p.name(), t))
-                .bind(checkpoint as i64)
-                .execute(&mut *tx)
-                .await?;
-        if claimed.rows_affected() != 1 {
+        if !claim(&mut tx, &checkpoint_name(p.name(), t), checkpoint).await? {
             tx.rollback().await?;
             return Ok(Applied::Raced);
         }
