@@ -111,6 +111,9 @@ pub struct Api {
     connections: std::sync::Mutex<HashMap<UserId, usize>>,
     /// Flips to true when the server stops: websockets close with 1001.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Websockets open on this node (upgraded connections, which the HTTP server's graceful
+    /// shutdown no longer tracks): shutdown waits for their close frames to go out.
+    sockets: tokio::sync::watch::Sender<usize>,
     pub oidc: oidc::Oidc,
     /// When each service token was last used on this node (token hash → ms).
     pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
@@ -150,6 +153,7 @@ impl Api {
             writes: Default::default(),
             connections: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            sockets: tokio::sync::watch::Sender::new(0),
             token_last_used: Default::default(),
         });
         // Presence: renew the marks of this node's connected users on every node's view.
@@ -235,6 +239,15 @@ impl Api {
     /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
     pub fn stop(&self) {
         self.stopping.send_replace(true);
+    }
+
+    /// Waits until every websocket has sent its close frame and ended, for at most `within`.
+    /// Without this, the process could exit before a socket's task wrote its 1001.
+    pub async fn sockets_closed(&self, within: Duration) {
+        let mut open = self.sockets.subscribe();
+        if tokio::time::timeout(within, open.wait_for(|n| *n == 0)).await.is_err() {
+            tracing::warn!(open = *open.borrow(), "shutdown: some websockets did not close in time");
+        }
     }
 
     /// The last position `user` wrote through this node (0 if none).

@@ -64,11 +64,15 @@ pub(crate) async fn upgrade(
         .write_buffer_size(16 * 1024)
         .max_message_size(api.settings.limits.max_body_bytes)
         .on_upgrade(move |socket| async move {
+            api.sockets.send_modify(|n| *n += 1);
+            let sockets = api.sockets.clone();
             let mut conn = Connection::new(api, socket, addr.ip());
             if let Err(e) = conn.run().await {
                 tracing::debug!(error = %e, "websocket ended");
             }
             conn.release();
+            drop(conn);
+            sockets.send_modify(|n| *n -= 1);
         })
 }
 

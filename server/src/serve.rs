@@ -88,6 +88,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("serving HTTP")?;
+    api.sockets_closed(std::time::Duration::from_secs(5)).await;
     tracing::info!("shutting down: finishing in-flight appends");
     drop(api);
     if let Ok(p) = Arc::try_unwrap(projections) {
