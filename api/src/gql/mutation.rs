@@ -97,6 +97,23 @@ impl Api {
         Ok(done)
     }
 
+    /// A guild command about one channel: run in the channel's guild.
+    async fn channel_cmd(
+        &self,
+        ctx: &Context<'_>,
+        channel: ChannelId,
+        cmd: GuildCommand,
+    ) -> Result<Executed, ApiError> {
+        let guild = self.commands.guild_of(channel).await?;
+        self.guild_cmd(ctx, guild, cmd).await
+    }
+
+    /// A channel command, answered with the channel as the viewer now sees it.
+    async fn changed_channel(&self, ctx: &Context<'_>, channel: ChannelId, cmd: GuildCommand) -> Res<ChannelObj> {
+        self.channel_cmd(ctx, channel, cmd).await?;
+        Ok(self.channel_obj(&viewer(ctx)?.user, channel).await?)
+    }
+
     async fn message_cmd(
         &self,
         ctx: &Context<'_>,
@@ -493,11 +510,8 @@ impl Mutation {
     }
 
     async fn set_slow_mode(&self, ctx: &Context<'_>, channel_id: ID, seconds: u32) -> Res<ChannelObj> {
-        let api = api(ctx);
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
-        api.guild_cmd(ctx, guild, GuildCommand::SetSlowMode { channel, seconds }).await?;
-        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+        api(ctx).changed_channel(ctx, channel, GuildCommand::SetSlowMode { channel, seconds }).await
     }
 
     /// Renames a channel or sets its topic (an empty topic clears it).
@@ -508,11 +522,8 @@ impl Mutation {
         name: Option<String>,
         topic: Option<String>,
     ) -> Res<ChannelObj> {
-        let api = api(ctx);
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
-        api.guild_cmd(ctx, guild, GuildCommand::UpdateChannel { channel, name, topic }).await?;
-        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+        api(ctx).changed_channel(ctx, channel, GuildCommand::UpdateChannel { channel, name, topic }).await
     }
 
     /// Moves a channel into a category (`categoryId` absent: uncategorised) at `position`;
@@ -524,20 +535,15 @@ impl Mutation {
         category_id: Option<ID>,
         position: Option<u32>,
     ) -> Res<ChannelObj> {
-        let api = api(ctx);
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
         let category = category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
-        api.guild_cmd(ctx, guild, GuildCommand::MoveChannel { channel, category, position }).await?;
-        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+        api(ctx).changed_channel(ctx, channel, GuildCommand::MoveChannel { channel, category, position }).await
     }
 
     /// Deletes a channel; its messages stay in the event log.
     async fn delete_channel(&self, ctx: &Context<'_>, channel_id: ID) -> Res<bool> {
-        let api = api(ctx);
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
-        api.guild_cmd(ctx, guild, GuildCommand::DeleteChannel { channel }).await?;
+        api(ctx).channel_cmd(ctx, channel, GuildCommand::DeleteChannel { channel }).await?;
         Ok(true)
     }
 
@@ -548,11 +554,8 @@ impl Mutation {
         locked: bool,
         #[graphql(default)] reason: String,
     ) -> Res<ChannelObj> {
-        let api = api(ctx);
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
-        api.guild_cmd(ctx, guild, GuildCommand::LockChannel { channel, locked, reason }).await?;
-        Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)
+        api(ctx).changed_channel(ctx, channel, GuildCommand::LockChannel { channel, locked, reason }).await
     }
 
     /// Sets the permission overwrite of a role or member on a channel (empty lists remove it).
@@ -573,14 +576,13 @@ impl Mutation {
             (None, Some(u)) => OverwriteTarget::Member(user_arg(&u)?),
             _ => return Err(ApiError::invalid("target", "give roleId or userId, one of them").into()),
         };
-        let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
         let cmd = GuildCommand::SetOverwrite {
             place: Place::Channel(channel),
             target,
             allow: permissions_of(&allow),
             deny: permissions_of(&deny),
         };
-        api.guild_cmd(ctx, guild, cmd).await?;
+        api.channel_cmd(ctx, channel, cmd).await?;
         Ok(true)
     }
 
