@@ -9,7 +9,7 @@ use openguild_domain::{ChannelId, EventBody, StreamId};
 use openguild_projections::{ProjectionError, ProjectionState};
 use openguild_store::ExpectedVersion;
 
-use crate::support::{Hub, user};
+use crate::support::{Hub, posted, user};
 
 /// A client that writes and then reads always sees its write: 1,000 times in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,64 +102,20 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
 async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
     let mut hub = Hub::new().await;
     let g = hub.create_guild("owner", "Rebuilt", 1).await;
-    let channel = ChannelId::from_bytes([1; 16]);
-    let create = C::CreateChannel {
-        channel,
-        name: "general".into(),
-        kind: ChannelKind::Text,
-        category: None,
-        topic: String::new(),
-    };
-    hub.run(g, "owner", create).await.unwrap();
-    let stream = StreamId::Channel(channel);
-    let (mut posts, mut prev) = (Vec::new(), None);
-    for seq in 1..=1200u64 {
-        let body = EventBody::MessagePosted {
-            text: format!("post {seq}"),
-            reply_to: None,
-            mentions: Default::default(),
-            mentions_everyone: false,
-        };
-        let unsigned = UnsignedEvent {
-            stream: stream.clone(),
-            seq,
-            prev: prev.into_iter().collect(),
-            auth: vec![],
-            sender: user("owner"),
-            ts: hub.now,
-            body,
-        };
-        let e = event::sign(unsigned, &hub.key).unwrap();
-        prev = Some(e.event.id);
-        posts.push(e);
-    }
-    hub.store.append(&stream, ExpectedVersion::NoStream, posts).await.unwrap();
+    let channel = hub.general(g, "owner").await;
+    let posts = (1..=1200).map(|n| (user("owner"), posted(&format!("post {n}")))).collect();
+    hub.append_as(StreamId::Channel(channel), 0, None, vec![], posts).await;
     let before = hub.store.head_position().await.unwrap();
+    // A message in a channel no guild created.
     let stray = StreamId::Channel(ChannelId::from_bytes([9; 16]));
-    let body = EventBody::MessagePosted {
-        text: "lost".into(),
-        reply_to: None,
-        mentions: Default::default(),
-        mentions_everyone: false,
-    };
-    let unsigned = UnsignedEvent {
-        stream: stray.clone(),
-        seq: 1,
-        prev: vec![],
-        auth: vec![],
-        sender: user("owner"),
-        ts: hub.now,
-        body,
-    };
-    let bad = event::sign(unsigned, &hub.key).unwrap();
-    hub.store.append(&stray, ExpectedVersion::NoStream, vec![bad.clone()]).await.unwrap();
+    let bad = hub.append_as(stray, 0, None, vec![], vec![(user("owner"), posted("lost"))]).await.remove(0);
     hub.run(g, "owner", C::UpdateGuild { name: Some("After".into()), description: None }).await.unwrap();
 
     let err = openguild_projections::rebuild(&hub.db, &*hub.store, &openguild_projections::all(vec![]), |_| {})
         .await
         .unwrap_err();
     let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
-    assert_eq!((name.as_str(), position, event), ("timeline", before, bad.event.id.to_string()));
+    assert_eq!((name.as_str(), position, event), ("timeline", before, bad.id.to_string()));
     assert!(reason.contains("unknown channel"), "{reason}");
     let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
     let rebuilt = recorded.iter().find(|r| r.0 == "timeline__rebuild").unwrap();
@@ -181,44 +137,15 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
 async fn a_redacted_message_loses_reactions_sent_before_it_was() {
     let mut hub = Hub::new().await;
     let g = hub.create_guild("owner", "Popular", 1).await;
-    let channel = ChannelId::from_bytes([1; 16]);
-    let create = C::CreateChannel {
-        channel,
-        name: "general".into(),
-        kind: ChannelKind::Text,
-        category: None,
-        topic: String::new(),
-    };
-    hub.run(g, "owner", create).await.unwrap();
+    let channel = hub.general(g, "owner").await;
     let stream = StreamId::Channel(channel);
-    let post = EventBody::MessagePosted {
-        text: "popular".into(),
-        reply_to: None,
-        mentions: Default::default(),
-        mentions_everyone: false,
-    };
-    let (mut events, mut prev, mut message) = (Vec::new(), None, None);
-    for seq in 1..=1102u64 {
-        let (sender, body) = match (seq, message) {
-            (1, _) | (_, None) => (user("owner"), post.clone()),
-            (1102, Some(m)) => (user("owner"), EventBody::MessageRedacted { message: m, reason: "spam".into() }),
-            (_, Some(m)) => (user(&format!("fan{seq}")), EventBody::ReactionAdded { message: m, emoji: "👍".into() }),
-        };
-        let unsigned = UnsignedEvent {
-            stream: stream.clone(),
-            seq,
-            prev: prev.into_iter().collect(),
-            auth: vec![],
-            sender,
-            ts: hub.now,
-            body,
-        };
-        let e = event::sign(unsigned, &hub.key).unwrap();
-        prev = Some(e.event.id);
-        message = message.or(Some(e.event.id));
-        events.push(e);
-    }
-    hub.store.append(&stream, ExpectedVersion::NoStream, events).await.unwrap();
+    let post = hub.append_as(stream.clone(), 0, None, vec![], vec![(user("owner"), posted("popular"))]).await.remove(0);
+    let message = post.id;
+    let mut events: Vec<_> = (2..1102)
+        .map(|n| (user(&format!("fan{n}")), EventBody::ReactionAdded { message, emoji: "👍".into() }))
+        .collect();
+    events.push((user("owner"), EventBody::MessageRedacted { message, reason: "spam".into() }));
+    hub.append_as(stream, 1, Some(message), vec![], events).await;
     openguild_projections::rebuild(&hub.db, &*hub.store, &openguild_projections::all(vec![]), |_| {}).await.unwrap();
     let reactions: i64 = sqlx::query_scalar("SELECT count(*) FROM tl_reactions").fetch_one(&hub.db.pool).await.unwrap();
     assert_eq!(reactions, 0, "the redacted message kept reactions");

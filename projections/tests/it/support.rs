@@ -61,9 +61,23 @@ impl Hub {
         actor: &UserId,
         bodies: Vec<EventBody>,
     ) -> Vec<openguild_domain::Event> {
-        let mut events = Vec::new();
+        let events = bodies.into_iter().map(|b| (actor.clone(), b)).collect();
+        self.append_as(stream, version, head, auth, events).await
+    }
+
+    /// Signs and appends events as given, without deciding them: for streams a test builds
+    /// by hand (many events at once, or events no command would make).
+    pub async fn append_as(
+        &mut self,
+        stream: StreamId,
+        version: u64,
+        head: Option<openguild_domain::EventId>,
+        auth: Vec<openguild_domain::EventId>,
+        events: Vec<(UserId, EventBody)>,
+    ) -> Vec<openguild_domain::Event> {
+        let mut signed = Vec::new();
         let (mut seq, mut prev) = (version, head);
-        for body in bodies {
+        for (sender, body) in events {
             seq += 1;
             let e = event::sign(
                 UnsignedEvent {
@@ -71,7 +85,7 @@ impl Hub {
                     seq,
                     prev: prev.into_iter().collect(),
                     auth: auth.clone(),
-                    sender: actor.clone(),
+                    sender,
                     ts: self.now,
                     body,
                 },
@@ -79,13 +93,27 @@ impl Hub {
             )
             .unwrap();
             prev = Some(e.event.id);
-            events.push(e);
+            signed.push(e);
         }
-        let out = events.iter().map(|e| e.event.clone()).collect();
+        let out = signed.iter().map(|e| e.event.clone()).collect();
         let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-        self.store.append(&stream, expected, events).await.unwrap();
+        self.store.append(&stream, expected, signed).await.unwrap();
         self.now = self.now.plus_millis(1000);
         out
+    }
+
+    /// A text channel `general` in `guild`, made by its owner.
+    pub async fn general(&mut self, guild: GuildId, owner: &str) -> ChannelId {
+        let channel = ChannelId::from_bytes([1; 16]);
+        let create = GuildCommand::CreateChannel {
+            channel,
+            name: "general".into(),
+            kind: openguild_domain::ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+        };
+        self.run(guild, owner, create).await.unwrap();
+        channel
     }
 
     pub async fn create_guild(&mut self, owner: &str, name: &str, nonce: u8) -> GuildId {
@@ -153,6 +181,16 @@ impl Hub {
     pub async fn caught_up(&self, projections: &Projections) {
         let head = self.store.head_position().await.unwrap();
         projections.wait_for(&[], head, Duration::from_secs(30)).await.unwrap();
+    }
+}
+
+/// A plain message's body.
+pub fn posted(text: &str) -> EventBody {
+    EventBody::MessagePosted {
+        text: text.into(),
+        reply_to: None,
+        mentions: Default::default(),
+        mentions_everyone: false,
     }
 }
 
