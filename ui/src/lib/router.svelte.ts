@@ -24,6 +24,11 @@ export function routePath(r: Route): string {
   }
 }
 
+/** The link that lets someone join with `code`. */
+export function inviteLink(code: string): string {
+  return location.origin + routePath({ name: 'invite', code });
+}
+
 class Router {
   route = $state<Route>(parseRoute(location.pathname));
 
