@@ -204,7 +204,7 @@ fn main() {
         let all_started = Instant::now();
         for p in openguild_projections::all(vec!["peer.example.org".into()]).into_iter().filter(|_| !one_pass_only) {
             let started = Instant::now();
-            let position = openguild_projections::rebuild(&db, &*store, std::slice::from_ref(&p), |_| {}).await.unwrap();
+            let position = openguild_projections::rebuild(&db, store.clone(), std::slice::from_ref(&p), |_| {}).await.unwrap();
             let secs = started.elapsed().as_secs_f64();
             println!("rebuild {:<18} {position} events in {secs:>6.1} s: {:>8.0} events/s", p.name(), head as f64 / secs);
         }
@@ -213,7 +213,7 @@ fn main() {
             println!("rebuild all, one after another: {head} events in {secs:.1} s = {:.0} events/s", head as f64 / secs);
         }
         let together = Instant::now();
-        openguild_projections::rebuild(&db, &*store, &openguild_projections::all(vec!["peer.example.org".into()]), |_| {})
+        openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all(vec!["peer.example.org".into()]), |_| {})
             .await
             .unwrap();
         let secs = together.elapsed().as_secs_f64();

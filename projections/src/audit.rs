@@ -73,20 +73,16 @@ impl Projection for AuditLog {
         let entry = describe(content, &core.stream);
         let before = match &entry.key {
             Some(k) => {
-                let sql = format!("SELECT v FROM {} WHERE guild = $1 AND k = $2", t.n("audit_values"));
-                let conn = c.conn().await?;
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
-                    .bind(&guild)
-                    .bind(k)
-                    .fetch_optional(conn)
-                    .await?
+                let sql = || format!("SELECT v FROM {} WHERE guild = $1 AND k = $2", t.n("audit_values"));
+                c.lookup(format!("audit:{guild}:{k}"), sql, vec![(&guild).into(), k.as_str().into()]).await?
             }
             None => None,
         };
         if let (Some(k), Some(after)) = (&entry.key, &entry.after) {
             let v = after.to_string();
             exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND k = $2", t.n("audit_values")), &guild, k);
-            exec!(c, format!("INSERT INTO {} VALUES ($1, $2, $3)", t.n("audit_values")), &guild, k, v);
+            exec!(c, format!("INSERT INTO {} VALUES ($1, $2, $3)", t.n("audit_values")), &guild, k, &v);
+            c.remember(format!("audit:{guild}:{k}"), v);
         }
         ins!(
             c,

@@ -39,6 +39,18 @@ impl Tables {
 pub struct ReadDb {
     pub pool: AnyPool,
     pub kind: DbKind,
+    /// The database file, on SQLite: a rebuild opens its own writer on it
+    /// ([`crate::pipe`]).
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// An error of the read model database, from sqlx or from a rebuild's SQLite writer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("{0}")]
+    Sqlite(String),
 }
 
 impl ReadDb {
@@ -46,11 +58,11 @@ impl ReadDb {
     /// checkpoint table exists.
     pub async fn open(url: &str) -> Result<ReadDb, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let (kind, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (DbKind::Postgres, url.to_owned())
+        let (kind, url, path) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (DbKind::Postgres, url.to_owned(), None)
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            (DbKind::Sqlite, format!("sqlite://{path}?mode=rwc"))
+            (DbKind::Sqlite, format!("sqlite://{path}?mode=rwc"), Some(path.into()))
         };
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
@@ -71,7 +83,7 @@ impl ReadDb {
             })
             .connect_with(options)
             .await?;
-        let db = ReadDb { pool, kind };
+        let db = ReadDb { pool, kind, path };
         db.pool
             .execute(
                 "CREATE TABLE IF NOT EXISTS projection_checkpoints (
@@ -193,12 +205,13 @@ pub fn set(row: &mut [Val], i: usize, v: Val) {
 const CHUNKS: [usize; 6] = [MAX_CHUNK, 128, 32, 8, 2, 1];
 const MAX_CHUNK: usize = 1024;
 
-/// The runner's transaction as projections see it. Plain inserts are held back and sent as
-/// multi-row INSERTs: each statement costs ~70 µs of round trip with sqlx on SQLite, far
-/// more than a row. Any other statement or read sends the held rows first, so everything
-/// still happens in event order as far as any statement can see.
+/// The runner's transaction as projections see it. Plain inserts are held back and sent
+/// together: with sqlx as multi-row INSERTs (each statement costs ~70 µs of round trip with
+/// sqlx on SQLite, far more than a row), to a rebuild's SQLite writer as one queued batch.
+/// Any other statement or read sends the held rows first, so everything still happens in
+/// event order as far as any statement can see.
 pub struct Writer<'c> {
-    conn: &'c mut sqlx::AnyConnection,
+    target: Target<'c>,
     kind: DbKind,
     pending: Vec<Pending>,
     /// Lookups made in this batch (`None`: looked up, not there); dropped with the batch, so
@@ -208,10 +221,10 @@ pub struct Writer<'c> {
 }
 
 /// Ids as text, by their bytes: base58 costs about a microsecond an id, and every projection
-/// needs the same few ids of an event. Only a cache of a pure function, so it can be handed
-/// from one projection's writer to the next.
+/// needs the same few ids of an event. Only a cache of a pure function, so it serves every
+/// projection a writer applies.
 #[derive(Default)]
-pub struct Texts(std::collections::HashMap<Vec<u8>, String>);
+struct Texts(std::collections::HashMap<Vec<u8>, String>);
 
 struct Pending {
     /// The table name, and the column list if any.
@@ -228,20 +241,35 @@ impl Pending {
     }
 }
 
+/// Where a writer's statements go.
+enum Target<'c> {
+    /// A connection with a transaction open.
+    Sqlx(&'c mut sqlx::AnyConnection),
+    /// A rebuild's SQLite writer, with a transaction open.
+    Pipe(&'c crate::pipe::Pipe),
+}
+
 impl<'c> Writer<'c> {
     pub fn new(conn: &'c mut sqlx::AnyConnection, kind: DbKind) -> Self {
-        Self { conn, kind, pending: Vec::new(), cache: std::collections::HashMap::new(), texts: Texts::default() }
+        Self::to(Target::Sqlx(conn), kind)
     }
 
-    /// Uses ids turned into text by an earlier writer.
-    pub fn with_texts(mut self, texts: Texts) -> Self {
-        self.texts = texts;
-        self
+    pub(crate) fn piped(pipe: &'c crate::pipe::Pipe) -> Self {
+        Self::to(Target::Pipe(pipe), DbKind::Sqlite)
     }
 
-    /// The ids turned into text so far, for the next writer.
-    pub fn take_texts(&mut self) -> Texts {
-        std::mem::take(&mut self.texts)
+    fn to(target: Target<'c>, kind: DbKind) -> Self {
+        Self { target, kind, pending: Vec::new(), cache: std::collections::HashMap::new(), texts: Texts::default() }
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// Forgets the lookups made so far (they are one projection's), keeping the ids as text
+    /// for the next projection through this writer.
+    pub fn forget(&mut self) {
+        self.cache.clear();
     }
 
     /// An id as text: `make()` the first time these bytes are seen.
@@ -260,16 +288,21 @@ impl<'c> Writer<'c> {
         key: String,
         sql: impl FnOnce() -> String,
         binds: Vec<Val>,
-    ) -> Result<Option<String>, sqlx::Error> {
+    ) -> Result<Option<String>, DbError> {
         if let Some(v) = self.cache.get(&key) {
             return Ok(v.clone());
         }
-        let conn = self.conn().await?;
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql()));
-        for b in binds {
-            q = bind(q, b);
-        }
-        let found = q.fetch_optional(conn).await?;
+        self.flush().await?;
+        let found = match &mut self.target {
+            Target::Sqlx(conn) => {
+                let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql()));
+                for b in binds {
+                    q = bind(q, b);
+                }
+                q.fetch_optional(&mut **conn).await?
+            }
+            Target::Pipe(pipe) => pipe.query(sql(), binds).await?,
+        };
         self.cache.insert(key, found.clone());
         Ok(found)
     }
@@ -283,7 +316,7 @@ impl<'c> Writer<'c> {
     /// Held rows are all sent once a table has as many as the largest statement takes, so a
     /// batch of any size holds few rows in memory. All of them, so that whatever was queued
     /// after a row still held back is held back too.
-    pub async fn insert(&mut self, table: String, tail: &'static str, row: Vec<Val>) -> Result<(), sqlx::Error> {
+    pub async fn insert(&mut self, table: String, tail: &'static str, row: Vec<Val>) -> Result<(), DbError> {
         let width = row.len();
         let Some(p) = self.pending.iter_mut().find(|p| p.table == table && p.tail == tail && p.width == width) else {
             self.pending.push(Pending { table, tail, width, rows: vec![row] });
@@ -325,32 +358,41 @@ impl<'c> Writer<'c> {
         }
     }
 
-    /// Runs a statement (after the pending inserts).
-    pub async fn exec(&mut self, sql: String, binds: Vec<Val>) -> Result<u64, sqlx::Error> {
+    /// Runs a statement (after the pending inserts). A rebuild's writer runs it later: its
+    /// error, if any, comes with the commit.
+    pub async fn exec(&mut self, sql: String, binds: Vec<Val>) -> Result<(), DbError> {
         self.flush().await?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in binds {
-            q = bind(q, v);
+        match &mut self.target {
+            Target::Sqlx(conn) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for v in binds {
+                    q = bind(q, v);
+                }
+                q.execute(&mut **conn).await?;
+            }
+            Target::Pipe(pipe) => pipe.exec(sql, binds).await?,
         }
-        Ok(q.execute(&mut *self.conn).await?.rows_affected())
-    }
-
-    /// The connection, for reads (after the pending inserts).
-    pub async fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
-        self.flush().await?;
-        Ok(self.conn)
+        Ok(())
     }
 
     /// Sends the pending inserts.
-    pub async fn flush(&mut self) -> Result<(), sqlx::Error> {
+    pub async fn flush(&mut self) -> Result<(), DbError> {
         for p in std::mem::take(&mut self.pending) {
             self.send(p).await?;
         }
         Ok(())
     }
 
-    /// Sends rows as multi-row INSERTs of the fixed sizes.
-    async fn send(&mut self, p: Pending) -> Result<(), sqlx::Error> {
+    /// Sends rows: to sqlx as multi-row INSERTs of the fixed sizes, to a rebuild's writer
+    /// as one statement to run for each row.
+    async fn send(&mut self, p: Pending) -> Result<(), DbError> {
+        let conn = match &mut self.target {
+            Target::Sqlx(conn) => &mut **conn,
+            Target::Pipe(pipe) => {
+                let marks = vec!["?"; p.width].join(", ");
+                return pipe.rows(format!("INSERT INTO {} VALUES ({marks}) {}", p.table, p.tail), p.rows).await;
+            }
+        };
         let mut rows = p.rows.into_iter().peekable();
         while rows.peek().is_some() {
             let left = rows.len();
@@ -379,7 +421,7 @@ impl<'c> Writer<'c> {
                     q = bind(q, v);
                 }
             }
-            q.execute(&mut *self.conn).await?;
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }

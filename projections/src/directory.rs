@@ -445,7 +445,7 @@ pub(crate) async fn guild_of(
     t: &Tables,
     channels: &str,
     channel: &openguild_domain::ChannelId,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<String>, crate::db::DbError> {
     let id = c.text(channel.as_bytes(), || channel.to_string());
     let sql = || format!("SELECT guild FROM {} WHERE id = $1", t.n(channels));
     c.lookup(format!("guild-of:{id}"), sql, vec![id.into()]).await

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod db;
 pub mod directory;
 pub mod outbox;
+mod pipe;
 pub mod queries;
 pub mod replay;
 pub mod reports;
@@ -24,7 +25,7 @@ pub mod timeline;
 use async_trait::async_trait;
 use openguild_store::StoredEvent;
 
-pub use db::{DbKind, ReadDb, Tables, Val, Writer};
+pub use db::{DbError, DbKind, ReadDb, Tables, Val, Writer};
 pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
 
 /// Why a projection could not apply an event.
@@ -33,7 +34,7 @@ pub enum ApplyError {
     #[error("{0}")]
     Invalid(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] db::DbError),
 }
 
 /// Errors of the runner and the read model database.
@@ -41,6 +42,8 @@ pub enum ApplyError {
 pub enum ProjectionError {
     #[error("read model database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("read model database: {0}")]
+    Writer(String),
     #[error("event store: {0}")]
     Store(#[from] openguild_store::StoreError),
     #[error("no projection named {0:?} (known: {1})")]
@@ -51,6 +54,15 @@ pub enum ProjectionError {
     Corrupt(String),
     #[error("timed out waiting for {0} to reach position {1}")]
     Timeout(String, u64),
+}
+
+impl From<db::DbError> for ProjectionError {
+    fn from(e: db::DbError) -> Self {
+        match e {
+            db::DbError::Sqlx(e) => ProjectionError::Database(e),
+            db::DbError::Sqlite(e) => ProjectionError::Writer(e),
+        }
+    }
 }
 
 /// One read model.

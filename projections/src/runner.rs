@@ -15,6 +15,7 @@ use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::watch;
 
 use crate::db::{self, DbKind, ReadDb, Tables};
+use crate::pipe::Pipe;
 use crate::{ApplyError, Projection, ProjectionError};
 
 const BATCH: usize = 1000;
@@ -395,16 +396,15 @@ enum Applied {
     },
 }
 
+const CLAIM: &str = "UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2";
+/// Moves a claimed checkpoint.
+const MOVE: &str = "UPDATE projection_checkpoints SET position = $2 WHERE name = $1";
+
 /// Claims a checkpoint row for this transaction, if it is still at `checkpoint`: the row
 /// stays locked until the transaction ends. `false`: it moved underneath (a rebuild swapped,
 /// or another node ran), and the caller re-reads.
 async fn claim(tx: &mut AnyConnection, name: &str, checkpoint: u64) -> Result<bool, sqlx::Error> {
-    let claimed =
-        sqlx::query("UPDATE projection_checkpoints SET position = position WHERE name = $1 AND position = $2")
-            .bind(name)
-            .bind(checkpoint as i64)
-            .execute(&mut *tx)
-            .await?;
+    let claimed = sqlx::query(CLAIM).bind(name).bind(checkpoint as i64).execute(&mut *tx).await?;
     Ok(claimed.rows_affected() == 1)
 }
 
@@ -466,11 +466,7 @@ async fn apply_events(
         }
         return Ok(Applied::Stopped { event, reason });
     }
-    sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
-        .bind(name)
-        .bind(done as i64)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(MOVE).bind(name).bind(done as i64).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(Applied::All)
 }
@@ -491,13 +487,15 @@ const GROUP_PAGES: usize = 16;
 /// tables keep serving meanwhile, and a running server's projection carries on from the
 /// swapped-in checkpoint.
 ///
-/// It runs on one connection of its own: every group of pages is applied to all the
-/// projections in one transaction, with the same `apply` and SQL as the live path. A group
-/// that fails is rolled back and applied again page by page, projection by projection,
-/// through the live path's batches, which stop at the exact event and keep what came before.
+/// The events are read (and checked and decoded) on a task of their own, a few pages ahead.
+/// Every group of pages is applied to all the projections in one transaction, with the same
+/// `apply` and SQL as the live path: on SQLite through a writer thread of its own
+/// ([`crate::pipe`]), on PostgreSQL on a connection of its own. A group that fails is rolled
+/// back and applied again page by page, projection by projection, through the live path's
+/// batches, which stop at the exact event and keep what came before.
 pub async fn rebuild(
     db: &ReadDb,
-    store: &dyn EventStore,
+    store: Arc<dyn EventStore>,
     list: &[Arc<dyn Projection>],
     mut progress: impl FnMut(RebuildProgress),
 ) -> Result<u64, ProjectionError> {
@@ -505,11 +503,6 @@ pub async fn rebuild(
     let t = Tables::REBUILD;
     // Its own connection, out of the pool: its settings and page cache are the rebuild's.
     let mut conn = db.pool.acquire().await?.detach();
-    if db.kind == DbKind::Sqlite {
-        // Fewer, larger checkpoints (the WAL may grow to 256 MB): each one syncs the WAL and
-        // the database file, and writes back every page the transactions since touched.
-        conn.execute("PRAGMA wal_autocheckpoint = 65536").await?;
-    }
     for p in list {
         let names: Vec<String> = p.tables().iter().map(|n| t.n(n)).collect();
         let mut tx = db::begin_write(&mut conn, db.kind).await?;
@@ -518,27 +511,33 @@ pub async fn rebuild(
         upsert_checkpoint(&mut tx, &checkpoint_name(p.name(), &t), 0, p.version()).await?;
         tx.commit().await?;
     }
-    // The next pages are read (and checked and decoded) while the current group is applied.
-    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectionError>>(2);
-    let reader = async move {
-        let mut after = 0;
-        loop {
-            let page = store.read_all(after, BATCH).await.map_err(ProjectionError::from);
-            let last = page.as_ref().ok().and_then(|p| p.last().map(|e| e.position));
-            // The writer stopped, or there is nothing more to read.
-            if pages_tx.send(page).await.is_err() {
-                return;
-            }
-            match last {
-                Some(last) => after = last,
-                None => return,
+    let mut via = match &db.path {
+        Some(path) => Via::Pipe(Pipe::open(path)?),
+        None => Via::Sqlx(&mut conn, db.kind),
+    };
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Result<Vec<StoredEvent>, ProjectionError>>(4);
+    let reader = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut after = 0;
+            loop {
+                let page = store.read_all(after, BATCH).await.map_err(ProjectionError::from);
+                let last = page.as_ref().ok().and_then(|p| p.last().map(|e| e.position));
+                // The writer stopped, or there is nothing more to read.
+                if pages_tx.send(page).await.is_err() {
+                    return;
+                }
+                match last {
+                    Some(last) => after = last,
+                    None => return,
+                }
             }
         }
-    };
-    let writer = async {
-        let mut position = 0;
-        let mut last_report = Instant::now();
-        let mut done = false;
+    });
+    let mut position = 0;
+    let mut last_report = Instant::now();
+    let mut done = false;
+    let applied: Result<(), ProjectionError> = async {
         while !done {
             let mut group: Vec<Vec<StoredEvent>> = Vec::with_capacity(GROUP_PAGES);
             while group.len() < GROUP_PAGES {
@@ -551,7 +550,7 @@ pub async fn rebuild(
                 }
             }
             let Some(last) = group.last().and_then(|p| p.last()).map(|e| e.position) else { break };
-            match apply_group(&mut conn, db.kind, list, &t, position, &group).await? {
+            match apply_group(&mut via, list, &t, position, &group).await? {
                 Applied::All => position = last,
                 Applied::Raced => return Err(raced(list, position)),
                 Applied::Failed | Applied::Stopped { .. } => {
@@ -566,14 +565,18 @@ pub async fn rebuild(
                 last_report = Instant::now();
             }
         }
-        drop(pages);
-        Ok(position)
-    };
-    let ((), position) = tokio::join!(reader, writer);
-    let position = position?;
+        Ok(())
+    }
+    .await;
+    drop(pages);
+    reader.abort();
+    if let Via::Pipe(pipe) = via {
+        pipe.close();
+    }
+    applied?;
     if db.kind == DbKind::Sqlite {
         // The swap is what makes the rebuilt tables live: it must survive a power loss.
-        conn.execute("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000").await?;
+        conn.execute("PRAGMA synchronous = FULL").await?;
     }
     for p in list {
         swap(&mut conn, db.kind, &**p, position).await?;
@@ -589,6 +592,12 @@ pub async fn rebuild(
     Ok(position)
 }
 
+/// Where a rebuild writes: a SQLite writer thread, or a connection (PostgreSQL).
+enum Via<'c> {
+    Pipe(Pipe),
+    Sqlx(&'c mut AnyConnection, DbKind),
+}
+
 fn raced(list: &[Arc<dyn Projection>], position: u64) -> ProjectionError {
     ProjectionError::Stopped {
         name: list.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
@@ -601,51 +610,80 @@ fn raced(list: &[Arc<dyn Projection>], position: u64) -> ProjectionError {
 /// Applies a group of pages to every projection in one transaction that claims and moves
 /// all their checkpoints. `Failed`: something failed and nothing was written.
 async fn apply_group(
-    conn: &mut AnyConnection,
-    kind: DbKind,
+    via: &mut Via<'_>,
     list: &[Arc<dyn Projection>],
     t: &Tables,
     checkpoint: u64,
     pages: &[Vec<StoredEvent>],
 ) -> Result<Applied, ProjectionError> {
     let Some(last) = pages.last().and_then(|p| p.last()).map(|e| e.position) else { return Ok(Applied::All) };
-    let mut tx = db::begin_write(conn, kind).await?;
-    for p in list {
-        if !claim(&mut tx, &checkpoint_name(p.name(), t), checkpoint).await? {
-            tx.rollback().await?;
-            return Ok(Applied::Raced);
+    let names: Vec<String> = list.iter().map(|p| checkpoint_name(p.name(), t)).collect();
+    match via {
+        Via::Pipe(pipe) => {
+            pipe.begin().await?;
+            for name in &names {
+                let claim = pipe.exec_counted(CLAIM.into(), vec![name.into(), (checkpoint as i64).into()]);
+                if claim.await? != 1 {
+                    pipe.rollback().await?;
+                    return Ok(Applied::Raced);
+                }
+            }
+            if !apply_all(db::Writer::piped(pipe), list, t, pages).await {
+                pipe.rollback().await?;
+                return Ok(Applied::Failed);
+            }
+            for name in names {
+                pipe.exec(MOVE.into(), vec![name.into(), (last as i64).into()]).await?;
+            }
+            // A statement that failed after all (they ran behind) fails the commit.
+            match pipe.commit().await {
+                Ok(()) => Ok(Applied::All),
+                Err(_) => Ok(Applied::Failed),
+            }
+        }
+        Via::Sqlx(conn, kind) => {
+            let mut tx = db::begin_write(conn, *kind).await?;
+            for name in &names {
+                if !claim(&mut tx, name, checkpoint).await? {
+                    tx.rollback().await?;
+                    return Ok(Applied::Raced);
+                }
+            }
+            if !apply_all(db::Writer::new(&mut tx, *kind), list, t, pages).await {
+                // Roll back now, not on drop: the one-by-one path needs the rows unlocked.
+                tx.rollback().await?;
+                return Ok(Applied::Failed);
+            }
+            for name in names {
+                sqlx::query(MOVE).bind(name).bind(last as i64).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Applied::All)
         }
     }
-    let mut failed = false;
-    let mut texts = db::Texts::default();
-    'projections: for p in list {
-        let mut w = db::Writer::new(&mut tx, kind).with_texts(texts);
+}
+
+/// Applies the pages to each projection in turn through one writer (it hands the ids it
+/// turned into text on to the next). False: one of them failed.
+async fn apply_all(
+    mut w: db::Writer<'_>,
+    list: &[Arc<dyn Projection>],
+    t: &Tables,
+    pages: &[Vec<StoredEvent>],
+) -> bool {
+    let kind = w.kind();
+    for p in list {
         for e in pages.iter().flatten() {
             if p.apply(&mut w, kind, t, e).await.is_err() {
-                failed = true;
-                break 'projections;
+                return false;
             }
         }
         if w.flush().await.is_err() {
-            failed = true;
-            break;
+            return false;
         }
-        texts = w.take_texts();
+        w.forget();
     }
-    if failed {
-        // Roll back now, not on drop: the one-by-one path needs SQLite's write lock.
-        tx.rollback().await?;
-        return Ok(Applied::Failed);
-    }
-    for p in list {
-        sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
-            .bind(checkpoint_name(p.name(), t))
-            .bind(last as i64)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(Applied::All)
+    true
 }
 
 /// Applies one page to each projection through the live path's batches, which name the

@@ -190,14 +190,18 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
             let head = store.head_position().await?;
             let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
             let bar = bar(head, "rebuilding");
-            let position =
-                openguild_projections::rebuild(&db, &*store, &chosen, |RebuildProgress { position, head, elapsed }| {
+            let position = openguild_projections::rebuild(
+                &db,
+                store.clone(),
+                &chosen,
+                |RebuildProgress { position, head, elapsed }| {
                     bar.set_length(head);
                     bar.set_position(position);
                     let rate = position as f64 / elapsed.as_secs_f64().max(0.001);
                     bar.set_message(format!("{rate:.0} events/s"));
-                })
-                .await?;
+                },
+            )
+            .await?;
             bar.finish_and_clear();
             for name in names {
                 println!("{name}: rebuilt to position {position} and swapped in");

@@ -110,7 +110,7 @@ async fn read_models_equal_a_rebuild_after_sigkill_mid_batch() {
     projections.wait_for(&[], total, Duration::from_secs(120)).await.unwrap();
     let recovered = openguild_projections::dump_tables(&db).await.unwrap();
     assert_eq!(recovered["tl_messages"].len() as u64, total - 2, "every message once");
-    openguild_projections::rebuild(&db, &*store, &openguild_projections::all(vec![]), |_| {}).await.unwrap();
+    openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all(vec![]), |_| {}).await.unwrap();
     let rebuilt = openguild_projections::dump_tables(&db).await.unwrap();
     for (table, rows) in &recovered {
         assert!(rows == &rebuilt[table], "table {table} differs from a rebuild after the crash");
