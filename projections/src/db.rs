@@ -214,17 +214,40 @@ pub struct Writer<'c> {
     target: Target<'c>,
     kind: DbKind,
     pending: Vec<Pending>,
-    /// Lookups made in this batch (`None`: looked up, not there); dropped with the batch, so
-    /// a rolled-back batch leaves nothing stale behind.
-    cache: std::collections::HashMap<String, Option<String>>,
-    texts: Texts,
+    memory: Memory,
 }
 
-/// Ids as text, by their bytes: base58 costs about a microsecond an id, and every projection
-/// needs the same few ids of an event. Only a cache of a pure function, so it serves every
-/// projection a writer applies.
+/// What a writer remembers between statements.
 #[derive(Default)]
-struct Texts(std::collections::HashMap<Vec<u8>, String>);
+pub struct Memory {
+    /// Lookups made (`None`: looked up, not there), one map for each projection the writer
+    /// serves. Kept only while what they saw is committed: a rolled-back batch drops them,
+    /// so it leaves nothing stale behind.
+    lookups: Vec<std::collections::HashMap<String, Option<String>>>,
+    /// Which projection the writer serves now.
+    serving: usize,
+    /// Ids as text, by their bytes: base58 costs about a microsecond an id, and every
+    /// projection needs the same few ids of an event. A cache of a pure function, so it
+    /// serves every projection.
+    texts: std::collections::HashMap<Vec<u8>, String>,
+}
+
+impl Memory {
+    /// Forgets the ids as text (a rebuild keeps its lookups from one group to the next, but
+    /// the ids of past events are not seen again).
+    pub fn forget_texts(&mut self) {
+        self.texts.clear();
+    }
+
+    fn lookups(&mut self) -> &mut std::collections::HashMap<String, Option<String>> {
+        if self.lookups.len() <= self.serving {
+            self.lookups.resize_with(self.serving + 1, Default::default);
+        }
+        // In bounds: resized just above.
+        #[allow(clippy::indexing_slicing)]
+        &mut self.lookups[self.serving]
+    }
+}
 
 struct Pending {
     /// The table name, and the column list if any.
@@ -259,26 +282,36 @@ impl<'c> Writer<'c> {
     }
 
     fn to(target: Target<'c>, kind: DbKind) -> Self {
-        Self { target, kind, pending: Vec::new(), cache: std::collections::HashMap::new(), texts: Texts::default() }
+        Self { target, kind, pending: Vec::new(), memory: Memory::default() }
     }
 
     pub fn kind(&self) -> DbKind {
         self.kind
     }
 
-    /// Forgets the lookups made so far (they are one projection's), keeping the ids as text
-    /// for the next projection through this writer.
-    pub fn forget(&mut self) {
-        self.cache.clear();
+    /// Goes on from what an earlier writer remembered.
+    pub fn with_memory(mut self, memory: Memory) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// What this writer remembers, for the next one.
+    pub fn into_memory(self) -> Memory {
+        self.memory
+    }
+
+    /// Serves the `i`th projection from now on: lookups are each projection's own.
+    pub fn serve(&mut self, i: usize) {
+        self.memory.serving = i;
     }
 
     /// An id as text: `make()` the first time these bytes are seen.
     pub fn text(&mut self, bytes: &[u8], make: impl FnOnce() -> String) -> String {
-        if let Some(t) = self.texts.0.get(bytes) {
+        if let Some(t) = self.memory.texts.get(bytes) {
             return t.clone();
         }
         let t = make();
-        self.texts.0.insert(bytes.to_vec(), t.clone());
+        self.memory.texts.insert(bytes.to_vec(), t.clone());
         t
     }
 
@@ -289,7 +322,7 @@ impl<'c> Writer<'c> {
         sql: impl FnOnce() -> String,
         binds: Vec<Val>,
     ) -> Result<Option<String>, DbError> {
-        if let Some(v) = self.cache.get(&key) {
+        if let Some(v) = self.memory.lookups().get(&key) {
             return Ok(v.clone());
         }
         self.flush().await?;
@@ -303,13 +336,13 @@ impl<'c> Writer<'c> {
             }
             Target::Pipe(pipe) => pipe.query(sql(), binds).await?,
         };
-        self.cache.insert(key, found.clone());
+        self.memory.lookups().insert(key, found.clone());
         Ok(found)
     }
 
     /// Records a value for later lookups in this batch.
     pub fn remember(&mut self, key: String, value: String) {
-        self.cache.insert(key, Some(value));
+        self.memory.lookups().insert(key, Some(value));
     }
 
     /// Queues `INSERT INTO table VALUES (row) tail`.
@@ -348,7 +381,7 @@ impl<'c> Writer<'c> {
         self.pending
             .iter()
             .filter(|p| p.is_for(table))
-            .any(|p| p.rows.iter().any(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value)))
+            .any(|p| p.rows.iter().rev().any(|r| matches!(r.get(key), Some(Val::T(Some(v))) if v == value)))
     }
 
     /// Drops the held-back rows of `table` whose column `key` holds `value`.

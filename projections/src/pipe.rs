@@ -24,15 +24,27 @@ use crate::db::{DbError, Val};
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
+/// How a transaction ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    Yes,
+    /// A claim found its row moved: rolled back.
+    Raced,
+    /// A statement failed (the first such error): rolled back.
+    Failed(String),
+}
+
 enum Op {
     /// One statement run once for each row.
     Rows(String, Vec<Vec<Val>>),
-    /// One statement; the rows it changed are answered if asked for.
-    Exec(String, Vec<Val>, Option<Reply<usize>>),
+    /// One statement.
+    Exec(String, Vec<Val>),
     /// The first column of the first row, as text.
     Query(String, Vec<Val>, Reply<Option<String>>),
+    /// A statement that must change exactly one row, or the transaction has raced.
+    Claim(String, Vec<Val>),
     Begin,
-    Commit(Reply<()>),
+    Commit(oneshot::Sender<Committed>),
     Rollback(Reply<()>),
 }
 
@@ -88,12 +100,13 @@ impl Pipe {
 
     /// Queues a statement.
     pub(crate) async fn exec(&self, sql: String, binds: Vec<Val>) -> Result<(), DbError> {
-        self.send(Op::Exec(sql, binds, None)).await
+        self.send(Op::Exec(sql, binds)).await
     }
 
-    /// Runs a statement and answers how many rows it changed.
-    pub(crate) async fn exec_counted(&self, sql: String, binds: Vec<Val>) -> Result<usize, DbError> {
-        self.ask(|r| Op::Exec(sql, binds, Some(r))).await
+    /// Queues a statement that must change exactly one row: if it does not, the commit
+    /// answers [`Committed::Raced`] and rolls back.
+    pub(crate) async fn claim(&self, sql: String, binds: Vec<Val>) -> Result<(), DbError> {
+        self.send(Op::Claim(sql, binds)).await
     }
 
     /// The first column of the first row, as text.
@@ -106,9 +119,11 @@ impl Pipe {
         self.send(Op::Begin).await
     }
 
-    /// Commits, or reports the transaction's first error and rolls back.
-    pub(crate) async fn commit(&self) -> Result<(), DbError> {
-        self.ask(Op::Commit).await
+    /// Commits, or rolls back and reports the transaction's first failure.
+    pub(crate) async fn commit(&self) -> Result<Committed, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Commit(reply)).await?;
+        answer.await.map_err(|_| gone())
     }
 
     pub(crate) async fn rollback(&self) -> Result<(), DbError> {
@@ -144,40 +159,44 @@ fn sqlite(e: rusqlite::Error) -> DbError {
 
 /// The writer thread: runs the operations in order until the channel closes.
 fn serve(conn: rusqlite::Connection, mut rx: mpsc::Receiver<Op>) {
-    // The first error of the open transaction: later statements are skipped.
-    let mut failed: Option<String> = None;
+    // The first failure of the open transaction: later statements are skipped.
+    let mut failed: Option<Committed> = None;
     while let Some(op) = rx.blocking_recv() {
         match op {
             Op::Rows(sql, rows) if failed.is_none() => {
                 if let Err(e) = run_rows(&conn, &sql, &rows) {
-                    failed = Some(format!("{e} (in `{sql}`)"));
+                    failed = Some(Committed::Failed(format!("{e} (in `{sql}`)")));
                 }
             }
-            Op::Exec(sql, binds, reply) => {
-                let result = match &failed {
-                    Some(e) => Err(e.clone()),
-                    None => run(&conn, &sql, &binds).map_err(|e| format!("{e} (in `{sql}`)")),
-                };
-                if let Err(e) = &result {
-                    failed.get_or_insert_with(|| e.clone());
-                }
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
+            Op::Exec(sql, binds) if failed.is_none() => {
+                if let Err(e) = run(&conn, &sql, &binds) {
+                    failed = Some(Committed::Failed(format!("{e} (in `{sql}`)")));
                 }
             }
+            Op::Claim(sql, binds) if failed.is_none() => match run(&conn, &sql, &binds) {
+                Ok(1) => {}
+                Ok(_) => failed = Some(Committed::Raced),
+                Err(e) => failed = Some(Committed::Failed(format!("{e} (in `{sql}`)"))),
+            },
             Op::Query(sql, binds, reply) => {
                 let _ = reply.send(query(&conn, &sql, &binds).map_err(|e| format!("{e} (in `{sql}`)")));
             }
             Op::Begin => {
-                failed = conn.execute_batch("BEGIN IMMEDIATE").err().map(|e| e.to_string());
+                failed = conn.execute_batch("BEGIN IMMEDIATE").err().map(|e| Committed::Failed(e.to_string()));
             }
             Op::Commit(reply) => {
                 let result = match failed.take() {
-                    Some(e) => {
+                    Some(f) => {
                         let _ = conn.execute_batch("ROLLBACK");
-                        Err(e)
+                        f
                     }
-                    None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+                    None => match conn.execute_batch("COMMIT") {
+                        Ok(()) => Committed::Yes,
+                        Err(e) => {
+                            let _ = conn.execute_batch("ROLLBACK");
+                            Committed::Failed(e.to_string())
+                        }
+                    },
                 };
                 let _ = reply.send(result);
             }
@@ -187,7 +206,8 @@ fn serve(conn: rusqlite::Connection, mut rx: mpsc::Receiver<Op>) {
                 let _ = conn.execute_batch("ROLLBACK");
                 let _ = reply.send(Ok(()));
             }
-            Op::Rows(..) => {}
+            // The transaction failed: skipped.
+            Op::Rows(..) | Op::Exec(..) | Op::Claim(..) => {}
         }
     }
 }

@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Connection, Executor, Row};
 use tokio::sync::watch;
 
 use crate::db::{self, DbKind, ReadDb, Tables};
-use crate::pipe::Pipe;
+use crate::pipe::{Committed, Pipe};
 use crate::{ApplyError, Projection, ProjectionError};
 
 const BATCH: usize = 1000;
@@ -479,8 +479,11 @@ pub struct RebuildProgress {
     pub elapsed: Duration,
 }
 
-/// Pages of events a rebuild applies to all its projections in one transaction.
-const GROUP_PAGES: usize = 16;
+/// Pages of events a rebuild applies to all its projections in one transaction. Every
+/// commit writes back each page the random-keyed indexes (message ids) had touched, nearly
+/// all their leaves, so fewer, larger transactions write less; a group's events are let go
+/// page by page, so its size does not cost memory.
+const GROUP_PAGES: usize = 64;
 
 /// Rebuilds projections from position 0 into fresh tables beside the live ones, reading
 /// the events once for all of them, then swaps each in atomically once caught up. The live
@@ -536,28 +539,34 @@ pub async fn rebuild(
     });
     let mut position = 0;
     let mut last_report = Instant::now();
-    let mut done = false;
+    let mut memory = db::Memory::default();
     let applied: Result<(), ProjectionError> = async {
-        while !done {
-            let mut group: Vec<Vec<StoredEvent>> = Vec::with_capacity(GROUP_PAGES);
-            while group.len() < GROUP_PAGES {
-                match pages.recv().await.transpose()? {
-                    Some(page) if !page.is_empty() => group.push(page),
-                    _ => {
-                        done = true;
-                        break;
+        loop {
+            memory.forget_texts();
+            let (applied, group, kept) = apply_group(&mut via, list, &t, position, &mut pages, memory).await?;
+            memory = kept;
+            match applied {
+                Applied::All => position = group.last.unwrap_or(position),
+                Applied::Raced => return Err(raced(list, position)),
+                Applied::Failed | Applied::Stopped { .. } => {
+                    // Read the group's events again (it keeps none: they are large), and
+                    // apply them page by page, projection by projection.
+                    while let Some(last) = group.last.filter(|last| *last > position) {
+                        let page: Vec<StoredEvent> = store
+                            .read_all(position, BATCH)
+                            .await?
+                            .into_iter()
+                            .take_while(|e| e.position <= last)
+                            .collect();
+                        if page.is_empty() {
+                            break;
+                        }
+                        position = apply_page_one_by_one(db, list, &t, position, &page).await?;
                     }
                 }
             }
-            let Some(last) = group.last().and_then(|p| p.last()).map(|e| e.position) else { break };
-            match apply_group(&mut via, list, &t, position, &group).await? {
-                Applied::All => position = last,
-                Applied::Raced => return Err(raced(list, position)),
-                Applied::Failed | Applied::Stopped { .. } => {
-                    for page in &group {
-                        position = apply_page_one_by_one(db, list, &t, position, page).await?;
-                    }
-                }
+            if group.done {
+                return Ok(());
             }
             if last_report.elapsed() > Duration::from_millis(200) {
                 let head = store.head_watch().borrow().to_owned();
@@ -565,7 +574,6 @@ pub async fn rebuild(
                 last_report = Instant::now();
             }
         }
-        Ok(())
     }
     .await;
     drop(pages);
@@ -607,83 +615,119 @@ fn raced(list: &[Arc<dyn Projection>], position: u64) -> ProjectionError {
     }
 }
 
-/// Applies a group of pages to every projection in one transaction that claims and moves
-/// all their checkpoints. `Failed`: something failed and nothing was written.
+/// What a rebuild applied in one transaction.
+struct Group {
+    /// The position of the last event taken, if any.
+    last: Option<u64>,
+    /// How many pages were taken.
+    pages: usize,
+    /// The events ran out.
+    done: bool,
+}
+
+type Source = tokio::sync::mpsc::Receiver<Result<Vec<StoredEvent>, ProjectionError>>;
+
+/// Applies up to [`GROUP_PAGES`] pages, each as it arrives, to every projection in one
+/// transaction that claims and moves all their checkpoints. `Failed`: something failed and
+/// nothing was written. Hands back what the writer remembers while it stays true (after a
+/// commit).
 async fn apply_group(
     via: &mut Via<'_>,
     list: &[Arc<dyn Projection>],
     t: &Tables,
     checkpoint: u64,
-    pages: &[Vec<StoredEvent>],
-) -> Result<Applied, ProjectionError> {
-    let Some(last) = pages.last().and_then(|p| p.last()).map(|e| e.position) else { return Ok(Applied::All) };
+    source: &mut Source,
+    memory: db::Memory,
+) -> Result<(Applied, Group, db::Memory), ProjectionError> {
     let names: Vec<String> = list.iter().map(|p| checkpoint_name(p.name(), t)).collect();
+    let mut group = Group { last: None, pages: 0, done: false };
+    let last = |group: &Group| group.last.map(|p| p as i64);
     match via {
         Via::Pipe(pipe) => {
             pipe.begin().await?;
             for name in &names {
-                let claim = pipe.exec_counted(CLAIM.into(), vec![name.into(), (checkpoint as i64).into()]);
-                if claim.await? != 1 {
-                    pipe.rollback().await?;
-                    return Ok(Applied::Raced);
-                }
+                pipe.claim(CLAIM.into(), vec![name.into(), (checkpoint as i64).into()]).await?;
             }
-            if !apply_all(db::Writer::piped(pipe), list, t, pages).await {
+            let mut w = db::Writer::piped(pipe).with_memory(memory);
+            let applied = take_pages(&mut w, list, t, source, &mut group).await?;
+            let memory = w.into_memory();
+            let Some(last) = last(&group).filter(|_| applied) else {
                 pipe.rollback().await?;
-                return Ok(Applied::Failed);
-            }
+                let outcome = if applied { Applied::All } else { Applied::Failed };
+                return Ok((outcome, group, db::Memory::default()));
+            };
             for name in names {
-                pipe.exec(MOVE.into(), vec![name.into(), (last as i64).into()]).await?;
+                pipe.exec(MOVE.into(), vec![name.into(), last.into()]).await?;
             }
-            // A statement that failed after all (they ran behind) fails the commit.
-            match pipe.commit().await {
-                Ok(()) => Ok(Applied::All),
-                Err(_) => Ok(Applied::Failed),
-            }
+            // The statements ran behind: one that failed fails the commit.
+            Ok(match pipe.commit().await? {
+                Committed::Yes => (Applied::All, group, memory),
+                Committed::Raced => (Applied::Raced, group, db::Memory::default()),
+                Committed::Failed(_) => (Applied::Failed, group, db::Memory::default()),
+            })
         }
         Via::Sqlx(conn, kind) => {
             let mut tx = db::begin_write(conn, *kind).await?;
             for name in &names {
                 if !claim(&mut tx, name, checkpoint).await? {
                     tx.rollback().await?;
-                    return Ok(Applied::Raced);
+                    return Ok((Applied::Raced, group, db::Memory::default()));
                 }
             }
-            if !apply_all(db::Writer::new(&mut tx, *kind), list, t, pages).await {
+            let mut w = db::Writer::new(&mut tx, *kind).with_memory(memory);
+            let applied = take_pages(&mut w, list, t, source, &mut group).await?;
+            let memory = w.into_memory();
+            let Some(last) = last(&group).filter(|_| applied) else {
                 // Roll back now, not on drop: the one-by-one path needs the rows unlocked.
                 tx.rollback().await?;
-                return Ok(Applied::Failed);
-            }
+                let outcome = if applied { Applied::All } else { Applied::Failed };
+                return Ok((outcome, group, db::Memory::default()));
+            };
             for name in names {
-                sqlx::query(MOVE).bind(name).bind(last as i64).execute(&mut *tx).await?;
+                sqlx::query(MOVE).bind(name).bind(last).execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok(Applied::All)
+            Ok((Applied::All, group, memory))
         }
     }
 }
 
-/// Applies the pages to each projection in turn through one writer (it hands the ids it
-/// turned into text on to the next). False: one of them failed.
-async fn apply_all(
-    mut w: db::Writer<'_>,
+/// Takes up to [`GROUP_PAGES`] pages and applies each, as it arrives, to every projection,
+/// then lets it go. False: a projection could not apply an event; the group ends with that
+/// page.
+async fn take_pages(
+    w: &mut db::Writer<'_>,
     list: &[Arc<dyn Projection>],
     t: &Tables,
-    pages: &[Vec<StoredEvent>],
-) -> bool {
+    source: &mut Source,
+    group: &mut Group,
+) -> Result<bool, ProjectionError> {
     let kind = w.kind();
-    for p in list {
-        for e in pages.iter().flatten() {
-            if p.apply(&mut w, kind, t, e).await.is_err() {
-                return false;
+    while group.pages < GROUP_PAGES {
+        let page = match source.recv().await.transpose()? {
+            Some(page) if !page.is_empty() => page,
+            _ => {
+                group.done = true;
+                break;
+            }
+        };
+        let mut applied = true;
+        'projections: for (i, p) in list.iter().enumerate() {
+            w.serve(i);
+            for e in &page {
+                if p.apply(w, kind, t, e).await.is_err() {
+                    applied = false;
+                    break 'projections;
+                }
             }
         }
-        if w.flush().await.is_err() {
-            return false;
+        group.pages += 1;
+        group.last = page.last().map(|e| e.position);
+        if !applied {
+            return Ok(false);
         }
-        w.forget();
     }
-    true
+    Ok(w.flush().await.is_ok())
 }
 
 /// Applies one page to each projection through the live path's batches, which name the

@@ -130,6 +130,36 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
     assert_eq!(live, 0, "nothing was swapped in");
 }
 
+/// A statement the database refuses (here a second channel with the same id, in another
+/// guild) fails on SQLite's rebuild writer behind the applying task, at the commit: the
+/// rebuild must still stop at that exact event and keep what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_names_an_event_the_database_refuses() {
+    let mut hub = Hub::new().await;
+    let first = hub.create_guild("owner", "First", 1).await;
+    let channel = hub.general(first, "owner").await;
+    let posts = (1..=1500).map(|n| (user("owner"), posted(&format!("post {n}")))).collect();
+    hub.append_as(StreamId::Channel(channel), 0, None, vec![], posts).await;
+    let second = hub.create_guild("owner", "Second", 2).await;
+    let before = hub.store.head_position().await.unwrap();
+    // `general` always makes the same channel id: the directory's row for it exists.
+    hub.general(second, "owner").await;
+    let clash = hub.store.read_all(before, 1).await.unwrap().remove(0);
+
+    let err = openguild_projections::rebuild(&hub.db, hub.store.clone(), &openguild_projections::all(vec![]), |_| {})
+        .await
+        .unwrap_err();
+    let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
+    assert_eq!((name.as_str(), position, event), ("directory", before, clash.event.id.to_string()));
+    assert!(reason.contains("UNIQUE"), "{reason}");
+    let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
+    let rebuilt = recorded.iter().find(|r| r.0 == "directory__rebuild").unwrap();
+    assert_eq!(rebuilt.1, before, "the rebuild kept its position before the refused event");
+    let guilds: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dir_guilds__rebuild").fetch_one(&hub.db.pool).await.unwrap();
+    assert_eq!(guilds, 2, "the second guild, made just before the refused event, was kept");
+}
+
 /// A message redacted while still held back, after more reactions to it than one statement
 /// takes were queued (and so sent): its reactions must go too, as they do live. Pins the
 /// rule that held rows are all sent at once, never one table's alone.
