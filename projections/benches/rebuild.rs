@@ -14,6 +14,10 @@ use openguild_domain::{ChannelId, ChannelKind, EventBody, EventId, InviteCode, S
 use openguild_projections::ReadDb;
 use openguild_store::{EventStore, ExpectedVersion, Options};
 
+/// The allocator the `openguild` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const GUILDS: u8 = 10;
 const CHANNELS: u8 = 10;
 const MEMBERS: u32 = 200;

@@ -12,6 +12,12 @@ mod settings;
 
 use settings::Settings;
 
+/// mimalloc instead of glibc's allocator: events are decoded on one thread and dropped on
+/// another, and glibc's per-thread arenas spend ~15% of a projection rebuild's CPU on that
+/// (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
