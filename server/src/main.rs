@@ -13,7 +13,7 @@ mod settings;
 use settings::Settings;
 
 /// mimalloc instead of glibc's allocator: events are decoded on one thread and dropped on
-/// another, and glibc's per-thread arenas spend ~15% of a projection rebuild's CPU on that
+/// another, and glibc's allocator spends over a tenth of a projection rebuild's CPU on that
 /// (docs/PERFORMANCE.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
