@@ -255,3 +255,77 @@ fn query(conn: &rusqlite::Connection, sql: &str, binds: &[Val]) -> rusqlite::Res
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pipe_on(dir: &tempfile::TempDir) -> Pipe {
+        let path = dir.path().join("read.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (a TEXT, b BIGINT); CREATE TABLE c (name TEXT PRIMARY KEY, position BIGINT)",
+        )
+        .unwrap();
+        conn.execute("INSERT INTO c VALUES ('p', 7)", []).unwrap();
+        Pipe::open(&path).unwrap()
+    }
+
+    fn count(dir: &tempfile::TempDir) -> i64 {
+        let conn = rusqlite::Connection::open(dir.path().join("read.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_bind_by_number_whatever_their_order_in_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = pipe_on(&dir).await;
+        pipe.begin().await.unwrap();
+        pipe.exec("INSERT INTO t (b, a) VALUES ($2, $1)".into(), vec![Val::from("one"), Val::from(1)]).await.unwrap();
+        pipe.rows("INSERT INTO t VALUES (?, ?)".into(), vec![vec![Val::from("two"), Val::from(2)]]).await.unwrap();
+        let b = pipe.query("SELECT CAST(b AS TEXT) FROM t WHERE a = $1".into(), vec![Val::from("one")]).await.unwrap();
+        assert_eq!(b.as_deref(), Some("1"));
+        let none = pipe.query("SELECT a FROM t WHERE b = $1".into(), vec![Val::from(3)]).await.unwrap();
+        assert_eq!(none, None);
+        assert_eq!(pipe.commit().await.unwrap(), Committed::Yes);
+        pipe.close();
+        assert_eq!(count(&dir), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_fails_the_commit_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = pipe_on(&dir).await;
+        pipe.begin().await.unwrap();
+        pipe.rows("INSERT INTO t VALUES (?, ?)".into(), vec![vec![Val::from("kept?"), Val::from(1)]]).await.unwrap();
+        pipe.exec("INSERT INTO missing VALUES ($1)".into(), vec![Val::from(1)]).await.unwrap();
+        // Skipped: the transaction has failed.
+        pipe.rows("INSERT INTO t VALUES (?, ?)".into(), vec![vec![Val::from("after"), Val::from(2)]]).await.unwrap();
+        match pipe.commit().await.unwrap() {
+            Committed::Failed(e) => assert!(e.contains("no such table: missing"), "{e}"),
+            other => panic!("committed: {other:?}"),
+        }
+        // The next transaction starts clean.
+        pipe.begin().await.unwrap();
+        pipe.rows("INSERT INTO t VALUES (?, ?)".into(), vec![vec![Val::from("next"), Val::from(3)]]).await.unwrap();
+        assert_eq!(pipe.commit().await.unwrap(), Committed::Yes);
+        pipe.close();
+        assert_eq!(count(&dir), 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_changes_no_row_is_a_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = pipe_on(&dir).await;
+        let claim = "UPDATE c SET position = position WHERE name = $1 AND position = $2";
+        pipe.begin().await.unwrap();
+        pipe.claim(claim.into(), vec![Val::from("p"), Val::from(7)]).await.unwrap();
+        assert_eq!(pipe.commit().await.unwrap(), Committed::Yes);
+        pipe.begin().await.unwrap();
+        pipe.claim(claim.into(), vec![Val::from("p"), Val::from(6)]).await.unwrap();
+        pipe.rows("INSERT INTO t VALUES (?, ?)".into(), vec![vec![Val::from("raced"), Val::from(1)]]).await.unwrap();
+        assert_eq!(pipe.commit().await.unwrap(), Committed::Raced);
+        pipe.close();
+        assert_eq!(count(&dir), 0);
+    }
+}
