@@ -239,7 +239,11 @@ impl GuildObj {
         let mut conn = Connection::new(start > 0, start + page.len() < all.len());
         let now = now();
         let users: Vec<&UserId> = page.iter().map(|(u, _)| *u).collect();
-        let online = api(ctx).online(&users).await;
+        // Presence costs a Redis read with several nodes: only when it is asked for.
+        let look = ctx.look_ahead();
+        let asked =
+            look.field("edges").field("node").field("online").exists() || look.field("nodes").field("online").exists();
+        let online = if asked { api(ctx).online(&users).await } else { vec![false; users.len()] };
         for ((user, m), online) in page.into_iter().zip(online) {
             conn.edges.push(Edge::new(user.to_string(), member_obj(&self.g, user, m, now, online)));
         }
@@ -248,7 +252,7 @@ impl GuildObj {
     /// The viewer's own membership: their roles, nickname, and whether they are timed out.
     async fn me(&self, ctx: &Context<'_>) -> Option<MemberObj> {
         let m = self.g.members.get(&self.viewer)?;
-        let online = api(ctx).online(&[&self.viewer]).await[0];
+        let online = ctx.look_ahead().field("online").exists() && api(ctx).online(&[&self.viewer]).await[0];
         Some(member_obj(&self.g, &self.viewer, m, now(), online))
     }
     /// Banned users (needs BAN_MEMBERS).

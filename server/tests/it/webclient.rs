@@ -369,6 +369,20 @@ async fn overwrites_membership_unread_markers_and_the_live_cursor() {
     let during = server.ok(Some(&ann), presence, json!({ "g": guild })).await;
     assert_eq!(online(&during, "@bob:hub.test"), json!(true), "{during}");
     assert_eq!(online(&during, "@ann:hub.test"), json!(false), "{during}");
+    // Presence is worked out only when asked for, in every shape it can be asked in.
+    let edges = "query($g: ID!) { guild(id: $g) { members { edges { node { user { id } online } } } } }";
+    let by_edges = server.ok(Some(&ann), edges, json!({ "g": guild })).await;
+    let bob_edge = by_edges["guild"]["members"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["user"]["id"] == "@bob:hub.test")
+        .unwrap()
+        .clone();
+    assert_eq!(bob_edge["node"]["online"], json!(true), "{by_edges}");
+    let own = "query($g: ID!) { guild(id: $g) { me { online } } }";
+    let bob_me = server.ok(Some(&bob), own, json!({ "g": guild })).await;
+    assert_eq!(bob_me["guild"]["me"]["online"], json!(true), "{bob_me}");
     drop(socket);
     let mut gone = false;
     for _ in 0..50 {
