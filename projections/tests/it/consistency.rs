@@ -111,9 +111,7 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
     let bad = hub.append_as(stray, 0, None, vec![], vec![(user("owner"), posted("lost"))]).await.remove(0);
     hub.run(g, "owner", C::UpdateGuild { name: Some("After".into()), description: None }).await.unwrap();
 
-    let err = openguild_projections::rebuild(&hub.db, hub.store.clone(), &openguild_projections::all(vec![]), |_| {})
-        .await
-        .unwrap_err();
+    let err = hub.rebuild_all().await.unwrap_err();
     let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
     assert_eq!((name.as_str(), position, event), ("timeline", before, bad.id.to_string()));
     assert!(reason.contains("unknown channel"), "{reason}");
@@ -146,9 +144,7 @@ async fn a_rebuild_names_an_event_the_database_refuses() {
     hub.general(second, "owner").await;
     let clash = hub.store.read_all(before, 1).await.unwrap().remove(0);
 
-    let err = openguild_projections::rebuild(&hub.db, hub.store.clone(), &openguild_projections::all(vec![]), |_| {})
-        .await
-        .unwrap_err();
+    let err = hub.rebuild_all().await.unwrap_err();
     let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
     assert_eq!((name.as_str(), position, event), ("directory", before, clash.event.id.to_string()));
     assert!(reason.contains("UNIQUE"), "{reason}");
@@ -176,9 +172,7 @@ async fn a_redacted_message_loses_reactions_sent_before_it_was() {
         .collect();
     events.push((user("owner"), EventBody::MessageRedacted { message, reason: "spam".into() }));
     hub.append_as(stream, 1, Some(message), vec![], events).await;
-    openguild_projections::rebuild(&hub.db, hub.store.clone(), &openguild_projections::all(vec![]), |_| {})
-        .await
-        .unwrap();
+    hub.rebuild_all().await.unwrap();
     let reactions: i64 = sqlx::query_scalar("SELECT count(*) FROM tl_reactions").fetch_one(&hub.db.pool).await.unwrap();
     assert_eq!(reactions, 0, "the redacted message kept reactions");
 }

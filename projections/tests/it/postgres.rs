@@ -86,14 +86,7 @@ async fn postgres_read_models_match_a_rebuild_and_run_on_one_node_at_a_time() {
             .await
             .unwrap();
     assert_eq!(found, 30, "full-text search finds every message");
-    openguild_projections::rebuild(
-        &hub.db,
-        hub.store.clone(),
-        &openguild_projections::all(vec!["peer.test".into()]),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    hub.rebuild_all().await.unwrap();
     let rebuilt = dump(&hub.db).await;
     for (table, rows) in &live {
         assert_eq!(rows, &rebuilt[table], "table {table} differs after a rebuild on PostgreSQL");

@@ -249,14 +249,7 @@ async fn run_case(ops: Vec<Op>) {
     if std::env::var("SHOW_DUMP").is_ok() {
         eprintln!("{live:#?}");
     }
-    openguild_projections::rebuild(
-        &hub.db,
-        hub.store.clone(),
-        &openguild_projections::all(vec!["peer.test".into()]),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    hub.rebuild_all().await.unwrap();
     let rebuilt = dump(&hub.db).await;
     for (table, rows) in &live {
         assert_eq!(rows, &rebuilt[table], "table {table} differs after a rebuild");

@@ -46,10 +46,18 @@ impl Hub {
         }
     }
 
+    /// The read models the hub runs: all of them, with one federation peer.
+    fn read_models() -> Vec<std::sync::Arc<dyn openguild_projections::Projection>> {
+        openguild_projections::all(vec!["peer.test".into()])
+    }
+
     pub async fn start_projections(&self) -> Projections {
-        Projections::start(self.db.clone(), self.store.clone(), openguild_projections::all(vec!["peer.test".into()]))
-            .await
-            .unwrap()
+        Projections::start(self.db.clone(), self.store.clone(), Self::read_models()).await.unwrap()
+    }
+
+    /// Rebuilds every read model from zero and swaps them in (`projections rebuild --all`).
+    pub async fn rebuild_all(&self) -> Result<u64, openguild_projections::ProjectionError> {
+        openguild_projections::rebuild(&self.db, self.store.clone(), &Self::read_models(), |_| {}).await
     }
 
     async fn append(
