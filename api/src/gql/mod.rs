@@ -176,6 +176,11 @@ impl Query {
         Ok(api(ctx).hub.position().to_string())
     }
 
+    /// Every kind of event the audit log records (`member.timed_out`, …), for filters.
+    async fn audit_kinds(&self) -> Vec<&'static str> {
+        types::AUDIT_KINDS.iter().map(|(kind, _)| *kind).collect()
+    }
+
     /// The guilds the viewer is a member of.
     async fn guilds(&self, ctx: &Context<'_>) -> Res<Vec<GuildObj>> {
         let me = me(ctx)?;

@@ -621,49 +621,53 @@ impl AuditEntry {
     }
 }
 
-/// What an audit entry's kind says in words (`member.timed_out` → `timed out`); a kind
-/// without words of its own is shown as it is.
+/// Every kind the audit log records, in the order a filter lists them, with what it says
+/// in words in a summary (`member.timed_out` → `@mod timed out @bob`). The one list of them
+/// outside the domain: the web client's filter asks for it (`Query.auditKinds`).
+pub(crate) const AUDIT_KINDS: &[(&str, &str)] = &[
+    ("guild.created", "created the guild"),
+    ("guild.updated", "updated the guild"),
+    ("guild.archived", "archived the guild"),
+    ("guild.deleted", "deleted the guild"),
+    ("category.created", "created a category"),
+    ("category.updated", "updated a category"),
+    ("category.deleted", "deleted a category"),
+    ("channel.created", "created a channel"),
+    ("channel.updated", "updated a channel"),
+    ("channel.moved", "moved a channel"),
+    ("channel.deleted", "deleted a channel"),
+    ("channel.slow_mode", "set slow mode on a channel"),
+    ("channel.locked", "locked or unlocked a channel"),
+    ("channel.archived", "archived a channel"),
+    ("overwrite.set", "set channel permissions for"),
+    ("role.created", "created"),
+    ("role.updated", "updated"),
+    ("role.deleted", "deleted"),
+    ("role.reordered", "reordered the roles"),
+    ("role.assigned", "gave a role to"),
+    ("role.unassigned", "took a role from"),
+    ("invite.created", "created an invite"),
+    ("invite.revoked", "revoked an invite"),
+    ("member.joined", "joined"),
+    ("member.left", "left"),
+    ("member.nickname", "set the nickname of"),
+    ("member.kicked", "kicked"),
+    ("member.banned", "banned"),
+    ("member.unbanned", "unbanned"),
+    ("member.timed_out", "timed out"),
+    ("member.timeout_removed", "removed the timeout of"),
+    ("message.redacted", "deleted message"),
+    ("message.pinned", "pinned message"),
+    ("message.unpinned", "unpinned message"),
+    ("report.filed", "filed"),
+    ("report.assigned", "took"),
+    ("report.resolved", "resolved"),
+];
+
+/// What an audit entry's kind says in words; a kind without words of its own is shown as it
+/// is.
 fn audit_verb(kind: &str) -> &str {
-    match kind {
-        "guild.created" => "created the guild",
-        "guild.updated" => "updated the guild",
-        "guild.archived" => "archived the guild",
-        "guild.deleted" => "deleted the guild",
-        "category.created" => "created a category",
-        "category.updated" => "updated a category",
-        "category.deleted" => "deleted a category",
-        "channel.created" => "created a channel",
-        "channel.updated" => "updated a channel",
-        "channel.moved" => "moved a channel",
-        "channel.deleted" => "deleted a channel",
-        "channel.slow_mode" => "set slow mode on a channel",
-        "channel.locked" => "locked or unlocked a channel",
-        "channel.archived" => "archived a channel",
-        "overwrite.set" => "set channel permissions for",
-        "role.created" => "created",
-        "role.updated" => "updated",
-        "role.deleted" => "deleted",
-        "role.reordered" => "reordered the roles",
-        "role.assigned" => "gave a role to",
-        "role.unassigned" => "took a role from",
-        "invite.created" => "created an invite",
-        "invite.revoked" => "revoked an invite",
-        "member.joined" => "joined",
-        "member.left" => "left",
-        "member.nickname" => "set the nickname of",
-        "member.kicked" => "kicked",
-        "member.banned" => "banned",
-        "member.unbanned" => "unbanned",
-        "member.timed_out" => "timed out",
-        "member.timeout_removed" => "removed the timeout of",
-        "message.redacted" => "deleted message",
-        "message.pinned" => "pinned message",
-        "message.unpinned" => "unpinned message",
-        "report.filed" => "filed",
-        "report.assigned" => "took",
-        "report.resolved" => "resolved",
-        other => other,
-    }
+    AUDIT_KINDS.iter().find(|(k, _)| *k == kind).map_or(kind, |(_, verb)| verb)
 }
 
 impl From<queries::AuditRow> for AuditEntry {
@@ -805,4 +809,20 @@ pub fn verdicts(g: &Guild, user: &UserId, channel: Option<ChannelId>) -> Option<
 /// The viewer, for resolvers that need one.
 pub fn me(ctx: &Context<'_>) -> Res<UserId> {
     Ok(viewer(ctx)?.user.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_audit_kind_is_listed_once_with_words() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (kind, verb) in AUDIT_KINDS {
+            assert!(seen.insert(kind), "{kind} is listed twice");
+            assert!(kind.contains('.') && !verb.is_empty() && !verb.contains('.'), "{kind}: {verb:?}");
+        }
+        assert_eq!(audit_verb("member.timed_out"), "timed out");
+        assert_eq!(audit_verb("something.new"), "something.new", "an unknown kind is shown as it is");
+    }
 }

@@ -154,6 +154,10 @@ async fn chat_and_moderation_arrive_live_and_moderation_takes_effect_at_once() {
         .await;
     let entry = &audit["auditLog"]["edges"][0]["node"];
     assert_eq!((entry["target"].as_str(), entry["reason"].as_str()), (Some("@bob:hub.test"), Some("cool off")));
+    // The kinds a filter can offer come from the server, the kind just recorded among them.
+    let kinds = server.ok(Some(&bob), "{ auditKinds }", json!({})).await;
+    let kinds: Vec<&str> = kinds["auditKinds"].as_array().unwrap().iter().filter_map(|k| k.as_str()).collect();
+    assert!(kinds.contains(&"member.timed_out") && kinds.contains(&"message.redacted"), "{kinds:?}");
     let (code, _) = server
         .refused(Some(&bob), "query($g: ID!) { auditLog(guildId: $g) { edges { cursor } } }", json!({ "g": guild }))
         .await;

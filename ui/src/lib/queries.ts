@@ -141,6 +141,8 @@ export const MY_EVENTS = `subscription Mine($since: String) {
   myEvents(since: $since) { cursor kind guildId reason }
 }`;
 
+export const AUDIT_KINDS = `query AuditKinds { auditKinds }`;
+
 export const AUDIT = `query Audit($id: ID!, $after: String, $filter: AuditFilter) {
   auditLog(guildId: $id, first: 50, after: $after, filter: $filter) {
     nodes { eventId kind actor target channelId reason at before after cursor summary }
