@@ -6,8 +6,8 @@
 //! - The applying task does not wait for a statement unless it needs its answer (a lookup,
 //!   a claim, the commit), so building rows and writing them run on both cores.
 //! - Each row is one run of a prepared statement. A statement of one row needs no statement
-//!   journal, and FTS5 keeps its pending terms in memory until the commit instead of writing
-//!   a segment for every statement.
+//!   journal, and FTS5 keeps its pending terms in memory until its buffer fills or the
+//!   transaction commits, instead of writing a segment for every statement.
 //! - Values are bound straight from the rows, without sqlx's two copies.
 //!
 //! The SQL is the same text the live path runs. A statement that fails poisons the

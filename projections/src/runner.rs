@@ -663,7 +663,10 @@ async fn apply_group(
             Ok(match pipe.commit().await? {
                 Committed::Yes => (Applied::All, group, memory),
                 Committed::Raced => (Applied::Raced, group, db::Memory::default()),
-                Committed::Failed(_) => (Applied::Failed, group, db::Memory::default()),
+                Committed::Failed(error) => {
+                    tracing::warn!(%error, checkpoint, "rebuild: a group failed; applying it again page by page");
+                    (Applied::Failed, group, db::Memory::default())
+                }
             })
         }
         Via::Sqlx(conn, kind) => {
