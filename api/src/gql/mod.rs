@@ -263,8 +263,10 @@ impl Query {
         });
         let rows = queries::reports(api.projections.db(), guild, status).await.map_err(ApiError::from)?;
         // The reported messages, in one read, so a moderator sees what was reported.
-        let ids: Vec<MessageId> = rows.iter().filter_map(|r| r.target_message.as_deref()?.parse().ok()).collect();
-        let mut messages: HashMap<MessageId, queries::MessageRow> = queries::messages_by_id(api.projections.db(), &ids)
+        let targets: Vec<Option<MessageId>> =
+            rows.iter().map(|r| r.target_message.as_deref().and_then(|m| m.parse().ok())).collect();
+        let ids: Vec<MessageId> = targets.iter().flatten().copied().collect();
+        let messages: HashMap<MessageId, queries::MessageRow> = queries::messages_by_id(api.projections.db(), &ids)
             .await
             .map_err(ApiError::from)?
             .into_iter()
@@ -272,10 +274,10 @@ impl Query {
             .collect();
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let message =
-                    r.target_message.as_deref().and_then(|m| m.parse().ok()).and_then(|m| messages.remove(&m));
-                Report { message: message.map(types::Message), ..Report::from(r) }
+            .zip(targets)
+            .map(|(r, target)| {
+                let message = target.and_then(|m| messages.get(&m).cloned()).map(types::Message);
+                Report { message, ..Report::from(r) }
             })
             .collect())
     }

@@ -461,3 +461,22 @@ async fn overwrites_membership_unread_markers_and_the_live_cursor() {
     let bob_me = server.ok(Some(&bob), me, json!({ "g": guild })).await;
     assert!(bob_me["guild"]["me"]["timedOutUntil"].is_string(), "{bob_me}");
 }
+
+/// Every report in the queue shows its message, also when several report the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_report_of_a_message_shows_it() {
+    let Setup { server, ann, bob, guild, general, .. } = guild().await;
+    let send = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+    let sent = server.ok(Some(&ann), send, json!({ "c": general, "b": "buy cheap watches" })).await;
+    let report = "mutation($m: ID!, $r: String!) { reportMessage(messageId: $m, reason: $r) { id } }";
+    for (who, why) in [(&bob, "spam"), (&ann, "spam, confirmed")] {
+        server.ok(Some(who), report, json!({ "m": sent["sendMessage"]["id"], "r": why })).await;
+    }
+    let queue = "query($g: ID!) { reports(guildId: $g) { reason message { body } } }";
+    let seen = server.ok(Some(&ann), queue, json!({ "g": guild })).await;
+    let reports = seen["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{seen}");
+    for r in reports {
+        assert_eq!(r["message"]["body"], "buy cheap watches", "{seen}");
+    }
+}
