@@ -64,16 +64,30 @@ pub(crate) async fn upgrade(
         .write_buffer_size(16 * 1024)
         .max_message_size(api.settings.limits.max_body_bytes)
         .on_upgrade(move |socket| async move {
-            api.sockets.send_modify(|n| *n += 1);
-            let sockets = api.sockets.clone();
+            // Counted until the socket has ended, even if its task panics.
+            let _open = OpenSocket::new(api.sockets.clone());
             let mut conn = Connection::new(api, socket, addr.ip());
             if let Err(e) = conn.run().await {
                 tracing::debug!(error = %e, "websocket ended");
             }
             conn.release();
-            drop(conn);
-            sockets.send_modify(|n| *n -= 1);
         })
+}
+
+/// One open websocket in `Api::sockets`, which shutdown waits on to reach zero.
+struct OpenSocket(tokio::sync::watch::Sender<usize>);
+
+impl OpenSocket {
+    fn new(sockets: tokio::sync::watch::Sender<usize>) -> Self {
+        sockets.send_modify(|n| *n += 1);
+        Self(sockets)
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// The server's own origin (same host as requested) and the configured ones are allowed.
