@@ -397,11 +397,7 @@ impl<'c> Writer<'c> {
         self.flush().await?;
         match &mut self.target {
             Target::Sqlx(conn) => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for v in binds {
-                    q = bind(q, v);
-                }
-                q.execute(&mut **conn).await?;
+                query(sql, binds).execute(&mut **conn).await?;
             }
             Target::Pipe(pipe) => pipe.exec(sql, binds).await?,
         }
@@ -458,6 +454,11 @@ impl<'c> Writer<'c> {
         }
         Ok(())
     }
+}
+
+/// A statement with its values bound, to run on a pool or connection.
+pub(crate) fn query(sql: String, binds: Vec<Val>) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    binds.into_iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)), bind)
 }
 
 /// Binds a value to a query or a scalar query.

@@ -465,22 +465,15 @@ pub async fn messages_with_body(db: &ReadDb, scope: Scope, limit: u32) -> Result
 /// Forgets the text of messages whose bodies the event store erased: the timeline shows
 /// them without text and search no longer finds them, exactly as a rebuild would.
 pub async fn forget_bodies(db: &ReadDb, ids: &[MessageId]) -> Result<(), ProjectionError> {
-    for id in ids {
-        let key = crate::db::id_key(id);
-        let id = id.to_string();
+    for message in ids {
         sqlx::query("UPDATE tl_messages SET body = NULL WHERE mkey = $1 AND id = $2")
-            .bind(key)
-            .bind(&id)
+            .bind(crate::db::id_key(message))
+            .bind(message.to_string())
             .execute(&db.pool)
             .await?;
-        let delete_indexed = match db.kind {
-            DbKind::Sqlite => sqlx::query(
-                "DELETE FROM search_text WHERE rowid = (SELECT position FROM search_ids WHERE mkey = $1 AND message_id = $2)",
-            )
-            .bind(key),
-            DbKind::Postgres => sqlx::query("DELETE FROM search_text WHERE message_id = $1"),
-        };
-        delete_indexed.bind(&id).execute(&db.pool).await?;
+        // Found as the search projection finds it on an edit.
+        let (row, binds) = crate::search::row_of(db.kind, &crate::db::Tables::LIVE, message);
+        crate::db::query(format!("DELETE FROM search_text WHERE {row}"), binds).execute(&db.pool).await?;
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ const ID: usize = 1;
 const BODY: usize = 4;
 
 /// How to find a message's `search_text` row, and the values it binds.
-fn row_of(db: DbKind, t: &Tables, message: &EventId) -> (String, Vec<Val>) {
+pub(crate) fn row_of(db: DbKind, t: &Tables, message: &EventId) -> (String, Vec<Val>) {
     match db {
         DbKind::Sqlite => (
             format!("rowid = (SELECT position FROM {} WHERE mkey = $1 AND message_id = $2)", t.n("search_ids")),
