@@ -115,9 +115,7 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
     let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
     assert_eq!((name.as_str(), position, event), ("timeline", before, bad.id.to_string()));
     assert!(reason.contains("unknown channel"), "{reason}");
-    let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
-    let rebuilt = recorded.iter().find(|r| r.0 == "timeline__rebuild").unwrap();
-    assert_eq!(rebuilt.1, before, "the rebuild kept its position before the bad event");
+    assert_eq!(hub.rebuild_position("timeline").await, before, "the rebuild kept its position before the bad event");
     let kept: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tl_messages__rebuild").fetch_one(&hub.db.pool).await.unwrap();
     assert_eq!(kept, 1200, "every message before the bad event was kept");
@@ -148,9 +146,11 @@ async fn a_rebuild_names_an_event_the_database_refuses() {
     let ProjectionError::Stopped { name, position, event, reason } = err else { panic!("not stopped: {err}") };
     assert_eq!((name.as_str(), position, event), ("directory", before, clash.event.id.to_string()));
     assert!(reason.contains("UNIQUE"), "{reason}");
-    let recorded = openguild_projections::recorded_status(&hub.db).await.unwrap();
-    let rebuilt = recorded.iter().find(|r| r.0 == "directory__rebuild").unwrap();
-    assert_eq!(rebuilt.1, before, "the rebuild kept its position before the refused event");
+    assert_eq!(
+        hub.rebuild_position("directory").await,
+        before,
+        "the rebuild kept its position before the refused event"
+    );
     let guilds: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dir_guilds__rebuild").fetch_one(&hub.db.pool).await.unwrap();
     assert_eq!(guilds, 2, "the second guild, made just before the refused event, was kept");

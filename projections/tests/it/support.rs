@@ -60,6 +60,13 @@ impl Hub {
         openguild_projections::rebuild(&self.db, self.store.clone(), &Self::read_models(), |_| {}).await
     }
 
+    /// Where an unfinished rebuild of `projection` stands (its `__rebuild` checkpoint).
+    pub async fn rebuild_position(&self, projection: &str) -> u64 {
+        let recorded = openguild_projections::recorded_status(&self.db).await.unwrap();
+        let name = format!("{projection}__rebuild");
+        recorded.iter().find(|r| r.0 == name).unwrap_or_else(|| panic!("no checkpoint {name}")).1
+    }
+
     async fn append(
         &mut self,
         stream: StreamId,
