@@ -1,7 +1,13 @@
 // The client's one door to the server: GraphQL over HTTP for queries and mutations, and
-// graphql-ws for subscriptions. Errors become `ApiError`s whose text a person can read.
+// graphql-ws for subscriptions. Each call takes one of the typed documents in generated.ts,
+// so its variables and its answer have the schema's types. Errors become `ApiError`s whose
+// text a person can read.
 import { createClient, type Client } from 'graphql-ws';
 import { ApiError, fromGraphQLErrors } from './errors';
+import type { TypedDocumentString } from './generated';
+
+/** An operation's variables: optional when it has none that are required. */
+type Variables<V> = {} extends V ? [variables?: V] : [variables: V];
 
 let token: string | null = localStorage.getItem('og.token');
 let ws: Client | null = null;
@@ -29,12 +35,12 @@ function sessionEnded(): void {
   for (const f of onLogout) f();
 }
 
-export async function gql<T = Record<string, any>>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gql<T, V>(document: TypedDocumentString<T, V>, ...[variables]: Variables<V>): Promise<T> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   let res: Response;
   try {
-    res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+    res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query: document.toString(), variables: variables ?? {} }) });
   } catch {
     throw new TypeError('Failed to fetch');
   }
@@ -78,14 +84,14 @@ export type Unsubscribe = () => void;
  * Follows a subscription. `next` gets each payload's data; `error` gets refusals (an event
  * the viewer may no longer see ends the subscription with FORBIDDEN).
  */
-export function subscribe<T = Record<string, any>>(
-  query: string,
-  variables: Record<string, unknown>,
+export function subscribe<T, V extends Record<string, unknown>>(
+  document: TypedDocumentString<T, V>,
+  variables: V,
   next: (data: T) => void,
   error?: (e: ApiError) => void,
 ): Unsubscribe {
   return client().subscribe<T>(
-    { query, variables },
+    { query: document.toString(), variables },
     {
       next: (msg) => {
         if (msg.errors?.length) error?.(fromGraphQLErrors(msg.errors as any));

@@ -2,9 +2,10 @@
 // Discord's names). The server enforces all of this; the client uses it to show only the
 // controls that will work and to explain why the composer is disabled.
 
+import type { Permission } from './generated';
 import { formatFull, formatTime } from './time';
 
-export const ALL_PERMISSIONS: readonly string[] = [
+export const ALL_PERMISSIONS: readonly Permission[] = [
   'CREATE_INVITE',
   'KICK_MEMBERS',
   'BAN_MEMBERS',
@@ -27,8 +28,8 @@ export const ALL_PERMISSIONS: readonly string[] = [
   'MODERATE_MEMBERS',
 ];
 
-/** Human labels and descriptions for the role editor. */
-export const PERMISSION_INFO: Record<string, { label: string; description: string }> = {
+/** Human labels and descriptions for the role editor: one for each of the schema's permissions. */
+export const PERMISSION_INFO: Record<Permission, { label: string; description: string }> = {
   CREATE_INVITE: {
     label: 'Create invites',
     description: 'Members can create invite links to bring new people to the server.',

@@ -4,21 +4,31 @@ import { gql, setToken, subscribe, getToken, whenLoggedOut, type Unsubscribe } f
 import { describeError } from './errors';
 import { plainText } from './markdown';
 import {
-  ME_AND_GUILDS,
-  GUILD,
-  MEMBERS,
-  HISTORY,
-  CHANNEL_EVENTS,
-  GUILD_EVENTS,
-  MY_EVENTS,
-  MESSAGE,
-  type User,
-  type GuildSummary,
-  type Guild,
-  type Member,
-  type Message,
-  type ChannelEvent,
-} from './queries';
+  AddReactionDocument,
+  ChannelEventsDocument,
+  CreateGuildDocument,
+  DeleteMessageDocument,
+  EditMessageDocument,
+  GuildDocument,
+  GuildEventsDocument,
+  GuildsDocument,
+  HistoryDocument,
+  JoinGuildDocument,
+  LeaveGuildDocument,
+  LiveCursorDocument,
+  LogoutDocument,
+  MeAndGuildsDocument,
+  MembersDocument,
+  MyEventsDocument,
+  RemoveReactionDocument,
+  ReportMessageDocument,
+  SendMessageDocument,
+  TypingDocument,
+  type GuildEventsSubscription,
+  type MembersQuery,
+  type MyEventsSubscription,
+} from './generated';
+import type { User, GuildSummary, Guild, Member, Message, ChannelEvent } from './types';
 import { router } from './router.svelte';
 
 const READ_KEY = 'og.read.';
@@ -95,7 +105,7 @@ class Store {
   async start(): Promise<void> {
     if (!getToken()) return;
     try {
-      const d = await gql(ME_AND_GUILDS);
+      const d = await gql(MeAndGuildsDocument);
       this.me = d.me;
       this.guilds = d.guilds;
     } catch (e) {
@@ -103,7 +113,7 @@ class Store {
       return;
     }
     this.#mySub?.();
-    this.#mySub = subscribe(MY_EVENTS, {}, (d) => this.#onMyEvent(d.myEvents));
+    this.#mySub = subscribe(MyEventsDocument, {}, (d) => this.#onMyEvent(d.myEvents));
     // Unread markers and presence have no live event: refresh them every 20 s.
     this.#refresh ??= setInterval(() => {
       void this.refreshGuilds();
@@ -118,7 +128,7 @@ class Store {
 
   async logout(): Promise<void> {
     try {
-      await gql('mutation { logout }');
+      await gql(LogoutDocument);
     } catch {
       // The session may already be over; either way we forget it.
     }
@@ -147,7 +157,7 @@ class Store {
     // Only the newest question's answer counts: an older one may predate a join or leave.
     const asked = ++this.#guildsAsked;
     try {
-      const d = await gql(`query { guilds { id name channels { id lastMessageCursor } } }`);
+      const d = await gql(GuildsDocument);
       if (asked === this.#guildsAsked) this.guilds = d.guilds;
     } catch {
       // A background refresh; the next one tries again.
@@ -179,7 +189,7 @@ class Store {
     this.#guildSub = null;
     this.members = [];
     try {
-      const d = await gql(GUILD, { id });
+      const d = await gql(GuildDocument, { id });
       this.guild = d.guild;
     } catch (e) {
       this.guild = null;
@@ -187,7 +197,7 @@ class Store {
       return false;
     }
     void this.loadMembers();
-    this.#guildSub = subscribe(GUILD_EVENTS, { id }, (d) => this.#onGuildEvent(d.guildEvents));
+    this.#guildSub = subscribe(GuildEventsDocument, { id }, (d) => this.#onGuildEvent(d.guildEvents));
     return true;
   }
 
@@ -195,7 +205,7 @@ class Store {
     const id = this.guild?.id;
     if (!id) return;
     try {
-      const d = await gql(GUILD, { id });
+      const d = await gql(GuildDocument, { id });
       // The guild may have been closed (left, kicked) while this was in flight.
       if (this.guild?.id === id) this.guild = d.guild;
     } catch (e) {
@@ -222,7 +232,7 @@ class Store {
     let after: string | null = null;
     try {
       for (;;) {
-        const d: any = await gql(MEMBERS, { id, after });
+        const d: MembersQuery = await gql(MembersDocument, { id, after });
         all.push(...d.guild.members.nodes);
         if (!d.guild.members.pageInfo.hasNextPage || all.length >= 1000) break;
         after = d.guild.members.pageInfo.endCursor;
@@ -234,7 +244,7 @@ class Store {
     if (this.guild?.id === id) this.members = all;
   }
 
-  #onGuildEvent(e: { kind: string; channelId: string | null }): void {
+  #onGuildEvent(e: GuildEventsSubscription['guildEvents']): void {
     // Structure changed: reload it (coalescing bursts), and members if they changed.
     if (this.#guildReload) clearTimeout(this.#guildReload);
     this.#guildReload = setTimeout(() => {
@@ -243,7 +253,7 @@ class Store {
     }, 50);
   }
 
-  #onMyEvent(e: { kind: string; guildId: string | null; reason: string | null }): void {
+  #onMyEvent(e: MyEventsSubscription['myEvents']): void {
     void this.refreshGuilds();
     if (e.guildId && e.guildId === this.guild?.id) {
       if (e.kind === 'member.kicked' || e.kind === 'member.banned') {
@@ -276,13 +286,13 @@ class Store {
     // Follow first (from the live cursor), then read history: nothing falls in between.
     let since: string | null = null;
     try {
-      since = (await gql(`query { liveCursor }`)).liveCursor;
+      since = (await gql(LiveCursorDocument)).liveCursor;
     } catch (e) {
       this.say(e);
     }
     if (this.channelId !== channelId) return;
     this.#channelSub = subscribe(
-      CHANNEL_EVENTS,
+      ChannelEventsDocument,
       { id: channelId, since },
       (d) => this.#onChannelEvent(d.channelEvents),
       (err) => this.say(err),
@@ -298,11 +308,11 @@ class Store {
   async #loadPage(channelId: string, before: string | null): Promise<void> {
     this.loadingOlder = true;
     try {
-      const d = await gql(HISTORY, { id: channelId, before });
+      const d = await gql(HistoryDocument, { id: channelId, before });
       if (this.channelId !== channelId) return;
       const page = d.channel.messages;
       const known = new Set(this.messages.map((m) => m.id));
-      this.messages = [...page.nodes.filter((m: Message) => !known.has(m.id)), ...this.messages];
+      this.messages = [...page.nodes.filter((m) => !known.has(m.id)), ...this.messages];
       this.hasOlder = page.pageInfo.hasPreviousPage;
       this.#olderCursor = page.pageInfo.startCursor;
       const last = this.messages.at(-1);
@@ -385,21 +395,17 @@ class Store {
   async send(body: string, replyTo: string | null): Promise<boolean> {
     const channelId = this.channelId;
     if (!channelId) return false;
-    const m = await this.act(() =>
-      gql(`mutation Send($input: SendMessageInput!) { sendMessage(input: $input) { ...Msg } } ${MESSAGE}`, {
-        input: { channelId, body, replyTo },
-      }),
-    );
+    const m = await this.act(() => gql(SendMessageDocument, { input: { channelId, body, replyTo } }));
     if (!m) return false;
     this.lastSentAt[channelId] = Date.now();
-    const msg: Message = m.sendMessage;
+    const msg = m.sendMessage;
     if (this.channelId === channelId && !this.messages.some((x) => x.id === msg.id)) this.messages.push(msg);
     this.markRead(channelId, msg.cursor);
     return true;
   }
 
   async edit(id: string, body: string): Promise<boolean> {
-    const r = await this.act(() => gql(`mutation($id: ID!, $body: String!) { editMessage(id: $id, body: $body) { id } }`, { id, body }));
+    const r = await this.act(() => gql(EditMessageDocument, { id, body }));
     if (r) {
       const m = this.messages.find((x) => x.id === id);
       if (m) {
@@ -411,31 +417,30 @@ class Store {
   }
 
   async remove(id: string): Promise<void> {
-    await this.act(() => gql(`mutation($id: ID!) { deleteMessage(id: $id) }`, { id }));
+    await this.act(() => gql(DeleteMessageDocument, { id }));
   }
 
   async react(id: string, emoji: string): Promise<void> {
     const key = `${id}:${emoji}`;
-    const add = `mutation($id: ID!, $e: String!) { addReaction(messageId: $id, emoji: $e) }`;
-    const del = `mutation($id: ID!, $e: String!) { removeReaction(messageId: $id, emoji: $e) }`;
+    const v = { messageId: id, emoji };
     try {
       if (this.mine[key]) {
-        await gql(del, { id, e: emoji });
+        await gql(RemoveReactionDocument, v);
         delete this.mine[key];
       } else {
-        await gql(add, { id, e: emoji });
+        await gql(AddReactionDocument, v);
         this.mine[key] = true;
       }
     } catch (e: any) {
       // Reacted before this page was loaded: pressing it again means taking it back.
       if (e?.code === 'CONFLICT' && !this.mine[key]) {
-        await this.act(() => gql(del, { id, e: emoji }));
+        await this.act(() => gql(RemoveReactionDocument, v));
       } else this.say(e);
     }
   }
 
   async report(id: string, reason: string): Promise<boolean> {
-    const r = await this.act(() => gql(`mutation($id: ID!, $r: String!) { reportMessage(messageId: $id, reason: $r) { id } }`, { id, r: reason }));
+    const r = await this.act(() => gql(ReportMessageDocument, { messageId: id, reason }));
     if (r) this.say('Thanks. The moderators will look at your report.');
     return !!r;
   }
@@ -445,27 +450,27 @@ class Store {
     const now = Date.now();
     if (!this.channelId || now - this.#lastTyping < 4000) return;
     this.#lastTyping = now;
-    void gql(`mutation($c: ID!) { typing(channelId: $c) }`, { c: this.channelId }).catch(() => {});
+    void gql(TypingDocument, { channelId: this.channelId }).catch(() => {});
   }
 
   // ---- joining and making ----
 
   async createGuild(name: string): Promise<string | null> {
-    const r = await this.act(() => gql(`mutation($n: String!) { createGuild(input: { name: $n }) { id channels { id } } }`, { n: name }));
+    const r = await this.act(() => gql(CreateGuildDocument, { name }));
     if (!r) return null;
     await this.refreshGuilds();
     return r.createGuild.id;
   }
 
   async join(code: string): Promise<string | null> {
-    const r = await this.act(() => gql(`mutation($c: String!) { joinGuild(code: $c) { id } }`, { c: code }));
+    const r = await this.act(() => gql(JoinGuildDocument, { code }));
     if (!r) return null;
     await this.refreshGuilds();
     return r.joinGuild.id;
   }
 
   async leave(guildId: string): Promise<void> {
-    const r = await this.act(() => gql(`mutation($g: ID!) { leaveGuild(guildId: $g) }`, { g: guildId }));
+    const r = await this.act(() => gql(LeaveGuildDocument, { guildId }));
     if (!r) return;
     this.closeGuild();
     this.guilds = this.guilds.filter((g) => g.id !== guildId);
