@@ -2,7 +2,6 @@
 // live subscriptions that keep them current. Components read it and call its methods.
 import { gql, setToken, subscribe, getToken, whenLoggedOut, type Unsubscribe } from './gql';
 import { describeError } from './errors';
-import { plainText } from './markdown';
 import {
   AddReactionDocument,
   ChannelEventsDocument,
@@ -29,13 +28,10 @@ import {
   type MyEventsSubscription,
 } from './generated';
 import type { User, GuildSummary, Guild, Member, Message, ChannelEvent } from './types';
+import { applyEvent, cursorNum, withMessage, withOlder } from './timeline';
 import { router } from './router.svelte';
 
 const READ_KEY = 'og.read.';
-
-function cursorNum(c: string | null | undefined): number {
-  return c ? Number(c) || 0 : 0;
-}
 
 class Store {
   me = $state<User | null>(null);
@@ -311,8 +307,7 @@ class Store {
       const d = await gql(HistoryDocument, { id: channelId, before });
       if (this.channelId !== channelId) return;
       const page = d.channel.messages;
-      const known = new Set(this.messages.map((m) => m.id));
-      this.messages = [...page.nodes.filter((m) => !known.has(m.id)), ...this.messages];
+      this.messages = withOlder(this.messages, page.nodes);
       this.hasOlder = page.pageInfo.hasPreviousPage;
       this.#olderCursor = page.pageInfo.startCursor;
       const last = this.messages.at(-1);
@@ -333,63 +328,14 @@ class Store {
 
   #onChannelEvent(e: ChannelEvent): void {
     if (e.channelId !== this.channelId) return;
-    if (e.kind === 'TYPING') {
-      if (e.actor.id !== this.me?.id) this.typing[e.actor.handle] = Date.now() + 6000;
-      return;
-    }
-    const seen = this.#applied.get(e.channelId) ?? 0;
-    if (cursorNum(e.cursor) <= seen) return;
-    this.#applied.set(e.channelId, cursorNum(e.cursor));
-    const find = (id: string | null) => this.messages.find((m) => m.id === id);
-    switch (e.kind) {
-      case 'MESSAGE_POSTED': {
-        const m = e.message;
-        if (!m || this.messages.some((x) => x.id === m.id)) break;
-        this.messages.push(m);
-        delete this.typing[m.author.handle];
-        this.markRead(e.channelId, m.cursor);
-        if (m.author.id !== this.me?.id) this.announcement = `${m.author.handle}: ${plainText(m.body ?? '')}`;
-        break;
-      }
-      case 'MESSAGE_EDITED': {
-        const m = find(e.messageId);
-        if (m) {
-          m.body = e.body;
-          m.editedAt = e.at;
-        }
-        break;
-      }
-      case 'MESSAGE_DELETED': {
-        const m = find(e.messageId);
-        if (m) {
-          m.deleted = true;
-          m.body = null;
-          m.reactions = [];
-        }
-        break;
-      }
-      case 'REACTION_ADDED':
-      case 'REACTION_REMOVED': {
-        const m = find(e.messageId);
-        if (!m || !e.emoji) break;
-        const r = m.reactions.find((x) => x.emoji === e.emoji);
-        const delta = e.kind === 'REACTION_ADDED' ? 1 : -1;
-        if (r) r.count += delta;
-        else if (delta > 0) m.reactions.push({ emoji: e.emoji, count: 1 });
-        m.reactions = m.reactions.filter((x) => x.count > 0);
-        if (e.actor.id === this.me?.id) {
-          if (delta > 0) this.mine[`${m.id}:${e.emoji}`] = true;
-          else delete this.mine[`${m.id}:${e.emoji}`];
-        }
-        break;
-      }
-      case 'MESSAGE_PINNED':
-      case 'MESSAGE_UNPINNED': {
-        const m = find(e.messageId);
-        if (m) m.pinned = e.kind === 'MESSAGE_PINNED';
-        break;
-      }
-    }
+    const live = { messages: this.messages, applied: this.#applied.get(e.channelId) ?? 0, typing: this.typing, mine: this.mine };
+    const step = applyEvent(live, e, this.me?.id ?? null, Date.now());
+    this.#applied.set(e.channelId, step.live.applied);
+    this.messages = step.live.messages;
+    this.typing = step.live.typing;
+    this.mine = step.live.mine;
+    if (step.read) this.markRead(e.channelId, step.read);
+    if (step.announcement) this.announcement = step.announcement;
   }
 
   async send(body: string, replyTo: string | null): Promise<boolean> {
@@ -399,7 +345,7 @@ class Store {
     if (!m) return false;
     this.lastSentAt[channelId] = Date.now();
     const msg = m.sendMessage;
-    if (this.channelId === channelId && !this.messages.some((x) => x.id === msg.id)) this.messages.push(msg);
+    if (this.channelId === channelId) this.messages = withMessage(this.messages, msg);
     this.markRead(channelId, msg.cursor);
     return true;
   }
