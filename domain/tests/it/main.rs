@@ -5,9 +5,11 @@
 //! - `messages`: every message command's happy path and refusals.
 //! - `signing`: signing, verification, erasure, upcasting, non-canonical bytes.
 //! - `properties`: proptest properties of encoding and signatures.
+//! - `tidy`: checks on the source: module docs, and no import circles between modules.
 
 mod guild;
 mod messages;
 mod properties;
 mod signing;
 mod support;
+mod tidy;
