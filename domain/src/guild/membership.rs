@@ -87,6 +87,6 @@ pub(super) fn set_nickname(ctx: &Ctx, user: &UserId, nickname: Option<&str>) -> 
         ctx.require(Permissions::MANAGE_GUILD)?;
         ctx.above_member(user)?;
     }
-    let nickname = nickname.map(|n| validate::text("nickname", n, 32)).transpose()?;
+    let nickname = nickname.map(validate::nickname).transpose()?;
     Ok(EventBody::NicknameSet { user: user.clone(), nickname })
 }

@@ -1123,3 +1123,127 @@ fn folding_the_stream_again_gives_the_same_guild() {
     let events = w.guild_events();
     assert_eq!(openguild_domain::guild::Guild::from_events(&events), w.guild);
 }
+
+/// Names that hide what they say: a right-to-left override made `Bank\u{202E}txt.exe` read
+/// as "Bankexe.txt", and names of zero-width characters showed as nothing. Both were accepted.
+#[test]
+fn names_with_direction_changing_characters_are_refused() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateChannel {
+            channel: chan(2),
+            name: "Bank\u{202E}txt.exe".into(),
+            kind: ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+        },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+202E); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+202E); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "\u{2066}admin\u{2069}".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+2066, U+2069); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+2066, U+2069); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::UpdateGuild { name: Some("Our\u{200F} guild".into()), description: None },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+200F); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+200F); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::SetNickname { user: user("carol"), nickname: Some("ca\u{00AD}rol".into()) },
+        expect![[
+            r#"refused: invalid nickname: must not contain invisible or direction-changing characters (U+00AD); type the nickname as it should read  (InvalidInput { field: "nickname", reason: "must not contain invisible or direction-changing characters (U+00AD); type the nickname as it should read" })"#
+        ]],
+    );
+}
+
+/// Names made only of zero-width or blank characters showed as nothing in every list.
+#[test]
+fn names_with_no_visible_character_are_refused() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateCategory { category: CategoryId::from_bytes([6; 16]), name: "\u{200B}\u{200B}".into() },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+200B shows as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+200B shows as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "\u{3164}".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+3164 shows as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+3164 shows as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::UpdateChannel { channel: chan(GENERAL), name: Some("\u{2800} \u{FFA0}".into()), topic: None },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+2800, U+0020, U+FFA0 show as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+2800, U+0020, U+FFA0 show as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "carol",
+        C::SetNickname { user: user("carol"), nickname: Some("\u{115F}\u{1160}".into()) },
+        expect![[
+            r#"refused: invalid nickname: must contain a visible character; U+115F, U+1160 show as nothing  (InvalidInput { field: "nickname", reason: "must contain a visible character; U+115F, U+1160 show as nothing" })"#
+        ]],
+    );
+    let err = openguild_domain::guild::create(&user("owner"), w.key.server(), "\u{FEFF}\u{2060}", [0; 16], w.now)
+        .unwrap_err();
+    expect!["invalid name: must contain a visible character; U+FEFF, U+2060 show as nothing"]
+        .assert_eq(&err.to_string());
+}
+
+/// Joiners that scripts and emoji need still pass: Persian spells with U+200C, emoji
+/// sequences join with U+200D. Right-to-left letters need no control character at all.
+#[test]
+fn names_keep_the_joiners_their_script_or_emoji_needs() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateChannel {
+            channel: chan(2),
+            name: "👩\u{200D}💻 می\u{200C}خواهم".into(),
+            kind: ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+        },
+        expect![[
+            r#"ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "👩\u{200d}💻 می\u{200c}خواهم", kind: Text, category: None, position: 1, topic: "" }"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "🏳\u{FE0F}\u{200D}🌈 עברית".into(), permissions: P::empty() },
+        expect![[
+            r#"RoleCreated { role: Na6EczbX5yvuS59hRb3JJ, name: "🏳\u{fe0f}\u{200d}🌈 עברית", permissions: Permissions(0x0), position: 1 }"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(4), name: "Mod\u{200D}erator".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+200D); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+200D); type the name as it should read" })"#
+        ]],
+    );
+}
