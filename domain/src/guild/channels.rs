@@ -1,10 +1,12 @@
 //! Deciding the guild's layout: categories, channels (create, rename, move, delete, slow
 //! mode, lock, archive) and the permission overwrites set on either.
 
+use std::collections::BTreeSet;
+
 use crate::body::{ChannelKind, EventBody, Place};
 use crate::error::{DomainError, Refusal};
-use crate::ids::{CategoryId, ChannelId};
-use crate::permissions::{OverwriteTarget, Permissions};
+use crate::ids::{CategoryId, ChannelId, RoleId};
+use crate::permissions::{Overwrite, OverwriteTarget, Permissions};
 use crate::validate;
 
 use super::checks::Ctx;
@@ -45,6 +47,14 @@ pub(super) fn delete_category(ctx: &Ctx, category: &CategoryId) -> Result<EventB
     Ok(EventBody::CategoryDeleted { category: *category })
 }
 
+/// A channel and its overwrites, decided together so they are appended together: a private
+/// channel is never visible between its creation and its overwrites.
+///
+/// Each overwrite is checked as a `SetOverwrite` on the channel as just created (in its
+/// category, no overwrites of its own): the actor needs MANAGE_ROLES there and, unless an
+/// administrator, must hold every bit they allow or deny. The checks do not depend on the
+/// order of the overwrites, so one that takes the actor's own rights away does not refuse
+/// the others.
 pub(super) fn create_channel(
     ctx: &Ctx,
     channel: &ChannelId,
@@ -52,7 +62,8 @@ pub(super) fn create_channel(
     kind: ChannelKind,
     category: Option<CategoryId>,
     topic: &str,
-) -> Result<EventBody, DomainError> {
+    overwrites: &[(OverwriteTarget, Overwrite)],
+) -> Result<Vec<EventBody>, DomainError> {
     let guild = ctx.guild;
     if guild.channels.contains_key(channel) {
         return Err(DomainError::conflict(format!("channel {channel} already exists")));
@@ -66,14 +77,42 @@ pub(super) fn create_channel(
     }
     let position =
         guild.channels.values().filter(|c| c.category == category).map(|c| c.position + 1).max().unwrap_or(0);
-    Ok(EventBody::ChannelCreated {
+    let mut bodies = vec![EventBody::ChannelCreated {
         channel: *channel,
         name: validate::channel_name(name)?,
         kind,
         category,
         position,
         topic: validate::text_or_empty("topic", topic, 1024)?,
-    })
+    }];
+    if overwrites.is_empty() {
+        return Ok(bodies);
+    }
+    let held = ctx.require_in_new_channel(category, Permissions::MANAGE_ROLES)?;
+    let mut seen = BTreeSet::new();
+    for (target, Overwrite { allow, deny }) in overwrites {
+        if !seen.insert(target) {
+            return Err(DomainError::invalid(
+                "overwrites",
+                format!("{} appears twice; give each role or member one overwrite", describe(target)),
+            ));
+        }
+        if let OverwriteTarget::Role(role) = target {
+            guild.role(role)?;
+        }
+        check_overwrite(ctx, held, *allow, *deny)?;
+        if allow.is_empty() && deny.is_empty() {
+            // An empty overwrite is no overwrite: nothing to record.
+            continue;
+        }
+        bodies.push(EventBody::OverwriteSet {
+            place: Place::Channel(*channel),
+            target: target.clone(),
+            allow: *allow,
+            deny: *deny,
+        });
+    }
+    Ok(bodies)
 }
 
 pub(super) fn update_channel(
@@ -181,6 +220,13 @@ pub(super) fn set_overwrite(
         guild.role(role)?;
     }
     let held = ctx.require_in(place, Permissions::MANAGE_ROLES)?;
+    check_overwrite(ctx, held, allow, deny)?;
+    Ok(EventBody::OverwriteSet { place, target: target.clone(), allow, deny })
+}
+
+/// What any overwrite must satisfy, given what the actor `held` where it is set: it grants
+/// nothing the actor lacks (administrators excepted), and no bit is both allowed and denied.
+fn check_overwrite(ctx: &Ctx, held: Permissions, allow: Permissions, deny: Permissions) -> Result<(), DomainError> {
     if !ctx.is_admin() {
         let beyond = (allow | deny) - held;
         if !beyond.is_empty() {
@@ -190,5 +236,13 @@ pub(super) fn set_overwrite(
     if !(allow & deny).is_empty() {
         return Err(DomainError::invalid("deny", "a permission cannot be both allowed and denied"));
     }
-    Ok(EventBody::OverwriteSet { place, target: target.clone(), allow, deny })
+    Ok(())
+}
+
+fn describe(target: &OverwriteTarget) -> String {
+    match target {
+        OverwriteTarget::Role(role) if *role == RoleId::EVERYONE => "@everyone".into(),
+        OverwriteTarget::Role(role) => format!("role {role}"),
+        OverwriteTarget::Member(user) => format!("member {user}"),
+    }
 }

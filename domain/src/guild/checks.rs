@@ -5,7 +5,7 @@
 use crate::body::Place;
 use crate::error::{DomainError, Refusal};
 use crate::ids::{CategoryId, ChannelId, GuildId, ReportId, RoleId, Timestamp, UserId};
-use crate::permissions::{self, Permissions};
+use crate::permissions::{self, Overwrites, Permissions, Scope};
 
 use super::state::{Category, Channel, Guild, Member, Report, Role};
 
@@ -72,6 +72,25 @@ impl Ctx<'_> {
             .guild
             .permission_input(self.actor, Some(place), self.now)
             .map_or(Permissions::empty(), |i| permissions::compute(&i));
+        if held.contains(needed) { Ok(held) } else { Err(self.refuse(needed)) }
+    }
+
+    /// Requires a permission in a channel not created yet, as it will be once created in
+    /// `category` with no overwrites of its own; returns what the actor will hold there.
+    pub(super) fn require_in_new_channel(
+        &self,
+        category: Option<CategoryId>,
+        needed: Permissions,
+    ) -> Result<Permissions, DomainError> {
+        let none = Overwrites::new();
+        let held = self.guild.permission_input(self.actor, category.map(Place::Category), self.now).map_or(
+            Permissions::empty(),
+            |mut input| {
+                input.layers.push((Scope::Channel, &none));
+                input.in_channel = true;
+                permissions::compute(&input)
+            },
+        );
         if held.contains(needed) { Ok(held) } else { Err(self.refuse(needed)) }
     }
 

@@ -27,7 +27,7 @@ use crate::body::{ChannelKind, EventBody, GuildCreated, Place, ReportAction, Rep
 use crate::error::{DomainError, Refusal};
 use crate::event::guild_id_for;
 use crate::ids::{CategoryId, ChannelId, GuildId, InviteCode, ReportId, RoleId, ServerName, Timestamp, UserId};
-use crate::permissions::{OverwriteTarget, Permissions};
+use crate::permissions::{Overwrite, OverwriteTarget, Permissions};
 use crate::validate;
 
 use checks::Ctx;
@@ -57,12 +57,16 @@ pub enum GuildCommand {
     DeleteCategory {
         category: CategoryId,
     },
+    /// Creates a channel with its permission overwrites in one decision, so a private
+    /// channel is never public in between. Each overwrite is checked as `SetOverwrite`
+    /// would check it on the new channel; each target appears at most once.
     CreateChannel {
         channel: ChannelId,
         name: String,
         kind: ChannelKind,
         category: Option<CategoryId>,
         topic: String,
+        overwrites: Vec<(OverwriteTarget, Overwrite)>,
     },
     UpdateChannel {
         channel: ChannelId,
@@ -240,8 +244,9 @@ pub fn decide(
             channels::update_category(ctx, category, name.as_deref(), *position)
         }
         C::DeleteCategory { category } => channels::delete_category(ctx, category),
-        C::CreateChannel { channel, name, kind, category, topic } => {
-            channels::create_channel(ctx, channel, name, *kind, *category, topic)
+        // The one command that decides several events: the channel and its overwrites.
+        C::CreateChannel { channel, name, kind, category, topic, overwrites } => {
+            return channels::create_channel(ctx, channel, name, *kind, *category, topic, overwrites);
         }
         C::UpdateChannel { channel, name, topic } => {
             channels::update_channel(ctx, channel, name.as_deref(), topic.as_deref())
