@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CategoryId, ChannelId, InviteCode, MessageId, ReportId, RoleId, ServerName, Timestamp, UserId};
+use crate::ids::{
+    CategoryId, ChannelId, GuildId, InviteCode, MessageId, ReportId, RoleId, ServerName, Timestamp, UserId,
+};
 use crate::permissions::{OverwriteTarget, Permissions};
 
 /// What happened. The tag (`guild.created`, …) names the kind and its version.
@@ -163,7 +165,7 @@ pub enum EventBody {
         #[serde(with = "crate::canonical::bytes")]
         token_hash: [u8; 32],
         name: String,
-        scopes: Vec<crate::hub::TokenScope>,
+        scopes: Vec<TokenScope>,
     },
     #[serde(rename = "hub.service_token_revoked")]
     ServiceTokenRevoked {
@@ -212,6 +214,16 @@ pub enum Place {
 pub enum ReportTarget {
     Message { channel: ChannelId, message: MessageId, author: UserId },
     Member { user: UserId },
+}
+
+/// What a service token may touch (`hub.service_token_created`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    /// Every guild, and hub-wide provisioning (users).
+    Hub,
+    /// One guild.
+    Guild(GuildId),
 }
 
 /// What a moderator did about a report.

@@ -3,25 +3,10 @@
 
 use std::fmt;
 
+// `IdError` is the ids' own error, defined beside them so `ids` needs nothing from here.
+pub use crate::ids::IdError;
 use crate::ids::Timestamp;
 use crate::permissions::Permissions;
-
-/// A value that did not parse: which kind of value, the text, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {text:?}: {why}")]
-pub struct IdError {
-    pub what: &'static str,
-    pub text: String,
-    pub why: String,
-}
-
-impl IdError {
-    pub fn new(what: &'static str, text: &str, why: &str) -> Self {
-        // Long input is cut so an error never echoes a megabyte back.
-        let text: String = text.chars().take(80).collect();
-        Self { what, text, why: why.to_owned() }
-    }
-}
 
 /// A command refused by `decide`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,23 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+// `TokenScope` is a value of hub events, so it lives with them in `body` (which must not
+// depend on this module); it is re-exported here, where it has always been named.
+pub use crate::body::TokenScope;
 
 use crate::body::EventBody;
 use crate::error::{DomainError, Refusal};
 use crate::event::Event;
 use crate::ids::{ChannelId, EventId, GuildId, Timestamp, UserId};
 use crate::validate;
-
-/// What a service token may touch.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenScope {
-    /// Every guild, and hub-wide provisioning (users).
-    Hub,
-    /// One guild.
-    Guild(GuildId),
-}
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ServiceToken {

@@ -10,7 +10,22 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::IdError;
+/// A value that did not parse: which kind of value, the text, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {text:?}: {why}")]
+pub struct IdError {
+    pub what: &'static str,
+    pub text: String,
+    pub why: String,
+}
+
+impl IdError {
+    pub fn new(what: &'static str, text: &str, why: &str) -> Self {
+        // Long input is cut so an error never echoes a megabyte back.
+        let text: String = text.chars().take(80).collect();
+        Self { what, text, why: why.to_owned() }
+    }
+}
 
 /// Implements `Display`, `FromStr` based `Serialize`/`Deserialize` for a text-form id.
 macro_rules! text_serde {

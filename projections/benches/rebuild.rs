@@ -92,6 +92,7 @@ async fn generate(store: Arc<dyn EventStore>, total: u64) {
                     kind: ChannelKind::Text,
                     category: None,
                     topic: String::new(),
+                    overwrites: vec![],
                 },
             ));
         }

@@ -506,6 +506,7 @@ impl ProvisionMutation {
                     kind: kind.unwrap_or(super::ChannelKind::Text).into(),
                     category: None,
                     topic: String::new(),
+                    overwrites: vec![],
                 };
                 api.commands.guild(&api.services_user()?, guild, &create, now()).await.map_err(ApiError::from)?;
                 if private.unwrap_or(false) {

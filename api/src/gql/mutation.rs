@@ -232,6 +232,7 @@ impl Mutation {
             kind: input.kind.into(),
             category,
             topic: input.topic,
+            overwrites: vec![],
         };
         api.guild_cmd(ctx, guild, cmd).await?;
         Ok(api.channel_obj(&viewer(ctx)?.user, channel).await?)

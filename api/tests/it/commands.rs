@@ -38,6 +38,7 @@ async fn commands_travel_decide_sign_append_and_two_nodes_race_safely() {
         kind: ChannelKind::Text,
         category: None,
         topic: String::new(),
+        overwrites: vec![],
     };
     node_a.guild(&user("owner"), g, &cmd, now).await.unwrap();
     let invite = GuildCommand::CreateInvite { code: "cmds1".parse().unwrap(), max_uses: None, expires_at: None };

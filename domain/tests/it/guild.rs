@@ -4,7 +4,7 @@ use expect_test::expect;
 use openguild_domain::body::{ChannelKind, Place, ReportAction, ReportTarget};
 use openguild_domain::event::guild_id_for;
 use openguild_domain::guild::{GuildCommand as C, MAX_TIMEOUT_MS};
-use openguild_domain::permissions::{OverwriteTarget, Permissions as P};
+use openguild_domain::permissions::{Overwrite, OverwriteTarget, Permissions as P};
 use openguild_domain::{CategoryId, EventBody, InviteCode, ReportId, RoleId, StreamId};
 
 use crate::support::{World, chan, check, t, user};
@@ -33,6 +33,7 @@ pub fn populated() -> World {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
     );
     let moderation = P::KICK_MEMBERS
@@ -161,6 +162,7 @@ fn categories() {
             kind: ChannelKind::Voice,
             category: Some(cat),
             topic: String::new(),
+            overwrites: vec![],
         },
     );
     check(
@@ -184,6 +186,7 @@ fn channels() {
             kind: ChannelKind::Announcement,
             category: None,
             topic: "Updates".into(),
+            overwrites: vec![],
         },
         expect![[
             r#"ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "news", kind: Announcement, category: None, position: 1, topic: "Updates" }"#
@@ -198,6 +201,7 @@ fn channels() {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
         expect![[
             r#"refused: conflict: channel FP4VQzjM4KcwHiS8cj2Xs already exists  (Conflict("channel FP4VQzjM4KcwHiS8cj2Xs already exists"))"#
@@ -212,6 +216,7 @@ fn channels() {
             kind: ChannelKind::Text,
             category: Some(CategoryId::from_bytes([8; 16])),
             topic: String::new(),
+            overwrites: vec![],
         },
         expect![[
             r#"refused: category zXExeyvPEHUk9rjXTu78T not found  (NotFound { what: "category", id: "zXExeyvPEHUk9rjXTu78T" })"#
@@ -226,6 +231,7 @@ fn channels() {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
         expect![[
             r#"refused: invalid name: must be on one line  (InvalidInput { field: "name", reason: "must be on one line" })"#
@@ -240,6 +246,7 @@ fn channels() {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
         expect![
             "refused: forbidden: you need the MANAGE_CHANNELS permission  (Forbidden(Missing(Permissions(MANAGE_CHANNELS))))"
@@ -293,6 +300,7 @@ fn moving_a_channel_without_a_position_puts_it_after_the_last_one_there() {
             kind: ChannelKind::Voice,
             category: Some(cat),
             topic: String::new(),
+            overwrites: vec![],
         };
         w.ok("owner", channel);
     }
@@ -1122,4 +1130,296 @@ fn folding_the_stream_again_gives_the_same_guild() {
     let w = populated();
     let events = w.guild_events();
     assert_eq!(openguild_domain::guild::Guild::from_events(&events), w.guild);
+}
+
+/// Names that hide what they say: a right-to-left override made `Bank\u{202E}txt.exe` read
+/// as "Bankexe.txt", and names of zero-width characters showed as nothing. Both were accepted.
+#[test]
+fn names_with_direction_changing_characters_are_refused() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateChannel {
+            channel: chan(2),
+            name: "Bank\u{202E}txt.exe".into(),
+            kind: ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+            overwrites: vec![],
+        },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+202E); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+202E); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "\u{2066}admin\u{2069}".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+2066, U+2069); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+2066, U+2069); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::UpdateGuild { name: Some("Our\u{200F} guild".into()), description: None },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+200F); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+200F); type the name as it should read" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::SetNickname { user: user("carol"), nickname: Some("ca\u{00AD}rol".into()) },
+        expect![[
+            r#"refused: invalid nickname: must not contain invisible or direction-changing characters (U+00AD); type the nickname as it should read  (InvalidInput { field: "nickname", reason: "must not contain invisible or direction-changing characters (U+00AD); type the nickname as it should read" })"#
+        ]],
+    );
+}
+
+/// Names made only of zero-width or blank characters showed as nothing in every list.
+#[test]
+fn names_with_no_visible_character_are_refused() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateCategory { category: CategoryId::from_bytes([6; 16]), name: "\u{200B}\u{200B}".into() },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+200B shows as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+200B shows as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "\u{3164}".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+3164 shows as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+3164 shows as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::UpdateChannel { channel: chan(GENERAL), name: Some("\u{2800} \u{FFA0}".into()), topic: None },
+        expect![[
+            r#"refused: invalid name: must contain a visible character; U+2800, U+0020, U+FFA0 show as nothing  (InvalidInput { field: "name", reason: "must contain a visible character; U+2800, U+0020, U+FFA0 show as nothing" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "carol",
+        C::SetNickname { user: user("carol"), nickname: Some("\u{115F}\u{1160}".into()) },
+        expect![[
+            r#"refused: invalid nickname: must contain a visible character; U+115F, U+1160 show as nothing  (InvalidInput { field: "nickname", reason: "must contain a visible character; U+115F, U+1160 show as nothing" })"#
+        ]],
+    );
+    let err = openguild_domain::guild::create(&user("owner"), w.key.server(), "\u{FEFF}\u{2060}", [0; 16], w.now)
+        .unwrap_err();
+    expect!["invalid name: must contain a visible character; U+FEFF, U+2060 show as nothing"]
+        .assert_eq(&err.to_string());
+}
+
+/// Joiners that scripts and emoji need still pass: Persian spells with U+200C, emoji
+/// sequences join with U+200D. Right-to-left letters need no control character at all.
+#[test]
+fn names_keep_the_joiners_their_script_or_emoji_needs() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "owner",
+        C::CreateChannel {
+            channel: chan(2),
+            name: "👩\u{200D}💻 می\u{200C}خواهم".into(),
+            kind: ChannelKind::Text,
+            category: None,
+            topic: String::new(),
+            overwrites: vec![],
+        },
+        expect![[
+            r#"ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "👩\u{200d}💻 می\u{200c}خواهم", kind: Text, category: None, position: 1, topic: "" }"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(3), name: "🏳\u{FE0F}\u{200D}🌈 עברית".into(), permissions: P::empty() },
+        expect![[
+            r#"RoleCreated { role: Na6EczbX5yvuS59hRb3JJ, name: "🏳\u{fe0f}\u{200d}🌈 עברית", permissions: Permissions(0x0), position: 1 }"#
+        ]],
+    );
+    check(
+        &mut w,
+        "owner",
+        C::CreateRole { role: role(4), name: "Mod\u{200D}erator".into(), permissions: P::empty() },
+        expect![[
+            r#"refused: invalid name: must not contain invisible or direction-changing characters (U+200D); type the name as it should read  (InvalidInput { field: "name", reason: "must not contain invisible or direction-changing characters (U+200D); type the name as it should read" })"#
+        ]],
+    );
+}
+
+fn private_channel(n: u8, category: Option<CategoryId>, overwrites: Vec<(OverwriteTarget, Overwrite)>) -> C {
+    C::CreateChannel {
+        channel: chan(n),
+        name: "staff".into(),
+        kind: ChannelKind::Text,
+        category,
+        topic: String::new(),
+        overwrites,
+    }
+}
+
+fn deny(deny: P) -> Overwrite {
+    Overwrite { allow: P::empty(), deny }
+}
+
+fn allow(allow: P) -> Overwrite {
+    Overwrite { allow, deny: P::empty() }
+}
+
+/// Provisioning created a channel and hid it with a second command, so a crash or a race in
+/// between left a private channel public. Now the channel and its overwrites are one decision.
+#[test]
+fn a_channel_is_created_with_its_overwrites_in_one_decision() {
+    let mut w = populated();
+    let everyone = OverwriteTarget::Role(RoleId::EVERYONE);
+    check(
+        &mut w,
+        "owner",
+        private_channel(
+            2,
+            None,
+            vec![
+                (everyone.clone(), deny(P::VIEW_CHANNEL)),
+                (OverwriteTarget::Role(role(MOD)), allow(P::VIEW_CHANNEL)),
+                (OverwriteTarget::Member(user("bob")), Overwrite::default()),
+            ],
+        ),
+        expect![[r#"
+            ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "staff", kind: Text, category: None, position: 1, topic: "" }
+            OverwriteSet { place: Channel(FP4VQzjM4KcwHiS8cj2Xs), target: Role(1111111111111111), allow: Permissions(0x0), deny: Permissions(VIEW_CHANNEL) }
+            OverwriteSet { place: Channel(FP4VQzjM4KcwHiS8cj2Xs), target: Role(2EuJT4yejHc6gSaAf5d8fK), allow: Permissions(VIEW_CHANNEL), deny: Permissions(0x0) }"#]],
+    );
+    assert!(!w.guild.channel_permissions(&user("bob"), chan(2), w.now).contains(P::VIEW_CHANNEL));
+    assert!(w.guild.channel_permissions(&user("alice"), chan(2), w.now).contains(P::VIEW_CHANNEL));
+    assert_eq!(w.guild.channels[&chan(2)].overwrites.len(), 2, "the empty overwrite for bob is not recorded");
+}
+
+/// Each overwrite is checked as `SetOverwrite` would check it on the new channel, and a
+/// refused one refuses the channel too: nothing is appended.
+#[test]
+fn a_channel_created_with_overwrites_is_refused_whole() {
+    let mut w = populated();
+    let everyone = OverwriteTarget::Role(RoleId::EVERYONE);
+    let version = w.guild.version;
+    // alice (mod) does not hold MANAGE_GUILD, so she cannot hand it out.
+    check(
+        &mut w,
+        "alice",
+        private_channel(2, None, vec![(OverwriteTarget::Member(user("bob")), allow(P::MANAGE_GUILD))]),
+        expect![
+            "refused: forbidden: you cannot grant MANAGE_GUILD, which you do not hold  (Forbidden(CannotGrant(Permissions(MANAGE_GUILD))))"
+        ],
+    );
+    check(
+        &mut w,
+        "alice",
+        private_channel(2, None, vec![(OverwriteTarget::Role(role(99)), deny(P::VIEW_CHANNEL))]),
+        expect![[
+            r#"refused: role DGpykUme7qPfqGMwzzNJqg not found  (NotFound { what: "role", id: "DGpykUme7qPfqGMwzzNJqg" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "alice",
+        private_channel(
+            2,
+            None,
+            vec![(everyone.clone(), Overwrite { allow: P::SEND_MESSAGES, deny: P::SEND_MESSAGES })],
+        ),
+        expect![[
+            r#"refused: invalid deny: a permission cannot be both allowed and denied  (InvalidInput { field: "deny", reason: "a permission cannot be both allowed and denied" })"#
+        ]],
+    );
+    check(
+        &mut w,
+        "alice",
+        private_channel(2, None, vec![(everyone.clone(), deny(P::VIEW_CHANNEL)), (everyone, deny(P::SEND_MESSAGES))]),
+        expect![[
+            r#"refused: invalid overwrites: @everyone appears twice; give each role or member one overwrite  (InvalidInput { field: "overwrites", reason: "@everyone appears twice; give each role or member one overwrite" })"#
+        ]],
+    );
+    assert_eq!(w.guild.version, version, "nothing was appended");
+    assert!(!w.guild.channels.contains_key(&chan(2)));
+}
+
+/// Overwrites need MANAGE_ROLES where the channel will be: a member who may make channels
+/// but not manage roles makes them without overwrites only.
+#[test]
+fn overwrites_at_creation_need_manage_roles_in_the_new_channel() {
+    let mut w = populated();
+    w.ok("owner", C::CreateRole { role: role(3), name: "builder".into(), permissions: P::MANAGE_CHANNELS });
+    w.ok("owner", C::AssignRole { user: user("carol"), role: role(3), reason: String::new() });
+    check(
+        &mut w,
+        "carol",
+        private_channel(2, None, vec![(OverwriteTarget::Role(RoleId::EVERYONE), deny(P::VIEW_CHANNEL))]),
+        expect![
+            "refused: forbidden: you need the MANAGE_ROLES permission  (Forbidden(Missing(Permissions(MANAGE_ROLES))))"
+        ],
+    );
+    // A category that takes MANAGE_ROLES from mods takes it from channels made in it.
+    let cat = CategoryId::from_bytes([5; 16]);
+    w.ok("owner", C::CreateCategory { category: cat, name: "Quiet".into() });
+    w.ok(
+        "owner",
+        C::SetOverwrite {
+            place: Place::Category(cat),
+            target: OverwriteTarget::Role(role(MOD)),
+            allow: P::empty(),
+            deny: P::MANAGE_ROLES,
+        },
+    );
+    check(
+        &mut w,
+        "alice",
+        private_channel(2, Some(cat), vec![(OverwriteTarget::Role(RoleId::EVERYONE), deny(P::VIEW_CHANNEL))]),
+        expect![
+            "refused: forbidden: you need the MANAGE_ROLES permission  (Forbidden(Missing(Permissions(MANAGE_ROLES))))"
+        ],
+    );
+    check(
+        &mut w,
+        "alice",
+        private_channel(2, Some(cat), vec![]),
+        expect![[
+            r#"ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "staff", kind: Text, category: Some(cx9j2zKs9JYqinaq3K4qA), position: 0, topic: "" }"#
+        ]],
+    );
+}
+
+/// The overwrites are checked against the channel as created, not one after another: hiding
+/// it from @everyone first does not stop a mod, who sees it through @everyone, from letting
+/// their own role in. (As two `SetOverwrite`s in that order, the second would be refused.)
+#[test]
+fn overwrites_at_creation_do_not_depend_on_their_order() {
+    let mut w = populated();
+    check(
+        &mut w,
+        "alice",
+        private_channel(
+            2,
+            None,
+            vec![
+                (OverwriteTarget::Role(RoleId::EVERYONE), deny(P::VIEW_CHANNEL)),
+                (OverwriteTarget::Role(role(MOD)), allow(P::VIEW_CHANNEL)),
+            ],
+        ),
+        expect![[r#"
+            ChannelCreated { channel: FP4VQzjM4KcwHiS8cj2Xs, name: "staff", kind: Text, category: None, position: 1, topic: "" }
+            OverwriteSet { place: Channel(FP4VQzjM4KcwHiS8cj2Xs), target: Role(1111111111111111), allow: Permissions(0x0), deny: Permissions(VIEW_CHANNEL) }
+            OverwriteSet { place: Channel(FP4VQzjM4KcwHiS8cj2Xs), target: Role(2EuJT4yejHc6gSaAf5d8fK), allow: Permissions(VIEW_CHANNEL), deny: Permissions(0x0) }"#]],
+    );
+    assert!(w.guild.channel_permissions(&user("alice"), chan(2), w.now).contains(P::VIEW_CHANNEL));
+    assert!(!w.guild.channel_permissions(&user("carol"), chan(2), w.now).contains(P::VIEW_CHANNEL));
 }

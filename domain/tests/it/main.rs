@@ -4,10 +4,12 @@
 //! - `guild`: every guild command's happy path and refusals, given/when/then.
 //! - `messages`: every message command's happy path and refusals.
 //! - `signing`: signing, verification, erasure, upcasting, non-canonical bytes.
-//! - `properties`: proptest properties of encoding and signatures.
+//! - `properties`: proptest properties of encoding, signatures and accepted names.
+//! - `tidy`: checks on the source: module docs, and no import circles between modules.
 
 mod guild;
 mod messages;
 mod properties;
 mod signing;
 mod support;
+mod tidy;

@@ -400,3 +400,19 @@ fn pins() {
         expect![[r#"refused: conflict: the message is not pinned  (Conflict("the message is not pinned"))"#]],
     );
 }
+
+/// Message bodies are what people write, in any direction: bidi controls and zero-width
+/// characters stay (names refuse them; a message shows who wrote it and is not an identity).
+#[test]
+fn message_bodies_keep_direction_marks() {
+    let mut w = populated();
+    check_msg(
+        &mut w,
+        "bob",
+        chan(GENERAL),
+        post("\u{2067}שלום\u{2069} and \u{200F}!"),
+        expect![[
+            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false }"#
+        ]],
+    );
+}

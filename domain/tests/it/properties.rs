@@ -1,5 +1,5 @@
-//! Properties of the signed-event format over arbitrary events: encoding is deterministic,
-//! and any flipped bit of a signed event's bytes or signature makes verification fail.
+//! Properties over arbitrary input: the signed-event format (encoding is deterministic, any
+//! flipped bit of a signed event fails verification) and the names validation accepts.
 
 use openguild_domain::body::{ChannelKind, Place, ReportAction, ReportTarget};
 use openguild_domain::canonical;
@@ -180,5 +180,80 @@ proptest! {
     fn arbitrary_bytes_are_refused_without_panicking(core in proptest::collection::vec(any::<u8>(), 0..300), body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)), sigs in proptest::collection::vec(any::<u8>(), 0..100)) {
         let raw = RawEvent { id: EventId::from_hash(event::hash(event::context::EVENT_ID, &core)), core, body, signatures: sigs };
         prop_assert!(event::verify(&raw, &keyring()).is_err());
+    }
+}
+
+/// Unicode's format characters (general category Cf, Unicode 15.1), written out here apart
+/// from the domain's own table so the property checks it rather than restates it.
+const FORMAT: &[(u32, u32)] = &[
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Characters that are not format characters but show as nothing.
+const BLANK: &[char] = &['\u{115F}', '\u{1160}', '\u{2800}', '\u{3164}', '\u{FFA0}', '\u{034F}', '\u{FE0F}'];
+
+fn is_format(c: char) -> bool {
+    FORMAT.iter().any(|(lo, hi)| (*lo..=*hi).contains(&u32::from(c)))
+}
+
+fn shows(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control() && !is_format(c) && !BLANK.contains(&c)
+}
+
+/// Names built from what fools readers (format characters, blanks, joiners) among letters,
+/// right-to-left script and emoji, and from any character at all.
+fn name_like() -> impl Strategy<Value = String> {
+    let tricky = prop_oneof![
+        prop::sample::select(vec!['a', 'Z', '7', ' ', 'é', 'ж', '中', 'م', 'ی', 'ש', 'क', '👩', '💻', '🌈', '❤']),
+        prop::sample::select(BLANK.to_vec()),
+        prop::sample::select(vec!['\u{200C}', '\u{200D}', '\u{200D}']),
+        prop::sample::select(FORMAT.to_vec())
+            .prop_flat_map(|(lo, hi)| (lo..=hi).prop_map(|c| char::from_u32(c).unwrap())),
+        any::<char>(),
+    ];
+    prop::collection::vec(tricky, 0..12).prop_map(String::from_iter)
+}
+
+proptest! {
+    /// A name that is accepted can be seen and reads as typed: it has a visible character,
+    /// and its only format characters are joiners between two visible characters (emoji
+    /// sequences, Persian and Indic spelling), never bidi controls or zero-width spaces.
+    #[test]
+    fn accepted_names_have_a_visible_character_and_no_format_character(s in name_like()) {
+        use openguild_domain::validate;
+        for accepted in [validate::name("name", &s), validate::channel_name(&s)].into_iter().flatten() {
+            prop_assert!(accepted.chars().any(shows), "{:?} was accepted but shows nothing", accepted);
+            let chars: Vec<char> = accepted.chars().collect();
+            for (i, c) in chars.iter().enumerate() {
+                if !is_format(*c) {
+                    continue;
+                }
+                let joined = matches!(c, '\u{200C}' | '\u{200D}')
+                    && i > 0
+                    && chars.get(i - 1).is_some_and(|p| shows(*p) || *p == '\u{FE0F}')
+                    && chars.get(i + 1).is_some_and(|n| shows(*n));
+                prop_assert!(joined, "{:?} was accepted with U+{:04X} at {}", accepted, u32::from(*c), i);
+            }
+        }
     }
 }

@@ -27,6 +27,7 @@ async fn a_client_always_reads_its_own_write() {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
     )
     .await

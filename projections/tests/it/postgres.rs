@@ -48,6 +48,7 @@ async fn postgres_read_models_match_a_rebuild_and_run_on_one_node_at_a_time() {
             kind: ChannelKind::Text,
             category: None,
             topic: "pg".into(),
+            overwrites: vec![],
         },
     )
     .await

@@ -86,6 +86,7 @@ async fn run_case(ops: Vec<Op>) {
             kind: ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         },
     )
     .await
@@ -105,6 +106,7 @@ async fn run_case(ops: Vec<Op>) {
                         kind: ChannelKind::Text,
                         category: None,
                         topic: "t".into(),
+                        overwrites: vec![],
                     },
                 )
                 .await

@@ -126,6 +126,7 @@ impl Hub {
             kind: openguild_domain::ChannelKind::Text,
             category: None,
             topic: String::new(),
+            overwrites: vec![],
         };
         self.run(guild, owner, create).await.unwrap();
         channel

@@ -27,6 +27,7 @@ async fn seed(data: &std::path::Path, messages: u64) -> u64 {
         kind: ChannelKind::Text,
         category: None,
         topic: String::new(),
+        overwrites: vec![],
     };
     for body in [created] {
         let e = sign(&key, StreamId::Guild(g), 1, None, &owner, body, now);

@@ -1,0 +1,248 @@
+//! Deciding the guild's layout: categories, channels (create, rename, move, delete, slow
+//! mode, lock, archive) and the permission overwrites set on either.
+
+use std::collections::BTreeSet;
+
+use crate::body::{ChannelKind, EventBody, Place};
+use crate::error::{DomainError, Refusal};
+use crate::ids::{CategoryId, ChannelId, RoleId};
+use crate::permissions::{Overwrite, OverwriteTarget, Permissions};
+use crate::validate;
+
+use super::checks::Ctx;
+
+/// The longest slow mode.
+pub const MAX_SLOW_MODE_SECONDS: u32 = 6 * 3600;
+
+pub(super) fn create_category(ctx: &Ctx, category: &CategoryId, name: &str) -> Result<EventBody, DomainError> {
+    ctx.require(Permissions::MANAGE_CHANNELS)?;
+    if ctx.guild.categories.contains_key(category) {
+        return Err(DomainError::conflict(format!("category {category} already exists")));
+    }
+    let position = ctx.guild.categories.values().map(|c| c.position + 1).max().unwrap_or(0);
+    Ok(EventBody::CategoryCreated { category: *category, name: validate::name("name", name)?, position })
+}
+
+pub(super) fn update_category(
+    ctx: &Ctx,
+    category: &CategoryId,
+    name: Option<&str>,
+    position: Option<u32>,
+) -> Result<EventBody, DomainError> {
+    ctx.require(Permissions::MANAGE_CHANNELS)?;
+    let current = ctx.guild.category(category)?;
+    Ok(EventBody::CategoryUpdated {
+        category: *category,
+        name: match name {
+            Some(n) => validate::name("name", n)?,
+            None => current.name.clone(),
+        },
+        position: position.unwrap_or(current.position),
+    })
+}
+
+pub(super) fn delete_category(ctx: &Ctx, category: &CategoryId) -> Result<EventBody, DomainError> {
+    ctx.require(Permissions::MANAGE_CHANNELS)?;
+    ctx.guild.category(category)?;
+    Ok(EventBody::CategoryDeleted { category: *category })
+}
+
+/// A channel and its overwrites, decided together so they are appended together: a private
+/// channel is never visible between its creation and its overwrites.
+///
+/// Each overwrite is checked as a `SetOverwrite` on the channel as just created (in its
+/// category, no overwrites of its own): the actor needs MANAGE_ROLES there and, unless an
+/// administrator, must hold every bit they allow or deny. The checks do not depend on the
+/// order of the overwrites, so one that takes the actor's own rights away does not refuse
+/// the others.
+pub(super) fn create_channel(
+    ctx: &Ctx,
+    channel: &ChannelId,
+    name: &str,
+    kind: ChannelKind,
+    category: Option<CategoryId>,
+    topic: &str,
+    overwrites: &[(OverwriteTarget, Overwrite)],
+) -> Result<Vec<EventBody>, DomainError> {
+    let guild = ctx.guild;
+    if guild.channels.contains_key(channel) {
+        return Err(DomainError::conflict(format!("channel {channel} already exists")));
+    }
+    match category {
+        Some(cat) => {
+            guild.category(&cat)?;
+            ctx.require_in(Place::Category(cat), Permissions::MANAGE_CHANNELS)?;
+        }
+        None => ctx.require(Permissions::MANAGE_CHANNELS)?,
+    }
+    let position =
+        guild.channels.values().filter(|c| c.category == category).map(|c| c.position + 1).max().unwrap_or(0);
+    let mut bodies = vec![EventBody::ChannelCreated {
+        channel: *channel,
+        name: validate::channel_name(name)?,
+        kind,
+        category,
+        position,
+        topic: validate::text_or_empty("topic", topic, 1024)?,
+    }];
+    if overwrites.is_empty() {
+        return Ok(bodies);
+    }
+    let held = ctx.require_in_new_channel(category, Permissions::MANAGE_ROLES)?;
+    let mut seen = BTreeSet::new();
+    for (target, Overwrite { allow, deny }) in overwrites {
+        if !seen.insert(target) {
+            return Err(DomainError::invalid(
+                "overwrites",
+                format!("{} appears twice; give each role or member one overwrite", describe(target)),
+            ));
+        }
+        if let OverwriteTarget::Role(role) = target {
+            guild.role(role)?;
+        }
+        check_overwrite(ctx, held, *allow, *deny)?;
+        if allow.is_empty() && deny.is_empty() {
+            // An empty overwrite is no overwrite: nothing to record.
+            continue;
+        }
+        bodies.push(EventBody::OverwriteSet {
+            place: Place::Channel(*channel),
+            target: target.clone(),
+            allow: *allow,
+            deny: *deny,
+        });
+    }
+    Ok(bodies)
+}
+
+pub(super) fn update_channel(
+    ctx: &Ctx,
+    channel: &ChannelId,
+    name: Option<&str>,
+    topic: Option<&str>,
+) -> Result<EventBody, DomainError> {
+    let current = ctx.guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    Ok(EventBody::ChannelUpdated {
+        channel: *channel,
+        name: match name {
+            Some(n) => validate::channel_name(n)?,
+            None => current.name.clone(),
+        },
+        topic: match topic {
+            Some(t) => validate::text_or_empty("topic", t, 1024)?,
+            None => current.topic.clone(),
+        },
+    })
+}
+
+pub(super) fn move_channel(
+    ctx: &Ctx,
+    channel: &ChannelId,
+    category: Option<CategoryId>,
+    position: Option<u32>,
+) -> Result<EventBody, DomainError> {
+    let guild = ctx.guild;
+    guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    if let Some(cat) = category {
+        guild.category(&cat)?;
+        ctx.require_in(Place::Category(cat), Permissions::MANAGE_CHANNELS)?;
+    }
+    let position = match position {
+        Some(p) => p,
+        None => guild
+            .channels
+            .iter()
+            .filter(|(id, c)| *id != channel && c.category == category)
+            .map(|(_, c)| c.position.saturating_add(1))
+            .max()
+            .unwrap_or(0),
+    };
+    Ok(EventBody::ChannelMoved { channel: *channel, category, position })
+}
+
+pub(super) fn delete_channel(ctx: &Ctx, channel: &ChannelId) -> Result<EventBody, DomainError> {
+    ctx.guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    Ok(EventBody::ChannelDeleted { channel: *channel })
+}
+
+pub(super) fn set_slow_mode(ctx: &Ctx, channel: &ChannelId, seconds: u32) -> Result<EventBody, DomainError> {
+    ctx.guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    if seconds > MAX_SLOW_MODE_SECONDS {
+        return Err(DomainError::invalid("seconds", format!("slow mode is at most {MAX_SLOW_MODE_SECONDS} seconds")));
+    }
+    Ok(EventBody::SlowModeSet { channel: *channel, seconds })
+}
+
+pub(super) fn archive_channel(ctx: &Ctx, channel: &ChannelId, reason: &str) -> Result<EventBody, DomainError> {
+    let current = ctx.guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    if current.archived {
+        return Err(DomainError::conflict("the channel is already archived"));
+    }
+    Ok(EventBody::ChannelArchived { channel: *channel, reason: validate::reason(reason)? })
+}
+
+pub(super) fn lock_channel(
+    ctx: &Ctx,
+    channel: &ChannelId,
+    locked: bool,
+    reason: &str,
+) -> Result<EventBody, DomainError> {
+    let current = ctx.guild.channel(channel)?;
+    ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
+    if current.locked == locked {
+        return Err(DomainError::conflict(if locked {
+            "the channel is already locked"
+        } else {
+            "the channel is not locked"
+        }));
+    }
+    Ok(EventBody::ChannelLocked { channel: *channel, locked, reason: validate::reason(reason)? })
+}
+
+pub(super) fn set_overwrite(
+    ctx: &Ctx,
+    place: Place,
+    target: &OverwriteTarget,
+    allow: Permissions,
+    deny: Permissions,
+) -> Result<EventBody, DomainError> {
+    let guild = ctx.guild;
+    match place {
+        Place::Channel(c) => drop(guild.channel(&c)?),
+        Place::Category(c) => drop(guild.category(&c)?),
+    }
+    if let OverwriteTarget::Role(role) = target {
+        guild.role(role)?;
+    }
+    let held = ctx.require_in(place, Permissions::MANAGE_ROLES)?;
+    check_overwrite(ctx, held, allow, deny)?;
+    Ok(EventBody::OverwriteSet { place, target: target.clone(), allow, deny })
+}
+
+/// What any overwrite must satisfy, given what the actor `held` where it is set: it grants
+/// nothing the actor lacks (administrators excepted), and no bit is both allowed and denied.
+fn check_overwrite(ctx: &Ctx, held: Permissions, allow: Permissions, deny: Permissions) -> Result<(), DomainError> {
+    if !ctx.is_admin() {
+        let beyond = (allow | deny) - held;
+        if !beyond.is_empty() {
+            return Err(DomainError::Forbidden(Refusal::CannotGrant(beyond)));
+        }
+    }
+    if !(allow & deny).is_empty() {
+        return Err(DomainError::invalid("deny", "a permission cannot be both allowed and denied"));
+    }
+    Ok(())
+}
+
+fn describe(target: &OverwriteTarget) -> String {
+    match target {
+        OverwriteTarget::Role(role) if *role == RoleId::EVERYONE => "@everyone".into(),
+        OverwriteTarget::Role(role) => format!("role {role}"),
+        OverwriteTarget::Member(user) => format!("member {user}"),
+    }
+}

@@ -1,0 +1,335 @@
+//! The guild aggregate: its commands, `create`, `decide` and `decide_as_operator`, and the
+//! guild's own settings (rename, archive, delete).
+//!
+//! A guild's stream holds its governance: channels, categories, roles, overwrites,
+//! membership, moderation and reports. A decision needs the whole guild, which is small, so
+//! the guild is held in memory and rebuilt by folding its stream with [`evolve`].
+//!
+//! `decide` checks who may act at all, then hands each command to the module of its
+//! concern: `channels`, `roles`, `membership`, `moderation`, `reports`. What they all check
+//! (permissions, grants, the role hierarchy, lookups) is in `checks`; the state and
+//! `evolve` are in `state`. Those modules use `checks` and `state`, never this one, so
+//! imports point one way.
+
+mod channels;
+mod checks;
+mod membership;
+mod moderation;
+mod reports;
+mod roles;
+mod state;
+
+pub use channels::MAX_SLOW_MODE_SECONDS;
+pub use moderation::{MAX_PURGE_SECONDS, MAX_TIMEOUT_MS};
+pub use state::{Ban, Category, Channel, Guild, Invite, Member, Report, Role, evolve};
+
+use crate::body::{ChannelKind, EventBody, GuildCreated, Place, ReportAction, ReportTarget};
+use crate::error::{DomainError, Refusal};
+use crate::event::guild_id_for;
+use crate::ids::{CategoryId, ChannelId, GuildId, InviteCode, ReportId, RoleId, ServerName, Timestamp, UserId};
+use crate::permissions::{Overwrite, OverwriteTarget, Permissions};
+use crate::validate;
+
+use checks::Ctx;
+
+/// A command on a guild's stream, by `actor`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum GuildCommand {
+    UpdateGuild {
+        name: Option<String>,
+        description: Option<String>,
+    },
+    ArchiveGuild {
+        reason: String,
+    },
+    DeleteGuild {
+        reason: String,
+    },
+    CreateCategory {
+        category: CategoryId,
+        name: String,
+    },
+    UpdateCategory {
+        category: CategoryId,
+        name: Option<String>,
+        position: Option<u32>,
+    },
+    DeleteCategory {
+        category: CategoryId,
+    },
+    /// Creates a channel with its permission overwrites in one decision, so a private
+    /// channel is never public in between. Each overwrite is checked as `SetOverwrite`
+    /// would check it on the new channel; each target appears at most once.
+    CreateChannel {
+        channel: ChannelId,
+        name: String,
+        kind: ChannelKind,
+        category: Option<CategoryId>,
+        topic: String,
+        overwrites: Vec<(OverwriteTarget, Overwrite)>,
+    },
+    UpdateChannel {
+        channel: ChannelId,
+        name: Option<String>,
+        topic: Option<String>,
+    },
+    /// Moves a channel into `category` (none: uncategorised) at `position`; without a
+    /// position, after the last channel already there.
+    MoveChannel {
+        channel: ChannelId,
+        category: Option<CategoryId>,
+        position: Option<u32>,
+    },
+    DeleteChannel {
+        channel: ChannelId,
+    },
+    SetSlowMode {
+        channel: ChannelId,
+        seconds: u32,
+    },
+    /// Makes a channel read-only for good (its text is erased after the hub's retention).
+    ArchiveChannel {
+        channel: ChannelId,
+        reason: String,
+    },
+    LockChannel {
+        channel: ChannelId,
+        locked: bool,
+        reason: String,
+    },
+    SetOverwrite {
+        place: Place,
+        target: OverwriteTarget,
+        allow: Permissions,
+        deny: Permissions,
+    },
+    CreateRole {
+        role: RoleId,
+        name: String,
+        permissions: Permissions,
+    },
+    UpdateRole {
+        role: RoleId,
+        name: Option<String>,
+        permissions: Option<Permissions>,
+    },
+    /// The new order of every role but `@everyone`, lowest first.
+    ReorderRoles {
+        order: Vec<RoleId>,
+    },
+    DeleteRole {
+        role: RoleId,
+    },
+    AssignRole {
+        user: UserId,
+        role: RoleId,
+        reason: String,
+    },
+    UnassignRole {
+        user: UserId,
+        role: RoleId,
+        reason: String,
+    },
+    CreateInvite {
+        code: InviteCode,
+        max_uses: Option<u32>,
+        expires_at: Option<Timestamp>,
+    },
+    RevokeInvite {
+        code: InviteCode,
+    },
+    Join {
+        invite: InviteCode,
+    },
+    Leave,
+    /// Adds a member directly (a guild admin's act): bots made for the guild, and users a
+    /// host application provisions. Bots never use invites.
+    AddMember {
+        user: UserId,
+    },
+    Kick {
+        user: UserId,
+        reason: String,
+    },
+    Ban {
+        user: UserId,
+        reason: String,
+        purge_seconds: u32,
+    },
+    Unban {
+        user: UserId,
+        reason: String,
+    },
+    Timeout {
+        user: UserId,
+        until: Timestamp,
+        reason: String,
+    },
+    RemoveTimeout {
+        user: UserId,
+        reason: String,
+    },
+    SetNickname {
+        user: UserId,
+        nickname: Option<String>,
+    },
+    FileReport {
+        report: ReportId,
+        target: ReportTarget,
+        reason: String,
+    },
+    /// Takes a report (or, with `None`, hands it back to the queue); the assignee must be a
+    /// member who may moderate.
+    AssignReport {
+        report: ReportId,
+        assignee: Option<UserId>,
+    },
+    ResolveReport {
+        report: ReportId,
+        action: ReportAction,
+        reason: String,
+    },
+}
+
+/// The body of a new guild's first event and the id it names. The caller supplies a fresh
+/// random nonce, so two guilds created at the same millisecond still differ.
+pub fn create(
+    creator: &UserId,
+    origin: &ServerName,
+    name: &str,
+    nonce: [u8; 16],
+    now: Timestamp,
+) -> Result<(GuildId, EventBody), DomainError> {
+    let created = GuildCreated {
+        creator: creator.clone(),
+        origin: origin.clone(),
+        created_at: now,
+        nonce,
+        name: validate::name("name", name)?,
+    };
+    let id = guild_id_for(&created).map_err(|e| DomainError::invalid("name", e.to_string()))?;
+    Ok((id, EventBody::GuildCreated(created)))
+}
+
+/// Decides what a command on an existing guild does.
+pub fn decide(
+    guild: &Guild,
+    actor: &UserId,
+    cmd: &GuildCommand,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
+    use GuildCommand as C;
+    guild.exists()?;
+    if let C::Join { invite } = cmd {
+        return membership::join(guild, actor, invite, now);
+    }
+    if !guild.members.contains_key(actor) {
+        return Err(DomainError::Forbidden(if guild.bans.contains_key(actor) {
+            Refusal::Banned
+        } else {
+            Refusal::NotMember
+        }));
+    }
+    if guild.archived && !matches!(cmd, C::DeleteGuild { .. }) {
+        return Err(DomainError::Forbidden(Refusal::Archived));
+    }
+    let ctx = &Ctx { guild, actor, now, perms: guild.guild_permissions(actor, now) };
+    let body = match cmd {
+        C::UpdateGuild { name, description } => update(ctx, name.as_deref(), description.as_deref()),
+        C::ArchiveGuild { reason } => archive(ctx, reason),
+        C::DeleteGuild { reason } => delete(ctx, reason),
+
+        C::CreateCategory { category, name } => channels::create_category(ctx, category, name),
+        C::UpdateCategory { category, name, position } => {
+            channels::update_category(ctx, category, name.as_deref(), *position)
+        }
+        C::DeleteCategory { category } => channels::delete_category(ctx, category),
+        // The one command that decides several events: the channel and its overwrites.
+        C::CreateChannel { channel, name, kind, category, topic, overwrites } => {
+            return channels::create_channel(ctx, channel, name, *kind, *category, topic, overwrites);
+        }
+        C::UpdateChannel { channel, name, topic } => {
+            channels::update_channel(ctx, channel, name.as_deref(), topic.as_deref())
+        }
+        C::MoveChannel { channel, category, position } => channels::move_channel(ctx, channel, *category, *position),
+        C::DeleteChannel { channel } => channels::delete_channel(ctx, channel),
+        C::SetSlowMode { channel, seconds } => channels::set_slow_mode(ctx, channel, *seconds),
+        C::ArchiveChannel { channel, reason } => channels::archive_channel(ctx, channel, reason),
+        C::LockChannel { channel, locked, reason } => channels::lock_channel(ctx, channel, *locked, reason),
+        C::SetOverwrite { place, target, allow, deny } => channels::set_overwrite(ctx, *place, target, *allow, *deny),
+
+        C::CreateRole { role, name, permissions } => roles::create(ctx, role, name, *permissions),
+        C::UpdateRole { role, name, permissions } => roles::update(ctx, role, name.as_deref(), *permissions),
+        C::ReorderRoles { order } => roles::reorder(ctx, order),
+        C::DeleteRole { role } => roles::delete(ctx, role),
+        C::AssignRole { user, role, reason } => roles::assign(ctx, true, user, role, reason),
+        C::UnassignRole { user, role, reason } => roles::assign(ctx, false, user, role, reason),
+
+        C::CreateInvite { code, max_uses, expires_at } => membership::create_invite(ctx, code, *max_uses, *expires_at),
+        C::RevokeInvite { code } => membership::revoke_invite(ctx, code),
+        C::Join { .. } => Err(DomainError::conflict("you are already a member")),
+        C::Leave => membership::leave(ctx),
+        C::AddMember { user } => membership::add_member(ctx, user),
+        C::SetNickname { user, nickname } => membership::set_nickname(ctx, user, nickname.as_deref()),
+
+        C::Kick { user, reason } => moderation::kick(ctx, user, reason),
+        C::Ban { user, reason, purge_seconds } => moderation::ban(ctx, user, reason, *purge_seconds),
+        C::Unban { user, reason } => moderation::unban(ctx, user, reason),
+        C::Timeout { user, until, reason } => moderation::timeout(ctx, user, *until, reason),
+        C::RemoveTimeout { user, reason } => moderation::remove_timeout(ctx, user, reason),
+
+        C::FileReport { report, target, reason } => reports::file(ctx, report, target, reason),
+        C::AssignReport { report, assignee } => reports::assign(ctx, report, assignee.as_ref()),
+        C::ResolveReport { report, action, reason } => reports::resolve(ctx, report, *action, reason),
+    }?;
+    Ok(vec![body])
+}
+
+/// Decides what a hub operator may do in any guild, member or not: archive it, resolve
+/// a report, ban a user (the guild's part of a hub-wide ban). Anything else is a guild's own
+/// business and is refused. (That the actor *is* an operator is the hub stream's to say;
+/// the caller checks it.)
+pub fn decide_as_operator(guild: &Guild, cmd: &GuildCommand, now: Timestamp) -> Result<Vec<EventBody>, DomainError> {
+    use GuildCommand as C;
+    guild.exists()?;
+    let body = match cmd {
+        C::ArchiveGuild { reason } => {
+            if guild.archived {
+                return Err(DomainError::conflict("the guild is already archived"));
+            }
+            EventBody::GuildArchived { reason: validate::reason(reason)? }
+        }
+        C::ResolveReport { report, action, reason } => reports::resolved(guild, report, *action, reason)?,
+        C::Ban { user, reason, purge_seconds } => {
+            if guild.bans.contains_key(user) {
+                return Err(DomainError::conflict(format!("{user} is already banned")));
+            }
+            moderation::banned(user, reason, *purge_seconds, now)?
+        }
+        _ => {
+            return Err(DomainError::invalid(
+                "command",
+                "hub operators archive guilds, resolve reports and ban; nothing else",
+            ));
+        }
+    };
+    Ok(vec![body])
+}
+
+fn update(ctx: &Ctx, name: Option<&str>, description: Option<&str>) -> Result<EventBody, DomainError> {
+    ctx.require(Permissions::MANAGE_GUILD)?;
+    Ok(EventBody::GuildUpdated {
+        name: name.map(|n| validate::name("name", n)).transpose()?,
+        description: description.map(|d| validate::text("description", d, 1024)).transpose()?,
+    })
+}
+
+fn archive(ctx: &Ctx, reason: &str) -> Result<EventBody, DomainError> {
+    ctx.owner_only()?;
+    Ok(EventBody::GuildArchived { reason: validate::reason(reason)? })
+}
+
+fn delete(ctx: &Ctx, reason: &str) -> Result<EventBody, DomainError> {
+    ctx.owner_only()?;
+    Ok(EventBody::GuildDeleted { reason: validate::reason(reason)? })
+}
