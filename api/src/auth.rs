@@ -15,9 +15,9 @@ use openguild_domain::account::AccountCommand;
 use openguild_domain::{Timestamp, UserId};
 
 use crate::Api;
+use crate::clock::now;
 use crate::commands::random16;
 use crate::errors::ApiError;
-use crate::gql::now;
 use crate::limits::Rate;
 
 /// Who is asking: the user and the session they asked with.
@@ -185,10 +185,34 @@ impl Api {
         UserId::new(name, &self.server).map_err(ApiError::internal)
     }
 
-    /// Creates a local account and opens its first session.
-    pub async fn register(&self, handle: &str, password: &str, now: Timestamp) -> Result<(String, UserId), ApiError> {
+    /// Creates a local account and opens its first session. Registrations are limited per
+    /// address and hub-wide: each costs an argon2id hash and events kept forever.
+    pub async fn register(
+        &self,
+        handle: &str,
+        password: &str,
+        from: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<(String, UserId), ApiError> {
         let user = self.local_user(handle)?;
         check_password(password)?;
+        let limits = &self.settings.limits;
+        let per_address = Rate {
+            per_second: 1.0 / limits.registration_refill_seconds.max(0.001),
+            burst: limits.registrations_per_address.max(1.0),
+        };
+        let hub_wide =
+            Rate { per_second: limits.registrations_per_second.max(0.001), burst: limits.registration_burst };
+        let buckets = from.map(|ip| (format!("register:ip:{ip}"), per_address)).into_iter();
+        for (key, rate) in buckets.chain(std::iter::once(("register:hub".to_owned(), hub_wide))) {
+            self.limiter.take(&key, rate).await.map_err(|e| {
+                crate::metrics::refused("register");
+                ApiError::rate_limited(
+                    "too many new accounts from here; wait before registering another",
+                    e.retry_after,
+                )
+            })?;
+        }
         let phc = hash_password(password.to_owned()).await?;
         let register = AccountCommand::Register { display_name: handle.to_owned(), password: Some(phc), bot_of: None };
         self.commands.account(&user, &register, now).await?;

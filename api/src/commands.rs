@@ -25,6 +25,13 @@ use tokio::sync::Mutex;
 /// window lost ten tries in a row in CI.
 const ATTEMPTS: usize = 10;
 
+/// How many aggregates of each kind a node keeps in memory. A hub of ten guilds with
+/// hundreds of members each fits many times over; past these, the least used are evicted
+/// and reloaded from their streams on next use.
+const GUILDS_CACHED: usize = 1_024;
+const CHANNELS_CACHED: usize = 16_384;
+const ACCOUNTS_CACHED: usize = 16_384;
+
 /// What a command wrote.
 #[derive(Clone, Debug)]
 pub struct Executed {
@@ -63,13 +70,18 @@ impl Commands {
         Self {
             store,
             key,
-            guilds: Cells::default(),
-            channels: Cells::default(),
-            accounts: Cells::default(),
-            hub: Cells::default(),
+            guilds: Cells::new(GUILDS_CACHED, false),
+            channels: Cells::new(CHANNELS_CACHED, true),
+            accounts: Cells::new(ACCOUNTS_CACHED, false),
+            hub: Cells::new(1, true),
             channel_guild: Mutex::default(),
             directory: None,
         }
+    }
+
+    /// How many aggregates this node holds in memory (guilds, channels, accounts).
+    pub fn cached(&self) -> (usize, usize, usize) {
+        (self.guilds.len(), self.channels.len(), self.accounts.len())
     }
 
     /// Looks up unknown channels in the directory read model (a channel created on another
@@ -86,13 +98,24 @@ impl Commands {
         name: &str,
         now: Timestamp,
     ) -> Result<(GuildId, Executed), CommandError> {
-        let (id, body) = guild::create(actor, self.key.server(), name, random16(), now)?;
+        self.create_guild_seeded(actor, name, random16(), now).await
+    }
+
+    /// Creates a guild owned by `actor` from a given nonce and time, which fix its id: the
+    /// same call twice makes one guild (the second is a `Conflict` that wrote nothing).
+    pub async fn create_guild_seeded(
+        &self,
+        actor: &UserId,
+        name: &str,
+        nonce: [u8; 16],
+        now: Timestamp,
+    ) -> Result<(GuildId, Executed), CommandError> {
+        let (id, body) = guild::create(actor, self.key.server(), name, nonce, now)?;
         let stream = StreamId::Guild(id);
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body])?;
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-        let state = Guild::from_events(&events);
-        self.guilds.map.lock().await.insert(id, Arc::new(Mutex::new(state)));
+        self.guilds.insert(id, Guild::from_events(&events));
         Ok((id, Executed { events, position: last(&result.positions) }))
     }
 
@@ -119,7 +142,11 @@ impl Commands {
         self.guild_with(actor, id, now, |g| guild::decide_as_operator(g, cmd, now)).await
     }
 
-    async fn guild_with(
+    /// Runs a decision of the caller's own on a guild's stream, inside the guild's lock and
+    /// the same append loop: for workflows that find or create in one step (provisioning),
+    /// so a lost race returns the winner instead of a duplicate. A decision of no events
+    /// writes nothing.
+    pub async fn guild_with(
         &self,
         actor: &UserId,
         id: GuildId,
@@ -152,6 +179,9 @@ impl Commands {
         for attempt in 0..ATTEMPTS {
             let mut state = cell.lock().await;
             let bodies = decide(&state)?;
+            if bodies.is_empty() {
+                return Ok(Executed { events: Vec::new(), position: 0 });
+            }
             let version = state.version();
             let signed = self.sign(stream, version, state.head(), vec![], sender, now, bodies)?;
             let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
@@ -256,22 +286,31 @@ impl Commands {
 
     /// A guild's state, loaded from its stream on first use.
     pub async fn guild_cell(&self, id: GuildId) -> Result<Arc<Mutex<Guild>>, CommandError> {
-        if let Some(cell) = self.guilds.get(&id).await {
-            return Ok(cell);
-        }
-        let state = load_guild(&*self.store, id).await?;
-        if state.id.is_none() {
+        let load = || async {
+            let state = load_guild(&*self.store, id).await?;
+            let mut index = self.channel_guild.lock().await;
+            for channel in state.channels.keys() {
+                index.insert(*channel, id);
+            }
+            Ok(state)
+        };
+        let cell = self.guilds.get_or_load(&id, load).await?;
+        if cell.lock().await.id.is_none() {
             return Err(DomainError::NotFound { what: "guild", id: id.to_string() }.into());
         }
-        let mut index = self.channel_guild.lock().await;
-        for channel in state.channels.keys() {
-            index.insert(*channel, id);
-        }
-        Ok(self.guilds.map.lock().await.entry(id).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
+        Ok(cell)
     }
 
     async fn channel_cell(&self, id: ChannelId) -> Result<Arc<Mutex<ChannelState>>, CommandError> {
         Ok(self.channels.get_or_load(&id, || load_channel(&*self.store, id)).await?)
+    }
+
+    /// Whether `message` of `channel` was redacted (as the channel's aggregate knows it).
+    pub async fn is_redacted(&self, channel: ChannelId, message: &openguild_domain::MessageId) -> bool {
+        match self.channel_cell(channel).await {
+            Ok(cell) => cell.lock().await.messages.get(message).is_some_and(|m| m.redacted),
+            Err(_) => false,
+        }
     }
 
     /// What a report about `message` in `channel` targets (the message and its author).
@@ -390,41 +429,64 @@ async fn read_whole(store: &dyn EventStore, stream: &StreamId) -> Result<Vec<Eve
     Ok(events)
 }
 
-/// Cached aggregates of one kind, each behind its own lock.
+/// Cached aggregates of one kind, each behind its own lock: bounded (the least useful are
+/// evicted and reloaded on their next use) and loaded once when several ask at the same time.
+/// Kinds anyone can name with a made-up id (accounts, guilds) never keep what does not exist,
+/// so such ids cost no memory.
 struct Cells<K, A> {
-    map: Mutex<HashMap<K, Arc<Mutex<A>>>>,
+    map: quick_cache::sync::Cache<K, Arc<Mutex<A>>>,
+    /// Whether an aggregate with no events is kept: yes for kinds reached only once they are
+    /// known to exist (a channel of a loaded guild, the hub), so racing first commands share
+    /// one cell instead of conflicting with each other.
+    keep_empty: bool,
 }
 
-impl<K, A> Default for Cells<K, A> {
-    fn default() -> Self {
-        Self { map: Mutex::default() }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone, A> Cells<K, A> {
-    async fn get(&self, key: &K) -> Option<Arc<Mutex<A>>> {
-        self.map.lock().await.get(key).cloned()
+impl<K: std::hash::Hash + Eq + Clone, A: Aggregate> Cells<K, A> {
+    fn new(capacity: usize, keep_empty: bool) -> Self {
+        Self { map: quick_cache::sync::Cache::new(capacity), keep_empty }
     }
 
+    fn get(&self, key: &K) -> Option<Arc<Mutex<A>>> {
+        self.map.get(key)
+    }
+
+    /// Keeps `state` under `key` (or the cell another caller put there first).
+    fn insert(&self, key: K, state: A) -> Arc<Mutex<A>> {
+        match self.map.get(&key) {
+            Some(cell) => cell,
+            None => {
+                let cell = Arc::new(Mutex::new(state));
+                self.map.insert(key, cell.clone());
+                cell
+            }
+        }
+    }
+
+    /// The cached aggregate, or `load`ed once however many ask at the same time. An
+    /// aggregate with no events (an unknown account, say) is handed back and not kept.
     async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Arc<Mutex<A>>, StoreError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<A, StoreError>>,
     {
-        if let Some(cell) = self.get(key).await {
-            return Ok(cell);
-        }
+        let guard = match self.map.get_value_or_guard_async(key).await {
+            Ok(cell) => return Ok(cell),
+            Err(guard) => guard,
+        };
         let state = load().await?;
-        Ok(self.map.lock().await.entry(key.clone()).or_insert_with(|| Arc::new(Mutex::new(state))).clone())
+        if state.version() == 0 && !self.keep_empty {
+            // Dropping the guard lets the next caller load (nothing to share).
+            return Ok(Arc::new(Mutex::new(state)));
+        }
+        let cell = Arc::new(Mutex::new(state));
+        let _ = guard.insert(cell.clone());
+        Ok(cell)
     }
 
     /// Moves `key`'s aggregate on by `e` if it is the next event; drops it if events were
     /// missed (it reloads on next use).
-    async fn observe(&self, key: &K, e: &Event)
-    where
-        A: Aggregate,
-    {
-        let Some(cell) = self.get(key).await else { return };
+    async fn observe(&self, key: &K, e: &Event) {
+        let Some(cell) = self.get(key) else { return };
         let stale = {
             // Waits out a command in flight: it may be appending this very event.
             let mut state = cell.lock().await;
@@ -435,11 +497,12 @@ impl<K: std::hash::Hash + Eq + Clone, A> Cells<K, A> {
             e.core.seq > version + 1
         };
         if stale {
-            let mut map = self.map.lock().await;
-            if map.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                map.remove(key);
-            }
+            self.map.remove_if(key, |c| Arc::ptr_eq(c, &cell));
         }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 

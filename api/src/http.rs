@@ -21,9 +21,52 @@ use crate::auth::{Service, Viewer, bearer};
 use crate::errors::ApiError;
 use crate::gql::now;
 
-/// The caller's address, for per-address limits.
+/// The caller's address, for per-address limits: the peer's address, or, when the peer is
+/// one of `api.trusted_proxies`, the last address in `X-Forwarded-For` that is not a trusted
+/// proxy (the one the nearest trusted proxy saw). Without trusted proxies the header is
+/// ignored, since anyone can send it.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    pub(crate) fn of(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> ClientAddr {
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+        if !is_trusted(&peer) {
+            return ClientAddr(peer);
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => continue,
+                Ok(ip) => return ClientAddr(ip),
+                // A hop we cannot read: the proxy's own view is all we can trust.
+                Err(_) => return ClientAddr(peer),
+            }
+        }
+        ClientAddr(peer)
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<Api>> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        api: &Arc<Api>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+        Ok(ClientAddr::of(peer, &parts.headers, &api.trusted_proxies))
+    }
+}
 
 /// A position the client asks its reads to wait for (`OpenGuild-Read-After`), for clients
 /// that write through one node and read through another.
@@ -79,7 +122,7 @@ fn prepare(
 
 pub(crate) async fn post(
     State(api): State<Arc<Api>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -133,7 +176,7 @@ pub(crate) async fn post(
             responses.push(error_response(e));
             continue;
         }
-        let request = prepare(&api, request, &viewer, &headers, addr.ip());
+        let request = prepare(&api, request, &viewer, &headers, addr);
         let user = match &viewer {
             Some(Caller::User(v)) => Some(v.user.clone()),
             _ => None,
@@ -160,7 +203,7 @@ pub(crate) struct GetParams {
 
 pub(crate) async fn get(
     State(api): State<Arc<Api>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Response {
@@ -199,7 +242,7 @@ pub(crate) async fn get(
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
     };
-    let request = prepare(&api, request, &viewer, &headers, addr.ip());
+    let request = prepare(&api, request, &viewer, &headers, addr);
     axum::Json(with_codes(api.schema.execute(request).await)).into_response()
 }
 
@@ -236,7 +279,13 @@ pub(crate) fn measure(query: &str, max_fields: usize, queries_only: bool) -> Res
             ));
         }
     }
-    let mut count = 0usize;
+    let mut count = doc.fragments.values().map(|f| f.node.directives.len()).sum::<usize>();
+    count += match &doc.operations {
+        DocumentOperations::Single(op) => op.node.directives.len() + op.node.variable_definitions.len(),
+        DocumentOperations::Multiple(ops) => {
+            ops.values().map(|op| op.node.directives.len() + op.node.variable_definitions.len()).sum()
+        }
+    };
     let sets: Vec<&SelectionSet> = match &doc.operations {
         DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
         DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node.selection_set.node).collect(),
@@ -257,7 +306,9 @@ fn count_fields(
     let too_many = || {
         ApiError::invalid(
             "query",
-            format!("it selects more than {max} fields (aliases and fragment spreads count); split it"),
+            format!(
+                "it has more than {max} fields, arguments and directives (aliases and fragment spreads count); split it"
+            ),
         )
     };
     if depth > 64 {
@@ -266,7 +317,9 @@ fn count_fields(
     for item in &set.items {
         match &item.node {
             Selection::Field(f) => {
-                *count += 1;
+                // Arguments and directives count too: 20,000 unknown arguments or a directive
+                // repeated 10,000 times would otherwise all be validated and executed.
+                *count += 1 + f.node.arguments.len() + f.node.directives.len();
                 if *count > max {
                     return Err(too_many());
                 }
@@ -275,14 +328,14 @@ fn count_fields(
             // Spreads count too: fragments that spread each other twice over would otherwise
             // make an exponential walk without a single field.
             Selection::InlineFragment(f) => {
-                *count += 1;
+                *count += 1 + f.node.directives.len();
                 if *count > max {
                     return Err(too_many());
                 }
                 count_fields(doc, &f.node.selection_set.node, count, max, depth + 1)?;
             }
             Selection::FragmentSpread(s) => {
-                *count += 1;
+                *count += 1 + s.node.directives.len();
                 if *count > max {
                     return Err(too_many());
                 }
@@ -299,6 +352,21 @@ fn count_fields(
 mod tests {
     use super::measure;
     use proptest::prelude::*;
+
+    #[test]
+    fn repeated_directives_and_piles_of_arguments_count_against_the_limit() {
+        let directives = format!("{{ __typename {} }}", "@include(if: true) ".repeat(10_000));
+        let e = measure(&directives, 500, false).unwrap_err();
+        assert_eq!(e.code, "INVALID_INPUT");
+        assert!(e.message.contains("more than 500"), "{}", e.message);
+        let args: Vec<String> = (0..20_000).map(|i| format!("a{i}: 1")).collect();
+        let arguments = format!("{{ __typename({}) }}", args.join(", "));
+        assert!(measure(&arguments, 500, false).is_err());
+        let operation = format!("query Q {} {{ __typename }}", "@skip(if: false) ".repeat(600));
+        assert!(measure(&operation, 500, false).is_err());
+        // An ordinary query with a few arguments and directives passes.
+        assert!(measure("query($c: ID!) { channel(id: $c) @include(if: true) { id name } }", 500, false).is_ok());
+    }
 
     proptest! {
         /// Whatever a client sends, measuring it answers (yes or a refusal), never panics.

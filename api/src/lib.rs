@@ -7,15 +7,19 @@
 //! beyond reading a read model.
 
 pub mod auth;
+pub mod clock;
 pub mod commands;
 pub mod errors;
+pub mod fanout;
 pub mod gql;
 mod http;
-pub mod hub;
 pub mod limits;
+pub mod listen;
 mod metrics;
+pub mod moderation;
 pub mod oidc;
 mod outbox;
+pub mod provision;
 mod webclient;
 mod ws;
 
@@ -35,7 +39,7 @@ use serde_json::json;
 
 use crate::commands::Commands;
 use crate::errors::ApiError;
-use crate::hub::Hub;
+use crate::fanout::Fanout;
 use crate::limits::{ApiLimits, Limiter};
 
 /// The client API's settings (the `[api]` section).
@@ -59,6 +63,10 @@ pub struct ApiSettings {
     /// stay and still verify), and how often that is checked.
     pub retention_days: u64,
     pub retention_sweep_seconds: u64,
+    /// Reverse proxies (addresses or CIDR ranges, e.g. `127.0.0.1`, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client; per-address limits then apply to the client, not
+    /// to the proxy. Empty: the header is ignored (anyone can send it).
+    pub trusted_proxies: Vec<String>,
     /// The URL clients reach this server at (for OIDC redirects); default: the listen address.
     pub public_url: Option<String>,
     /// OpenID Connect providers for single sign-on, by name.
@@ -86,6 +94,7 @@ impl Default for ApiSettings {
             level_roles: Vec::new(),
             retention_days: 60,
             retention_sweep_seconds: 3600,
+            trusted_proxies: Vec::new(),
             public_url: None,
             oidc: Default::default(),
             limits: ApiLimits::default(),
@@ -101,10 +110,12 @@ pub struct Api {
     pub server: ServerName,
     pub settings: ApiSettings,
     pub limiter: Limiter,
-    pub hub: Arc<Hub>,
+    pub fanout: Arc<Fanout>,
     pub schema: gql::AppSchema,
     /// Federation outbox pull: bearer token → the peer it authenticates.
     pub peer_tokens: HashMap<String, String>,
+    /// `settings.trusted_proxies`, parsed.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Each user's last write on this node: their reads wait for it.
     writes: std::sync::Mutex<HashMap<UserId, u64>>,
     /// Open websockets per user on this node.
@@ -131,6 +142,20 @@ impl Api {
         peer_tokens: HashMap<String, String>,
     ) -> Result<Arc<Api>, ApiError> {
         let server = key.server().clone();
+        let trusted_proxies = settings
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
+                    |_| {
+                        ApiError::invalid(
+                            "api.trusted_proxies",
+                            format!("{p:?} is not an address or a CIDR range like 10.0.0.0/8"),
+                        )
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let commands = Arc::new(Commands::new(store.clone(), key).with_directory(projections.db().clone()));
         let limiter = match &settings.redis_url {
             Some(url) => Limiter::redis(url)
@@ -138,7 +163,7 @@ impl Api {
                 .map_err(|e| ApiError::internal(format!("connecting to Redis at {url} for rate limits: {e}")))?,
             None => Limiter::local(),
         };
-        let hub = Hub::start(store.clone(), commands.clone(), settings.redis_url.as_deref()).await?;
+        let fanout = Fanout::start(store.clone(), commands.clone(), settings.redis_url.as_deref()).await?;
         let api = Arc::new(Api {
             store,
             projections,
@@ -148,8 +173,9 @@ impl Api {
             oidc: oidc::Oidc::new(settings.oidc.clone()),
             settings,
             limiter,
-            hub,
+            fanout,
             peer_tokens,
+            trusted_proxies,
             writes: Default::default(),
             connections: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
@@ -160,13 +186,14 @@ impl Api {
         let marker = Arc::downgrade(&api);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(hub::PRESENCE_TTL / 3).await;
+                tokio::time::sleep(fanout::PRESENCE_TTL / 3).await;
                 let Some(api) = marker.upgrade() else { break };
                 let users: Vec<UserId> =
                     api.connections.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
-                api.hub.mark_online(&users).await;
+                api.fanout.mark_online(&users).await;
             }
         });
+        moderation::start(Arc::downgrade(&api));
         let sweeper = Arc::downgrade(&api);
         let every = Duration::from_secs(api.settings.retention_sweep_seconds.max(1));
         tokio::spawn(async move {
@@ -182,7 +209,7 @@ impl Api {
     }
 
     /// Which of `users` are online: a websocket open on this node, or on another node
-    /// within the last [`hub::PRESENCE_TTL`] (with Redis).
+    /// within the last [`fanout::PRESENCE_TTL`] (with Redis).
     pub async fn online(&self, users: &[&UserId]) -> Vec<bool> {
         let here: Vec<bool> = {
             let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,7 +218,7 @@ impl Api {
         if here.iter().all(|&h| h) {
             return here;
         }
-        let anywhere = self.hub.online_anywhere(users).await;
+        let anywhere = self.fanout.online_anywhere(users).await;
         here.into_iter().zip(anywhere).map(|(h, a)| h || a).collect()
     }
 
@@ -199,7 +226,7 @@ impl Api {
     /// stay, and still verify: their ids and signatures cover the redacted form.
     pub async fn sweep_retention(&self) -> Result<usize, ApiError> {
         let retention = self.settings.retention_days.saturating_mul(86_400_000);
-        let cutoff = gql::now().as_millis().saturating_sub(retention);
+        let cutoff = clock::now().as_millis().saturating_sub(retention);
         let db = self.projections.db();
         let mut erased = 0;
         use openguild_projections::queries::{self, Scope};
@@ -234,6 +261,16 @@ impl Api {
             .unwrap_or_else(|| "http://127.0.0.1:8080".into())
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The caps on connections, for [`listen::serve`].
+    pub fn connection_limits(&self) -> listen::ConnectionLimits {
+        let limits = &self.settings.limits;
+        listen::ConnectionLimits {
+            max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address,
+            header_read_timeout: Duration::from_secs(limits.header_read_timeout_seconds.max(1)),
+        }
     }
 
     /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
@@ -272,7 +309,7 @@ impl Api {
             .and_then(|v| self.writes.lock().unwrap_or_else(|p| p.into_inner()).get(&v.user).copied())
             .unwrap_or(0);
         let asked = ctx.data_opt::<http::ReadAfter>().map_or(0, |r| r.0);
-        let position = mine.max(asked).max(self.hub.position());
+        let position = mine.max(asked).max(self.fanout.position());
         if position == 0 {
             return Ok(());
         }
@@ -306,7 +343,7 @@ impl Api {
         })?;
         let g = self.member_view(me, guild).await?;
         if !g.channels.contains_key(&channel)
-            || !g.channel_permissions(me, channel, gql::now()).contains(Permissions::VIEW_CHANNEL)
+            || !g.channel_permissions(me, channel, clock::now()).contains(Permissions::VIEW_CHANNEL)
         {
             return Err(not_found());
         }
@@ -322,7 +359,7 @@ impl Api {
         what: &str,
     ) -> Result<Arc<Guild>, ApiError> {
         let g = self.member_view(me, guild).await?;
-        if !g.guild_permissions(me, gql::now()).contains(permission) {
+        if !g.guild_permissions(me, clock::now()).contains(permission) {
             return Err(ApiError::forbidden(format!(
                 "{what} needs the {} permission",
                 permission.names().join(" and ")

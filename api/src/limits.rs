@@ -28,6 +28,17 @@ pub struct ApiLimits {
     /// seconds it takes to earn one more try.
     pub login_failures: f64,
     pub login_failure_refill_seconds: f64,
+    /// New accounts per address before registering waits, and seconds to earn one more;
+    /// and hub-wide, a burst and a steady rate per second.
+    pub registrations_per_address: f64,
+    pub registration_refill_seconds: f64,
+    pub registration_burst: f64,
+    pub registrations_per_second: f64,
+    /// Open HTTP connections in all and per client address (websockets included), and the
+    /// seconds a client has to send a request's headers.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub header_read_timeout_seconds: u64,
     /// Websocket connections per user, and subscriptions per connection.
     pub max_connections_per_user: usize,
     pub max_subscriptions_per_connection: usize,
@@ -53,6 +64,13 @@ impl Default for ApiLimits {
             mutation_burst: 30.0,
             login_failures: 5.0,
             login_failure_refill_seconds: 60.0,
+            registrations_per_address: 10.0,
+            registration_refill_seconds: 60.0,
+            registration_burst: 60.0,
+            registrations_per_second: 1.0,
+            max_connections: 10_000,
+            max_connections_per_address: 512,
+            header_read_timeout_seconds: 10,
             max_connections_per_user: 16,
             max_subscriptions_per_connection: 100,
             handshake_timeout_seconds: 10,

@@ -14,6 +14,21 @@ use prometheus_client::registry::Registry;
 use crate::AppState;
 
 type ByProjection = Family<Vec<(String, String)>, Gauge>;
+type Labelled = Family<Vec<(String, String)>, prometheus_client::metrics::counter::Counter>;
+
+/// Refusals since start, by what was refused (`connection`, `register`, `mutation`, …): the
+/// number to watch when a hub is under a flood.
+static REFUSED: std::sync::LazyLock<Labelled> = std::sync::LazyLock::new(Labelled::default);
+
+/// Counts a refusal of `what` (a connection over a cap, a rate-limited request).
+pub(crate) fn refused(what: &str) {
+    REFUSED.get_or_create(&vec![("what".to_owned(), what.to_owned())]).inc();
+}
+
+/// Counts a connection refused over a connection cap.
+pub(crate) fn connection_refused() {
+    refused("connection");
+}
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut registry = Registry::with_prefix("openguild");
@@ -25,6 +40,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     registry.register("projection_position", "The last position a projection applied", position.clone());
     registry.register("projection_lag", "Events a projection is behind the store head", lag.clone());
     registry.register("projection_stopped", "1 if the projection met an event it cannot apply", stopped.clone());
+    registry.register("refused", "Connections and requests refused by a limit, by what", REFUSED.clone());
 
     let store_head = match state.store.head_position().await {
         Ok(h) => h,

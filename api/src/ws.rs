@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::{Request, Variables};
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
@@ -32,8 +32,10 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::Api;
 use crate::auth::{Viewer, bearer};
+use crate::clock::now;
+use crate::fanout::Live;
+use crate::gql::SubMode;
 use crate::gql::live::{Registered, Verdict};
-use crate::gql::{Live, SubMode, now};
 use crate::http::{ClientAddr, measure};
 
 const PROTOCOL: &str = "graphql-transport-ws";
@@ -44,7 +46,7 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) async fn upgrade(
     State(api): State<Arc<Api>>,
-    ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -66,7 +68,7 @@ pub(crate) async fn upgrade(
         .on_upgrade(move |socket| async move {
             // Counted until the socket has ended, even if its task panics.
             let _open = OpenSocket::new(api.sockets.clone());
-            let mut conn = Connection::new(api, socket, addr.ip());
+            let mut conn = Connection::new(api, socket, addr);
             if let Err(e) = conn.run().await {
                 tracing::debug!(error = %e, "websocket ended");
             }
@@ -180,9 +182,26 @@ impl Connection {
         let mut last_heard = tokio::time::Instant::now();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut stopping = self.api.stopping.subscribe();
+        let mut endings = self.api.fanout.endings();
         loop {
             tokio::select! {
                 _ = stopping.changed() => return Ok(Closing::Close(1001, "server shutting down")),
+                ended = endings.recv() => {
+                    let closes = match (&ended, &self.viewer) {
+                        (Ok(ended), Some(v)) => ended.ends(v),
+                        // Missed some: ask the account itself.
+                        (Err(RecvError::Lagged(_)), Some(v)) => !self.api.session_open(v, now()).await,
+                        _ => false,
+                    };
+                    if closes {
+                        // Anything already queued for this socket goes first (a `myEvents`
+                        // subscriber learns why), then the socket closes.
+                        while let Some(Ok(live)) = self.feed.as_mut().map(|rx| rx.try_recv()) {
+                            self.deliver(&live).await?;
+                        }
+                        return Ok(Closing::Close(4401, "Unauthorized: the session ended"));
+                    }
+                }
                 () = &mut handshake, if self.viewer.is_none() => {
                     return Ok(Closing::Close(4408, "Connection initialisation timeout"));
                 }
@@ -274,15 +293,18 @@ impl Connection {
                     *n += 1;
                 }
                 self.counted = Some(viewer.user.clone());
-                self.api.hub.mark_online(std::slice::from_ref(&viewer.user)).await;
+                self.api.fanout.mark_online(std::slice::from_ref(&viewer.user)).await;
                 self.viewer = Some(viewer);
                 self.send_json(&json!({ "type": "connection_ack" })).await?;
             }
             "ping" => self.send_json(&json!({ "type": "pong", "payload": msg.payload })).await?,
             "pong" => {}
             "subscribe" => {
-                if self.viewer.is_none() {
+                let Some(viewer) = &self.viewer else {
                     return Ok(Some(Closing::Close(4401, "Unauthorized")));
+                };
+                if !self.api.session_open(viewer, now()).await {
+                    return Ok(Some(Closing::Close(4401, "Unauthorized: the session ended")));
                 }
                 let Some(id) = msg.id else {
                     return Ok(Some(Closing::Close(4400, "Invalid message: subscribe needs an id")));
@@ -360,9 +382,9 @@ impl Connection {
         (&payload.query, variables.to_string(), &payload.operation_name).hash(&mut hasher);
         // Live items from now on are buffered while the missed ones are replayed.
         if self.feed.is_none() {
-            self.feed = Some(self.api.hub.subscribe());
+            self.feed = Some(self.api.fanout.subscribe());
         }
-        let live_from = self.api.hub.position();
+        let live_from = self.api.fanout.position();
         let since = registered.since;
         self.subs.push(Sub {
             id,
@@ -410,7 +432,7 @@ impl Connection {
     }
 
     async fn catch_up_all(&mut self) -> Result<(), axum::Error> {
-        let to = self.api.hub.position();
+        let to = self.api.fanout.position();
         for index in (0..self.subs.len()).rev() {
             self.catch_up(index, to).await?;
         }
@@ -465,17 +487,18 @@ impl Connection {
         }
         let (api, addr) = (&self.api, self.addr);
         let render = || {
-            let request = request(api, addr, &sub.query, &sub.variables, sub.operation_name.as_deref())
-                .data(SubMode::Deliver(live.clone()));
             let schema = api.schema.clone();
             async move {
+                let live = redacted_now(api, live).await;
+                let request = request(api, addr, &sub.query, &sub.variables, sub.operation_name.as_deref())
+                    .data(SubMode::Deliver(live));
                 let mut stream = schema.execute_stream(request);
                 let response = stream.next().await?;
                 serde_json::to_string(&response).ok().map(Arc::<str>::from)
             }
         };
         let payload =
-            if is_event { self.api.hub.rendered(sub.selection, cursor, render).await } else { render().await };
+            if is_event { self.api.fanout.rendered(sub.selection, cursor, render).await } else { render().await };
         let id = sub.id.clone();
         if let Some(s) = self.subs.get_mut(index)
             && is_event
@@ -508,6 +531,29 @@ fn request(
         r = r.operation_name(name);
     }
     r
+}
+
+/// `live` as it may be shown now: a message's text (posted or edited) that was redacted
+/// since is rendered without it, even before the moderation worker has erased it from the
+/// store, so a replay from an old cursor never shows deleted text.
+async fn redacted_now(api: &Api, live: &Arc<Live>) -> Arc<Live> {
+    use openguild_domain::{EventBody as E, StreamId};
+    let Live::Event(e) = &**live else { return live.clone() };
+    let (StreamId::Channel(channel), Some(body)) = (&e.event.core.stream, &e.event.body) else {
+        return live.clone();
+    };
+    let message = match body {
+        E::MessagePosted { .. } => e.event.id,
+        E::MessageEdited { message, .. } => *message,
+        _ => return live.clone(),
+    };
+    if !api.commands.is_redacted(*channel, &message).await {
+        return live.clone();
+    }
+    let mut stripped = (**e).clone();
+    stripped.event.body = None;
+    stripped.raw.body = None;
+    Arc::new(Live::Event(Box::new(stripped)))
 }
 
 /// The next live item, or never when the connection follows nothing.

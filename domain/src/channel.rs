@@ -36,13 +36,40 @@ pub struct MessageMeta {
 /// A command on a channel's message stream, by `actor`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum MessageCommand {
-    Post { text: String, reply_to: Option<MessageId>, mentions: BTreeSet<UserId>, mentions_everyone: bool },
-    Edit { message: MessageId, text: String },
-    Redact { message: MessageId, reason: String },
-    React { message: MessageId, emoji: String },
-    Unreact { message: MessageId, emoji: String },
-    Pin { message: MessageId },
-    Unpin { message: MessageId },
+    Post {
+        text: String,
+        reply_to: Option<MessageId>,
+        mentions: BTreeSet<UserId>,
+        mentions_everyone: bool,
+    },
+    Edit {
+        message: MessageId,
+        text: String,
+    },
+    Redact {
+        message: MessageId,
+        reason: String,
+    },
+    /// Redacts a message its author posted inside the purge window of their ban, on behalf
+    /// of whoever banned them (the moderation worker does this after a ban).
+    Purge {
+        message: MessageId,
+        reason: String,
+    },
+    React {
+        message: MessageId,
+        emoji: String,
+    },
+    Unreact {
+        message: MessageId,
+        emoji: String,
+    },
+    Pin {
+        message: MessageId,
+    },
+    Unpin {
+        message: MessageId,
+    },
 }
 
 /// Decides a message command in `channel` of `guild`.
@@ -57,6 +84,23 @@ pub fn decide(
     use MessageCommand as C;
     guild.exists()?;
     let channel = guild.channel(&channel_id)?;
+    if let C::Purge { message, reason } = cmd {
+        // Authorised by the ban itself, so it holds for an operator who is not a member,
+        // and after the moderator lost the role that let them ban.
+        let m = state
+            .messages
+            .get(message)
+            .filter(|m| !m.redacted)
+            .ok_or_else(|| DomainError::not_found("message", message))?;
+        let in_window = guild
+            .bans
+            .get(&m.author)
+            .is_some_and(|ban| ban.by == *actor && ban.purge_since.is_some_and(|since| m.posted_at >= since));
+        if !in_window {
+            return Err(DomainError::Forbidden(Refusal::NotInPurge));
+        }
+        return Ok(vec![EventBody::MessageRedacted { message: *message, reason: validate::reason(reason)? }]);
+    }
     if !guild.members.contains_key(actor) {
         return Err(DomainError::Forbidden(if guild.bans.contains_key(actor) {
             Refusal::Banned
@@ -129,6 +173,7 @@ pub fn decide(
             }
             EventBody::MessageRedacted { message: *id, reason: validate::reason(reason)? }
         }
+        C::Purge { .. } => unreachable!("decided above"),
         C::React { message: id, emoji } => {
             let m = message(id)?;
             require(Permissions::ADD_REACTIONS | Permissions::READ_MESSAGE_HISTORY)?;

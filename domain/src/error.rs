@@ -70,6 +70,9 @@ pub enum Refusal {
     HubOperatorOnly,
     /// The service token's scopes do not cover this.
     ScopeTooNarrow,
+    /// A purge reaches only messages its author posted inside the purge window of the ban
+    /// the actor gave them.
+    NotInPurge,
 }
 
 impl fmt::Display for Refusal {
@@ -86,6 +89,9 @@ impl fmt::Display for Refusal {
             Self::Banned => f.write_str("you are banned from this guild"),
             Self::NotAuthor => f.write_str("only the author of the message can do this"),
             Self::ChannelLocked => f.write_str("the channel is locked; only members with MANAGE_CHANNELS can post"),
+            Self::NotInPurge => {
+                f.write_str("only messages posted inside the purge window of a ban you gave can be purged")
+            }
             Self::Archived => f.write_str("the guild or channel is archived and read-only"),
             Self::HubOperatorOnly => f.write_str("only a hub operator can do this"),
             Self::ScopeTooNarrow => f.write_str("the service token's scopes do not cover this"),

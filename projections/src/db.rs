@@ -72,9 +72,10 @@ impl ReadDb {
                 Box::pin(async move {
                     if kind == DbKind::Sqlite {
                         // A lost commit after power loss is re-derived from the events, so
-                        // NORMAL is enough here; the checkpoint moves with the rows.
+                        // NORMAL is enough here; the checkpoint moves with the rows. Freed
+                        // bytes are zeroed: a deleted message's text must not linger in a page.
                         conn.execute(
-                            "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                            "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON;",
                         )
                         .await?;
                     }
@@ -95,6 +96,10 @@ impl ReadDb {
                     error TEXT
                 )",
             )
+            .await?;
+        // Where each worker that acts on events (not a read model) has got to.
+        db.pool
+            .execute("CREATE TABLE IF NOT EXISTS worker_checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
             .await?;
         Ok(db)
     }

@@ -475,5 +475,67 @@ pub async fn forget_bodies(db: &ReadDb, ids: &[MessageId]) -> Result<(), Project
         let (row, binds) = crate::search::row_of(db.kind, &crate::db::Tables::LIVE, message);
         crate::db::query(format!("DELETE FROM search_text WHERE {row}"), binds).execute(&db.pool).await?;
     }
+    if db.kind == DbKind::Sqlite {
+        // The old pages are still in the WAL file until it is checkpointed and truncated;
+        // readers holding an old snapshot can delay that, so wait a moment at most and let
+        // the next erasure (or the next checkpoint) finish the job.
+        let mut conn = db.pool.acquire().await?;
+        use sqlx::Executor;
+        conn.execute("PRAGMA busy_timeout = 2000").await?;
+        let checkpoint = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        conn.execute("PRAGMA busy_timeout = 30000").await?;
+        checkpoint?;
+    }
     Ok(())
+}
+
+/// Where the worker `name` has got to in the event store (0 if it never ran).
+pub async fn worker_position(db: &ReadDb, name: &str) -> Result<u64, ProjectionError> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM worker_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+}
+
+/// Records that the worker `name` has done everything up to `position`.
+pub async fn set_worker_position(db: &ReadDb, name: &str, position: u64) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO worker_checkpoints (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )
+    .bind(name)
+    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` messages `author` posted in `guild` at or after `since_ms`, after position
+/// `after`, redacted or not (a purge hides them in the timeline before it redacts them):
+/// `(position, channel, message)`, in position order.
+pub async fn messages_of_author(
+    db: &ReadDb,
+    guild: GuildId,
+    author: &UserId,
+    since_ms: u64,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<(u64, ChannelId, MessageId)>, ProjectionError> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT position, channel, id FROM tl_messages WHERE guild = $1 AND author = $2 AND created_at >= $3 \
+         AND position > $4 ORDER BY position LIMIT $5",
+    )
+    .bind(guild.to_string())
+    .bind(author.to_string())
+    .bind(i64::try_from(since_ms).unwrap_or(i64::MAX))
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.into_iter()
+        .map(|(position, channel, id)| {
+            Ok((u64::try_from(position).unwrap_or(0), parse(&channel, "timeline row")?, parse(&id, "timeline row")?))
+        })
+        .collect()
 }

@@ -24,7 +24,8 @@ impl Projection for Search {
     fn version(&self) -> i64 {
         // 3: `search_ids` keyed by position and found by the id's compact key.
         // 4: no FTS5 column sizes.
-        4
+        // 5: FTS5 secure-delete, so a redacted message's words leave the index's pages.
+        5
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -53,7 +54,13 @@ impl Projection for Search {
                 t.n("search_text")
             ),
         };
-        vec![channels, ids, text]
+        let mut statements = vec![channels, ids, text];
+        if db == DbKind::Sqlite {
+            // Without it FTS5 only marks deleted rows, and their terms stay in the index's
+            // segments until a merge happens to rewrite them.
+            statements.push(format!("INSERT INTO {0}({0}, rank) VALUES('secure-delete', 1)", t.n("search_text")));
+        }
+        statements
     }
 
     async fn apply(&self, c: &mut Writer<'_>, db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {

@@ -4,8 +4,10 @@
 //! listens on 127.0.0.1:8080.
 
 mod cli;
+#[cfg(feature = "loadtest")]
 mod gqlws;
 mod keys;
+#[cfg(feature = "loadtest")]
 mod loadtest;
 mod serve;
 mod settings;
@@ -32,24 +34,26 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// Settings given on the command line or in `OPENGUILD_*` variables; they override the
-/// configuration file (docs/CONFIG.md).
+/// Settings given on the command line; they override the configuration file and the
+/// `OPENGUILD_*` variables (docs/CONFIG.md). The file's own path, the peers and Redis also
+/// have short variables of their own (`OPENGUILD_CONFIG`, `OPENGUILD_FEDERATION_PEERS`,
+/// `OPENGUILD_REDIS_URL`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Overrides {
     /// The configuration file (default: `./openguild.toml` if it exists).
     #[arg(long, global = true, env = "OPENGUILD_CONFIG")]
     config: Option<PathBuf>,
     /// Where the embedded event store, read models and server key live.
-    #[arg(long, global = true, env = "OPENGUILD_DATA_DIR")]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// The event store: a SQLite path or `postgres://…` (default: `<data dir>/events.db`).
-    #[arg(long, global = true, env = "OPENGUILD_STORE_URL")]
+    #[arg(long, global = true)]
     store_url: Option<String>,
     /// The read model database: a SQLite path or `postgres://…` (default: `<data dir>/read.db`).
-    #[arg(long, global = true, env = "OPENGUILD_READ_DB_URL")]
+    #[arg(long, global = true)]
     read_db_url: Option<String>,
     /// This hub's server name, as in user ids (`@handle:SERVER`).
-    #[arg(long, global = true, env = "OPENGUILD_SERVER_NAME")]
+    #[arg(long, global = true)]
     server_name: Option<String>,
     /// Allowlisted peer hubs, comma-separated, for the federation outbox.
     #[arg(long, global = true, env = "OPENGUILD_FEDERATION_PEERS", value_delimiter = ',')]
@@ -108,6 +112,7 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Load-test a running server: websocket subscribers, paced writers, delivery latency.
+    #[cfg(feature = "loadtest")]
     Loadtest(loadtest::Args),
 }
 
@@ -115,6 +120,8 @@ enum Command {
 enum ConfigCommand {
     /// Print every setting with its default, as TOML.
     Defaults,
+    /// Print the environment variable of every setting, with its default.
+    Env,
     /// Print the settings in force (file, environment, flags), secrets hidden.
     Show,
 }
@@ -128,6 +135,7 @@ fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
         rt.block_on(async {
             // The load test is a client of any server: it needs no settings of this one.
+            #[cfg(feature = "loadtest")]
             if let Some(Command::Loadtest(args)) = cli.command {
                 return loadtest::run(args).await;
             }
@@ -144,10 +152,15 @@ fn main() -> std::process::ExitCode {
                     print!("{}", Settings::defaults_toml()?);
                     Ok(())
                 }
+                Some(Command::Config(ConfigCommand::Env)) => {
+                    println!("{}", Settings::env_names()?.join("\n"));
+                    Ok(())
+                }
                 Some(Command::Config(ConfigCommand::Show)) => {
                     println!("{settings:#?}");
                     Ok(())
                 }
+                #[cfg(feature = "loadtest")]
                 Some(Command::Loadtest(_)) => unreachable!("dispatched before the settings are loaded"),
             }
         })

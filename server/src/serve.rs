@@ -17,24 +17,22 @@ use crate::settings::Secret;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "OPENGUILD_LISTEN")]
+    #[arg(long)]
     listen: Option<SocketAddr>,
     /// Peer tokens for the outbox pull, as `PEER=TOKEN`, comma-separated.
     #[arg(long, env = "OPENGUILD_FEDERATION_PEER_TOKENS", value_delimiter = ',')]
     peer_tokens: Option<Vec<String>>,
     /// The built web client to serve (default `ui/dist`).
-    #[arg(long, env = "OPENGUILD_UI_DIR")]
+    #[arg(long)]
     ui_dir: Option<PathBuf>,
 }
 
 impl Default for ServeArgs {
-    /// What `openguild` with no subcommand uses: the environment, as `serve` would.
+    /// What `openguild` with no subcommand uses: no flags (the settings hold the rest).
     fn default() -> Self {
-        let listen = std::env::var("OPENGUILD_LISTEN").ok().and_then(|l| l.parse().ok());
         let peer_tokens =
             std::env::var("OPENGUILD_FEDERATION_PEER_TOKENS").ok().map(|t| t.split(',').map(str::to_owned).collect());
-        let ui_dir = std::env::var_os("OPENGUILD_UI_DIR").map(PathBuf::from);
-        Self { listen, peer_tokens, ui_dir }
+        Self { listen: None, peer_tokens, ui_dir: None }
     }
 }
 
@@ -70,8 +68,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peer_tokens)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;
-    let app =
-        openguild_api::router(api.clone(), place.ui_dir.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = openguild_api::router(api.clone(), place.ui_dir.clone());
     let url = format!("http://{}", listener.local_addr()?);
     if !place.ui_dir.join("index.html").is_file() {
         tracing::warn!(
@@ -80,12 +77,14 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!(%url, server = %api.server, data_dir = %place.data_dir.display(), "openguild ready on {url}");
-    let stopper = api.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            stopper.stop();
-        })
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = (api.clone(), stop.clone());
+    tokio::spawn(async move {
+        shutdown().await;
+        stopper.0.stop();
+        stopper.1.cancel();
+    });
+    openguild_api::listen::serve(listener, app, api.connection_limits(), stop, std::time::Duration::from_secs(10))
         .await
         .context("serving HTTP")?;
     api.sockets_closed(std::time::Duration::from_secs(5)).await;

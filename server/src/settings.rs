@@ -1,9 +1,12 @@
-//! Configuration: one optional `openguild.toml`, then `OPENGUILD_*` environment variables,
-//! then command-line flags, each overriding the one before. With nothing set, everything
-//! lives under `./data` and the server listens on 127.0.0.1:8080.
+//! Configuration, in layers (figment): the defaults, then one optional `openguild.toml`,
+//! then `OPENGUILD_*` environment variables (`__` between section names:
+//! `OPENGUILD_API__LIMITS__MAX_DEPTH=20`), then command-line flags, each overriding the one
+//! before. Every setting can come from the environment, as container deployments expect.
+//! With nothing set, everything lives under `./data` and the server listens on
+//! 127.0.0.1:8080.
 //!
-//! The documented defaults (`docs/CONFIG.md`) are generated from [`Settings::default`] by
-//! `openguild config defaults`, and a test fails when they drift.
+//! The documented defaults and variables (`docs/CONFIG.md`) are generated from
+//! [`Settings::default`] by `openguild config defaults`, and a test fails when they drift.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +14,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
+
+/// The prefix of every setting's environment variable.
+const ENV_PREFIX: &str = "OPENGUILD_";
+/// `OPENGUILD_*` variables that are not settings of the file: the file itself, the log
+/// filter, and short forms the command line reads (`OPENGUILD_REDIS_URL`, …).
+const NOT_SETTINGS: &[&str] =
+    &["config", "log", "redis_url", "federation_peers", "federation_peer_tokens", "loadtest_password"];
 
 /// Every setting, with its default.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -81,18 +93,66 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads `path` (refusing unknown keys, with the line), or `./openguild.toml` if it
-    /// exists, or nothing.
+    /// The defaults, then `path` (or `./openguild.toml` if it exists), then the
+    /// `OPENGUILD_*` environment variables. Unknown keys are refused with their name (and,
+    /// in the file, their line).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
         let (path, required) = match path {
             Some(p) => (p.to_owned(), true),
             None => (PathBuf::from("openguild.toml"), false),
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("reading the configuration {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Settings::default()),
-            Err(e) => Err(e).with_context(|| format!("reading the configuration {}", path.display())),
+        let file: toml::Table = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let what = || format!("reading the configuration {}", path.display());
+                // Checked as settings first: toml's errors name the line.
+                toml::from_str::<Settings>(&text).with_context(what)?;
+                toml::from_str(&text).with_context(what)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => toml::Table::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading the configuration {}", path.display())),
+        };
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                !NOT_SETTINGS.contains(&key.as_str()) && !key.starts_with("test_")
+            })
+            .split("__");
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Serialized::defaults(file))
+            .merge(env)
+            .extract()
+            .map_err(|e| {
+                let e = e.to_string();
+                anyhow::anyhow!(
+                    "{e}; settings come from {} then OPENGUILD_* variables (docs/CONFIG.md)",
+                    path.display()
+                )
+            })
+    }
+
+    /// The environment variable of every setting, with its default (`OPENGUILD_API__LIMITS__MAX_DEPTH=12`),
+    /// for `docs/CONFIG.md`.
+    pub fn env_names() -> anyhow::Result<Vec<String>> {
+        fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+            match value {
+                toml::Value::Table(t) if !t.is_empty() => {
+                    for (k, v) in t {
+                        let name = if prefix.is_empty() {
+                            k.to_ascii_uppercase()
+                        } else {
+                            format!("{prefix}__{}", k.to_ascii_uppercase())
+                        };
+                        walk(&name, v, out);
+                    }
+                }
+                // A map by name (OIDC providers, peer tokens): one entry shown by its shape.
+                toml::Value::Table(_) => out.push(format!("{ENV_PREFIX}{prefix}__<NAME>=…")),
+                other => out.push(format!("{ENV_PREFIX}{prefix}={other}")),
+            }
         }
+        let mut out = Vec::new();
+        walk("", &toml::Value::try_from(Settings::default())?, &mut out);
+        Ok(out)
     }
 
     pub fn store_url(&self) -> String {
@@ -131,6 +191,18 @@ mod tests {
         assert_eq!(ok.federation.peers, ["peer.example"]);
         assert_eq!(format!("{:?}", ok.federation.peer_tokens), "{\"peer.example\": [secret]}");
         assert_eq!(ok.listen, Settings::default().listen, "unset keys keep their defaults");
+    }
+
+    #[test]
+    fn every_setting_has_its_documented_variable() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let names = Settings::env_names().unwrap();
+        assert!(names.contains(&"OPENGUILD_API__LIMITS__MAX_DEPTH=12".to_owned()), "{names:#?}");
+        let missing: Vec<&String> = names.iter().filter(|n| !doc.contains(n.as_str())).collect();
+        assert!(
+            missing.is_empty(),
+            "docs/CONFIG.md lacks these variables (`openguild config env` lists them): {missing:#?}"
+        );
     }
 
     #[test]

@@ -430,27 +430,8 @@ impl ProvisionMutation {
     async fn ensure_guild(&self, ctx: &Context<'_>, external_id: String, name: String) -> Res<ProvisionedGuild> {
         let api = api(ctx);
         api.require_provisioner(ctx).await?;
-        let existing = api
-            .commands
-            .hub_cell()
-            .await
-            .map_err(ApiError::from)?
-            .lock()
-            .await
-            .external_guilds
-            .get(&external_id)
-            .copied();
-        let services = api.services_user()?;
-        let guild = match existing {
-            Some(g) => g,
-            None => {
-                let (g, _) = api.commands.create_guild(&services, &name, now()).await.map_err(ApiError::from)?;
-                let (sender, actor) = api.hub_actor(ctx)?;
-                let link = HubCommand::LinkExternalGuild { external_id, guild: g };
-                api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
-                g
-            }
-        };
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let guild = api.ensure_guild(&sender, &actor, &external_id, &name).await?;
         let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
         let name = cell.lock().await.name.clone();
         Ok(ProvisionedGuild { id: ID(guild.to_string()), name })
@@ -475,57 +456,19 @@ impl ProvisionMutation {
         let api = api(ctx);
         let guild: GuildId = parse_id("guildId", &guild_id)?;
         api.service_for(ctx, guild)?;
-        let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
-        let (existing, alias_taken) = {
-            let hub = hub.lock().await;
-            (
-                hub.external_channels.get(&external_id).copied(),
-                alias.as_ref().is_some_and(|a| hub.aliases.contains_key(a)),
-            )
+        if let Some(a) = &alias {
+            openguild_domain::hub::validate_alias(a).map_err(ApiError::from)?;
+        }
+        let (sender, actor) = api.hub_actor(ctx)?;
+        let spec = crate::provision::ChannelSpec {
+            guild,
+            external_id,
+            name,
+            kind: kind.unwrap_or(super::ChannelKind::Text).into(),
+            alias,
+            private: private.unwrap_or(false),
         };
-        let channel = match existing {
-            Some((g, c)) if g == guild => c,
-            Some((g, _)) => {
-                return Err(ApiError::new(
-                    "CONFLICT",
-                    format!("external id {external_id:?} is a channel of guild {g}"),
-                )
-                .into());
-            }
-            None => {
-                if let Some(a) = &alias {
-                    openguild_domain::hub::validate_alias(a).map_err(ApiError::from)?;
-                    if alias_taken {
-                        return Err(ApiError::new("CONFLICT", format!("the alias {a} is taken on this hub")).into());
-                    }
-                }
-                let channel = openguild_domain::ChannelId::from_bytes(crate::commands::random16());
-                let create = openguild_domain::guild::GuildCommand::CreateChannel {
-                    channel,
-                    name: name.clone(),
-                    kind: kind.unwrap_or(super::ChannelKind::Text).into(),
-                    category: None,
-                    topic: String::new(),
-                    overwrites: vec![],
-                };
-                api.commands.guild(&api.services_user()?, guild, &create, now()).await.map_err(ApiError::from)?;
-                if private.unwrap_or(false) {
-                    let hide = openguild_domain::guild::GuildCommand::SetOverwrite {
-                        place: openguild_domain::Place::Channel(channel),
-                        target: openguild_domain::permissions::OverwriteTarget::Role(
-                            openguild_domain::RoleId::EVERYONE,
-                        ),
-                        allow: openguild_domain::Permissions::empty(),
-                        deny: openguild_domain::Permissions::VIEW_CHANNEL,
-                    };
-                    api.commands.guild(&api.services_user()?, guild, &hide, now()).await.map_err(ApiError::from)?;
-                }
-                let (sender, actor) = api.hub_actor(ctx)?;
-                let link = HubCommand::LinkExternalChannel { external_id, guild, channel, alias: alias.clone() };
-                api.commands.hub(&sender, &actor, &link, now()).await.map_err(ApiError::from)?;
-                channel
-            }
-        };
+        let channel = api.ensure_channel(&sender, &actor, &spec).await?;
         channel_info(api, guild, channel).await
     }
 
@@ -541,21 +484,8 @@ impl ProvisionMutation {
         let api = api(ctx);
         let guild: GuildId = parse_id("guildId", &guild_id)?;
         api.service_for(ctx, guild)?;
+        let role = api.ensure_role(guild, &name, super::permissions_of(&permissions)).await?;
         let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
-        let existing = cell.lock().await.roles.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id);
-        let role = match existing {
-            Some(r) => r,
-            None => {
-                let role = openguild_domain::RoleId::from_bytes(crate::commands::random16());
-                let cmd = openguild_domain::guild::GuildCommand::CreateRole {
-                    role,
-                    name,
-                    permissions: super::permissions_of(&permissions),
-                };
-                api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
-                role
-            }
-        };
         let g = cell.lock().await;
         super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
     }
@@ -700,7 +630,7 @@ impl SyncMutation {
         ctx: &Context<'_>,
         guild_id: ID,
         user_id: ID,
-        level: i64,
+        level: i32,
         #[graphql(default)] reason: String,
     ) -> Res<Vec<ID>> {
         let api = api(ctx);
@@ -722,7 +652,7 @@ impl SyncMutation {
                     .ok_or_else(|| ApiError::not_found(format!("the guild has no role named {:?}", step.role)))?;
                 managed.insert(id);
             }
-            let chosen = api.settings.level_roles.iter().filter(|s| s.min <= level).max_by_key(|s| s.min);
+            let chosen = api.settings.level_roles.iter().filter(|s| s.min <= i64::from(level)).max_by_key(|s| s.min);
             let wanted: BTreeSet<_> = chosen.and_then(|s| by_name(&s.role, &g)).into_iter().collect();
             (managed, wanted)
         };
@@ -814,7 +744,18 @@ impl OperatorMutation {
     /// Bans a user from the whole hub (hub operators only): their sessions stop working at
     /// once, and they are banned in every guild they are a member of, each ban in that
     /// guild's audit log and the hub's.
-    async fn hub_ban_user(&self, ctx: &Context<'_>, user_id: ID, reason: String) -> Res<bool> {
+    async fn hub_ban_user(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        reason: String,
+        #[graphql(
+            default,
+            validator(maximum = 604_800),
+            desc = "Also delete what they posted in the last this many seconds (at most 7 days), in every guild."
+        )]
+        delete_message_seconds: u32,
+    ) -> Res<bool> {
         let api = api(ctx);
         let operator = api.operator(ctx).await?;
         let user: UserId = parse_id("userId", &user_id)?;
@@ -838,7 +779,7 @@ impl OperatorMutation {
             let cmd = openguild_domain::guild::GuildCommand::Ban {
                 user: user.clone(),
                 reason: reason.clone(),
-                purge_seconds: 0,
+                purge_seconds: delete_message_seconds,
             };
             api.operator_act(&operator, guild, &cmd, &reason).await?;
         }
@@ -852,7 +793,11 @@ pub struct OperatorQuery;
 #[Object]
 impl OperatorQuery {
     /// The hub's log of operator acts inside guilds, newest first (hub operators only).
-    async fn hub_operator_log(&self, ctx: &Context<'_>, #[graphql(default = 50)] last: usize) -> Res<Vec<OperatorAct>> {
+    async fn hub_operator_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 1_000))] last: usize,
+    ) -> Res<Vec<OperatorAct>> {
         let api = api(ctx);
         api.operator(ctx).await?;
         let events = api

@@ -11,31 +11,13 @@
 use std::sync::{Arc, Mutex};
 
 use async_graphql::{Context, Enum, ID, SimpleObject};
-use openguild_domain::{ChannelId, EventBody, GuildId, Permissions, StreamId, Timestamp, UserId};
+use openguild_domain::{ChannelId, EventBody, GuildId, Permissions, StreamId, UserId};
 use openguild_projections::queries::MessageRow;
-use openguild_store::StoredEvent;
 
 use super::{DateTime, Message, User, api, now, parse_id, viewer};
 use crate::errors::{ApiError, Res};
 
-/// What the hub hands to every connection.
-#[derive(Debug)]
-pub enum Live {
-    /// A committed event, at its global position.
-    Event(Box<StoredEvent>),
-    /// Someone is typing; not stored. `after` is the hub's position when it was sent.
-    Typing { channel: ChannelId, user: UserId, at: Timestamp, after: u64 },
-}
-
-impl Live {
-    /// The position a client resumes after.
-    pub fn cursor(&self) -> u64 {
-        match self {
-            Live::Event(e) => e.position,
-            Live::Typing { after, .. } => *after,
-        }
-    }
-}
+pub use crate::fanout::Live;
 
 /// What one subscription follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,10 +216,14 @@ fn channel_event(live: &Live) -> Option<ChannelEvent> {
                 reactions: Vec::new(),
             }));
         }
-        E::MessageEdited { message, text } => {
+        E::MessageEdited { message, .. } => {
             out.kind = ChannelEventKind::MessageEdited;
             out.message_id = id(message);
-            out.body = Some(text.clone());
+            // An erased edit shows no text (the redacted form's is empty).
+            out.body = match &e.event.body {
+                Some(E::MessageEdited { text, .. }) => Some(text.clone()),
+                _ => None,
+            };
         }
         E::MessageRedacted { message, reason } => {
             out.kind = ChannelEventKind::MessageDeleted;

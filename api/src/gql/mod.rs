@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries over the read models and aggregates, one mutation per
 //! command, and subscriptions delivered by [`crate::ws`].
 
+mod door;
 mod hub;
 pub mod live;
 mod mutation;
@@ -19,6 +20,7 @@ use crate::Api;
 use crate::auth::Viewer;
 use crate::errors::{ApiError, Res};
 
+pub use crate::clock::now;
 pub use hub::LevelRole;
 pub use live::{Live, SubMode, Subscription, Topic};
 pub use mutation::Mutation;
@@ -48,6 +50,7 @@ pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
+        .extension(door::Door)
         .finish()
 }
 
@@ -62,12 +65,6 @@ pub(crate) fn api<'a>(ctx: &Context<'a>) -> &'a Arc<Api> {
 
 pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, ApiError> {
     ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)
-}
-
-/// The server's clock, as the domain's time.
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    Timestamp::from_millis(ms).unwrap_or_default()
 }
 
 pub(crate) fn parse_id<T: std::str::FromStr>(field: &str, id: &str) -> Result<T, ApiError>
@@ -173,7 +170,7 @@ impl Query {
     /// `OpenGuild-Read-After`.
     async fn live_cursor(&self, ctx: &Context<'_>) -> Res<String> {
         viewer(ctx)?;
-        Ok(api(ctx).hub.position().to_string())
+        Ok(api(ctx).fanout.position().to_string())
     }
 
     /// Every kind of event the audit log records (`member.timed_out`, …), for filters.
@@ -213,7 +210,7 @@ impl Query {
     }
 
     /// The guild's audit log, newest first (needs VIEW_AUDIT_LOG).
-    #[graphql(complexity = "first.unwrap_or(50) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, None, 50, child_complexity)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
@@ -284,7 +281,7 @@ impl Query {
 
     /// Messages of a guild containing every word of `query`, newest first; only messages of
     /// channels whose history the viewer can read.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, None, 20, child_complexity)")]
     async fn search(
         &self,
         ctx: &Context<'_>,

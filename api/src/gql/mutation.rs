@@ -47,9 +47,11 @@ pub struct CreateCategoryInput {
 #[derive(InputObject)]
 pub struct CreateInviteInput {
     pub guild_id: ID,
-    /// How many times it may be used (unlimited if absent).
+    /// How many times it may be used, 1 to 1,000,000 (unlimited if absent).
+    #[graphql(validator(minimum = 1, maximum = 1_000_000))]
     pub max_uses: Option<u32>,
-    /// Seconds until it expires (never if absent).
+    /// Seconds until it expires, up to a year (never if absent).
+    #[graphql(validator(minimum = 1, maximum = 31_536_000))]
     pub expires_in_seconds: Option<u32>,
 }
 
@@ -76,18 +78,9 @@ pub struct UpdateRoleInput {
 }
 
 impl Api {
-    /// The viewer of a mutation, after their rate limit.
+    /// The viewer of a mutation (its rate limit was taken at the door, `gql::door`).
     async fn actor(&self, ctx: &Context<'_>) -> Result<UserId, ApiError> {
-        let me = viewer(ctx)?.user.clone();
-        let rate = crate::limits::Rate {
-            per_second: self.settings.limits.mutations_per_second,
-            burst: self.settings.limits.mutation_burst,
-        };
-        self.limiter
-            .take(&format!("mutation:{me}"), rate)
-            .await
-            .map_err(|e| ApiError::rate_limited("too many changes at once; slow down", e.retry_after))?;
-        Ok(me)
+        Ok(viewer(ctx)?.user.clone())
     }
 
     async fn guild_cmd(&self, ctx: &Context<'_>, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
@@ -185,7 +178,8 @@ fn invite_code() -> InviteCode {
 impl Mutation {
     /// Creates a local account and logs it in.
     async fn register(&self, ctx: &Context<'_>, handle: String, password: String) -> Res<Session> {
-        let (token, user) = api(ctx).register(&handle, &password, now()).await?;
+        let from = ctx.data_opt::<crate::http::ClientAddr>().map(|a| a.0);
+        let (token, user) = api(ctx).register(&handle, &password, from, now()).await?;
         Ok(Session { token, user: User(user) })
     }
 
@@ -252,7 +246,7 @@ impl Mutation {
         guild_id: ID,
         category_id: ID,
         name: Option<String>,
-        position: Option<u32>,
+        #[graphql(validator(maximum = 10_000))] position: Option<u32>,
     ) -> Res<Category> {
         let api = api(ctx);
         let guild = parse_id("guildId", &guild_id)?;
@@ -378,7 +372,7 @@ impl Mutation {
         if !g.channel_permissions(&me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
             return Err(ApiError::forbidden("you cannot send messages in this channel").into());
         }
-        api.hub.typing(channel, me).await;
+        api.fanout.typing(channel, me).await;
         Ok(true)
     }
 
@@ -464,7 +458,7 @@ impl Mutation {
         guild_id: ID,
         user_id: ID,
         #[graphql(default)] reason: String,
-        #[graphql(default)] delete_message_seconds: u32,
+        #[graphql(default, validator(maximum = 604_800))] delete_message_seconds: u32,
     ) -> Res<bool> {
         let cmd = GuildCommand::Ban { user: user_arg(&user_id)?, reason, purge_seconds: delete_message_seconds };
         api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
@@ -489,7 +483,7 @@ impl Mutation {
         ctx: &Context<'_>,
         guild_id: ID,
         user_id: ID,
-        seconds: u32,
+        #[graphql(validator(minimum = 1, maximum = 2_419_200))] seconds: u32,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
         let until = now().plus_millis(u64::from(seconds) * 1000);
@@ -510,7 +504,12 @@ impl Mutation {
         Ok(true)
     }
 
-    async fn set_slow_mode(&self, ctx: &Context<'_>, channel_id: ID, seconds: u32) -> Res<ChannelObj> {
+    async fn set_slow_mode(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        #[graphql(validator(maximum = 21_600))] seconds: u32,
+    ) -> Res<ChannelObj> {
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
         api(ctx).changed_channel(ctx, channel, GuildCommand::SetSlowMode { channel, seconds }).await
     }
@@ -534,7 +533,7 @@ impl Mutation {
         ctx: &Context<'_>,
         channel_id: ID,
         category_id: Option<ID>,
-        position: Option<u32>,
+        #[graphql(validator(maximum = 10_000))] position: Option<u32>,
     ) -> Res<ChannelObj> {
         let channel: ChannelId = parse_id("channelId", &channel_id)?;
         let category = category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;

@@ -221,7 +221,7 @@ impl GuildObj {
         roles_of(&self.g)
     }
     /// Members, in the order they joined.
-    #[graphql(complexity = "first.unwrap_or(100) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, None, 100, child_complexity)")]
     async fn members(
         &self,
         ctx: &Context<'_>,
@@ -325,6 +325,14 @@ pub fn role_obj(g: &Guild, id: RoleId) -> Option<RoleObj> {
         permissions: Permission::all_of(r.permissions),
         position: g.position(&id) as i32,
     })
+}
+
+/// What a page costs in the complexity estimate, made before the arguments are checked: a
+/// negative size costs nothing here (the field refuses it as `INVALID_INPUT`), a huge one
+/// cannot overflow.
+pub fn page_cost(first: Option<i32>, last: Option<i32>, default: i32, child: usize) -> usize {
+    let n = first.or(last).unwrap_or(default).max(0);
+    usize::try_from(n).unwrap_or(usize::MAX).saturating_mul(child)
 }
 
 pub fn page_size(n: Option<i32>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -493,7 +501,7 @@ impl ChannelObj {
     }
     /// Messages, oldest first within the page. `last`/`before` page back from the newest;
     /// `first`/`after` page forward. Cursors are positions.
-    #[graphql(complexity = "first.or(last).unwrap_or(50) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, last, 50, child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,

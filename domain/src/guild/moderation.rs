@@ -27,22 +27,23 @@ pub(super) fn ban(ctx: &Ctx, user: &UserId, reason: &str, purge_seconds: u32) ->
         return Err(DomainError::conflict(format!("{user} is already banned")));
     }
     ctx.above_member(user)?;
-    if purge_seconds > MAX_PURGE_SECONDS {
-        return Err(DomainError::invalid(
-            "deleteMessageSeconds",
-            format!("must be at most {MAX_PURGE_SECONDS} (7 days)"),
-        ));
-    }
     banned(user, reason, purge_seconds, ctx.now)
 }
 
-/// The ban event, once the ban is allowed: shared with a hub operator's ban.
+/// The ban event, once the ban is allowed: shared with a hub operator's ban, so both purge
+/// at most [`MAX_PURGE_SECONDS`] back.
 pub(super) fn banned(
     user: &UserId,
     reason: &str,
     purge_seconds: u32,
     now: Timestamp,
 ) -> Result<EventBody, DomainError> {
+    if purge_seconds > MAX_PURGE_SECONDS {
+        return Err(DomainError::invalid(
+            "deleteMessageSeconds",
+            format!("must be at most {MAX_PURGE_SECONDS} (7 days)"),
+        ));
+    }
     let purge_since = (purge_seconds > 0)
         .then(|| Timestamp::from_millis(now.as_millis().saturating_sub(u64::from(purge_seconds) * 1000)))
         .transpose()

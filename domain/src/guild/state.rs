@@ -77,6 +77,8 @@ pub struct Ban {
     pub by: UserId,
     pub reason: String,
     pub at: Timestamp,
+    /// The banned user's messages posted at or after this time are to be purged (by `by`).
+    pub purge_since: Option<Timestamp>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -251,9 +253,9 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         E::MemberLeft { user } | E::MemberKicked { user, .. } => {
             guild.members.remove(&user);
         }
-        E::MemberBanned { user, reason, .. } => {
+        E::MemberBanned { user, reason, purge_since } => {
             guild.members.remove(&user);
-            guild.bans.insert(user, Ban { by: sender.clone(), reason, at: ts });
+            guild.bans.insert(user, Ban { by: sender.clone(), reason, at: ts, purge_since });
         }
         E::MemberUnbanned { user, .. } => {
             guild.bans.remove(&user);

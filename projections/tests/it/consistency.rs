@@ -9,12 +9,12 @@ use openguild_domain::{ChannelId, EventBody, StreamId};
 use openguild_projections::{ProjectionError, ProjectionState};
 use openguild_store::ExpectedVersion;
 
-use crate::support::{Hub, posted, user};
+use crate::support::{TestHub, posted, user};
 
 /// A client that writes and then reads always sees its write: 1,000 times in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_always_reads_its_own_write() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let projections = hub.start_projections().await;
     let g = hub.create_guild("owner", "Busy", 1).await;
     let channel = ChannelId::from_bytes([1; 16]);
@@ -50,7 +50,7 @@ async fn a_client_always_reads_its_own_write() {
 /// the event and the reason recorded; the others carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_stops_at_an_event_it_cannot_apply() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let projections = hub.start_projections().await;
     let g = hub.create_guild("owner", "Broken", 1).await;
     let before = hub.store.head_position().await.unwrap();
@@ -101,7 +101,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
 /// and applied again one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let g = hub.create_guild("owner", "Rebuilt", 1).await;
     let channel = hub.general(g, "owner").await;
     let posts = (1..=1200).map(|n| (user("owner"), posted(&format!("post {n}")))).collect();
@@ -132,7 +132,7 @@ async fn a_rebuild_stops_at_an_event_it_cannot_apply() {
 /// rebuild must still stop at that exact event and keep what came before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_names_an_event_the_database_refuses() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let first = hub.create_guild("owner", "First", 1).await;
     let channel = hub.general(first, "owner").await;
     let posts = (1..=1500).map(|n| (user("owner"), posted(&format!("post {n}")))).collect();
@@ -162,7 +162,7 @@ async fn a_rebuild_names_an_event_the_database_refuses() {
 /// rule that held rows are all sent at once, never one table's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redacted_message_loses_reactions_sent_before_it_was() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let g = hub.create_guild("owner", "Popular", 1).await;
     let channel = hub.general(g, "owner").await;
     let stream = StreamId::Channel(channel);

@@ -10,7 +10,7 @@ use openguild_domain::guild::GuildCommand as C;
 use openguild_projections::{ProjectionState, ReadDb};
 use sqlx::Connection;
 
-use crate::support::{Hub, dump, user};
+use crate::support::{TestHub, dump, user};
 
 fn admin_url() -> String {
     std::env::var("OPENGUILD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -33,7 +33,7 @@ async fn fresh_database() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_models_match_a_rebuild_and_run_on_one_node_at_a_time() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let url = fresh_database().await;
     hub.db = ReadDb::open(&url).await.unwrap();
     let node_a = hub.start_projections().await;

@@ -8,7 +8,7 @@ use openguild_domain::permissions::{OverwriteTarget, Permissions as P};
 use openguild_domain::{ChannelId, InviteCode, ReportId, RoleId, Timestamp};
 use proptest::prelude::*;
 
-use crate::support::{Hub, dump, user};
+use crate::support::{TestHub, dump, user};
 
 const USERS: [&str; 5] = ["owner", "ann", "ben", "cat", "dan"];
 
@@ -72,7 +72,7 @@ fn role(n: u8) -> RoleId {
 }
 
 async fn run_case(ops: Vec<Op>) {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let projections = hub.start_projections().await;
     let g = hub.create_guild("owner", "Prop guild", 1).await;
     let invite: InviteCode = "welcome".parse().unwrap();

@@ -4,11 +4,11 @@ use openguild_domain::Timestamp;
 use openguild_domain::guild::GuildCommand as C;
 use openguild_projections::replay::{Until, replay};
 
-use crate::support::{Hub, user};
+use crate::support::{TestHub, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_shows_the_state_at_each_moment() {
-    let mut hub = Hub::new().await;
+    let mut hub = TestHub::new().await;
     let g = hub.create_guild("owner", "Court", 1).await;
     hub.run(g, "owner", C::CreateInvite { code: "inv1".parse().unwrap(), max_uses: None, expires_at: None })
         .await

@@ -1,4 +1,4 @@
-//! A small hub over a real SQLite event store and read model database: commands go through
+//! `TestHub`: a small hub over a real SQLite event store and read model database: commands go through
 //! `decide`, are signed and appended as the server does it.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use openguild_domain::{ChannelId, DomainError, EventBody, GuildId, StreamId, Tim
 use openguild_projections::{Projections, ReadDb};
 use openguild_store::{EventStore, ExpectedVersion, Options};
 
-pub struct Hub {
+pub struct TestHub {
     /// Keeps the temporary directory alive as long as the hub.
     _dir: tempfile::TempDir,
     pub store: Arc<dyn EventStore>,
@@ -27,15 +27,15 @@ pub fn user(handle: &str) -> UserId {
     UserId::new(handle, &"hub.test".parse().unwrap()).unwrap()
 }
 
-impl Hub {
-    pub async fn new() -> Hub {
+impl TestHub {
+    pub async fn new() -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let store = openguild_store::open(&dir.path().join("events.db").display().to_string(), Options::default())
             .await
             .unwrap();
         let db = ReadDb::open(&dir.path().join("read.db").display().to_string()).await.unwrap();
         let key = ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k1".parse().unwrap(), [42; 32]);
-        Hub {
+        TestHub {
             _dir: dir,
             store,
             db,

@@ -6,18 +6,23 @@
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
+//! - `hardening`: what hostile tries found (purges, forged tokens, slow clients, throttles,
+//!   bounds, settings from the environment), each pinned.
 //! - `hub`: hub operators, service tokens and provisioning.
 //! - `oidc`: single sign-on through a real OpenID provider (npm `oidc-provider`).
 //! - `nodes`: two servers on one PostgreSQL and Redis behave as one hub.
+//! - `tidy`: the architecture invariants a program can check.
 //! - `webclient`: what the web client needs: its files from `ui_dir`, and the GraphQL it
 //!   uses to manage a guild.
 
 mod cli;
 mod crash;
 mod graphql;
+mod hardening;
 mod hub;
 mod nodes;
 mod oidc;
 mod outbox;
 mod support;
+mod tidy;
 mod webclient;

@@ -44,9 +44,9 @@ export type CreateChannelInput = {
 
 export type CreateInviteInput = {
   guildId: string | number;
-  /** How many times it may be used (unlimited if absent). */
+  /** How many times it may be used, 1 to 1,000,000 (unlimited if absent). */
   maxUses?: number | null | undefined;
-  /** Seconds until it expires (never if absent). */
+  /** Seconds until it expires, up to a year (never if absent). */
   expiresInSeconds?: number | null | undefined;
 };
 

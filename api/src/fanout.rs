@@ -5,7 +5,7 @@
 //! with Redis configured they cross nodes through Redis pub/sub.
 //!
 //! Each event is rendered once per distinct subscription selection and shared: see
-//! [`Hub::rendered`].
+//! [`Fanout::rendered`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,12 +13,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use openguild_domain::{ChannelId, UserId};
-use openguild_store::{EventStore, subscribe_all};
+use openguild_domain::{ChannelId, Timestamp, UserId};
+use openguild_store::{EventStore, StoredEvent, subscribe_all};
 use tokio::sync::{OnceCell, broadcast};
 
+use crate::clock::now;
 use crate::commands::{Commands, random16};
-use crate::gql::{Live, now};
+
+/// What the fan-out hands to every connection.
+#[derive(Debug)]
+pub enum Live {
+    /// A committed event, at its global position.
+    Event(Box<StoredEvent>),
+    /// Someone is typing; not stored. `after` is the fan-out's position when it was sent.
+    Typing { channel: ChannelId, user: UserId, at: Timestamp, after: u64 },
+}
+
+impl Live {
+    /// The position a client resumes after.
+    pub fn cursor(&self) -> u64 {
+        match self {
+            Live::Event(e) => e.position,
+            Live::Typing { after, .. } => *after,
+        }
+    }
+}
 
 /// How many items a slow connection may fall behind before it catches up from the store.
 const CHANNEL: usize = 4096;
@@ -28,21 +47,52 @@ const TYPING_CHANNEL: &str = "openguild:typing";
 
 type Rendered = Arc<OnceCell<Option<Arc<str>>>>;
 
-pub struct Hub {
+/// A session, or every session of a user, that ended: the sockets it opened close at once,
+/// whether or not they follow anything.
+#[derive(Clone, Debug)]
+pub enum Ended {
+    /// `logout`, `refreshSession`, or a bot's tokens revoked: the session with this hash.
+    Session([u8; 32]),
+    /// A hub-wide ban: every session of the user.
+    User(UserId),
+}
+
+impl Ended {
+    /// What one event ends, if anything.
+    fn of(e: &openguild_domain::Event) -> Option<Ended> {
+        use openguild_domain::EventBody;
+        match e.content() {
+            EventBody::SessionRevoked { token_hash } => Some(Ended::Session(*token_hash)),
+            EventBody::UserBanned { user, .. } => Some(Ended::User(user.clone())),
+            _ => None,
+        }
+    }
+
+    /// Whether a socket of `viewer` must close.
+    pub fn ends(&self, viewer: &crate::auth::Viewer) -> bool {
+        match self {
+            Ended::Session(hash) => *hash == viewer.token_hash,
+            Ended::User(user) => *user == viewer.user,
+        }
+    }
+}
+
+pub struct Fanout {
     tx: broadcast::Sender<Arc<Live>>,
+    ended: broadcast::Sender<Ended>,
     position: AtomicU64,
     cache: std::sync::Mutex<HashMap<(u64, u64), Rendered>>,
     redis: Option<redis::aio::ConnectionManager>,
     node: String,
 }
 
-impl Hub {
+impl Fanout {
     /// Starts following the store from its head; with a Redis URL, typing crosses nodes.
     pub async fn start(
         store: Arc<dyn EventStore>,
         commands: Arc<Commands>,
         redis_url: Option<&str>,
-    ) -> Result<Arc<Hub>, crate::errors::ApiError> {
+    ) -> Result<Arc<Fanout>, crate::errors::ApiError> {
         let head = store.head_position().await?;
         let (tx, _) = broadcast::channel(CHANNEL);
         let node = bs58_node();
@@ -56,7 +106,9 @@ impl Hub {
             }
             None => (None, None),
         };
-        let hub = Arc::new(Hub { tx, position: AtomicU64::new(head), cache: Default::default(), redis, node });
+        let (ended, _) = broadcast::channel(256);
+        let hub =
+            Arc::new(Fanout { tx, ended, position: AtomicU64::new(head), cache: Default::default(), redis, node });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
             let mut feed = subscribe_all(store, head);
@@ -65,9 +117,18 @@ impl Hub {
                 match next {
                     Ok(e) => {
                         commands.observe(&e.event).await;
+                        let ended = Ended::of(&e.event);
+                        if let openguild_domain::EventBody::MessageRedacted { .. } = e.event.content() {
+                            // Payloads rendered with the message's text must not be served again.
+                            hub.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        }
                         let position = e.position;
                         hub.position.store(position, Ordering::Release);
                         let _ = hub.tx.send(Arc::new(Live::Event(Box::new(e))));
+                        // After the event itself, so a socket that follows it delivers it first.
+                        if let Some(ended) = ended {
+                            let _ = hub.ended.send(ended);
+                        }
                         if position % 256 == 0 {
                             hub.prune(position);
                         }
@@ -88,6 +149,11 @@ impl Hub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
         self.tx.subscribe()
+    }
+
+    /// Sessions as they end (revocations, hub-wide bans), for every open socket.
+    pub fn endings(&self) -> broadcast::Receiver<Ended> {
+        self.ended.subscribe()
     }
 
     /// The last position handed to connections.
@@ -175,7 +241,7 @@ fn bs58_node() -> String {
 }
 
 /// Forwards other nodes' typing notices to this node's connections.
-async fn follow_typing(client: redis::Client, hub: std::sync::Weak<Hub>) {
+async fn follow_typing(client: redis::Client, hub: std::sync::Weak<Fanout>) {
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
         match client.get_async_pubsub().await {

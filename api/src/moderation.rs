@@ -1,0 +1,160 @@
+//! The moderation worker: what a moderation event promises, done for real, after it is
+//! committed. It follows the event store from its checkpoint (`worker_checkpoints`, name
+//! `moderation`) and, for each event:
+//!
+//! - `message.redacted`: erases the text of the message and of every edit of it from the
+//!   event store (the events stay, and still verify: ids and signatures cover the redacted
+//!   form), and the timeline and search forget it;
+//! - `member.banned` with a purge window: redacts each message the banned user posted in the
+//!   guild since then, through the command path — a signed `message.redacted` by whoever
+//!   banned, for each message, in the audit log — which in turn erases them as above.
+//!
+//! Every step is idempotent (erasing twice erases nothing more; a message already redacted
+//! is skipped) and the checkpoint moves only past events whose work is done, so a crash
+//! resumes where it stopped and repeats nothing that matters.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use openguild_domain::channel::MessageCommand;
+use openguild_domain::{ChannelId, EventBody, GuildId, MessageId, StreamId, UserId};
+use openguild_projections::queries;
+use openguild_store::{Direction, StoredEvent, subscribe_all};
+
+use crate::Api;
+use crate::clock::now;
+use crate::commands::CommandError;
+use crate::errors::ApiError;
+
+const NAME: &str = "moderation";
+/// The reason each purged message's redaction carries.
+pub const PURGE_REASON: &str = "purged with a ban";
+
+/// Runs the worker until the API is dropped; failures are logged and retried.
+pub(crate) fn start(api: Weak<Api>) {
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let Some(strong) = api.upgrade() else { return };
+            let store = strong.store.clone();
+            let from = match queries::worker_position(strong.projections.db(), NAME).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "moderation worker: reading its checkpoint failed; retrying");
+                    drop(strong);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            drop(strong);
+            let mut feed = subscribe_all(store, from);
+            let failed = loop {
+                let Some(next) = feed.next().await else { break None };
+                let Some(api) = api.upgrade() else { return };
+                let e = match next {
+                    Ok(e) => e,
+                    Err(e) => break Some(ApiError::from(e)),
+                };
+                if let Err(e) = api.moderate(&e).await {
+                    break Some(e);
+                }
+                if let Err(e) = queries::set_worker_position(api.projections.db(), NAME, e.position).await {
+                    break Some(e.into());
+                }
+                pause = Duration::from_millis(200);
+            };
+            if let Some(e) = failed {
+                tracing::warn!(error = %e.message, "moderation worker: failed; it resumes from its checkpoint");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    });
+}
+
+impl Api {
+    /// Does what one event asks of the moderation worker (nothing for most).
+    async fn moderate(&self, e: &StoredEvent) -> Result<(), ApiError> {
+        match (&e.event.core.stream, e.event.content()) {
+            (StreamId::Channel(channel), EventBody::MessageRedacted { message, .. }) => {
+                self.erase_message(*channel, message, e.position).await
+            }
+            (StreamId::Guild(guild), EventBody::MemberBanned { user, purge_since: Some(since), .. }) => {
+                self.purge(*guild, user, since.as_millis(), &e.event.core.sender, e.position).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Erases the text of `message` and of its edits, in the store and the read models.
+    async fn erase_message(&self, channel: ChannelId, message: &MessageId, redacted_at: u64) -> Result<(), ApiError> {
+        let Some(posted) = self.store.get(message).await? else { return Ok(()) };
+        let mut erase = vec![*message];
+        // Edits come after the message in its channel's stream.
+        let stream = StreamId::Channel(channel);
+        let mut from = posted.event.core.seq + 1;
+        loop {
+            let page = self.store.read_stream(&stream, from, 500, Direction::Forward).await?;
+            let Some(last) = page.last() else { break };
+            from = last.event.core.seq + 1;
+            erase.extend(page.iter().filter_map(|e| match e.event.content() {
+                EventBody::MessageEdited { message: edited, .. } if edited == message => Some(e.event.id),
+                _ => None,
+            }));
+        }
+        for id in &erase {
+            self.store.erase_body(id).await?;
+        }
+        // After the read models have applied the redaction, so nothing writes the text back.
+        self.projections.wait_for(&["timeline", "search"], redacted_at, Duration::from_secs(60)).await?;
+        queries::forget_bodies(self.projections.db(), &[*message]).await?;
+        Ok(())
+    }
+
+    /// Redacts what `user` posted in `guild` since `since_ms`, as `banned_by`, through the
+    /// command path. The timeline is first brought up to the ban, so it lists every message
+    /// posted before it.
+    async fn purge(
+        &self,
+        guild: GuildId,
+        user: &UserId,
+        since_ms: u64,
+        banned_by: &UserId,
+        ban_position: u64,
+    ) -> Result<(), ApiError> {
+        self.projections.wait_for(&["timeline"], ban_position, Duration::from_secs(60)).await?;
+        let mut after = 0;
+        let mut purged = 0usize;
+        loop {
+            let page = queries::messages_of_author(self.projections.db(), guild, user, since_ms, after, 200).await?;
+            let Some(&(last, _, _)) = page.last() else { break };
+            after = last;
+            for (position, channel, message) in page {
+                if position > ban_position {
+                    // Posted after the ban (it cannot be: a banned user cannot post).
+                    continue;
+                }
+                let cmd = MessageCommand::Purge { message, reason: PURGE_REASON.to_owned() };
+                match self.commands.message(banned_by, channel, &cmd, now()).await {
+                    Ok(_) => purged += 1,
+                    // Already redacted, or its channel is gone: nothing left to purge.
+                    Err(CommandError::Domain(e)) => {
+                        tracing::debug!(%message, error = %e, "purge: message skipped");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(%guild, %user, purged, "ban purge: messages redacted");
+        }
+        Ok(())
+    }
+}
+
+/// Whether the moderation worker has done everything up to `position` (for tests and
+/// `/readyz`-style checks).
+pub async fn caught_up(api: &Arc<Api>, position: u64) -> bool {
+    queries::worker_position(api.projections.db(), NAME).await.is_ok_and(|p| p >= position)
+}
