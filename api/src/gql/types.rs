@@ -94,31 +94,13 @@ pub fn permissions_of(list: &[Permission]) -> Permissions {
     list.iter().fold(Permissions::empty(), |acc, p| acc | p.bits())
 }
 
+/// What a channel is for: text chat, voice, or announcements.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "Kind")]
 pub enum ChannelKind {
     Text,
     Voice,
     Announcement,
-}
-
-impl From<Kind> for ChannelKind {
-    fn from(k: Kind) -> Self {
-        match k {
-            Kind::Text => Self::Text,
-            Kind::Voice => Self::Voice,
-            Kind::Announcement => Self::Announcement,
-        }
-    }
-}
-
-impl From<ChannelKind> for Kind {
-    fn from(k: ChannelKind) -> Self {
-        match k {
-            ChannelKind::Text => Kind::Text,
-            ChannelKind::Voice => Kind::Voice,
-            ChannelKind::Announcement => Kind::Announcement,
-        }
-    }
 }
 
 /// A person (or bot) on some hub.
@@ -702,7 +684,9 @@ pub enum ReportStatus {
     Resolved,
 }
 
+/// What a moderator did about a report.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "openguild_domain::ReportAction")]
 pub enum ReportAction {
     Dismissed,
     Warned,
@@ -710,20 +694,6 @@ pub enum ReportAction {
     TimedOut,
     Kicked,
     Banned,
-}
-
-impl From<ReportAction> for openguild_domain::ReportAction {
-    fn from(a: ReportAction) -> Self {
-        use openguild_domain::ReportAction as A;
-        match a {
-            ReportAction::Dismissed => A::Dismissed,
-            ReportAction::Warned => A::Warned,
-            ReportAction::MessageDeleted => A::MessageDeleted,
-            ReportAction::TimedOut => A::TimedOut,
-            ReportAction::Kicked => A::Kicked,
-            ReportAction::Banned => A::Banned,
-        }
-    }
 }
 
 #[derive(SimpleObject)]

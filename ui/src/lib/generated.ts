@@ -24,6 +24,7 @@ export type ChannelEventKind =
   | 'MESSAGE_UNPINNED'
   | 'TYPING';
 
+/** What a channel is for: text chat, voice, or announcements. */
 export type ChannelKind =
   | 'TEXT'
   | 'VOICE'
@@ -79,6 +80,7 @@ export type Permission =
   | 'MANAGE_ROLES'
   | 'MODERATE_MEMBERS';
 
+/** What a moderator did about a report. */
 export type ReportAction =
   | 'DISMISSED'
   | 'WARNED'
