@@ -20,6 +20,7 @@ pub mod moderation;
 pub mod oidc;
 mod outbox;
 pub mod provision;
+mod sockets;
 mod webclient;
 mod ws;
 
@@ -118,13 +119,8 @@ pub struct Api {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Each user's last write on this node: their reads wait for it.
     writes: std::sync::Mutex<HashMap<UserId, u64>>,
-    /// Open websockets per user on this node.
-    connections: std::sync::Mutex<HashMap<UserId, usize>>,
-    /// Flips to true when the server stops: websockets close with 1001.
-    stopping: tokio::sync::watch::Sender<bool>,
-    /// Websockets open on this node (upgraded connections, which the HTTP server's graceful
-    /// shutdown no longer tracks): shutdown waits for their close frames to go out.
-    sockets: tokio::sync::watch::Sender<usize>,
+    /// The websockets open on this node, per user, and their shutdown.
+    pub(crate) sockets: Arc<sockets::Sockets>,
     pub oidc: oidc::Oidc,
     /// When each service token was last used on this node (token hash → ms).
     pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
@@ -177,9 +173,7 @@ impl Api {
             peer_tokens,
             trusted_proxies,
             writes: Default::default(),
-            connections: Default::default(),
-            stopping: tokio::sync::watch::Sender::new(false),
-            sockets: tokio::sync::watch::Sender::new(0),
+            sockets: Default::default(),
             token_last_used: Default::default(),
         });
         // Presence: renew the marks of this node's connected users on every node's view.
@@ -188,8 +182,7 @@ impl Api {
             loop {
                 tokio::time::sleep(fanout::PRESENCE_TTL / 3).await;
                 let Some(api) = marker.upgrade() else { break };
-                let users: Vec<UserId> =
-                    api.connections.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+                let users = api.sockets.users();
                 api.fanout.mark_online(&users).await;
             }
         });
@@ -211,10 +204,7 @@ impl Api {
     /// Which of `users` are online: a websocket open on this node, or on another node
     /// within the last [`fanout::PRESENCE_TTL`] (with Redis).
     pub async fn online(&self, users: &[&UserId]) -> Vec<bool> {
-        let here: Vec<bool> = {
-            let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            users.iter().map(|u| connections.contains_key(*u)).collect()
-        };
+        let here = self.sockets.open_for(users);
         if here.iter().all(|&h| h) {
             return here;
         }
@@ -275,16 +265,13 @@ impl Api {
 
     /// Closes every websocket (1001, going away), so a graceful shutdown can finish.
     pub fn stop(&self) {
-        self.stopping.send_replace(true);
+        self.sockets.stop();
     }
 
     /// Waits until every websocket has sent its close frame and ended, for at most `within`.
     /// Without this, the process could exit before a socket's task wrote its 1001.
     pub async fn sockets_closed(&self, within: Duration) {
-        let mut open = self.sockets.subscribe();
-        if tokio::time::timeout(within, open.wait_for(|n| *n == 0)).await.is_err() {
-            tracing::warn!(open = *open.borrow(), "shutdown: some websockets did not close in time");
-        }
+        self.sockets.closed(within).await;
     }
 
     /// The last position `user` wrote through this node (0 if none).

@@ -25,7 +25,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use openguild_domain::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -65,31 +64,16 @@ pub(crate) async fn upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
         .max_message_size(api.settings.limits.max_body_bytes)
-        .on_upgrade(move |socket| async move {
-            // Counted until the socket has ended, even if its task panics.
-            let _open = OpenSocket::new(api.sockets.clone());
-            let mut conn = Connection::new(api, socket, addr);
-            if let Err(e) = conn.run().await {
-                tracing::debug!(error = %e, "websocket ended");
-            }
-            conn.release();
+        .on_upgrade(move |socket| {
+            // Tracked until the socket has ended, even if its task panics: shutdown waits.
+            let sockets = api.sockets.clone();
+            sockets.run(async move {
+                let mut conn = Connection::new(api, socket, addr);
+                if let Err(e) = conn.run().await {
+                    tracing::debug!(error = %e, "websocket ended");
+                }
+            })
         })
-}
-
-/// One open websocket in `Api::sockets`, which shutdown waits on to reach zero.
-struct OpenSocket(tokio::sync::watch::Sender<usize>);
-
-impl OpenSocket {
-    fn new(sockets: tokio::sync::watch::Sender<usize>) -> Self {
-        sockets.send_modify(|n| *n += 1);
-        Self(sockets)
-    }
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
 }
 
 /// The server's own origin (same host as requested) and the configured ones are allowed.
@@ -139,14 +123,15 @@ struct Connection {
     socket: WebSocket,
     addr: std::net::IpAddr,
     viewer: Option<Viewer>,
-    counted: Option<UserId>,
+    /// The viewer's place in their cap of sockets, given back when the connection ends.
+    seat: Option<crate::sockets::Seat>,
     subs: Vec<Sub>,
     feed: Option<tokio::sync::broadcast::Receiver<Arc<Live>>>,
 }
 
 impl Connection {
     fn new(api: Arc<Api>, socket: WebSocket, addr: std::net::IpAddr) -> Self {
-        Self { api, socket, addr, viewer: None, counted: None, subs: Vec::new(), feed: None }
+        Self { api, socket, addr, viewer: None, seat: None, subs: Vec::new(), feed: None }
     }
 
     async fn run(&mut self) -> Result<(), axum::Error> {
@@ -161,19 +146,6 @@ impl Connection {
         }
     }
 
-    /// Gives back this connection's slot in its user's connection count.
-    fn release(&mut self) {
-        if let Some(user) = self.counted.take() {
-            let mut counts = self.api.connections.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = counts.get_mut(&user) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&user);
-                }
-            }
-        }
-    }
-
     async fn serve(&mut self) -> Result<Closing, axum::Error> {
         let limits = self.api.settings.limits.clone();
         let handshake = tokio::time::sleep(Duration::from_secs(limits.handshake_timeout_seconds));
@@ -181,11 +153,13 @@ impl Connection {
         let idle = Duration::from_secs(limits.idle_timeout_seconds);
         let mut last_heard = tokio::time::Instant::now();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        let mut stopping = self.api.stopping.subscribe();
+        let sockets = self.api.sockets.clone();
+        let stopping = sockets.stopping();
+        tokio::pin!(stopping);
         let mut endings = self.api.fanout.endings();
         loop {
             tokio::select! {
-                _ = stopping.changed() => return Ok(Closing::Close(1001, "server shutting down")),
+                () = &mut stopping => return Ok(Closing::Close(1001, "server shutting down")),
                 ended = endings.recv() => {
                     let closes = match (&ended, &self.viewer) {
                         (Ok(ended), Some(v)) => ended.ends(v),
@@ -284,15 +258,11 @@ impl Connection {
                     Ok(v) => v,
                     Err(_) => return Ok(Some(Closing::Close(4401, "Unauthorized: invalid or expired token"))),
                 };
-                {
-                    let mut counts = self.api.connections.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = counts.entry(viewer.user.clone()).or_default();
-                    if *n >= self.api.settings.limits.max_connections_per_user {
-                        return Ok(Some(Closing::Close(4403, "Forbidden: too many connections for this user")));
-                    }
-                    *n += 1;
-                }
-                self.counted = Some(viewer.user.clone());
+                let Some(seat) = self.api.sockets.seat(&viewer.user, self.api.settings.limits.max_connections_per_user)
+                else {
+                    return Ok(Some(Closing::Close(4403, "Forbidden: too many connections for this user")));
+                };
+                self.seat = Some(seat);
                 self.api.fanout.mark_online(std::slice::from_ref(&viewer.user)).await;
                 self.viewer = Some(viewer);
                 self.send_json(&json!({ "type": "connection_ack" })).await?;
