@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::Api;
 use crate::auth::{Service, Viewer, bearer};
 use crate::errors::ApiError;
-use crate::gql::now;
+use crate::clock::now;
 
 /// The caller's address, for per-address limits: the peer's address, or, when the peer is
 /// one of `api.trusted_proxies`, the last address in `X-Forwarded-For` that is not a trusted
