@@ -7,7 +7,8 @@ use openguild_domain::permissions::OverwriteTarget;
 use openguild_domain::{EventBody, RoleId, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
+use crate::db::{DbKind, Tables};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct Directory;

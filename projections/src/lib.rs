@@ -7,7 +7,7 @@
 //! why; it never skips silently.
 //!
 //! Read models live in SQLite by default and in PostgreSQL when configured (through sqlx's
-//! `Any` driver, one SQL text for both; the few differences are in [`db`]).
+//! `Any` driver, one SQL text for both; the few differences are in [`db`] and [`writer`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod audit;
@@ -21,12 +21,14 @@ pub mod reports;
 mod runner;
 pub mod search;
 pub mod timeline;
+pub mod writer;
 
 use async_trait::async_trait;
 use openguild_store::StoredEvent;
 
-pub use db::{DbError, DbKind, ReadDb, Tables, Val, Writer};
+pub use db::{DbError, DbKind, ReadDb, Tables, Val};
 pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
+pub use writer::Writer;
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::db::{self, DbKind, ReadDb, Tables};
 use crate::pipe::{Committed, Pipe};
+use crate::writer::{Memory, Writer};
 use crate::{ApplyError, Projection, ProjectionError};
 
 const BATCH: usize = 1000;
@@ -429,7 +430,7 @@ async fn apply_events(
     let mut done = checkpoint;
     let mut failure = None;
     {
-        let mut w = db::Writer::new(&mut tx, db.kind);
+        let mut w = Writer::new(&mut tx, db.kind);
         for e in events {
             let applied = match p.apply(&mut w, db.kind, t, e).await {
                 Ok(()) if one_by_one => w.flush().await.map_err(ApplyError::from),
@@ -539,7 +540,7 @@ pub async fn rebuild(
     });
     let mut position = 0;
     let mut last_report = Instant::now();
-    let mut memory = db::Memory::default();
+    let mut memory = Memory::default();
     let applied: Result<(), ProjectionError> = async {
         loop {
             memory.forget_texts();
@@ -637,8 +638,8 @@ async fn apply_group(
     t: &Tables,
     checkpoint: u64,
     source: &mut Source,
-    memory: db::Memory,
-) -> Result<(Applied, Group, db::Memory), ProjectionError> {
+    memory: Memory,
+) -> Result<(Applied, Group, Memory), ProjectionError> {
     let names: Vec<String> = list.iter().map(|p| checkpoint_name(p.name(), t)).collect();
     let mut group = Group { last: None, pages: 0, done: false };
     let last = |group: &Group| group.last.map(|p| p as i64);
@@ -648,13 +649,13 @@ async fn apply_group(
             for name in &names {
                 pipe.claim(CLAIM.into(), vec![name.into(), (checkpoint as i64).into()]).await?;
             }
-            let mut w = db::Writer::piped(pipe).with_memory(memory);
+            let mut w = Writer::piped(pipe).with_memory(memory);
             let applied = take_pages(&mut w, list, t, source, &mut group).await?;
             let memory = w.into_memory();
             let Some(last) = last(&group).filter(|_| applied) else {
                 pipe.rollback().await?;
                 let outcome = if applied { Applied::All } else { Applied::Failed };
-                return Ok((outcome, group, db::Memory::default()));
+                return Ok((outcome, group, Memory::default()));
             };
             for name in names {
                 pipe.exec(MOVE.into(), vec![name.into(), last.into()]).await?;
@@ -662,10 +663,10 @@ async fn apply_group(
             // The statements ran behind: one that failed fails the commit.
             Ok(match pipe.commit().await? {
                 Committed::Yes => (Applied::All, group, memory),
-                Committed::Raced => (Applied::Raced, group, db::Memory::default()),
+                Committed::Raced => (Applied::Raced, group, Memory::default()),
                 Committed::Failed(error) => {
                     tracing::warn!(%error, checkpoint, "rebuild: a group failed; applying it again page by page");
-                    (Applied::Failed, group, db::Memory::default())
+                    (Applied::Failed, group, Memory::default())
                 }
             })
         }
@@ -674,17 +675,17 @@ async fn apply_group(
             for name in &names {
                 if !claim(&mut tx, name, checkpoint).await? {
                     tx.rollback().await?;
-                    return Ok((Applied::Raced, group, db::Memory::default()));
+                    return Ok((Applied::Raced, group, Memory::default()));
                 }
             }
-            let mut w = db::Writer::new(&mut tx, *kind).with_memory(memory);
+            let mut w = Writer::new(&mut tx, *kind).with_memory(memory);
             let applied = take_pages(&mut w, list, t, source, &mut group).await?;
             let memory = w.into_memory();
             let Some(last) = last(&group).filter(|_| applied) else {
                 // Roll back now, not on drop: the one-by-one path needs the rows unlocked.
                 tx.rollback().await?;
                 let outcome = if applied { Applied::All } else { Applied::Failed };
-                return Ok((outcome, group, db::Memory::default()));
+                return Ok((outcome, group, Memory::default()));
             };
             for name in names {
                 sqlx::query(MOVE).bind(name).bind(last).execute(&mut *tx).await?;
@@ -699,7 +700,7 @@ async fn apply_group(
 /// then lets it go. False: a projection could not apply an event; the group ends with that
 /// page.
 async fn take_pages(
-    w: &mut db::Writer<'_>,
+    w: &mut Writer<'_>,
     list: &[Arc<dyn Projection>],
     t: &Tables,
     source: &mut Source,
