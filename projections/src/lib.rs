@@ -10,6 +10,7 @@
 //! `Any` driver, one SQL text for both; the few differences are in [`db`] and [`writer`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod apply;
 pub mod audit;
 pub mod db;
 pub mod directory;
