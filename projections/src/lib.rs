@@ -12,11 +12,14 @@
 
 mod apply;
 pub mod audit;
+mod batch;
+mod checkpoint;
 pub mod db;
 pub mod directory;
 pub mod outbox;
 mod pipe;
 pub mod queries;
+mod rebuild;
 pub mod replay;
 pub mod reports;
 mod runner;
@@ -27,8 +30,10 @@ pub mod writer;
 use async_trait::async_trait;
 use openguild_store::StoredEvent;
 
+pub use checkpoint::recorded_status;
 pub use db::{DbError, DbKind, ReadDb, Tables, Val};
-pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
+pub use rebuild::{RebuildProgress, rebuild};
+pub use runner::{ProjectionState, ProjectionStatus, Projections};
 pub use writer::Writer;
 
 /// Why a projection could not apply an event.
