@@ -8,6 +8,15 @@
 //!
 //! Read models live in SQLite by default and in PostgreSQL when configured (through sqlx's
 //! `Any` driver, one SQL text for both; the few differences are in [`db`] and [`writer`]).
+//!
+//! The modules, each importing only those below it:
+//! - `runner`: the live runner; `rebuild`: rebuilding beside the live tables and swapping.
+//! - What both share: `batch`, one projection's batch in one transaction; `checkpoint`,
+//!   every statement on the checkpoint table.
+//! - The read models (`directory`, `timeline`, `audit`, `reports`, `outbox`, `search`),
+//!   which share `apply`'s helpers and never import each other; `queries` reads them.
+//! - [`writer`]: the transaction projections write through, to sqlx or to `pipe`, a
+//!   rebuild's SQLite writer thread; [`db`]: the database, table names, values, errors.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 mod apply;
