@@ -10,8 +10,9 @@ use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 use serde_json::{Value, json};
 
-use crate::db::{DbKind, Tables, Writer};
-use crate::directory::{exec, guild_of, ins, kind_name, place_key, target_key};
+use crate::apply::{exec, guild_of, ins, kind_name, place_key, target_key};
+use crate::db::{DbKind, Tables};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct AuditLog;

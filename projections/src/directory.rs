@@ -7,7 +7,9 @@ use openguild_domain::permissions::OverwriteTarget;
 use openguild_domain::{EventBody, RoleId, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
+use crate::apply::{exec, kind_name, place_key, target_key};
+use crate::db::{DbKind, Tables};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct Directory;
@@ -24,22 +26,6 @@ const TABLES: &[&str] = &[
     "dir_timeouts",
     "dir_invites",
 ];
-
-/// Runs one statement with binds; evaluates to the rows affected.
-macro_rules! exec {
-    ($w:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
-        $w.exec($sql, vec![$($crate::db::Val::from($bind)),*]).await?
-    };
-}
-pub(crate) use exec;
-
-/// Queues a one-row insert into a table (coalesced with the next ones).
-macro_rules! ins {
-    ($w:expr, $table:expr, $tail:expr $(, $bind:expr)* $(,)?) => {
-        $w.insert($table, $tail, vec![$($crate::db::Val::from($bind)),*]).await?
-    };
-}
-pub(crate) use ins;
 
 #[async_trait]
 impl Projection for Directory {
@@ -436,41 +422,4 @@ async fn remove_member(c: &mut Writer<'_>, t: &Tables, g: &str, user: &str) -> R
     exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND user_id = $2", t.n("dir_members")), g, user);
     exec!(c, format!("DELETE FROM {} WHERE guild = $1 AND user_id = $2", t.n("dir_member_roles")), g, user);
     Ok(())
-}
-
-/// The guild of a channel, from a projection's own table of channels (`id`, `guild`), looked
-/// up once a batch.
-pub(crate) async fn guild_of(
-    c: &mut Writer<'_>,
-    t: &Tables,
-    channels: &str,
-    channel: &openguild_domain::ChannelId,
-) -> Result<Option<String>, crate::db::DbError> {
-    let id = c.text(channel.as_bytes(), || channel.to_string());
-    let sql = || format!("SELECT guild FROM {} WHERE id = $1", t.n(channels));
-    c.lookup(format!("guild-of:{id}"), sql, vec![id.into()]).await
-}
-
-pub(crate) fn kind_name(kind: openguild_domain::ChannelKind) -> &'static str {
-    match kind {
-        openguild_domain::ChannelKind::Text => "text",
-        openguild_domain::ChannelKind::Voice => "voice",
-        openguild_domain::ChannelKind::Announcement => "announcement",
-    }
-}
-
-/// `channel:<id>` or `category:<id>`.
-pub fn place_key(place: &Place) -> String {
-    match place {
-        Place::Channel(c) => format!("channel:{c}"),
-        Place::Category(c) => format!("category:{c}"),
-    }
-}
-
-/// `role:<id>` or `member:<user id>`.
-pub fn target_key(target: &OverwriteTarget) -> String {
-    match target {
-        OverwriteTarget::Role(r) => format!("role:{r}"),
-        OverwriteTarget::Member(u) => format!("member:{u}"),
-    }
 }

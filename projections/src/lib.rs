@@ -7,26 +7,43 @@
 //! why; it never skips silently.
 //!
 //! Read models live in SQLite by default and in PostgreSQL when configured (through sqlx's
-//! `Any` driver, one SQL text for both; the few differences are in [`db`]).
+//! `Any` driver, one SQL text for both; the few differences are in [`db`] and [`writer`]).
+//!
+//! The modules, each importing only those below it:
+//! - `runner`: the live runner; `rebuild`: rebuilding beside the live tables and swapping.
+//! - What both share: `batch`, one projection's batch in one transaction; `checkpoint`,
+//!   every statement on the checkpoint table.
+//! - The read models (`directory`, `timeline`, `audit`, `reports`, `outbox`, `search`),
+//!   which share `apply`'s helpers and never import each other; `queries` reads them.
+//! - [`writer`]: the transaction projections write through, to sqlx or to `pipe`, a
+//!   rebuild's SQLite writer thread; [`db`]: the database, table names, values, errors.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod apply;
 pub mod audit;
+mod batch;
+mod checkpoint;
 pub mod db;
 pub mod directory;
 pub mod outbox;
 mod pipe;
 pub mod queries;
+mod rebuild;
 pub mod replay;
 pub mod reports;
 mod runner;
 pub mod search;
 pub mod timeline;
+pub mod writer;
 
 use async_trait::async_trait;
 use openguild_store::StoredEvent;
 
-pub use db::{DbError, DbKind, ReadDb, Tables, Val, Writer};
-pub use runner::{ProjectionState, ProjectionStatus, Projections, RebuildProgress, rebuild, recorded_status};
+pub use checkpoint::recorded_status;
+pub use db::{DbError, DbKind, ReadDb, Tables, Val};
+pub use rebuild::{RebuildProgress, rebuild};
+pub use runner::{ProjectionState, ProjectionStatus, Projections};
+pub use writer::Writer;
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]

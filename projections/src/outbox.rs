@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
-use crate::directory::{exec, guild_of, ins};
+use crate::apply::{exec, guild_of, ins};
+use crate::db::{DbKind, Tables};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct FederationOutbox {

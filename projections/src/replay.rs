@@ -114,7 +114,7 @@ pub async fn replay(store: &dyn EventStore, guild_id: GuildId, until: Until) -> 
             .channels
             .iter()
             .map(|(id, c)| {
-                let kind = crate::directory::kind_name(c.kind).to_owned();
+                let kind = crate::apply::kind_name(c.kind).to_owned();
                 (
                     id.to_string(),
                     ChannelAt { name: c.name.clone(), kind, slow_mode_seconds: c.slow_mode_seconds, locked: c.locked },

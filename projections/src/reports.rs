@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, ReportTarget, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{DbKind, Tables, Writer};
-use crate::directory::exec;
+use crate::apply::exec;
+use crate::db::{DbKind, Tables};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct Reports;

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, EventId, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::db::{self, DbKind, Tables, Val, Writer, set};
-use crate::directory::{exec, guild_of, ins};
+use crate::apply::{exec, guild_of, ins};
+use crate::db::{self, DbKind, Tables, Val, set};
+use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct Search;

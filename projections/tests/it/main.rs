@@ -6,9 +6,12 @@
 //! - `consistency`: read-your-writes under load; a projection that meets a bad event stops.
 //! - `replay`: `audit replay` at moments of a scripted moderation scenario.
 //! - `postgres`: the read models on PostgreSQL, and one node at a time per projection.
+//! - `tidy`: checks on the source: module docs, no import circles between modules, and no
+//!   read model importing another.
 
 mod consistency;
 mod postgres;
 mod rebuild;
 mod replay;
 mod support;
+mod tidy;
