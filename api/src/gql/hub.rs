@@ -53,10 +53,14 @@ impl Api {
     fn hub_actor(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
         if let Some(s) = ctx.data_opt::<Service>() {
             let sender = self.hub_identity("_services")?;
-            return Ok((sender, HubActor::Service(s.scopes.clone())));
+            return Ok((sender, HubActor::Service { name: s.name.clone(), scopes: s.scopes.clone() }));
         }
         let v = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        Ok((v.user.clone(), HubActor::User(v.user.clone())))
+        let actor = match v.bot_of {
+            Some(guild) => HubActor::Bot { user: v.user.clone(), guild },
+            None => HubActor::User(v.user.clone()),
+        };
+        Ok((v.user.clone(), actor))
     }
 
     /// The user a host application knows as `external_id`: made with `handle` the first
@@ -98,11 +102,11 @@ impl Api {
     /// Provisioning needs a hub-scoped service token or a hub operator.
     async fn require_provisioner(&self, ctx: &Context<'_>) -> Result<(), ApiError> {
         match self.hub_actor(ctx)? {
-            (_, HubActor::Service(scopes)) if scopes.contains(&TokenScope::Hub) => Ok(()),
-            (_, HubActor::Service(_)) => {
+            (_, HubActor::Service { scopes, .. }) if scopes.contains(&TokenScope::Hub) => Ok(()),
+            (_, HubActor::Service { .. }) => {
                 Err(ApiError::forbidden("this needs a service token with the hub scope; this one is scoped to guilds"))
             }
-            (user, HubActor::User(_)) if self.is_operator(&user).await? => Ok(()),
+            (user, HubActor::User(_) | HubActor::Bot { .. }) if self.is_operator(&user).await? => Ok(()),
             _ => Err(ApiError::forbidden("only a hub operator or a hub-scoped service token can do this")),
         }
     }
@@ -135,7 +139,7 @@ impl HubQuery {
     async fn service_tokens(&self, ctx: &Context<'_>) -> Res<Vec<ServiceToken>> {
         let api = api(ctx);
         let (user, actor) = api.hub_actor(ctx)?;
-        if !matches!(actor, HubActor::User(_)) || !api.is_operator(&user).await? {
+        if !matches!(actor, HubActor::User(_) | HubActor::Bot { .. }) || !api.is_operator(&user).await? {
             return Err(ApiError::forbidden("only a hub operator can list service tokens").into());
         }
         let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
