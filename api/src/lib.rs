@@ -75,14 +75,9 @@ pub struct ApiSettings {
     pub limits: ApiLimits,
 }
 
-/// Who may create guilds on this hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuildCreation {
-    Anyone,
-    Creators,
-    Operators,
-}
+/// Who may create guilds on this hub: a rule of the hub's, so it lives in the domain
+/// (`hub::policy`); the setting names it here, spelt as before.
+pub use openguild_domain::hub::GuildCreation;
 
 impl Default for ApiSettings {
     fn default() -> Self {

@@ -203,7 +203,7 @@ type Client =
 
 /// The id a provider's subject is linked under on the hub stream.
 fn external_id(issuer: &str, subject: &str) -> String {
-    format!("oidc:{issuer} {subject}")
+    format!("{}{issuer} {subject}", openguild_domain::hub::policy::SIGN_ON_PREFIX)
 }
 
 fn random_token() -> String {

@@ -5,7 +5,7 @@ use std::fmt;
 
 // `IdError` is the ids' own error, defined beside them so `ids` needs nothing from here.
 pub use crate::ids::IdError;
-use crate::ids::Timestamp;
+use crate::ids::{GuildId, Timestamp, UserId};
 use crate::permissions::Permissions;
 
 /// A command refused by `decide`.
@@ -70,6 +70,27 @@ pub enum Refusal {
     HubOperatorOnly,
     /// The service token's scopes do not cover this.
     ScopeTooNarrow,
+    /// A bot acts in the guild it was made for and nowhere else, so it makes no guilds.
+    BotCreatesNoGuilds,
+    /// A service token has no person to own a guild; it makes guilds by provisioning them.
+    ServiceCreatesNoGuilds,
+    /// The hub lets only creators (and operators) create guilds.
+    CreatorsOnly,
+    /// The hub lets only its operators create guilds.
+    OperatorsCreateGuilds,
+    /// Provisioning needs a hub operator or a service token with the hub scope.
+    ProvisionersOnly,
+    /// This service token (named) is scoped to guilds; provisioning users and guilds needs
+    /// the hub scope.
+    HubScopeNeeded { token: String },
+    /// Acting for a host application inside a guild needs a service token.
+    ServiceTokenOnly,
+    /// This service token (named) does not cover the guild.
+    NotScopedTo { token: String, guild: GuildId },
+    /// Sessions are never issued for hub operators.
+    SessionForOperator(UserId),
+    /// Sessions are issued only for users a host application provisioned.
+    NotProvisioned(UserId),
     /// A purge reaches only messages its author posted inside the purge window of the ban
     /// the actor gave them.
     NotInPurge,
@@ -93,8 +114,44 @@ impl fmt::Display for Refusal {
                 f.write_str("only messages posted inside the purge window of a ban you gave can be purged")
             }
             Self::Archived => f.write_str("the guild or channel is archived and read-only"),
-            Self::HubOperatorOnly => f.write_str("only a hub operator can do this"),
+            Self::HubOperatorOnly => {
+                f.write_str("only a hub operator can do this (guild owners and admins cannot); ask one of the hub's operators")
+            }
             Self::ScopeTooNarrow => f.write_str("the service token's scopes do not cover this"),
+            Self::BotCreatesNoGuilds => {
+                f.write_str("a bot acts only in the guild it was made for; it cannot create guilds")
+            }
+            Self::ServiceCreatesNoGuilds => f.write_str(
+                "a service token creates guilds by provisioning them (ensureGuild), owned by the hub's service identity",
+            ),
+            Self::CreatorsOnly => {
+                f.write_str("on this hub only creators may create guilds; ask a hub operator to make you one")
+            }
+            Self::OperatorsCreateGuilds => {
+                f.write_str("on this hub only hub operators create guilds; ask one of them to create it")
+            }
+            Self::ProvisionersOnly => {
+                f.write_str("only a hub operator or a service token with the hub scope can do this")
+            }
+            Self::HubScopeNeeded { token } => write!(
+                f,
+                "this needs a service token with the hub scope; the service token {token:?} is scoped to guilds"
+            ),
+            Self::ServiceTokenOnly => f.write_str(
+                "this needs a service token whose scopes cover the guild; members use the guild's own mutations",
+            ),
+            Self::NotScopedTo { token, guild } => write!(
+                f,
+                "the service token {token:?} is not scoped to guild {guild}; use a token with the hub scope or one for this guild"
+            ),
+            Self::SessionForOperator(user) => write!(
+                f,
+                "{user} is a hub operator; sessions are never issued for operators, who log in themselves"
+            ),
+            Self::NotProvisioned(user) => write!(
+                f,
+                "sessions can be issued only for users provisioned with ensureUser; {user} is not one"
+            ),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use openguild_domain::account::AccountCommand;
-use openguild_domain::hub::{HubActor, HubCommand, TokenScope};
-use openguild_domain::{GuildId, UserId};
+use openguild_domain::hub::{Hub, HubActor, HubCommand, TokenScope, policy};
+use openguild_domain::{DomainError, GuildId, Refusal, UserId};
 
 use super::{Session, User, api, now, parse_id};
 use crate::Api;
@@ -48,15 +48,21 @@ fn listed(hash: &[u8; 32], name: &str, scopes: &BTreeSet<TokenScope>, token: Opt
 }
 
 impl Api {
-    /// Who acts on the hub, and who signs for it: a user, or a service token (signed as the
-    /// hub's `@_services` identity).
+    /// Who acts on the hub, and who signs for it: a person (a user or a bot), or a service
+    /// token (signed as the hub's `@_services` identity). Nobody at all must log in.
     fn hub_actor(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
         if let Some(s) = ctx.data_opt::<Service>() {
             let sender = self.hub_identity("_services")?;
-            return Ok((sender, HubActor::Service(s.scopes.clone())));
+            return Ok((sender, HubActor::Service { name: s.name.clone(), scopes: s.scopes.clone() }));
         }
-        let v = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        Ok((v.user.clone(), HubActor::User(v.user.clone())))
+        person(ctx)
+    }
+
+    /// Asks one of the hub's rules (`hub::policy`) of the hub as this node knows it.
+    pub(crate) async fn hub_allows(&self, rule: impl FnOnce(&Hub) -> Result<(), DomainError>) -> Result<(), ApiError> {
+        let hub = self.commands.hub_cell().await?;
+        let hub = hub.lock().await;
+        rule(&hub).map_err(ApiError::from)
     }
 
     /// The user a host application knows as `external_id`: made with `handle` the first
@@ -91,21 +97,23 @@ impl Api {
         Ok(self.commands.hub_cell().await?.lock().await.external_users.get(external_id).cloned())
     }
 
-    async fn is_operator(&self, user: &UserId) -> Result<bool, ApiError> {
-        Ok(self.commands.hub_cell().await?.lock().await.operators.contains(user))
+    /// The caller, if the hub lets them provision users and guilds (`policy::may_provision`).
+    async fn provisioner(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
+        let (sender, actor) = self.hub_actor(ctx)?;
+        self.hub_allows(|hub| policy::may_provision(hub, &actor)).await?;
+        Ok((sender, actor))
     }
+}
 
-    /// Provisioning needs a hub-scoped service token or a hub operator.
-    async fn require_provisioner(&self, ctx: &Context<'_>) -> Result<(), ApiError> {
-        match self.hub_actor(ctx)? {
-            (_, HubActor::Service(scopes)) if scopes.contains(&TokenScope::Hub) => Ok(()),
-            (_, HubActor::Service(_)) => {
-                Err(ApiError::forbidden("this needs a service token with the hub scope; this one is scoped to guilds"))
-            }
-            (user, HubActor::User(_)) if self.is_operator(&user).await? => Ok(()),
-            _ => Err(ApiError::forbidden("only a hub operator or a hub-scoped service token can do this")),
-        }
-    }
+/// The person calling, as the hub sees them: a user, or a bot with its guild. A service
+/// token is no person, so it must log in as one, as must nobody at all.
+pub(crate) fn person(ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
+    let v = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
+    let actor = match v.bot_of {
+        Some(guild) => HubActor::Bot { user: v.user.clone(), guild },
+        None => HubActor::User(v.user.clone()),
+    };
+    Ok((v.user.clone(), actor))
 }
 
 #[derive(Default)]
@@ -134,10 +142,8 @@ impl HubQuery {
     /// Live service tokens (hub operators only); secrets are never shown again.
     async fn service_tokens(&self, ctx: &Context<'_>) -> Res<Vec<ServiceToken>> {
         let api = api(ctx);
-        let (user, actor) = api.hub_actor(ctx)?;
-        if !matches!(actor, HubActor::User(_)) || !api.is_operator(&user).await? {
-            return Err(ApiError::forbidden("only a hub operator can list service tokens").into());
-        }
+        let (_, actor) = api.hub_actor(ctx)?;
+        api.hub_allows(|hub| policy::may_act_as_operator(hub, &actor)).await?;
         let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
         let hub = hub.lock().await;
         let used = api.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -234,8 +240,7 @@ impl HubMutation {
         display_name: Option<String>,
     ) -> Res<User> {
         let api = api(ctx);
-        api.require_provisioner(ctx).await?;
-        let (sender, actor) = api.hub_actor(ctx)?;
+        let (sender, actor) = api.provisioner(ctx).await?;
         Ok(User(api.ensure_user(&sender, &actor, external_id, &handle, display_name).await?))
     }
 
@@ -250,11 +255,10 @@ impl HubMutation {
     /// does not stop the others.
     async fn backfill_users(&self, ctx: &Context<'_>, users: Vec<BackfillUser>) -> Res<Vec<BackfillResult>> {
         let api = api(ctx);
-        api.require_provisioner(ctx).await?;
+        let (sender, actor) = api.provisioner(ctx).await?;
         if users.len() > 1000 {
             return Err(ApiError::invalid("users", "at most 1,000 per call; send the rest in another").into());
         }
-        let (sender, actor) = api.hub_actor(ctx)?;
         let mut out = Vec::with_capacity(users.len());
         for u in users {
             let made = api.ensure_user(&sender, &actor, u.external_id.clone(), &u.handle, u.display_name).await;
@@ -272,45 +276,12 @@ impl HubMutation {
     /// service tokens and operators only).
     async fn issue_user_session(&self, ctx: &Context<'_>, user_id: ID) -> Res<Session> {
         let api = api(ctx);
-        api.require_provisioner(ctx).await?;
+        // The caller before the argument: one who may not ask is refused, whatever the id.
+        let (_, actor) = api.provisioner(ctx).await?;
         let user: UserId = parse_id("userId", &user_id)?;
-        {
-            // Only users the host application provisioned, and never an operator: a service
-            // token must not become a way into someone else's account or hub powers.
-            let hub = api.commands.hub_cell().await.map_err(ApiError::from)?;
-            let hub = hub.lock().await;
-            let provisioned = hub.external_users.iter().any(|(ext, u)| *u == user && !ext.starts_with("oidc:"));
-            if hub.operators.contains(&user) || !provisioned {
-                return Err(ApiError::forbidden(format!(
-                    "sessions can be issued only for users provisioned with ensureUser, and never for operators; {user} is not one"
-                ))
-                .into());
-            }
-        }
+        api.hub_allows(|hub| policy::may_issue_session(hub, &actor, &user)).await?;
         let token = api.issue_session(&user, now()).await?;
         Ok(Session { token, user: User(user) })
-    }
-}
-
-impl Api {
-    /// Refuses guild creation to bots, and to whoever the hub's setting leaves out.
-    pub(crate) async fn may_create_guild(&self, ctx: &Context<'_>) -> Result<(), ApiError> {
-        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        if viewer.bot_of.is_some() {
-            return Err(ApiError::forbidden("a bot acts only in the guild it was made for; it cannot create guilds"));
-        }
-        let hub = self.commands.hub_cell().await?;
-        let hub = hub.lock().await;
-        let operator = hub.operators.contains(&viewer.user);
-        match self.settings.guild_creation {
-            crate::GuildCreation::Anyone => Ok(()),
-            crate::GuildCreation::Creators if operator || hub.creators.contains(&viewer.user) => Ok(()),
-            crate::GuildCreation::Creators => Err(ApiError::forbidden(
-                "on this hub only creators may create guilds; ask a hub operator to make you one",
-            )),
-            crate::GuildCreation::Operators if operator => Ok(()),
-            crate::GuildCreation::Operators => Err(ApiError::forbidden("on this hub only hub operators create guilds")),
-        }
     }
 }
 
@@ -404,16 +375,15 @@ impl Api {
         self.hub_identity("_services")
     }
 
-    /// The service calling, if its scopes cover `guild`; else FORBIDDEN.
+    /// Whether the caller may act for a host application in `guild`
+    /// (`policy::may_provision_in`). Nobody at all is told what a person is told: this needs
+    /// a service token (FORBIDDEN, not a login).
     fn service_for(&self, ctx: &Context<'_>, guild: GuildId) -> Result<(), ApiError> {
-        let Some(service) = ctx.data_opt::<Service>() else {
-            return Err(ApiError::forbidden("provisioning channels needs a service token"));
-        };
-        if service.scopes.contains(&TokenScope::Hub) || service.scopes.contains(&TokenScope::Guild(guild)) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!("the service token {:?} is not scoped to guild {guild}", service.name)))
+        if ctx.data_opt::<Service>().is_none() && ctx.data_opt::<Viewer>().is_none() {
+            return Err(DomainError::Forbidden(Refusal::ServiceTokenOnly).into());
         }
+        let (_, actor) = self.hub_actor(ctx)?;
+        policy::may_provision_in(&actor, guild).map_err(ApiError::from)
     }
 }
 
@@ -429,8 +399,7 @@ impl ProvisionMutation {
     /// hub-scoped service token.
     async fn ensure_guild(&self, ctx: &Context<'_>, external_id: String, name: String) -> Res<ProvisionedGuild> {
         let api = api(ctx);
-        api.require_provisioner(ctx).await?;
-        let (sender, actor) = api.hub_actor(ctx)?;
+        let (sender, actor) = api.provisioner(ctx).await?;
         let guild = api.ensure_guild(&sender, &actor, &external_id, &name).await?;
         let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
         let name = cell.lock().await.name.clone();
@@ -675,19 +644,19 @@ pub struct OperatorAct {
 pub struct OperatorMutation;
 
 impl Api {
-    /// The viewer, if a hub operator.
-    async fn operator(&self, ctx: &Context<'_>) -> Result<UserId, ApiError> {
-        let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        if !self.is_operator(&viewer.user).await? {
-            return Err(ApiError::forbidden("only a hub operator can do this; guild owners and admins cannot"));
-        }
-        Ok(viewer.user.clone())
+    /// The person calling, if the hub lets them act as an operator
+    /// (`policy::may_act_as_operator`). Operator acts are a person's, signed with their name.
+    async fn operator(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
+        let (user, actor) = person(ctx)?;
+        self.hub_allows(|hub| policy::may_act_as_operator(hub, &actor)).await?;
+        Ok((user, actor))
     }
 
     /// Runs an operator's act in a guild and records it in the hub's log too.
     async fn operator_act(
         &self,
         operator: &UserId,
+        actor: &HubActor,
         guild: GuildId,
         cmd: &openguild_domain::guild::GuildCommand,
         reason: &str,
@@ -701,7 +670,7 @@ impl Api {
                 kind: e.content().kind().to_owned(),
                 reason: reason.to_owned(),
             };
-            self.commands.hub(operator, &HubActor::User(operator.clone()), &record, now()).await?;
+            self.commands.hub(operator, actor, &record, now()).await?;
         }
         Ok(())
     }
@@ -713,10 +682,10 @@ impl OperatorMutation {
     /// and the hub's.
     async fn hub_archive_guild(&self, ctx: &Context<'_>, guild_id: ID, reason: String) -> Res<bool> {
         let api = api(ctx);
-        let operator = api.operator(ctx).await?;
+        let (operator, actor) = api.operator(ctx).await?;
         let guild: GuildId = parse_id("guildId", &guild_id)?;
         let cmd = openguild_domain::guild::GuildCommand::ArchiveGuild { reason: reason.clone() };
-        api.operator_act(&operator, guild, &cmd, &reason).await?;
+        api.operator_act(&operator, &actor, guild, &cmd, &reason).await?;
         Ok(true)
     }
 
@@ -729,7 +698,7 @@ impl OperatorMutation {
         reason: String,
     ) -> Res<bool> {
         let api = api(ctx);
-        let operator = api.operator(ctx).await?;
+        let (operator, actor) = api.operator(ctx).await?;
         let report: openguild_domain::ReportId = parse_id("reportId", &report_id)?;
         let guild = api.guild_of_report(&report).await?;
         let cmd = openguild_domain::guild::GuildCommand::ResolveReport {
@@ -737,7 +706,7 @@ impl OperatorMutation {
             action: action.into(),
             reason: reason.clone(),
         };
-        api.operator_act(&operator, guild, &cmd, &reason).await?;
+        api.operator_act(&operator, &actor, guild, &cmd, &reason).await?;
         Ok(true)
     }
 
@@ -757,17 +726,14 @@ impl OperatorMutation {
         delete_message_seconds: u32,
     ) -> Res<bool> {
         let api = api(ctx);
-        let operator = api.operator(ctx).await?;
+        let (operator, actor) = api.operator(ctx).await?;
         let user: UserId = parse_id("userId", &user_id)?;
         // A retry after a partial failure finishes the guild bans instead of stopping at
         // "already banned from the hub".
         let already = api.commands.hub_cell().await.map_err(ApiError::from)?.lock().await.banned.contains_key(&user);
         if !already {
             let ban = HubCommand::BanUser { user: user.clone(), reason: reason.clone() };
-            api.commands
-                .hub(&operator, &HubActor::User(operator.clone()), &ban, now())
-                .await
-                .map_err(ApiError::from)?;
+            api.commands.hub(&operator, &actor, &ban, now()).await.map_err(ApiError::from)?;
         }
         // Every membership up to now: the directory first catches up with the store.
         let head = api.store.head_position().await.map_err(ApiError::from)?;
@@ -781,7 +747,7 @@ impl OperatorMutation {
                 reason: reason.clone(),
                 purge_seconds: delete_message_seconds,
             };
-            api.operator_act(&operator, guild, &cmd, &reason).await?;
+            api.operator_act(&operator, &actor, guild, &cmd, &reason).await?;
         }
         Ok(true)
     }

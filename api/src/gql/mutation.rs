@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use async_graphql::{Context, ID, InputObject, Object};
 use openguild_domain::channel::MessageCommand;
 use openguild_domain::guild::GuildCommand;
+use openguild_domain::hub::policy;
 use openguild_domain::{
     CategoryId, ChannelId, EventBody, GuildId, InviteCode, MessageId, Place, ReportId, RoleId, StreamId, UserId,
 };
@@ -208,8 +209,9 @@ impl Mutation {
 
     async fn create_guild(&self, ctx: &Context<'_>, input: CreateGuildInput) -> Res<GuildObj> {
         let api = api(ctx);
-        api.may_create_guild(ctx).await?;
-        let me = api.actor(ctx).await?;
+        let (me, actor) = super::hub::person(ctx)?;
+        let rule = api.settings.guild_creation;
+        api.hub_allows(|hub| policy::may_create_guild(hub, &actor, rule)).await?;
         let (id, done) = api.commands.create_guild(&me, &input.name, now()).await.map_err(ApiError::from)?;
         api.wrote(&me, done.position);
         Ok(api.guild_obj(&me, id).await?)

@@ -106,8 +106,13 @@ async fn operators_service_tokens_and_provisioning() {
         server.ok(Some(&events_token), ensure_channel, vars.clone()).await["ensureChannel"]["id"],
         made["ensureChannel"]["id"]
     );
-    let (code, err) = server.refused(Some(&guild_token), ensure_channel, vars).await;
+    let (code, err) = server.refused(Some(&guild_token), ensure_channel, vars.clone()).await;
     assert_eq!(code, "FORBIDDEN", "a token scoped to another guild: {err}");
+    assert!(err["message"].as_str().unwrap().contains("\"one guild\" is not scoped to guild"), "{err}");
+    // Without any token the answer is the same refusal a person gets: it needs a service token.
+    let (code, err) = server.refused(None, ensure_channel, vars.clone()).await;
+    assert_eq!(code, "FORBIDDEN", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("needs a service token"), "{err}");
     let (code, _) = server
         .refused(
             Some(&events_token),

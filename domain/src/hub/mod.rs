@@ -4,12 +4,18 @@
 //! Hub operators act across guilds; guild owners and admins never gain hub powers, because
 //! nothing in a guild's stream can grant them: only an operator (or, on a fresh hub, the
 //! first account) appears here.
+//!
+//! `decide` rules on the hub's own commands; `policy` on what the hub allows elsewhere
+//! (creating guilds, provisioning, issuing sessions, acting inside guilds).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+pub mod policy;
 
 // `TokenScope` is a value of hub events, so it lives with them in `body` (which must not
 // depend on this module); it is re-exported here, where it has always been named.
 pub use crate::body::TokenScope;
+pub use policy::GuildCreation;
 
 use crate::body::EventBody;
 use crate::error::{DomainError, Refusal};
@@ -102,23 +108,40 @@ pub enum HubCommand {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum HubActor {
     User(UserId),
-    /// A service token with these scopes.
-    Service(BTreeSet<TokenScope>),
+    /// A bot: an account made for one guild, which it never leaves.
+    Bot {
+        user: UserId,
+        guild: GuildId,
+    },
+    /// A service token (its name, for messages) with these scopes.
+    Service {
+        name: String,
+        scopes: BTreeSet<TokenScope>,
+    },
     /// The machine's administrator: the `openguild` command line, run with the data
     /// directory and its server key. May do what an operator may.
     Console,
+}
+
+impl HubActor {
+    /// The account acting, for a person or a bot.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Self::User(user) | Self::Bot { user, .. } => Some(user),
+            Self::Service { .. } | Self::Console => None,
+        }
+    }
 }
 
 const MAX_EXTERNAL_ID: usize = 256;
 
 pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<EventBody>, DomainError> {
     use HubCommand as C;
-    let operator = matches!(actor, HubActor::User(u) if hub.operators.contains(u)) || actor == &HubActor::Console;
-    let hub_service = matches!(actor, HubActor::Service(scopes) if scopes.contains(&TokenScope::Hub));
+    let operator = hub.is_operator(actor);
     let operators_only = || DomainError::Forbidden(Refusal::HubOperatorOnly);
     let body = match cmd {
         C::GrantOperator { user } => {
-            let claiming_fresh_hub = hub.operators.is_empty() && actor == &HubActor::User(user.clone());
+            let claiming_fresh_hub = hub.operators.is_empty() && actor.user() == Some(user);
             if !operator && !claiming_fresh_hub {
                 return Err(operators_only());
             }
@@ -186,9 +209,7 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
             EventBody::ServiceTokenRevoked { token_hash: *token_hash }
         }
         C::LinkExternalUser { external_id, user } => {
-            if !hub_service && !operator {
-                return Err(DomainError::Forbidden(Refusal::ScopeTooNarrow));
-            }
+            policy::may_provision(hub, actor)?;
             let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
             if let Some(existing) = hub.external_users.get(&external_id) {
                 return Err(DomainError::conflict(format!("external id {external_id:?} is already {existing}")));
@@ -196,9 +217,7 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
             EventBody::ExternalUserLinked { external_id, user: user.clone() }
         }
         C::LinkExternalGuild { external_id, guild } => {
-            if !hub_service && !operator {
-                return Err(DomainError::Forbidden(Refusal::ScopeTooNarrow));
-            }
+            policy::may_provision(hub, actor)?;
             let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
             if let Some(existing) = hub.external_guilds.get(&external_id) {
                 return Err(DomainError::conflict(format!("external id {external_id:?} is already guild {existing}")));
@@ -207,7 +226,7 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
         }
         C::LinkExternalChannel { external_id, guild, channel, alias } => {
             let in_scope = match actor {
-                HubActor::Service(scopes) => {
+                HubActor::Service { scopes, .. } => {
                     scopes.contains(&TokenScope::Hub) || scopes.contains(&TokenScope::Guild(*guild))
                 }
                 _ => operator,
@@ -354,13 +373,14 @@ mod tests {
         assert_eq!(hub.service_tokens.len(), 1);
         // A hub-scoped service links external ids once; a guild-scoped one cannot.
         let link = HubCommand::LinkExternalUser { external_id: "crm-1".into(), user: other.clone() };
+        let service = |scopes: &BTreeSet<TokenScope>| HubActor::Service { name: "app".into(), scopes: scopes.clone() };
         let guild_only: BTreeSet<_> = [TokenScope::Guild(crate::ids::GuildId::from_bytes([2; 16]))].into();
         assert_eq!(
-            decide(&hub, &HubActor::Service(guild_only), &link).unwrap_err(),
-            DomainError::Forbidden(Refusal::ScopeTooNarrow)
+            decide(&hub, &service(&guild_only), &link).unwrap_err(),
+            DomainError::Forbidden(Refusal::HubScopeNeeded { token: "app".into() })
         );
-        let hub = apply(hub.clone(), decide(&hub, &HubActor::Service(hub_scope.clone()), &link).unwrap(), &root);
-        assert!(matches!(decide(&hub, &HubActor::Service(hub_scope), &link), Err(DomainError::Conflict(_))));
+        let hub = apply(hub.clone(), decide(&hub, &service(&hub_scope), &link).unwrap(), &root);
+        assert!(matches!(decide(&hub, &service(&hub_scope), &link), Err(DomainError::Conflict(_))));
         assert_eq!(hub.external_users.get("crm-1"), Some(&other));
     }
 }
