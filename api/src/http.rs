@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::Api;
 use crate::auth::{Service, Viewer, bearer};
-use crate::errors::ApiError;
 use crate::clock::now;
+use crate::errors::ApiError;
 
 /// The caller's address, for per-address limits: the peer's address, or, when the peer is
 /// one of `api.trusted_proxies`, the last address in `X-Forwarded-For` that is not a trusted

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use async_graphql::{Context, ID, Object, SimpleObject};
 use openguild_domain::account::AccountCommand;
 use openguild_domain::hub::{Hub, HubActor, HubCommand, TokenScope, policy};
-use openguild_domain::{DomainError, GuildId, Refusal, UserId};
+use openguild_domain::{ChannelId, DomainError, GuildId, Refusal, ReportId, RoleId, UserId};
 
-use super::{Session, User, api, now, parse_id};
+use super::{Id, Session, User, api, now};
 use crate::Api;
 use crate::auth::{Service, Viewer, new_service_token, service_token_id};
 use crate::errors::{ApiError, Res};
@@ -181,10 +181,10 @@ pub struct BackfillResult {
 #[Object]
 impl HubMutation {
     /// Makes a user a hub operator (hub operators only).
-    async fn grant_operator(&self, ctx: &Context<'_>, user_id: ID) -> Res<bool> {
+    async fn grant_operator(&self, ctx: &Context<'_>, user_id: Id<UserId>) -> Res<bool> {
         let api = api(ctx);
         let (sender, actor) = api.hub_actor(ctx)?;
-        let cmd = HubCommand::GrantOperator { user: parse_id("userId", &user_id)? };
+        let cmd = HubCommand::GrantOperator { user: user_id.0 };
         api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
         Ok(true)
     }
@@ -196,7 +196,7 @@ impl HubMutation {
         ctx: &Context<'_>,
         name: String,
         hub: Option<bool>,
-        guild_ids: Option<Vec<ID>>,
+        guild_ids: Option<Vec<Id<GuildId>>>,
     ) -> Res<ServiceToken> {
         let api = api(ctx);
         let (sender, actor) = api.hub_actor(ctx)?;
@@ -204,8 +204,8 @@ impl HubMutation {
         if hub.unwrap_or(false) {
             scopes.insert(TokenScope::Hub);
         }
-        for g in guild_ids.iter().flatten() {
-            scopes.insert(TokenScope::Guild(parse_id::<GuildId>("guildIds", g)?));
+        for g in guild_ids.into_iter().flatten() {
+            scopes.insert(TokenScope::Guild(g.0));
         }
         let (token, token_hash) = new_service_token();
         let cmd = HubCommand::CreateServiceToken { token_hash, name: name.clone(), scopes: scopes.clone() };
@@ -274,11 +274,11 @@ impl HubMutation {
 
     /// A session for `userId`, for a host application to hand to its own frontend (hub-scoped
     /// service tokens and operators only).
-    async fn issue_user_session(&self, ctx: &Context<'_>, user_id: ID) -> Res<Session> {
+    async fn issue_user_session(&self, ctx: &Context<'_>, user_id: Id<UserId>) -> Res<Session> {
         let api = api(ctx);
         // The caller before the argument: one who may not ask is refused, whatever the id.
         let (_, actor) = api.provisioner(ctx).await?;
-        let user: UserId = parse_id("userId", &user_id)?;
+        let user: UserId = user_id.0;
         api.hub_allows(|hub| policy::may_issue_session(hub, &actor, &user)).await?;
         let token = api.issue_session(&user, now()).await?;
         Ok(Session { token, user: User(user) })
@@ -298,10 +298,10 @@ pub struct BotMutation;
 #[Object]
 impl BotMutation {
     /// Allows a user to create guilds on a hub where only creators may (operators only).
-    async fn grant_creator(&self, ctx: &Context<'_>, user_id: ID) -> Res<bool> {
+    async fn grant_creator(&self, ctx: &Context<'_>, user_id: Id<UserId>) -> Res<bool> {
         let api = api(ctx);
         let (sender, actor) = api.hub_actor(ctx)?;
-        let cmd = HubCommand::GrantCreator { user: parse_id("userId", &user_id)? };
+        let cmd = HubCommand::GrantCreator { user: user_id.0 };
         api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
         Ok(true)
     }
@@ -311,7 +311,7 @@ impl BotMutation {
     async fn create_bot(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         handle: String,
         display_name: Option<String>,
     ) -> Res<BotCreated> {
@@ -320,7 +320,7 @@ impl BotMutation {
         if viewer.bot_of.is_some() {
             return Err(ApiError::forbidden("bots cannot make bots").into());
         }
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "making a bot").await?;
         let bot = api.local_user(&handle)?;
         let register = AccountCommand::Register {
@@ -337,13 +337,13 @@ impl BotMutation {
     }
 
     /// Revokes every token of a bot of this guild (needs MANAGE_GUILD there).
-    async fn revoke_bot_tokens(&self, ctx: &Context<'_>, guild_id: ID, bot_id: ID) -> Res<bool> {
+    async fn revoke_bot_tokens(&self, ctx: &Context<'_>, guild_id: Id<GuildId>, bot_id: Id<UserId>) -> Res<bool> {
         let api = api(ctx);
         let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "revoking a bot's tokens")
             .await?;
-        let bot: UserId = parse_id("botId", &bot_id)?;
+        let bot: UserId = bot_id.0;
         let cell = api.commands.account_cell(&bot).await.map_err(ApiError::from)?;
         if cell.lock().await.bot_of != Some(guild) {
             return Err(ApiError::not_found(format!("{bot} is not a bot of this guild")).into());
@@ -412,7 +412,7 @@ impl ProvisionMutation {
     async fn ensure_channel(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         external_id: String,
         name: String,
         kind: Option<super::ChannelKind>,
@@ -423,7 +423,7 @@ impl ProvisionMutation {
         private: Option<bool>,
     ) -> Res<ProvisionedChannel> {
         let api = api(ctx);
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.service_for(ctx, guild)?;
         if let Some(a) = &alias {
             openguild_domain::hub::validate_alias(a).map_err(ApiError::from)?;
@@ -446,12 +446,12 @@ impl ProvisionMutation {
     async fn ensure_role(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         name: String,
         #[graphql(default)] permissions: Vec<super::Permission>,
     ) -> Res<super::RoleObj> {
         let api = api(ctx);
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.service_for(ctx, guild)?;
         let role = api.ensure_role(guild, &name, super::permissions_of(&permissions)).await?;
         let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
@@ -461,9 +461,14 @@ impl ProvisionMutation {
 
     /// Archives a guild the token covers (owned by the service identity): read-only at once;
     /// after the hub's retention (60 days by default) its message bodies are erased.
-    async fn archive_guild(&self, ctx: &Context<'_>, guild_id: ID, #[graphql(default)] reason: String) -> Res<bool> {
+    async fn archive_guild(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: Id<GuildId>,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
         let api = api(ctx);
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.service_for(ctx, guild)?;
         let cmd = openguild_domain::guild::GuildCommand::ArchiveGuild { reason };
         api.commands.guild(&api.services_user()?, guild, &cmd, now()).await.map_err(ApiError::from)?;
@@ -475,11 +480,11 @@ impl ProvisionMutation {
     async fn archive_channel(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
+        channel_id: Id<ChannelId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
         let api = api(ctx);
-        let channel: openguild_domain::ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: openguild_domain::ChannelId = channel_id.0;
         let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
         api.service_for(ctx, guild)?;
         let cmd = openguild_domain::guild::GuildCommand::ArchiveChannel { channel, reason };
@@ -577,16 +582,16 @@ impl SyncMutation {
     async fn sync_member_roles(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
-        role_ids: Vec<ID>,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
+        role_ids: Vec<Id<RoleId>>,
         #[graphql(default)] reason: String,
     ) -> Res<Vec<ID>> {
         let api = api(ctx);
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.service_for(ctx, guild)?;
-        let user: UserId = parse_id("userId", &user_id)?;
-        let wanted = role_ids.iter().map(|r| parse_id("roleIds", r)).collect::<Result<BTreeSet<_>, _>>()?;
+        let user: UserId = user_id.0;
+        let wanted: BTreeSet<_> = role_ids.into_iter().map(|r| r.0).collect();
         let now_held = api.sync_roles(guild, &user, &wanted, None, &reason).await?;
         Ok(now_held.into_iter().map(|r| ID(r.to_string())).collect())
     }
@@ -597,15 +602,15 @@ impl SyncMutation {
     async fn sync_member_level(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         level: i32,
         #[graphql(default)] reason: String,
     ) -> Res<Vec<ID>> {
         let api = api(ctx);
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.service_for(ctx, guild)?;
-        let user: UserId = parse_id("userId", &user_id)?;
+        let user: UserId = user_id.0;
         if api.settings.level_roles.is_empty() {
             return Err(ApiError::invalid("level", "this hub maps no levels to roles (api.level_roles)").into());
         }
@@ -680,10 +685,10 @@ impl Api {
 impl OperatorMutation {
     /// Archives any guild (hub operators only): read-only at once; in the guild's audit log
     /// and the hub's.
-    async fn hub_archive_guild(&self, ctx: &Context<'_>, guild_id: ID, reason: String) -> Res<bool> {
+    async fn hub_archive_guild(&self, ctx: &Context<'_>, guild_id: Id<GuildId>, reason: String) -> Res<bool> {
         let api = api(ctx);
         let (operator, actor) = api.operator(ctx).await?;
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         let cmd = openguild_domain::guild::GuildCommand::ArchiveGuild { reason: reason.clone() };
         api.operator_act(&operator, &actor, guild, &cmd, &reason).await?;
         Ok(true)
@@ -693,13 +698,13 @@ impl OperatorMutation {
     async fn hub_resolve_report(
         &self,
         ctx: &Context<'_>,
-        report_id: ID,
+        report_id: Id<ReportId>,
         action: super::ReportAction,
         reason: String,
     ) -> Res<bool> {
         let api = api(ctx);
         let (operator, actor) = api.operator(ctx).await?;
-        let report: openguild_domain::ReportId = parse_id("reportId", &report_id)?;
+        let report: openguild_domain::ReportId = report_id.0;
         let guild = api.guild_of_report(&report).await?;
         let cmd = openguild_domain::guild::GuildCommand::ResolveReport {
             report,
@@ -716,7 +721,7 @@ impl OperatorMutation {
     async fn hub_ban_user(
         &self,
         ctx: &Context<'_>,
-        user_id: ID,
+        user_id: Id<UserId>,
         reason: String,
         #[graphql(
             default,
@@ -727,7 +732,7 @@ impl OperatorMutation {
     ) -> Res<bool> {
         let api = api(ctx);
         let (operator, actor) = api.operator(ctx).await?;
-        let user: UserId = parse_id("userId", &user_id)?;
+        let user: UserId = user_id.0;
         // A retry after a partial failure finishes the guild bans instead of stopping at
         // "already banned from the hub".
         let already = api.commands.hub_cell().await.map_err(ApiError::from)?.lock().await.banned.contains_key(&user);
@@ -809,10 +814,10 @@ pub struct BotQuery;
 #[Object]
 impl BotQuery {
     /// The bots of a guild (needs MANAGE_GUILD).
-    async fn bots(&self, ctx: &Context<'_>, guild_id: ID) -> Res<Vec<Bot>> {
+    async fn bots(&self, ctx: &Context<'_>, guild_id: Id<GuildId>) -> Res<Vec<Bot>> {
         let api = api(ctx);
         let viewer = ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)?;
-        let guild: GuildId = parse_id("guildId", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         let g = api.require(&viewer.user, guild, openguild_domain::Permissions::MANAGE_GUILD, "listing bots").await?;
         let used = api.token_last_used.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut out = Vec::new();

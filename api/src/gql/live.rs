@@ -14,7 +14,7 @@ use async_graphql::{Context, Enum, ID, SimpleObject};
 use openguild_domain::{ChannelId, EventBody, GuildId, Permissions, StreamId, UserId};
 use openguild_projections::queries::MessageRow;
 
-use super::{DateTime, Message, User, api, now, parse_id, viewer};
+use super::{DateTime, Id, Message, User, api, now, viewer};
 use crate::errors::{ApiError, Res};
 
 pub use crate::fanout::Live;
@@ -337,12 +337,12 @@ impl Subscription {
     async fn channel_events(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
+        channel_id: Id<ChannelId>,
         since: Option<String>,
     ) -> async_graphql::Result<Once<ChannelEvent>> {
         let registration = if matches!(ctx.data_opt::<SubMode>(), Some(SubMode::Register(_))) {
             let me = viewer(ctx)?.user.clone();
-            let channel: ChannelId = parse_id("channelId", &channel_id)?;
+            let channel: ChannelId = channel_id.0;
             let api = api(ctx);
             let g = api.channel_view(&me, channel).await?;
             let guild = g.id.ok_or_else(|| ApiError::not_found("guild"))?;
@@ -357,12 +357,12 @@ impl Subscription {
     async fn guild_events(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         since: Option<String>,
     ) -> async_graphql::Result<Once<GuildEvent>> {
         let registration = if matches!(ctx.data_opt::<SubMode>(), Some(SubMode::Register(_))) {
             let me = viewer(ctx)?.user.clone();
-            let guild: GuildId = parse_id("guildId", &guild_id)?;
+            let guild: GuildId = guild_id.0;
             api(ctx).member_view(&me, guild).await?;
             Some((Topic::Guild(guild), parse_since(since)?))
         } else {

@@ -3,6 +3,7 @@
 
 mod door;
 mod hub;
+pub mod ids;
 pub mod live;
 mod mutation;
 mod types;
@@ -22,6 +23,7 @@ use crate::errors::{ApiError, Res};
 
 pub use crate::clock::now;
 pub use hub::LevelRole;
+pub use ids::Id;
 pub use live::{Live, SubMode, Subscription, Topic};
 pub use mutation::Mutation;
 pub use types::*;
@@ -46,7 +48,7 @@ pub struct RootMutation(
 /// The schema with the configured limits. Request data: `Arc<Api>`, and `Viewer` when the
 /// request is authenticated.
 pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
-    Schema::build(RootQuery::default(), RootMutation::default(), Subscription)
+    builder()
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
@@ -54,9 +56,15 @@ pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
         .finish()
 }
 
+/// The schema's builder. Arguments typed [`Id<T>`] are `ID`s in the schema: the clash of
+/// their name with the built-in `ID` is the point, so it is allowed for `ID` alone.
+fn builder() -> async_graphql::SchemaBuilder<RootQuery, RootMutation, Subscription> {
+    Schema::build_with_ignore_name_conflicts(RootQuery::default(), RootMutation::default(), Subscription, ["ID"])
+}
+
 /// The schema as SDL, as exported to `docs/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(RootQuery::default(), RootMutation::default(), Subscription).finish().sdl()
+    builder().finish().sdl()
 }
 
 pub(crate) fn api<'a>(ctx: &Context<'a>) -> &'a Arc<Api> {
@@ -195,16 +203,16 @@ impl Query {
     }
 
     /// A guild the viewer is a member of.
-    async fn guild(&self, ctx: &Context<'_>, id: ID) -> Res<GuildObj> {
+    async fn guild(&self, ctx: &Context<'_>, id: Id<GuildId>) -> Res<GuildObj> {
         let me = me(ctx)?;
-        let g = api(ctx).member_view(&me, parse_id("guild id", &id)?).await?;
+        let g = api(ctx).member_view(&me, id.0).await?;
         Ok(GuildObj { g, viewer: me })
     }
 
     /// A channel the viewer can see.
-    async fn channel(&self, ctx: &Context<'_>, id: ID) -> Res<ChannelObj> {
+    async fn channel(&self, ctx: &Context<'_>, id: Id<ChannelId>) -> Res<ChannelObj> {
         let me = me(ctx)?;
-        let id: ChannelId = parse_id("channel id", &id)?;
+        let id: ChannelId = id.0;
         let g = api(ctx).channel_view(&me, id).await?;
         Ok(ChannelObj::new(g, id, me))
     }
@@ -214,14 +222,14 @@ impl Query {
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         first: Option<i32>,
         after: Option<String>,
         filter: Option<AuditFilter>,
     ) -> Res<Connection<String, AuditEntry>> {
         let me = me(ctx)?;
         let api = api(ctx);
-        let guild: GuildId = parse_id("guild id", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.require(&me, guild, Permissions::VIEW_AUDIT_LOG, "reading the audit log").await?;
         api.read_your_writes(ctx, &["audit_log"]).await?;
         let first = page_size(first, 50, 200)?;
@@ -247,10 +255,15 @@ impl Query {
     }
 
     /// The guild's reports (needs MODERATE_MEMBERS), oldest first.
-    async fn reports(&self, ctx: &Context<'_>, guild_id: ID, status: Option<ReportStatus>) -> Res<Vec<Report>> {
+    async fn reports(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: Id<GuildId>,
+        status: Option<ReportStatus>,
+    ) -> Res<Vec<Report>> {
         let me = me(ctx)?;
         let api = api(ctx);
-        let guild: GuildId = parse_id("guild id", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         api.require(&me, guild, Permissions::MODERATE_MEMBERS, "seeing reports").await?;
         api.read_your_writes(ctx, &["reports", "timeline"]).await?;
         let status = status.map(|s| match s {
@@ -285,14 +298,14 @@ impl Query {
     async fn search(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
+        guild_id: Id<GuildId>,
         query: String,
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Connection<String, Message>> {
         let me = me(ctx)?;
         let api = api(ctx);
-        let guild: GuildId = parse_id("guild id", &guild_id)?;
+        let guild: GuildId = guild_id.0;
         let g = api.member_view(&me, guild).await?;
         api.read_your_writes(ctx, &["search", "timeline"]).await?;
         let first = page_size(first, 20, 100)?;
@@ -327,10 +340,10 @@ impl Query {
 
     /// The guild as it was at a position or time, computed from the events (needs
     /// VIEW_AUDIT_LOG): channels, roles, members, bans, timeouts and moderation history.
-    async fn guild_at(&self, ctx: &Context<'_>, id: ID, at: AtInput) -> Res<GuildSnapshot> {
+    async fn guild_at(&self, ctx: &Context<'_>, id: Id<GuildId>, at: AtInput) -> Res<GuildSnapshot> {
         let me = me(ctx)?;
         let api = api(ctx);
-        let guild: GuildId = parse_id("guild id", &id)?;
+        let guild: GuildId = id.0;
         api.require(&me, guild, Permissions::VIEW_AUDIT_LOG, "replaying the guild's history").await?;
         let until = match (at.position, at.time) {
             (Some(p), _) => Until::Position(p),
@@ -396,11 +409,16 @@ impl Query {
 
     /// Each permission of `userId` in a channel, with the role or overwrite that granted or
     /// denied it. Moderators (MODERATE_MEMBERS or MANAGE_ROLES) and the user themself may ask.
-    async fn explain_permissions(&self, ctx: &Context<'_>, channel_id: ID, user_id: ID) -> Res<Vec<PermissionVerdict>> {
+    async fn explain_permissions(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: Id<ChannelId>,
+        user_id: Id<UserId>,
+    ) -> Res<Vec<PermissionVerdict>> {
         let me = me(ctx)?;
         let api = api(ctx);
-        let channel: ChannelId = parse_id("channel id", &channel_id)?;
-        let user: UserId = parse_id("user id", &user_id)?;
+        let channel: ChannelId = channel_id.0;
+        let user: UserId = user_id.0;
         let g = api.channel_view(&me, channel).await?;
         let mine = g.guild_permissions(&me, now());
         if user != me && !mine.intersects(Permissions::MODERATE_MEMBERS | Permissions::MANAGE_ROLES) {

@@ -14,8 +14,8 @@ use openguild_domain::{
 use openguild_projections::queries::MessageRow;
 
 use super::{
-    Category, ChannelKind, ChannelObj, GuildObj, InviteObj, Message, Permission, Report, ReportAction, ReportStatus,
-    RoleObj, Session, User, api, now, parse_id, permissions_of, viewer,
+    Category, ChannelKind, ChannelObj, GuildObj, Id, InviteObj, Message, Permission, Report, ReportAction,
+    ReportStatus, RoleObj, Session, User, api, now, parse_id, permissions_of, viewer,
 };
 use crate::Api;
 use crate::commands::{Executed, random16};
@@ -31,23 +31,23 @@ pub struct CreateGuildInput {
 
 #[derive(InputObject)]
 pub struct CreateChannelInput {
-    pub guild_id: ID,
+    pub guild_id: Id<GuildId>,
     pub name: String,
     pub kind: ChannelKind,
-    pub category_id: Option<ID>,
+    pub category_id: Option<Id<CategoryId>>,
     #[graphql(default)]
     pub topic: String,
 }
 
 #[derive(InputObject)]
 pub struct CreateCategoryInput {
-    pub guild_id: ID,
+    pub guild_id: Id<GuildId>,
     pub name: String,
 }
 
 #[derive(InputObject)]
 pub struct CreateInviteInput {
-    pub guild_id: ID,
+    pub guild_id: Id<GuildId>,
     /// How many times it may be used, 1 to 1,000,000 (unlimited if absent).
     #[graphql(validator(minimum = 1, maximum = 1_000_000))]
     pub max_uses: Option<u32>,
@@ -58,22 +58,22 @@ pub struct CreateInviteInput {
 
 #[derive(InputObject)]
 pub struct SendMessageInput {
-    pub channel_id: ID,
+    pub channel_id: Id<ChannelId>,
     pub body: String,
-    pub reply_to: Option<ID>,
+    pub reply_to: Option<Id<MessageId>>,
 }
 
 #[derive(InputObject)]
 pub struct CreateRoleInput {
-    pub guild_id: ID,
+    pub guild_id: Id<GuildId>,
     pub name: String,
     pub permissions: Vec<Permission>,
 }
 
 #[derive(InputObject)]
 pub struct UpdateRoleInput {
-    pub guild_id: ID,
-    pub role_id: ID,
+    pub guild_id: Id<GuildId>,
+    pub role_id: Id<RoleId>,
     pub name: Option<String>,
     pub permissions: Option<Vec<Permission>>,
 }
@@ -146,10 +146,6 @@ impl Api {
     }
 }
 
-fn user_arg(id: &ID) -> Result<UserId, ApiError> {
-    parse_id("userId", id)
-}
-
 /// `@handle:server` words are mentions; `@everyone` mentions everyone.
 fn mentions(body: &str) -> (BTreeSet<UserId>, bool) {
     let mut users = BTreeSet::new();
@@ -219,9 +215,9 @@ impl Mutation {
 
     async fn create_channel(&self, ctx: &Context<'_>, input: CreateChannelInput) -> Res<ChannelObj> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &input.guild_id)?;
+        let guild = input.guild_id.0;
         let channel = ChannelId::from_bytes(random16());
-        let category = input.category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;
+        let category = input.category_id.map(|c| c.0);
         let cmd = GuildCommand::CreateChannel {
             channel,
             name: input.name,
@@ -236,7 +232,7 @@ impl Mutation {
 
     async fn create_category(&self, ctx: &Context<'_>, input: CreateCategoryInput) -> Res<Category> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &input.guild_id)?;
+        let guild = input.guild_id.0;
         let category = CategoryId::from_bytes(random16());
         api.guild_cmd(ctx, guild, GuildCommand::CreateCategory { category, name: input.name }).await?;
         Ok(api.category_obj(&viewer(ctx)?.user, guild, category).await?)
@@ -245,28 +241,33 @@ impl Mutation {
     async fn update_category(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        category_id: ID,
+        guild_id: Id<GuildId>,
+        category_id: Id<CategoryId>,
         name: Option<String>,
         #[graphql(validator(maximum = 10_000))] position: Option<u32>,
     ) -> Res<Category> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &guild_id)?;
-        let category = parse_id("categoryId", &category_id)?;
+        let guild = guild_id.0;
+        let category = category_id.0;
         api.guild_cmd(ctx, guild, GuildCommand::UpdateCategory { category, name, position }).await?;
         Ok(api.category_obj(&viewer(ctx)?.user, guild, category).await?)
     }
 
     /// Deletes a category; its channels stay, uncategorised.
-    async fn delete_category(&self, ctx: &Context<'_>, guild_id: ID, category_id: ID) -> Res<bool> {
-        let cmd = GuildCommand::DeleteCategory { category: parse_id("categoryId", &category_id)? };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+    async fn delete_category(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: Id<GuildId>,
+        category_id: Id<CategoryId>,
+    ) -> Res<bool> {
+        let cmd = GuildCommand::DeleteCategory { category: category_id.0 };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn create_invite(&self, ctx: &Context<'_>, input: CreateInviteInput) -> Res<InviteObj> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &input.guild_id)?;
+        let guild = input.guild_id.0;
         let code = invite_code();
         let expires_at = input.expires_in_seconds.map(|s| now().plus_millis(u64::from(s) * 1000));
         let cmd = GuildCommand::CreateInvite { code: code.clone(), max_uses: input.max_uses, expires_at };
@@ -281,9 +282,9 @@ impl Mutation {
     }
 
     /// Revokes an invite: its creator may, and anyone with MANAGE_GUILD.
-    async fn revoke_invite(&self, ctx: &Context<'_>, guild_id: ID, code: String) -> Res<bool> {
+    async fn revoke_invite(&self, ctx: &Context<'_>, guild_id: Id<GuildId>, code: String) -> Res<bool> {
         let cmd = GuildCommand::RevokeInvite { code: parse_id("code", &code)? };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
@@ -301,15 +302,15 @@ impl Mutation {
         Ok(api.guild_obj(&viewer(ctx)?.user, guild).await?)
     }
 
-    async fn leave_guild(&self, ctx: &Context<'_>, guild_id: ID) -> Res<bool> {
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, GuildCommand::Leave).await?;
+    async fn leave_guild(&self, ctx: &Context<'_>, guild_id: Id<GuildId>) -> Res<bool> {
+        api(ctx).guild_cmd(ctx, guild_id.0, GuildCommand::Leave).await?;
         Ok(true)
     }
 
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Res<Message> {
         let api = api(ctx);
-        let channel: ChannelId = parse_id("channelId", &input.channel_id)?;
-        let reply_to = input.reply_to.as_ref().map(|r| parse_id::<MessageId>("replyTo", r)).transpose()?;
+        let channel: ChannelId = input.channel_id.0;
+        let reply_to = input.reply_to.map(|r| r.0);
         let (mentions, mentions_everyone) = mentions(&input.body);
         let cmd = MessageCommand::Post { text: input.body.clone(), reply_to, mentions, mentions_everyone };
         let done = api.message_cmd(ctx, channel, cmd).await?;
@@ -329,9 +330,9 @@ impl Mutation {
         }))
     }
 
-    async fn edit_message(&self, ctx: &Context<'_>, id: ID, body: String) -> Res<Message> {
+    async fn edit_message(&self, ctx: &Context<'_>, id: Id<MessageId>, body: String) -> Res<Message> {
         let api = api(ctx);
-        let message: MessageId = parse_id("id", &id)?;
+        let message: MessageId = id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::Edit { message, text: body }).await?;
         api.read_your_writes(ctx, &["timeline"]).await?;
@@ -341,34 +342,39 @@ impl Mutation {
         Ok(Message(rows.into_iter().next().ok_or_else(|| ApiError::not_found("the message is gone"))?))
     }
 
-    async fn delete_message(&self, ctx: &Context<'_>, id: ID, #[graphql(default)] reason: String) -> Res<bool> {
+    async fn delete_message(
+        &self,
+        ctx: &Context<'_>,
+        id: Id<MessageId>,
+        #[graphql(default)] reason: String,
+    ) -> Res<bool> {
         let api = api(ctx);
-        let message: MessageId = parse_id("id", &id)?;
+        let message: MessageId = id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::Redact { message, reason }).await?;
         Ok(true)
     }
 
-    async fn add_reaction(&self, ctx: &Context<'_>, message_id: ID, emoji: String) -> Res<bool> {
+    async fn add_reaction(&self, ctx: &Context<'_>, message_id: Id<MessageId>, emoji: String) -> Res<bool> {
         let api = api(ctx);
-        let message: MessageId = parse_id("messageId", &message_id)?;
+        let message: MessageId = message_id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::React { message, emoji }).await?;
         Ok(true)
     }
 
-    async fn remove_reaction(&self, ctx: &Context<'_>, message_id: ID, emoji: String) -> Res<bool> {
+    async fn remove_reaction(&self, ctx: &Context<'_>, message_id: Id<MessageId>, emoji: String) -> Res<bool> {
         let api = api(ctx);
-        let message: MessageId = parse_id("messageId", &message_id)?;
+        let message: MessageId = message_id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::Unreact { message, emoji }).await?;
         Ok(true)
     }
 
     /// Tells the channel the viewer is typing (not stored; no cursor).
-    async fn typing(&self, ctx: &Context<'_>, channel_id: ID) -> Res<bool> {
+    async fn typing(&self, ctx: &Context<'_>, channel_id: Id<ChannelId>) -> Res<bool> {
         let api = api(ctx);
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: ChannelId = channel_id.0;
         let me = api.actor(ctx).await?;
         let g = api.channel_view(&me, channel).await?;
         if !g.channel_permissions(&me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
@@ -380,7 +386,7 @@ impl Mutation {
 
     async fn create_role(&self, ctx: &Context<'_>, input: CreateRoleInput) -> Res<RoleObj> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &input.guild_id)?;
+        let guild = input.guild_id.0;
         let role = RoleId::from_bytes(random16());
         let permissions = permissions_of(&input.permissions);
         api.guild_cmd(ctx, guild, GuildCommand::CreateRole { role, name: input.name, permissions }).await?;
@@ -390,26 +396,31 @@ impl Mutation {
 
     async fn update_role(&self, ctx: &Context<'_>, input: UpdateRoleInput) -> Res<RoleObj> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &input.guild_id)?;
-        let role: RoleId = parse_id("roleId", &input.role_id)?;
+        let guild = input.guild_id.0;
+        let role: RoleId = input.role_id.0;
         let permissions = input.permissions.as_deref().map(permissions_of);
         api.guild_cmd(ctx, guild, GuildCommand::UpdateRole { role, name: input.name, permissions }).await?;
         let g = api.member_view(&viewer(ctx)?.user, guild).await?;
         super::types::role_obj(&g, role).ok_or_else(|| ApiError::not_found("the role is gone").into())
     }
 
-    async fn delete_role(&self, ctx: &Context<'_>, guild_id: ID, role_id: ID) -> Res<bool> {
-        let cmd = GuildCommand::DeleteRole { role: parse_id("roleId", &role_id)? };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+    async fn delete_role(&self, ctx: &Context<'_>, guild_id: Id<GuildId>, role_id: Id<RoleId>) -> Res<bool> {
+        let cmd = GuildCommand::DeleteRole { role: role_id.0 };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     /// Sets the order of the roles: every role but `@everyone`, lowest first. Returns the
     /// roles highest first, as `Guild.roles` does.
-    async fn reorder_roles(&self, ctx: &Context<'_>, guild_id: ID, role_ids: Vec<ID>) -> Res<Vec<RoleObj>> {
+    async fn reorder_roles(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: Id<GuildId>,
+        role_ids: Vec<Id<RoleId>>,
+    ) -> Res<Vec<RoleObj>> {
         let api = api(ctx);
-        let guild = parse_id("guildId", &guild_id)?;
-        let order = role_ids.iter().map(|r| parse_id::<RoleId>("roleIds", r)).collect::<Result<_, _>>()?;
+        let guild = guild_id.0;
+        let order = role_ids.into_iter().map(|r| r.0).collect();
         api.guild_cmd(ctx, guild, GuildCommand::ReorderRoles { order }).await?;
         let g = api.member_view(&viewer(ctx)?.user, guild).await?;
         Ok(super::types::roles_of(&g))
@@ -418,38 +429,38 @@ impl Mutation {
     async fn assign_role(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
-        role_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
+        role_id: Id<RoleId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
-        let cmd = GuildCommand::AssignRole { user: user_arg(&user_id)?, role: parse_id("roleId", &role_id)?, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::AssignRole { user: user_id.0, role: role_id.0, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn unassign_role(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
-        role_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
+        role_id: Id<RoleId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
-        let cmd = GuildCommand::UnassignRole { user: user_arg(&user_id)?, role: parse_id("roleId", &role_id)?, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::UnassignRole { user: user_id.0, role: role_id.0, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn kick_member(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
-        let cmd = GuildCommand::Kick { user: user_arg(&user_id)?, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::Kick { user: user_id.0, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
@@ -457,25 +468,25 @@ impl Mutation {
     async fn ban_member(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         #[graphql(default)] reason: String,
         #[graphql(default, validator(maximum = 604_800))] delete_message_seconds: u32,
     ) -> Res<bool> {
-        let cmd = GuildCommand::Ban { user: user_arg(&user_id)?, reason, purge_seconds: delete_message_seconds };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::Ban { user: user_id.0, reason, purge_seconds: delete_message_seconds };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn unban_member(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
-        let cmd = GuildCommand::Unban { user: user_arg(&user_id)?, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::Unban { user: user_id.0, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
@@ -483,36 +494,36 @@ impl Mutation {
     async fn timeout_member(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         #[graphql(validator(minimum = 1, maximum = 2_419_200))] seconds: u32,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
         let until = now().plus_millis(u64::from(seconds) * 1000);
-        let cmd = GuildCommand::Timeout { user: user_arg(&user_id)?, until, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::Timeout { user: user_id.0, until, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn remove_timeout(
         &self,
         ctx: &Context<'_>,
-        guild_id: ID,
-        user_id: ID,
+        guild_id: Id<GuildId>,
+        user_id: Id<UserId>,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
-        let cmd = GuildCommand::RemoveTimeout { user: user_arg(&user_id)?, reason };
-        api(ctx).guild_cmd(ctx, parse_id("guildId", &guild_id)?, cmd).await?;
+        let cmd = GuildCommand::RemoveTimeout { user: user_id.0, reason };
+        api(ctx).guild_cmd(ctx, guild_id.0, cmd).await?;
         Ok(true)
     }
 
     async fn set_slow_mode(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
+        channel_id: Id<ChannelId>,
         #[graphql(validator(maximum = 21_600))] seconds: u32,
     ) -> Res<ChannelObj> {
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: ChannelId = channel_id.0;
         api(ctx).changed_channel(ctx, channel, GuildCommand::SetSlowMode { channel, seconds }).await
     }
 
@@ -520,11 +531,11 @@ impl Mutation {
     async fn update_channel(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
+        channel_id: Id<ChannelId>,
         name: Option<String>,
         topic: Option<String>,
     ) -> Res<ChannelObj> {
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: ChannelId = channel_id.0;
         api(ctx).changed_channel(ctx, channel, GuildCommand::UpdateChannel { channel, name, topic }).await
     }
 
@@ -533,18 +544,18 @@ impl Mutation {
     async fn move_channel(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
-        category_id: Option<ID>,
+        channel_id: Id<ChannelId>,
+        category_id: Option<Id<CategoryId>>,
         #[graphql(validator(maximum = 10_000))] position: Option<u32>,
     ) -> Res<ChannelObj> {
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
-        let category = category_id.as_ref().map(|c| parse_id::<CategoryId>("categoryId", c)).transpose()?;
+        let channel: ChannelId = channel_id.0;
+        let category = category_id.map(|c| c.0);
         api(ctx).changed_channel(ctx, channel, GuildCommand::MoveChannel { channel, category, position }).await
     }
 
     /// Deletes a channel; its messages stay in the event log.
-    async fn delete_channel(&self, ctx: &Context<'_>, channel_id: ID) -> Res<bool> {
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+    async fn delete_channel(&self, ctx: &Context<'_>, channel_id: Id<ChannelId>) -> Res<bool> {
+        let channel: ChannelId = channel_id.0;
         api(ctx).channel_cmd(ctx, channel, GuildCommand::DeleteChannel { channel }).await?;
         Ok(true)
     }
@@ -552,11 +563,11 @@ impl Mutation {
     async fn lock_channel(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
+        channel_id: Id<ChannelId>,
         locked: bool,
         #[graphql(default)] reason: String,
     ) -> Res<ChannelObj> {
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: ChannelId = channel_id.0;
         api(ctx).changed_channel(ctx, channel, GuildCommand::LockChannel { channel, locked, reason }).await
     }
 
@@ -564,18 +575,18 @@ impl Mutation {
     async fn set_channel_overwrite(
         &self,
         ctx: &Context<'_>,
-        channel_id: ID,
-        role_id: Option<ID>,
-        user_id: Option<ID>,
+        channel_id: Id<ChannelId>,
+        role_id: Option<Id<RoleId>>,
+        user_id: Option<Id<UserId>>,
         allow: Vec<Permission>,
         deny: Vec<Permission>,
     ) -> Res<bool> {
         use openguild_domain::permissions::OverwriteTarget;
         let api = api(ctx);
-        let channel: ChannelId = parse_id("channelId", &channel_id)?;
+        let channel: ChannelId = channel_id.0;
         let target = match (role_id, user_id) {
-            (Some(r), None) => OverwriteTarget::Role(parse_id("roleId", &r)?),
-            (None, Some(u)) => OverwriteTarget::Member(user_arg(&u)?),
+            (Some(r), None) => OverwriteTarget::Role(r.0),
+            (None, Some(u)) => OverwriteTarget::Member(u.0),
             _ => return Err(ApiError::invalid("target", "give roleId or userId, one of them").into()),
         };
         let cmd = GuildCommand::SetOverwrite {
@@ -588,9 +599,9 @@ impl Mutation {
         Ok(true)
     }
 
-    async fn report_message(&self, ctx: &Context<'_>, message_id: ID, reason: String) -> Res<Report> {
+    async fn report_message(&self, ctx: &Context<'_>, message_id: Id<MessageId>, reason: String) -> Res<Report> {
         let api = api(ctx);
-        let message: MessageId = parse_id("messageId", &message_id)?;
+        let message: MessageId = message_id.0;
         let channel = api.channel_of_message(&message).await?;
         let me = viewer(ctx)?.user.clone();
         let guild = api.commands.guild_of(channel).await.map_err(ApiError::from)?;
@@ -624,10 +635,15 @@ impl Mutation {
     }
 
     /// Takes a report for a moderator (`userId` absent: hands it back to the open queue).
-    async fn assign_report(&self, ctx: &Context<'_>, report_id: ID, user_id: Option<ID>) -> Res<bool> {
+    async fn assign_report(
+        &self,
+        ctx: &Context<'_>,
+        report_id: Id<ReportId>,
+        user_id: Option<Id<UserId>>,
+    ) -> Res<bool> {
         let api = api(ctx);
-        let report: ReportId = parse_id("reportId", &report_id)?;
-        let assignee = user_id.as_ref().map(user_arg).transpose()?;
+        let report: ReportId = report_id.0;
+        let assignee = user_id.map(|u| u.0);
         let guild = api.guild_of_report(&report).await?;
         api.guild_cmd(ctx, guild, GuildCommand::AssignReport { report, assignee }).await?;
         Ok(true)
@@ -636,12 +652,12 @@ impl Mutation {
     async fn resolve_report(
         &self,
         ctx: &Context<'_>,
-        report_id: ID,
+        report_id: Id<ReportId>,
         action: ReportAction,
         #[graphql(default)] reason: String,
     ) -> Res<bool> {
         let api = api(ctx);
-        let report: ReportId = parse_id("reportId", &report_id)?;
+        let report: ReportId = report_id.0;
         let guild = api.guild_of_report(&report).await?;
         api.guild_cmd(ctx, guild, GuildCommand::ResolveReport { report, action: action.into(), reason }).await?;
         Ok(true)
