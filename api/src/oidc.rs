@@ -26,9 +26,9 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::clock::now;
 use crate::commands::random16;
 use crate::errors::ApiError;
-use crate::gql::now;
 use crate::{Api, AppState};
 
 /// One configured provider (`[api.oidc.NAME]`).

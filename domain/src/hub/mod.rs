@@ -211,6 +211,17 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
         C::LinkExternalUser { external_id, user } => {
             policy::may_provision(hub, actor)?;
             let external_id = validate::text("externalId", external_id, MAX_EXTERNAL_ID)?;
+            // Sign-on subjects are linked by the hub itself when someone signs in; a host
+            // application naming one in advance would take over that person's account.
+            if external_id.starts_with(policy::SIGN_ON_PREFIX) && *actor != HubActor::Console {
+                return Err(DomainError::invalid(
+                    "externalId",
+                    format!(
+                        "ids starting with {:?} are reserved for single sign-on; choose another",
+                        policy::SIGN_ON_PREFIX
+                    ),
+                ));
+            }
             if let Some(existing) = hub.external_users.get(&external_id) {
                 return Err(DomainError::conflict(format!("external id {external_id:?} is already {existing}")));
             }
@@ -382,5 +393,14 @@ mod tests {
         let hub = apply(hub.clone(), decide(&hub, &service(&hub_scope), &link).unwrap(), &root);
         assert!(matches!(decide(&hub, &service(&hub_scope), &link), Err(DomainError::Conflict(_))));
         assert_eq!(hub.external_users.get("crm-1"), Some(&other));
+        // A sign-on subject is the hub's own to link, never a service's or an operator's.
+        let claim = HubCommand::LinkExternalUser {
+            external_id: format!("{}https://id.example sub-1", policy::SIGN_ON_PREFIX),
+            user: other.clone(),
+        };
+        for actor in [service(&hub_scope), HubActor::User(root.clone())] {
+            assert!(matches!(decide(&hub, &actor, &claim), Err(DomainError::InvalidInput { .. })), "{actor:?}");
+        }
+        assert!(decide(&hub, &HubActor::Console, &claim).is_ok());
     }
 }
