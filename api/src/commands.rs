@@ -79,6 +79,12 @@ impl Commands {
         }
     }
 
+    /// The hub's signing key (for what is signed outside the command path: the published
+    /// key document, federation requests).
+    pub fn key(&self) -> &ServerKey {
+        &self.key
+    }
+
     /// How many aggregates this node holds in memory (guilds, channels, accounts).
     pub fn cached(&self) -> (usize, usize, usize) {
         (self.guilds.len(), self.channels.len(), self.accounts.len())

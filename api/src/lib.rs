@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod errors;
 pub mod fanout;
+mod federation;
 pub mod gql;
 mod http;
 pub mod limits;
@@ -396,6 +397,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
+        .route("/_openguild/federation/v1/keys", get(federation::keys))
         .fallback(move |req: axum::extract::Request| {
             let client = client.clone();
             async move { client.serve(req).await }

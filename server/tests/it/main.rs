@@ -5,6 +5,7 @@
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
+//! - `federation`: between hubs: the published, self-signed keys.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 //! - `hardening`: what hostile tries found (purges, forged tokens, slow clients, throttles,
 //!   bounds, settings from the environment), each pinned.
@@ -17,6 +18,7 @@
 
 mod cli;
 mod crash;
+mod federation;
 mod graphql;
 mod hardening;
 mod hub;
