@@ -1,16 +1,137 @@
-//! The federation endpoints peers call (`/_openguild/federation/v1/…`); what they decide is
-//! in the `openguild-federation` crate, this module only speaks HTTP.
+//! The federation endpoints peers call (`/_openguild/federation/v1/…`). What they decide is
+//! in the `openguild-federation` crate and `domain::event::verify`; this module speaks HTTP
+//! and keeps what a node remembers about its peers: their keys (fetched and cached), the
+//! request signatures it accepted (replays), the answers to recent transactions.
 //!
 //! - `GET keys`: this hub's key document, self-signed (docs/PROTOCOL.md, "Keys").
+//! - `PUT send/{txn_id}`: a transaction of at most 50 events. The request is checked first
+//!   (peer, destination, time, replay, signature); then each event on its own, and each
+//!   refused with its reason while the others are still taken (docs/PROTOCOL.md,
+//!   "Transactions").
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
-use openguild_domain::Timestamp;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use openguild_domain::event::{self, PublishedKey};
+use openguild_domain::{KeyId, KeyRing, RawEvent, ServerName, SignedEvent, StreamId, Timestamp};
 use openguild_federation::keys::KeyDocument;
+use openguild_federation::peers::Peer;
+use openguild_federation::request::{Credentials, Receiver, Replays, Request};
+use openguild_store::{ExpectedVersion, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::clock::now;
-use crate::{AppState, error};
+use crate::{Api, AppState, error};
+
+/// The most events in one transaction.
+pub const MAX_EVENTS: usize = 50;
+/// The most ephemeral notices in one transaction.
+pub const MAX_NOTICES: usize = 100;
+/// How often a peer's keys may be fetched when an unknown key id shows up.
+const REFETCH_EVERY: Duration = Duration::from_secs(60);
+/// How many transaction answers are kept for retries.
+const ANSWERS_KEPT: usize = 1_024;
+
+/// What this node keeps about its peers.
+pub(crate) struct Federation {
+    peers: BTreeMap<ServerName, Peer>,
+    keys: Mutex<HashMap<ServerName, PeerKeys>>,
+    replays: Mutex<Replays>,
+    answers: Mutex<HashMap<(ServerName, String), serde_json::Value>>,
+    http: reqwest::Client,
+}
+
+struct PeerKeys {
+    keys: Vec<(KeyId, PublishedKey)>,
+    fetched: Instant,
+}
+
+impl Federation {
+    pub(crate) fn new(peers: BTreeMap<ServerName, Peer>) -> Self {
+        Self {
+            peers,
+            keys: Mutex::default(),
+            replays: Mutex::default(),
+            answers: Mutex::default(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+        }
+    }
+
+    fn is_peer(&self, name: &ServerName) -> bool {
+        self.peers.contains_key(name)
+    }
+
+    /// `origin`'s key `key_id` if it is known and valid at `at` (`None` for any time).
+    fn key(&self, origin: &ServerName, key_id: &KeyId, at: Option<Timestamp>) -> Option<[u8; 32]> {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, k) = keys.get(origin)?.keys.iter().find(|(id, _)| id == key_id)?;
+        let valid = at.is_none_or(|t| t >= k.valid_from && k.valid_until.is_none_or(|until| t < until));
+        valid.then_some(k.public_key)
+    }
+
+    /// Fetches `origin`'s key document if its keys are unknown, or if `key_id` is not among
+    /// them and they were last fetched more than a minute ago.
+    async fn ensure_keys(&self, origin: &ServerName, key_id: &KeyId) {
+        let stale = {
+            let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            match keys.get(origin) {
+                None => true,
+                Some(k) => !k.keys.iter().any(|(id, _)| id == key_id) && k.fetched.elapsed() >= REFETCH_EVERY,
+            }
+        };
+        let Some(url) = self.peers.get(origin).and_then(|p| p.url.clone()).filter(|_| stale) else { return };
+        let fetched = async {
+            let doc: KeyDocument = self
+                .http
+                .get(format!("{url}/_openguild/federation/v1/keys"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok::<_, reqwest::Error>(doc)
+        }
+        .await;
+        let keys = match fetched {
+            Ok(doc) => match doc.verify(origin) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(peer = %origin, error = %e, "federation: the peer's key document does not verify");
+                    Vec::new()
+                }
+            },
+            Err(e) => {
+                tracing::warn!(peer = %origin, error = %e, "federation: fetching the peer's keys failed");
+                Vec::new()
+            }
+        };
+        // Remembered even when empty, so an unreachable peer is asked at most once a minute.
+        let mut all = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = all.entry(origin.clone()).or_insert(PeerKeys { keys: Vec::new(), fetched: Instant::now() });
+        if !keys.is_empty() {
+            entry.keys = keys;
+        }
+        entry.fetched = Instant::now();
+    }
+
+    fn ring(&self, origin: &ServerName) -> KeyRing {
+        let mut ring = KeyRing::default();
+        if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(origin) {
+            for (id, key) in &k.keys {
+                ring.insert(origin.clone(), id.clone(), key.clone());
+            }
+        }
+        ring
+    }
+}
 
 /// `GET /_openguild/federation/v1/keys`: no authentication (keys are public); a peer checks
 /// the document's own signature.
@@ -24,6 +145,188 @@ pub(crate) async fn keys(State(api): State<AppState>) -> Response {
                 "INTERNAL",
                 "the key document could not be signed; it has been logged",
             )
+        }
+    }
+}
+
+/// One event as it travels: its three stored byte strings, base64.
+#[derive(Serialize, Deserialize)]
+pub struct WireEvent {
+    pub core: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub signatures: String,
+}
+
+impl WireEvent {
+    pub fn of(raw: &RawEvent) -> WireEvent {
+        WireEvent {
+            core: B64.encode(&raw.core),
+            body: raw.body.as_ref().map(|b| B64.encode(b)),
+            signatures: B64.encode(&raw.signatures),
+        }
+    }
+
+    fn raw(&self) -> Result<RawEvent, String> {
+        let bytes = |what: &str, text: &str| {
+            B64.decode(text.trim_end_matches('=')).map_err(|_| format!("{what} is not base64"))
+        };
+        let core = bytes("core", &self.core)?;
+        let id = openguild_domain::EventId::from_hash(event::hash(event::context::EVENT_ID, &core));
+        Ok(RawEvent {
+            id,
+            core,
+            body: self.body.as_deref().map(|b| bytes("body", b)).transpose()?,
+            signatures: bytes("signatures", &self.signatures)?,
+        })
+    }
+}
+
+/// A transaction's body.
+#[derive(Serialize, Deserialize)]
+pub struct Transaction {
+    pub events: Vec<WireEvent>,
+    #[serde(default)]
+    pub notices: Vec<serde_json::Value>,
+}
+
+/// `PUT /_openguild/federation/v1/send/{txn_id}`.
+pub(crate) async fn send(
+    State(api): State<AppState>,
+    Path(txn_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let request = Request { method: "PUT", target, body: &body };
+    let origin = match api.authenticate_peer(authorization, &request).await {
+        Ok(origin) => origin,
+        Err(response) => return response,
+    };
+    let known =
+        api.peers.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&(origin.clone(), txn_id.clone())).cloned();
+    if let Some(answer) = known {
+        return Json(answer).into_response();
+    }
+    let txn: Transaction = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                &format!("the transaction is not {{events, notices}}: {e}"),
+            );
+        }
+    };
+    if txn.events.len() > MAX_EVENTS || txn.notices.len() > MAX_NOTICES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            &format!(
+                "a transaction holds at most {MAX_EVENTS} events and {MAX_NOTICES} notices (this one: {} and {}); split it",
+                txn.events.len(),
+                txn.notices.len()
+            ),
+        );
+    }
+    let mut results = serde_json::Map::new();
+    for (i, wire) in txn.events.iter().enumerate() {
+        let (id, outcome) = match api.receive(&origin, wire).await {
+            Ok(id) => (id, json!({ "accepted": true })),
+            Err((id, why)) => {
+                crate::metrics::refused("federation_event");
+                tracing::info!(peer = %origin, event = %id, reason = %why, "federation: event refused");
+                (id, json!({ "refused": why }))
+            }
+        };
+        let key = if id.is_empty() { format!("#{i}") } else { id };
+        results.insert(key, outcome);
+    }
+    let answer = json!({ "events": results });
+    let mut answers = api.peers.answers.lock().unwrap_or_else(|p| p.into_inner());
+    if answers.len() >= ANSWERS_KEPT {
+        answers.clear();
+    }
+    answers.insert((origin, txn_id), answer.clone());
+    Json(answer).into_response()
+}
+
+impl Api {
+    /// The peer a signed request comes from, or the refusal to answer (docs/PROTOCOL.md,
+    /// "Request signatures"): the order of the checks is the protocol's.
+    async fn authenticate_peer(
+        &self,
+        authorization: Option<&str>,
+        request: &Request<'_>,
+    ) -> Result<ServerName, Response> {
+        // An unknown key of a peer is fetched before the checks, which stay synchronous.
+        if let Some(c) = authorization.and_then(|a| Credentials::parse(a).ok())
+            && self.peers.is_peer(&c.origin)
+        {
+            self.peers.ensure_keys(&c.origin, &c.key).await;
+        }
+        let is_peer = |s: &ServerName| self.peers.is_peer(s);
+        let key = |s: &ServerName, k: &KeyId| self.peers.key(s, k, Some(now()));
+        let receiver = Receiver { us: &self.server, is_peer: &is_peer, key: &key };
+        let mut replays = self.peers.replays.lock().unwrap_or_else(|p| p.into_inner());
+        receiver.check(authorization, request, now(), &mut replays).map_err(|refusal| {
+            crate::metrics::refused("federation_request");
+            tracing::info!(refusal = %refusal, "federation: request refused");
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let code = if status == StatusCode::FORBIDDEN { "FORBIDDEN" } else { "UNAUTHENTICATED" };
+            error(status, code, &refusal.to_string())
+        })
+    }
+
+    /// Verifies one event from `origin` and appends it as it was signed: its id, or the id
+    /// (empty if unknown) and why it was refused.
+    async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, (String, String)> {
+        let raw = wire.raw().map_err(|why| (String::new(), why))?;
+        let id = raw.id.to_string();
+        let refuse = |why: String| (id.clone(), why);
+        let size = raw.core.len() + raw.body.as_ref().map_or(0, Vec::len) + raw.signatures.len();
+        if size > openguild_store::DEFAULT_MAX_EVENT_BYTES {
+            return Err(refuse(format!(
+                "{size} bytes; an event is at most {}",
+                openguild_store::DEFAULT_MAX_EVENT_BYTES
+            )));
+        }
+        // The cheap, strict decode first: it names the event's origin and key.
+        let decoded = raw.decode_strict().map_err(|e| refuse(e.to_string()))?;
+        let core = &decoded.core;
+        if core.origin != *origin {
+            return Err(refuse(format!(
+                "signed by {}, not by the hub that sent it ({origin}); an event reaches a hub from its origin",
+                core.origin
+            )));
+        }
+        if core.sender.server() != core.origin {
+            return Err(refuse(format!(
+                "the sender {} does not live on the hub that signed it ({})",
+                core.sender, core.origin
+            )));
+        }
+        if !matches!(core.stream, StreamId::Guild(_) | StreamId::Channel(_)) {
+            return Err(refuse(format!("stream {} does not travel between hubs", core.stream)));
+        }
+        for key_id in decoded.signatures.get(origin).into_iter().flatten().map(|(k, _)| k) {
+            if self.peers.key(origin, key_id, None).is_none() {
+                self.peers.ensure_keys(origin, key_id).await;
+            }
+        }
+        let event = event::verify(&raw, &self.peers.ring(origin)).map_err(|e| refuse(e.to_string()))?;
+        let stream = event.core.stream.clone();
+        let seq = event.core.seq;
+        let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
+        match self.store.append(&stream, expected, vec![SignedEvent { event, raw }]).await {
+            Ok(_) => Ok(id),
+            Err(StoreError::Conflict { actual, .. }) => Err(refuse(format!(
+                "stream {stream} is at seq {} here, and this event is seq {seq}: send the events in between first",
+                actual.unwrap_or(0)
+            ))),
+            Err(e) => Err(refuse(format!("not stored: {e}"))),
         }
     }
 }

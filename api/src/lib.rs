@@ -11,7 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod errors;
 pub mod fanout;
-mod federation;
+pub mod federation;
 pub mod gql;
 mod http;
 pub mod limits;
@@ -99,6 +99,14 @@ impl Default for ApiSettings {
     }
 }
 
+/// The hub's peers: the allowlist (`name=url`) and the outbox pull's bearer tokens
+/// (token → peer).
+#[derive(Default)]
+pub struct Peers {
+    pub tokens: HashMap<String, String>,
+    pub hubs: std::collections::BTreeMap<ServerName, openguild_federation::peers::Peer>,
+}
+
 /// Everything the handlers share.
 pub struct Api {
     pub store: Arc<dyn EventStore>,
@@ -111,6 +119,8 @@ pub struct Api {
     pub schema: gql::AppSchema,
     /// Federation outbox pull: bearer token → the peer it authenticates.
     pub peer_tokens: HashMap<String, String>,
+    /// The allowlisted peer hubs, and what federation keeps about them on this node.
+    pub(crate) peers: federation::Federation,
     /// `settings.trusted_proxies`, parsed.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Each user's last write on this node: their reads wait for it.
@@ -131,7 +141,7 @@ impl Api {
         projections: Arc<Projections>,
         key: openguild_domain::ServerKey,
         settings: ApiSettings,
-        peer_tokens: HashMap<String, String>,
+        peers: Peers,
     ) -> Result<Arc<Api>, ApiError> {
         let server = key.server().clone();
         let trusted_proxies = settings
@@ -166,7 +176,8 @@ impl Api {
             settings,
             limiter,
             fanout,
-            peer_tokens,
+            peer_tokens: peers.tokens,
+            peers: federation::Federation::new(peers.hubs),
             trusted_proxies,
             writes: Default::default(),
             sockets: Default::default(),
@@ -398,6 +409,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
+        .route("/_openguild/federation/v1/send/{txn_id}", axum::routing::put(federation::send))
         .fallback(move |req: axum::extract::Request| {
             let client = client.clone();
             async move { client.serve(req).await }

@@ -55,9 +55,8 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let key = keys::load_or_create(&place.data_dir, server)?;
     let store = openguild_store::open(&place.store_url(), Options::default()).await?;
     let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
-    let projections = Arc::new(
-        Projections::start(db, store.clone(), openguild_projections::all(place.federation.peers.clone())).await?,
-    );
+    let projections =
+        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(place.peer_names()?)).await?);
     let peer_tokens: HashMap<String, String> =
         place.federation.peer_tokens.iter().map(|(peer, token)| (token.expose().to_owned(), peer.clone())).collect();
     let listener =
@@ -65,7 +64,8 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     if place.api.public_url.is_none() {
         place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
-    let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peer_tokens)
+    let peers = openguild_api::Peers { tokens: peer_tokens, hubs: place.peers()? };
+    let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peers)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;
     let app = openguild_api::router(api.clone(), place.ui_dir.clone());

@@ -50,7 +50,8 @@ pub struct Settings {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Federation {
-    /// Allowlisted peer hubs, whose members' guilds fill the outbox.
+    /// Allowlisted peer hubs, as `name=base-url` (or a bare `name` for a peer that only
+    /// pulls), whose members' guilds fill the outbox.
     pub peers: Vec<String>,
     /// Bearer token of each peer for the outbox pull, by peer name.
     pub peer_tokens: BTreeMap<String, Secret>,
@@ -153,6 +154,19 @@ impl Settings {
         let mut out = Vec::new();
         walk("", &toml::Value::try_from(Settings::default())?, &mut out);
         Ok(out)
+    }
+
+    /// The allowlisted peers, read (docs/PROTOCOL.md, "Peers").
+    pub fn peers(
+        &self,
+    ) -> anyhow::Result<std::collections::BTreeMap<openguild_domain::ServerName, openguild_federation::peers::Peer>>
+    {
+        Ok(openguild_federation::peers::parse(&self.federation.peers)?)
+    }
+
+    /// The peers' names, as the outbox projection files events under them.
+    pub fn peer_names(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.peers()?.into_keys().map(|n| n.to_string()).collect())
     }
 
     pub fn store_url(&self) -> String {

@@ -1,5 +1,6 @@
-//! Federation between real hubs: what a peer fetches and checks. (Transactions, the inbox
-//! and the sender come next: docs/PROTOCOL.md says what is built.)
+//! Federation against a real hub: the keys it publishes, and its inbox facing a peer under
+//! the test's control (its own keys served over HTTP, crafted requests and events). The
+//! sender comes next: docs/PROTOCOL.md says what is built.
 
 use openguild_domain::KeyRing;
 use openguild_federation::keys::KeyDocument;
@@ -40,4 +41,195 @@ async fn a_hub_publishes_its_keys_self_signed_and_every_event_it_signed_verifies
         openguild_domain::event::verify(&e.raw, &ring).unwrap_or_else(|err| panic!("{}: {err}", e.event.id));
     }
     store.close().await;
+}
+
+/// A peer hub under the test's control: its own key, its key document served over real HTTP,
+/// and requests it crafts.
+struct TestPeer {
+    key: openguild_domain::ServerKey,
+    url: String,
+}
+
+impl TestPeer {
+    /// `name`'s peer with key `seed`, serving its key document on an ephemeral port.
+    fn start(name: &str, seed: u8) -> TestPeer {
+        use std::io::{Read, Write};
+        let key =
+            openguild_domain::ServerKey::from_seed(name.parse().unwrap(), "ed25519:p1".parse().unwrap(), [seed; 32]);
+        let now = openguild_domain::Timestamp::from_millis(now_ms()).unwrap();
+        let doc = KeyDocument::publish(&key, openguild_domain::Timestamp::default(), Default::default(), now).unwrap();
+        let body = serde_json::to_string(&doc).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        TestPeer { key, url }
+    }
+
+    /// Signs an event of `stream` at `seq` after `prev`, sent by `@p` of this peer.
+    fn event(
+        &self,
+        stream: openguild_domain::StreamId,
+        seq: u64,
+        prev: Option<openguild_domain::EventId>,
+        body: openguild_domain::EventBody,
+    ) -> openguild_domain::SignedEvent {
+        let sender: openguild_domain::UserId = format!("@p:{}", self.key.server()).parse().unwrap();
+        let unsigned = openguild_domain::UnsignedEvent {
+            stream,
+            seq,
+            prev: prev.into_iter().collect(),
+            auth: vec![],
+            sender,
+            ts: openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
+            body,
+        };
+        openguild_domain::event::sign(unsigned, &self.key).unwrap()
+    }
+
+    /// A guild created by this peer's `@p`: the create event and the guild's stream.
+    fn guild(&self, nonce: u8) -> (openguild_domain::SignedEvent, openguild_domain::StreamId) {
+        let sender: openguild_domain::UserId = format!("@p:{}", self.key.server()).parse().unwrap();
+        let at = openguild_domain::Timestamp::from_millis(now_ms()).unwrap();
+        let (g, body) = openguild_domain::guild::create(&sender, self.key.server(), "Remote", [nonce; 16], at).unwrap();
+        let stream = openguild_domain::StreamId::Guild(g);
+        (self.event(stream.clone(), 1, None, body), stream)
+    }
+
+    /// PUTs a transaction of `events` (already as JSON) to `hub`, signed for `destination`
+    /// at `created_ms`: the status and the answer.
+    async fn send(
+        &self,
+        hub: &Server,
+        destination: &str,
+        txn: &str,
+        events: Vec<serde_json::Value>,
+        created_ms: u64,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(&json!({ "events": events })).unwrap();
+        self.put(hub, destination, txn, body, created_ms).await
+    }
+
+    async fn put(
+        &self,
+        hub: &Server,
+        destination: &str,
+        txn: &str,
+        body: Vec<u8>,
+        created_ms: u64,
+    ) -> (u16, serde_json::Value) {
+        let target = format!("/_openguild/federation/v1/send/{txn}");
+        let request = openguild_federation::request::Request { method: "PUT", target: &target, body: &body };
+        let header = openguild_federation::request::authorization(
+            &self.key,
+            &destination.parse().unwrap(),
+            &request,
+            openguild_domain::Timestamp::from_millis(created_ms).unwrap(),
+        );
+        let response = reqwest::Client::new()
+            .put(format!("{}{target}", hub.url))
+            .header("authorization", header)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn wire(e: &openguild_domain::SignedEvent) -> serde_json::Value {
+    serde_json::to_value(openguild_api::federation::WireEvent::of(&e.raw)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_the_good_ones() {
+    let peer = TestPeer::start("peer.test", 11);
+    let stranger = TestPeer::start("stranger.test", 12);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+
+    // The request: each refusal in the protocol's order, answered before the body is read.
+    let (create, stream) = peer.guild(1);
+    let good = vec![wire(&create)];
+    assert_eq!(stranger.send(&hub, "hub.test", "s1", good.clone(), now_ms()).await.0, 403, "not a peer");
+    assert_eq!(peer.send(&hub, "other.test", "t0", good.clone(), now_ms()).await.0, 401, "another destination");
+    assert_eq!(peer.send(&hub, "hub.test", "t0", good.clone(), now_ms() - 6 * 60_000).await.0, 401, "stale");
+    let body = serde_json::to_vec(&json!({ "events": good })).unwrap();
+    let mut forged = TestPeer::start("peer.test", 99);
+    forged.url = peer.url.clone();
+    assert_eq!(forged.put(&hub, "hub.test", "t0", body.clone(), now_ms()).await.0, 401, "signed by another key");
+    let fifty_one: Vec<_> = (0..51).map(|_| good[0].clone()).collect();
+    let (status, answer) = peer.send(&hub, "hub.test", "t-big", fifty_one, now_ms()).await;
+    assert_eq!(status, 400, "{answer}");
+
+    // A good transaction is stored, and the same transaction id is answered again as before.
+    let (status, answer) = peer.send(&hub, "hub.test", "t1", good.clone(), now_ms()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["events"][create.event.id.to_string()]["accepted"], true, "{answer}");
+    let (status, again) = peer.send(&hub, "hub.test", "t1", vec![], now_ms()).await;
+    assert_eq!((status, &again), (200, &answer), "a retried transaction gets the same answer");
+
+    // Per event: each bad one refused with its reason, the good one in the same transaction kept.
+    let renamed = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        openguild_domain::EventBody::GuildUpdated { name: Some("Renamed".into()), description: None },
+    );
+    let mut flipped = wire(&peer.event(
+        stream.clone(),
+        3,
+        Some(renamed.event.id),
+        openguild_domain::EventBody::GuildUpdated { name: Some("Flipped".into()), description: None },
+    ));
+    let core = flipped["core"].as_str().unwrap().to_owned();
+    let mut bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD_NO_PAD, &core).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    flipped["core"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, &bytes));
+    let (other_create, _) = stranger.guild(2);
+    // A second create, in an existing guild's stream.
+    let (another, _) = peer.guild(3);
+    let second = peer.event(stream.clone(), 2, Some(create.event.id), another.event.core.redacted.clone());
+    let (status, answer) = peer
+        .send(&hub, "hub.test", "t2", vec![wire(&renamed), flipped, wire(&other_create), wire(&second)], now_ms())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["events"].as_object().unwrap();
+    assert_eq!(results[&renamed.event.id.to_string()]["accepted"], true, "{answer}");
+    let refused: Vec<String> = results.values().filter_map(|r| r["refused"].as_str().map(str::to_owned)).collect();
+    assert_eq!(refused.len(), 3, "{answer}");
+    assert!(refused.iter().any(|r| r.contains("not by the hub that sent it")), "wrong hub: {refused:?}");
+    assert!(refused.iter().any(|r| r.contains("malformed") || r.contains("hash")), "flipped byte: {refused:?}");
+    assert!(refused.iter().any(|r| r.contains("guild create") || r.contains("seq")), "second create: {refused:?}");
+
+    // The refused changed nothing: the peer's next good event still goes through.
+    let next = peer.event(
+        stream.clone(),
+        3,
+        Some(renamed.event.id),
+        openguild_domain::EventBody::GuildUpdated { name: Some("Third".into()), description: None },
+    );
+    let (status, answer) = peer.send(&hub, "hub.test", "t3", vec![wire(&next)], now_ms()).await;
+    assert_eq!(
+        (status, answer["events"][next.event.id.to_string()]["accepted"].clone()),
+        (200, json!(true)),
+        "{answer}"
+    );
 }
