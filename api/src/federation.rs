@@ -65,6 +65,14 @@ impl Federation {
         }
     }
 
+    pub(crate) fn peers(&self) -> &BTreeMap<ServerName, Peer> {
+        &self.peers
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn is_peer(&self, name: &ServerName) -> bool {
         self.peers.contains_key(name)
     }
@@ -122,6 +130,10 @@ impl Federation {
         entry.fetched = Instant::now();
     }
 
+    fn keys_of(&self, server: &ServerName) -> Vec<(KeyId, PublishedKey)> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(server).map(|k| k.keys.clone()).unwrap_or_default()
+    }
+
     fn ring(&self, origin: &ServerName) -> KeyRing {
         let mut ring = KeyRing::default();
         if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(origin) {
@@ -131,6 +143,14 @@ impl Federation {
         }
         ring
     }
+}
+
+/// Why one event of a transaction was refused; for a stream that is behind here, where it
+/// stands, so the sender can send what is missing.
+struct Refused {
+    id: String,
+    why: String,
+    stream_at: Option<u64>,
 }
 
 /// `GET /_openguild/federation/v1/keys`: no authentication (keys are public); a peer checks
@@ -235,10 +255,13 @@ pub(crate) async fn send(
     for (i, wire) in txn.events.iter().enumerate() {
         let (id, outcome) = match api.receive(&origin, wire).await {
             Ok(id) => (id, json!({ "accepted": true })),
-            Err((id, why)) => {
+            Err(Refused { id, why, stream_at }) => {
                 crate::metrics::refused("federation_event");
                 tracing::info!(peer = %origin, event = %id, reason = %why, "federation: event refused");
-                (id, json!({ "refused": why }))
+                match stream_at {
+                    Some(at) => (id, json!({ "refused": why, "stream_at": at })),
+                    None => (id, json!({ "refused": why })),
+                }
             }
         };
         let key = if id.is_empty() { format!("#{i}") } else { id };
@@ -280,12 +303,12 @@ impl Api {
         })
     }
 
-    /// Verifies one event from `origin` and appends it as it was signed: its id, or the id
-    /// (empty if unknown) and why it was refused.
-    async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, (String, String)> {
-        let raw = wire.raw().map_err(|why| (String::new(), why))?;
+    /// Verifies one event from `origin` and appends it as it was signed: its id, or why it
+    /// was refused.
+    async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, Refused> {
+        let raw = wire.raw().map_err(|why| Refused { id: String::new(), why, stream_at: None })?;
         let id = raw.id.to_string();
-        let refuse = |why: String| (id.clone(), why);
+        let refuse = |why: String| Refused { id: id.clone(), why, stream_at: None };
         let size = raw.core.len() + raw.body.as_ref().map_or(0, Vec::len) + raw.signatures.len();
         if size > openguild_store::DEFAULT_MAX_EVENT_BYTES {
             return Err(refuse(format!(
@@ -302,12 +325,6 @@ impl Api {
                 core.origin
             )));
         }
-        if core.sender.server() != core.origin {
-            return Err(refuse(format!(
-                "the sender {} does not live on the hub that signed it ({})",
-                core.sender, core.origin
-            )));
-        }
         if !matches!(core.stream, StreamId::Guild(_) | StreamId::Channel(_)) {
             return Err(refuse(format!("stream {} does not travel between hubs", core.stream)));
         }
@@ -317,15 +334,51 @@ impl Api {
             }
         }
         let event = event::verify(&raw, &self.peers.ring(origin)).map_err(|e| refuse(e.to_string()))?;
+        // A sender of another hub: that hub must have signed the event too, so the origin
+        // cannot put words in its users' mouths.
+        let home = event.core.sender.server();
+        if home != event.core.origin {
+            let keys = if home == self.server {
+                let own = self.commands.key();
+                vec![(
+                    own.key_id().clone(),
+                    PublishedKey { public_key: own.public_key(), valid_from: Timestamp::default(), valid_until: None },
+                )]
+            } else if self.peers.is_peer(&home) {
+                for key_id in event.signatures.get(&home).into_iter().flatten().map(|(k, _)| k) {
+                    self.peers.ensure_keys(&home, key_id).await;
+                }
+                self.peers.keys_of(&home)
+            } else {
+                return Err(refuse(format!(
+                    "the sender {} lives on {home}, which is not a peer of this hub",
+                    event.core.sender
+                )));
+            };
+            let signatures = event.signatures.get(&home).cloned().unwrap_or_default();
+            openguild_federation::keys::verify_signature_of(&event.id, &signatures, &keys, event.core.ts).map_err(
+                |why| {
+                    refuse(format!(
+                        "the sender {} lives on {home}, whose signature is missing or wrong: {why}",
+                        event.core.sender
+                    ))
+                },
+            )?;
+        }
         let stream = event.core.stream.clone();
         let seq = event.core.seq;
         let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
         match self.store.append(&stream, expected, vec![SignedEvent { event, raw }]).await {
             Ok(_) => Ok(id),
-            Err(StoreError::Conflict { actual, .. }) => Err(refuse(format!(
-                "stream {stream} is at seq {} here, and this event is seq {seq}: send the events in between first",
-                actual.unwrap_or(0)
-            ))),
+            Err(StoreError::Conflict { actual, .. }) => {
+                let at = actual.unwrap_or(0);
+                Err(Refused {
+                    stream_at: Some(at),
+                    ..refuse(format!(
+                        "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
+                    ))
+                })
+            }
             Err(e) => Err(refuse(format!("not stored: {e}"))),
         }
     }

@@ -21,6 +21,7 @@ pub mod moderation;
 pub mod oidc;
 mod outbox;
 pub mod provision;
+mod sender;
 mod sockets;
 mod webclient;
 mod ws;
@@ -194,6 +195,7 @@ impl Api {
             }
         });
         moderation::start(Arc::downgrade(&api));
+        sender::start(&api);
         let sweeper = Arc::downgrade(&api);
         let every = Duration::from_secs(api.settings.retention_sweep_seconds.max(1));
         tokio::spawn(async move {

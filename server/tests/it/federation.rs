@@ -219,6 +219,25 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     assert!(refused.iter().any(|r| r.contains("malformed") || r.contains("hash")), "flipped byte: {refused:?}");
     assert!(refused.iter().any(|r| r.contains("guild create") || r.contains("seq")), "second create: {refused:?}");
 
+    // An event the peer signed for a user of this hub, without this hub's signature: the
+    // peer cannot put words in another hub's users' mouths.
+    let forged_words = openguild_domain::event::sign(
+        openguild_domain::UnsignedEvent {
+            stream: stream.clone(),
+            seq: 3,
+            prev: vec![renamed.event.id],
+            auth: vec![],
+            sender: "@victim:hub.test".parse().unwrap(),
+            ts: openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
+            body: openguild_domain::EventBody::GuildUpdated { name: Some("Not mine".into()), description: None },
+        },
+        &peer.key,
+    )
+    .unwrap();
+    let (_, answer) = peer.send(&hub, "hub.test", "t2b", vec![wire(&forged_words)], now_ms()).await;
+    let why = answer["events"][forged_words.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("whose signature is missing"), "{answer}");
+
     // The refused changed nothing: the peer's next good event still goes through.
     let next = peer.event(
         stream.clone(),
@@ -232,4 +251,140 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
         (200, json!(true)),
         "{answer}"
     );
+}
+
+/// A free port on loopback, below the kernel's ephemeral range (32768 and up), so no server
+/// another test starts on port 0 can take it between this check and the hub's start.
+fn free_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Writes, into `data`, hub A's guild with a member who lives on hub B, and `renames` more
+/// events after the join: `(guild stream, events written)`.
+async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
+    use openguild_domain::guild::{self, GuildCommand};
+    use openguild_domain::{StreamId, Timestamp, UserId};
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(data.join("server.key"), [7u8; 32]).unwrap();
+    let key =
+        openguild_domain::ServerKey::from_seed("hub-a.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [7; 32]);
+    let store = openguild_store::open(&data.join("events.db").display().to_string(), Options::default()).await.unwrap();
+    let owner: UserId = "@owner:hub-a.test".parse().unwrap();
+    let remote: UserId = "@bob:hub-b.test".parse().unwrap();
+    let now = Timestamp::from_millis(now_ms()).unwrap();
+    let (g, created) = guild::create(&owner, key.server(), "Shared", [1; 16], now).unwrap();
+    let stream = StreamId::Guild(g);
+    let mut steps: Vec<(UserId, Option<GuildCommand>)> = vec![
+        (owner.clone(), None),
+        (
+            owner.clone(),
+            Some(GuildCommand::CreateInvite { code: "peer1".parse().unwrap(), max_uses: None, expires_at: None }),
+        ),
+        (remote.clone(), Some(GuildCommand::Join { invite: "peer1".parse().unwrap() })),
+    ];
+    for i in 0..renames {
+        steps.push((
+            owner.clone(),
+            Some(GuildCommand::UpdateGuild { name: Some(format!("Shared {i}")), description: None }),
+        ));
+    }
+    let mut state = guild::Guild::default();
+    for (actor, cmd) in steps {
+        let bodies = match cmd {
+            None => vec![created.clone()],
+            Some(cmd) => guild::decide(&state, &actor, &cmd, now).unwrap(),
+        };
+        for body in bodies {
+            let unsigned = openguild_domain::UnsignedEvent {
+                stream: stream.clone(),
+                seq: state.version + 1,
+                prev: state.head.into_iter().collect(),
+                auth: vec![],
+                sender: actor.clone(),
+                ts: now,
+                body,
+            };
+            let mut e = openguild_domain::event::sign(unsigned, &key).unwrap();
+            if actor.server() != *key.server() {
+                // A member of hub B acts in A's guild: B signs the event too.
+                let b = b_key();
+                let sig = b.sign_hash(e.event.id.as_bytes());
+                e.event.signatures.entry(b.server().clone()).or_default().insert(b.key_id().clone(), sig);
+                e.raw.signatures = openguild_domain::canonical::encode(&e.event.signatures).unwrap();
+            }
+            let expected = if state.version == 0 {
+                openguild_store::ExpectedVersion::NoStream
+            } else {
+                openguild_store::ExpectedVersion::Exact(state.version)
+            };
+            store.append(&stream, expected, vec![e.clone()]).await.unwrap();
+            state = guild::evolve(state, &e.event);
+        }
+    }
+    store.close().await;
+    stream
+}
+
+/// Hub B's key, written to its data directory before it starts.
+fn b_key() -> openguild_domain::ServerKey {
+    openguild_domain::ServerKey::from_seed("hub-b.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [8; 32])
+}
+
+/// The ids of `stream`'s events in the store under `data` (read beside a running server).
+async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
+    let options = Options { read_only: true, ..Options::default() };
+    let Ok(store) = openguild_store::open(&data.join("events.db").display().to_string(), options).await else {
+        return Vec::new();
+    };
+    let events = store.read_stream(stream, 1, 10_000, openguild_store::Direction::Forward).await.unwrap_or_default();
+    store.close().await;
+    events.iter().map(|e| e.event.id.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_even_across_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
+    let stream = seed_shared_guild(&a_data, 60).await;
+    std::fs::create_dir_all(&b_data).unwrap();
+    std::fs::write(b_data.join("server.key"), [8u8; 32]).unwrap();
+    let (a_port, b_port) = (free_port(), free_port());
+    let a_config = format!("[federation]\npeers = [\"hub-b.test=http://127.0.0.1:{b_port}\"]\n");
+    let b_config = format!("[federation]\npeers = [\"hub-a.test=http://127.0.0.1:{a_port}\"]\n");
+    let b_env = [("OPENGUILD_SERVER_NAME", "hub-b.test")];
+    let mut b = Server::start_on(&b_data, &b_config, &b_env, &format!("127.0.0.1:{b_port}"));
+    // B dies (SIGKILL) at once and comes back: A keeps its place and resumes.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let a = Server::start_on(
+        &a_data,
+        &a_config,
+        &[("OPENGUILD_SERVER_NAME", "hub-a.test")],
+        &format!("127.0.0.1:{a_port}"),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    b = Server::start_on(&b_data, &b_config, &b_env, &format!("127.0.0.1:{b_port}"));
+
+    let on_a = stream_ids(&a_data, &stream).await;
+    assert_eq!(on_a.len(), 63);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let on_b = stream_ids(&b_data, &stream).await;
+        if on_b == on_a {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 20 s hub B holds {} of A's {} events",
+            on_b.len(),
+            on_a.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop((a, b));
 }

@@ -1,0 +1,191 @@
+//! The federation sender: for each peer with a URL, one task pushes the peer's outbox (the
+//! `federation_outbox` projection) as signed transactions of at most 50 events, one in flight
+//! at a time. Its position is durable (`worker_checkpoints`, `federation:<peer>`) and moves
+//! only past a transaction the peer answered, so a restart or `kill -9` resumes where it
+//! was: nothing is skipped, and a transaction sent again has the same id (a hash of origin,
+//! destination and the positions it carries), which the peer answers without processing
+//! again.
+//!
+//! A peer that lacks the start of a stream answers "stream at seq N" for its events; the
+//! sender then pushes that stream's events from N + 1 first (from its own store) and tries
+//! again. Failures back off exponentially with jitter, up to a minute; a 4xx other than 401
+//! and 429 is not retried sooner than that either, and is logged.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use openguild_domain::{EventId, ServerName, StreamId};
+use openguild_projections::queries;
+use openguild_store::{Direction, StoredEvent};
+use serde_json::Value;
+
+use crate::Api;
+use crate::clock::now;
+use crate::commands::random16;
+use crate::errors::ApiError;
+use crate::federation::{MAX_EVENTS, WireEvent};
+
+/// Starts one sender per peer that has a URL.
+pub(crate) fn start(api: &Arc<Api>) {
+    for (name, peer) in api.peers.peers() {
+        if let Some(url) = peer.url.clone() {
+            let weak = Arc::downgrade(api);
+            let name = name.clone();
+            tokio::spawn(async move { run(weak, name, url).await });
+        }
+    }
+}
+
+async fn run(api: Weak<Api>, peer: ServerName, url: String) {
+    let checkpoint = format!("federation:{peer}");
+    let mut failures = 0u32;
+    loop {
+        let Some(strong) = api.upgrade() else { return };
+        let outcome = strong.send_next(&peer, &url, &checkpoint).await;
+        drop(strong);
+        match outcome {
+            Ok(true) => failures = 0,
+            Ok(false) => {
+                failures = 0;
+                // Nothing queued: look again shortly.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = backoff(failures);
+                tracing::warn!(%peer, error = %e.message, retry_in_ms = pause.as_millis() as u64, "federation: sending failed");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// A random pause of up to 250 ms × 2^failures, at most a minute ("full jitter").
+fn backoff(failures: u32) -> Duration {
+    let ceiling_ms = 250u64.saturating_mul(1 << failures.min(8)).min(60_000);
+    let r = random16();
+    let roll = u64::from(u32::from_le_bytes([r[0], r[1], r[2], r[3]]));
+    Duration::from_millis(ceiling_ms / 2 + roll % (ceiling_ms / 2).max(1))
+}
+
+impl Api {
+    /// Sends the next transaction of `peer`'s outbox: whether there was one.
+    async fn send_next(&self, peer: &ServerName, url: &str, checkpoint: &str) -> Result<bool, ApiError> {
+        let db = self.projections.db();
+        let since = queries::worker_position(db, checkpoint).await?;
+        let page = queries::outbox_page(db, peer.as_str(), since, MAX_EVENTS as u32).await?;
+        let Some(&(last, _)) = page.last() else { return Ok(false) };
+        let events = self.stored(page.iter().map(|(_, id)| *id)).await?;
+        let txn_id = txn_id(&self.server, peer, since, last);
+        let answer = self.put_transaction(peer, url, &txn_id, &events).await?;
+        // Events the peer could not place: push their streams' missing starts, then this again.
+        let mut gaps: Vec<(StreamId, u64, u64)> = Vec::new();
+        for e in &events {
+            let result = &answer["events"][e.event.id.to_string()];
+            if let Some(at) = result["stream_at"].as_u64()
+                && at + 1 < e.event.core.seq
+                && !gaps.iter().any(|(s, _, _)| *s == e.event.core.stream)
+            {
+                gaps.push((e.event.core.stream.clone(), at + 1, e.event.core.seq - 1));
+            } else if let Some(why) = result["refused"].as_str() {
+                tracing::warn!(%peer, event = %e.event.id, reason = why, "federation: the peer refused an event");
+            }
+        }
+        if !gaps.is_empty() {
+            for (stream, from, to) in gaps {
+                self.backfill(peer, url, &stream, from, to).await?;
+            }
+            // The same transaction again: the peer answers it afresh under a new id.
+            let retry = format!("{txn_id}.{}", hex(&random16()[..4]));
+            self.put_transaction(peer, url, &retry, &events).await?;
+        }
+        queries::set_worker_position(db, checkpoint, last).await?;
+        Ok(true)
+    }
+
+    /// Pushes events `from..=to` of `stream` to `peer`, in transactions.
+    async fn backfill(
+        &self,
+        peer: &ServerName,
+        url: &str,
+        stream: &StreamId,
+        from: u64,
+        to: u64,
+    ) -> Result<(), ApiError> {
+        let mut next = from;
+        while next <= to {
+            let limit = (to - next + 1).min(MAX_EVENTS as u64) as usize;
+            let page = self.store.read_stream(stream, next, limit, Direction::Forward).await?;
+            let Some(last) = page.last().map(|e| e.event.core.seq) else { break };
+            let txn_id = format!("backfill.{}.{next}.{last}", hex(&self.server_hash(peer, stream)));
+            self.put_transaction(peer, url, &txn_id, &page).await?;
+            next = last + 1;
+        }
+        Ok(())
+    }
+
+    fn server_hash(&self, peer: &ServerName, stream: &StreamId) -> [u8; 8] {
+        let h = openguild_domain::event::hash(
+            "openguild 2026-12 federation backfill",
+            format!("{} {peer} {stream}", self.server).as_bytes(),
+        );
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&h[..8]);
+        out
+    }
+
+    async fn stored(&self, ids: impl Iterator<Item = EventId>) -> Result<Vec<StoredEvent>, ApiError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(e) = self.store.get(&id).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// PUTs one signed transaction; the peer's answer, or why it failed.
+    async fn put_transaction(
+        &self,
+        peer: &ServerName,
+        url: &str,
+        txn_id: &str,
+        events: &[StoredEvent],
+    ) -> Result<Value, ApiError> {
+        let wire: Vec<WireEvent> = events.iter().map(|e| WireEvent::of(&e.raw)).collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "events": wire, "notices": [] }))
+            .map_err(|e| ApiError::internal(format!("encoding a transaction: {e}")))?;
+        let target = format!("/_openguild/federation/v1/send/{txn_id}");
+        let request = openguild_federation::request::Request { method: "PUT", target: &target, body: &body };
+        let authorization = openguild_federation::request::authorization(self.commands.key(), peer, &request, now());
+        let response = self
+            .peers
+            .http()
+            .put(format!("{url}{target}"))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::new("UNAVAILABLE", format!("{peer} is unreachable: {e}")))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(ApiError::new("UNAVAILABLE", format!("{peer} answered {status}: {answer}")));
+        }
+        Ok(answer)
+    }
+}
+
+/// A transaction's id: the same for the same origin, destination and positions.
+fn txn_id(origin: &ServerName, peer: &ServerName, since: u64, last: u64) -> String {
+    let h = openguild_domain::event::hash(
+        "openguild 2026-12 federation transaction id",
+        format!("{origin} {peer} {since} {last}").as_bytes(),
+    );
+    hex(&h[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
