@@ -47,6 +47,8 @@ pub(crate) struct Federation {
     replays: Mutex<Replays>,
     answers: Mutex<HashMap<(ServerName, String), serde_json::Value>>,
     http: reqwest::Client,
+    /// Where fetched key documents are kept.
+    db: openguild_projections::ReadDb,
 }
 
 struct PeerKeys {
@@ -55,8 +57,9 @@ struct PeerKeys {
 }
 
 impl Federation {
-    pub(crate) fn new(peers: BTreeMap<ServerName, Peer>) -> Self {
+    pub(crate) fn new(peers: BTreeMap<ServerName, Peer>, db: openguild_projections::ReadDb) -> Self {
         Self {
+            db,
             peers,
             keys: Mutex::default(),
             replays: Mutex::default(),
@@ -110,7 +113,16 @@ impl Federation {
         .await;
         let keys = match fetched {
             Ok(doc) => match doc.verify(origin) {
-                Ok(keys) => keys,
+                Ok(keys) => {
+                    // Kept for `events verify`, which checks this peer's events offline.
+                    if let Ok(json) = serde_json::to_string(&doc)
+                        && let Err(e) =
+                            openguild_projections::queries::save_peer_keys(&self.db, origin.as_str(), &json).await
+                    {
+                        tracing::warn!(peer = %origin, error = %e, "federation: keeping the peer's keys failed");
+                    }
+                    keys
+                }
                 Err(e) => {
                     tracing::warn!(peer = %origin, error = %e, "federation: the peer's key document does not verify");
                     Vec::new()

@@ -159,6 +159,7 @@ impl Api {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let read_db = projections.db().clone();
         let commands = Arc::new(Commands::new(store.clone(), key).with_directory(projections.db().clone()));
         let limiter = match &settings.redis_url {
             Some(url) => Limiter::redis(url)
@@ -178,7 +179,7 @@ impl Api {
             limiter,
             fanout,
             peer_tokens: peers.tokens,
-            peers: federation::Federation::new(peers.hubs),
+            peers: federation::Federation::new(peers.hubs, read_db),
             trusted_proxies,
             writes: Default::default(),
             sockets: Default::default(),

@@ -104,6 +104,11 @@ impl ReadDb {
         db.pool
             .execute("CREATE TABLE IF NOT EXISTS worker_checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
             .await?;
+        // Peers' key documents as fetched (JSON, self-signed): `events verify` checks their
+        // events with them, offline.
+        db.pool
+            .execute("CREATE TABLE IF NOT EXISTS peer_keys (server TEXT PRIMARY KEY, document TEXT NOT NULL)")
+            .await?;
         Ok(db)
     }
 

@@ -539,3 +539,21 @@ pub async fn messages_of_author(
         })
         .collect()
 }
+
+/// Keeps the key document `server` published (JSON), replacing the one kept before.
+pub async fn save_peer_keys(db: &ReadDb, server: &str, document: &str) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO peer_keys (server, document) VALUES ($1, $2) \
+         ON CONFLICT (server) DO UPDATE SET document = excluded.document",
+    )
+    .bind(server)
+    .bind(document)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Every peer key document kept: `(server, JSON)`.
+pub async fn peer_keys(db: &ReadDb) -> Result<Vec<(String, String)>, ProjectionError> {
+    Ok(sqlx::query_as("SELECT server, document FROM peer_keys ORDER BY server").fetch_all(&db.pool).await?)
+}

@@ -114,7 +114,20 @@ pub async fn events(place: Place, cmd: EventsCommand) -> anyhow::Result<()> {
             let stream: Option<StreamId> = stream.map(|s| s.parse()).transpose()?;
             let server = place.server_name.parse()?;
             let key = keys::load_or_create(&place.data_dir, server)?;
-            let keys = KeyRing::default().with_own(&key);
+            let mut keys = KeyRing::default().with_own(&key);
+            // Peers' events verify with the key documents this hub fetched from them.
+            if let Ok(db) = ReadDb::open(&place.read_db_url()).await {
+                for (server, document) in openguild_projections::queries::peer_keys(&db).await.unwrap_or_default() {
+                    let doc: openguild_federation::keys::KeyDocument = serde_json::from_str(&document)
+                        .with_context(|| format!("the kept key document of {server} is not readable"))?;
+                    let published = doc
+                        .verify(&server.parse()?)
+                        .with_context(|| format!("the kept key document of {server} does not verify"))?;
+                    for (key_id, k) in published {
+                        keys.insert(doc.server.clone(), key_id, k);
+                    }
+                }
+            }
             let head = store.head_position().await?;
             let bar = bar(head, "verifying");
             let result =

@@ -386,5 +386,15 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // Every event on B, A's included, verifies there, with the keys B fetched from A.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
+        .args(["events", "verify"])
+        .env("OPENGUILD_DATA_DIR", &b_data)
+        .env("OPENGUILD_SERVER_NAME", "hub-b.test")
+        .env("OPENGUILD_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    assert!(verify.status.success() && said.contains("ok:"), "events verify on hub B: {said}");
     drop((a, b));
 }
