@@ -161,6 +161,8 @@ impl Federation {
 /// stands, so the sender can send what is missing.
 struct Refused {
     id: String,
+    /// A short reason for metrics (`malformed`, `signature`, `gap`, …).
+    code: &'static str,
     why: String,
     stream_at: Option<u64>,
 }
@@ -267,8 +269,8 @@ pub(crate) async fn send(
     for (i, wire) in txn.events.iter().enumerate() {
         let (id, outcome) = match api.receive(&origin, wire).await {
             Ok(id) => (id, json!({ "accepted": true })),
-            Err(Refused { id, why, stream_at }) => {
-                crate::metrics::refused("federation_event");
+            Err(Refused { id, code, why, stream_at }) => {
+                crate::metrics::federation_event_refused(code);
                 tracing::info!(peer = %origin, event = %id, reason = %why, "federation: event refused");
                 match stream_at {
                     Some(at) => (id, json!({ "refused": why, "stream_at": at })),
@@ -318,34 +320,37 @@ impl Api {
     /// Verifies one event from `origin` and appends it as it was signed: its id, or why it
     /// was refused.
     async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, Refused> {
-        let raw = wire.raw().map_err(|why| Refused { id: String::new(), why, stream_at: None })?;
+        let raw = wire.raw().map_err(|why| Refused { id: String::new(), code: "malformed", why, stream_at: None })?;
         let id = raw.id.to_string();
-        let refuse = |why: String| Refused { id: id.clone(), why, stream_at: None };
+        let refuse = |code: &'static str, why: String| Refused { id: id.clone(), code, why, stream_at: None };
         let size = raw.core.len() + raw.body.as_ref().map_or(0, Vec::len) + raw.signatures.len();
         if size > openguild_store::DEFAULT_MAX_EVENT_BYTES {
-            return Err(refuse(format!(
-                "{size} bytes; an event is at most {}",
-                openguild_store::DEFAULT_MAX_EVENT_BYTES
-            )));
+            return Err(refuse(
+                "too_large",
+                format!("{size} bytes; an event is at most {}", openguild_store::DEFAULT_MAX_EVENT_BYTES),
+            ));
         }
         // The cheap, strict decode first: it names the event's origin and key.
-        let decoded = raw.decode_strict().map_err(|e| refuse(e.to_string()))?;
+        let decoded = raw.decode_strict().map_err(|e| refuse("malformed", e.to_string()))?;
         let core = &decoded.core;
         if core.origin != *origin {
-            return Err(refuse(format!(
-                "signed by {}, not by the hub that sent it ({origin}); an event reaches a hub from its origin",
-                core.origin
-            )));
+            return Err(refuse(
+                "wrong_origin",
+                format!(
+                    "signed by {}, not by the hub that sent it ({origin}); an event reaches a hub from its origin",
+                    core.origin
+                ),
+            ));
         }
         if !matches!(core.stream, StreamId::Guild(_) | StreamId::Channel(_)) {
-            return Err(refuse(format!("stream {} does not travel between hubs", core.stream)));
+            return Err(refuse("stream", format!("stream {} does not travel between hubs", core.stream)));
         }
         for key_id in decoded.signatures.get(origin).into_iter().flatten().map(|(k, _)| k) {
             if self.peers.key(origin, key_id, None).is_none() {
                 self.peers.ensure_keys(origin, key_id).await;
             }
         }
-        let event = event::verify(&raw, &self.peers.ring(origin)).map_err(|e| refuse(e.to_string()))?;
+        let event = event::verify(&raw, &self.peers.ring(origin)).map_err(|e| refuse("signature", e.to_string()))?;
         // A sender of another hub: that hub must have signed the event too, so the origin
         // cannot put words in its users' mouths.
         let home = event.core.sender.server();
@@ -362,18 +367,21 @@ impl Api {
                 }
                 self.peers.keys_of(&home)
             } else {
-                return Err(refuse(format!(
-                    "the sender {} lives on {home}, which is not a peer of this hub",
-                    event.core.sender
-                )));
+                return Err(refuse(
+                    "sender_hub",
+                    format!("the sender {} lives on {home}, which is not a peer of this hub", event.core.sender),
+                ));
             };
             let signatures = event.signatures.get(&home).cloned().unwrap_or_default();
             openguild_federation::keys::verify_signature_of(&event.id, &signatures, &keys, event.core.ts).map_err(
                 |why| {
-                    refuse(format!(
-                        "the sender {} lives on {home}, whose signature is missing or wrong: {why}",
-                        event.core.sender
-                    ))
+                    refuse(
+                        "sender_hub",
+                        format!(
+                            "the sender {} lives on {home}, whose signature is missing or wrong: {why}",
+                            event.core.sender
+                        ),
+                    )
                 },
             )?;
         }
@@ -386,12 +394,15 @@ impl Api {
                 let at = actual.unwrap_or(0);
                 Err(Refused {
                     stream_at: Some(at),
-                    ..refuse(format!(
-                        "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
-                    ))
+                    ..refuse(
+                        "gap",
+                        format!(
+                            "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
+                        ),
+                    )
                 })
             }
-            Err(e) => Err(refuse(format!("not stored: {e}"))),
+            Err(e) => Err(refuse("store", format!("not stored: {e}"))),
         }
     }
 }

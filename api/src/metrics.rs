@@ -25,6 +25,23 @@ pub(crate) fn refused(what: &str) {
     REFUSED.get_or_create(&vec![("what".to_owned(), what.to_owned())]).inc();
 }
 
+/// Events peers sent that were refused, by reason; transactions sent to peers, by outcome.
+static FEDERATION_REFUSED: std::sync::LazyLock<Labelled> = std::sync::LazyLock::new(Labelled::default);
+static FEDERATION_SENT: std::sync::LazyLock<Labelled> = std::sync::LazyLock::new(Labelled::default);
+
+/// Counts an event a peer sent that was refused, by a short reason.
+pub(crate) fn federation_event_refused(reason: &str) {
+    FEDERATION_REFUSED.get_or_create(&vec![("reason".to_owned(), reason.to_owned())]).inc();
+}
+
+/// Counts a transaction sent to `peer`, answered or failed.
+pub(crate) fn federation_sent(peer: &str, ok: bool) {
+    let outcome = if ok { "answered" } else { "failed" };
+    FEDERATION_SENT
+        .get_or_create(&vec![("peer".to_owned(), peer.to_owned()), ("outcome".to_owned(), outcome.to_owned())])
+        .inc();
+}
+
 /// Counts a connection refused over a connection cap.
 pub(crate) fn connection_refused() {
     refused("connection");
@@ -41,6 +58,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     registry.register("projection_lag", "Events a projection is behind the store head", lag.clone());
     registry.register("projection_stopped", "1 if the projection met an event it cannot apply", stopped.clone());
     registry.register("refused", "Connections and requests refused by a limit, by what", REFUSED.clone());
+    registry.register("federation_events_refused", "Events from peers refused, by reason", FEDERATION_REFUSED.clone());
+    registry.register(
+        "federation_transactions",
+        "Transactions sent to peers, by peer and outcome",
+        FEDERATION_SENT.clone(),
+    );
+    let queue = ByProjection::default();
+    registry.register("federation_queue_depth", "Events waiting to be sent to each peer", queue.clone());
+    for peer in state.peers.peers().keys() {
+        let depth = crate::sender::queue_depth(&state, peer).await.unwrap_or(0);
+        queue.get_or_create(&vec![("peer".to_owned(), peer.to_string())]).set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
 
     let store_head = match state.store.head_position().await {
         Ok(h) => h,

@@ -36,8 +36,20 @@ pub(crate) fn start(api: &Arc<Api>) {
     }
 }
 
+/// The name of `peer`'s sender position in `worker_checkpoints`.
+pub(crate) fn checkpoint(peer: &ServerName) -> String {
+    format!("federation:{peer}")
+}
+
+/// How many events wait for `peer`: its outbox after what it has answered.
+pub(crate) async fn queue_depth(api: &Api, peer: &ServerName) -> Result<u64, ApiError> {
+    let db = api.projections.db();
+    let sent = queries::worker_position(db, &checkpoint(peer)).await?;
+    Ok(queries::outbox_depth(db, peer.as_str(), sent).await?)
+}
+
 async fn run(api: Weak<Api>, peer: ServerName, url: String) {
-    let checkpoint = format!("federation:{peer}");
+    let checkpoint = checkpoint(&peer);
     let mut failures = 0u32;
     loop {
         let Some(strong) = api.upgrade() else { return };
@@ -167,9 +179,13 @@ impl Api {
             .body(body)
             .send()
             .await
-            .map_err(|e| ApiError::new("UNAVAILABLE", format!("{peer} is unreachable: {e}")))?;
+            .map_err(|e| {
+                crate::metrics::federation_sent(peer.as_str(), false);
+                ApiError::new("UNAVAILABLE", format!("{peer} is unreachable: {e}"))
+            })?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
+        crate::metrics::federation_sent(peer.as_str(), status.is_success());
         if !status.is_success() {
             return Err(ApiError::new("UNAVAILABLE", format!("{peer} answered {status}: {answer}")));
         }

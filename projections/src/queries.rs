@@ -557,3 +557,13 @@ pub async fn save_peer_keys(db: &ReadDb, server: &str, document: &str) -> Result
 pub async fn peer_keys(db: &ReadDb) -> Result<Vec<(String, String)>, ProjectionError> {
     Ok(sqlx::query_as("SELECT server, document FROM peer_keys ORDER BY server").fetch_all(&db.pool).await?)
 }
+
+/// How many events of `peer`'s outbox lie after position `sent`.
+pub async fn outbox_depth(db: &ReadDb, peer: &str, sent: u64) -> Result<u64, ProjectionError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE peer = $1 AND position > $2")
+        .bind(peer)
+        .bind(i64::try_from(sent).unwrap_or(i64::MAX))
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -396,5 +396,12 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     assert!(verify.status.success() && said.contains("ok:"), "events verify on hub B: {said}");
+    // A's sender has nothing left for B, and says so.
+    let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("openguild_federation_queue_depth{peer=\"hub-b.test\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("openguild_federation_transactions_total{peer=\"hub-b.test\",outcome=\"answered\"}"),
+        "{metrics}"
+    );
     drop((a, b));
 }
