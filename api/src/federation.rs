@@ -167,6 +167,73 @@ struct Refused {
     stream_at: Option<u64>,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct StreamParams {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// The most events one backfill answer carries.
+const MAX_BACKFILL: usize = 500;
+
+/// `GET /_openguild/federation/v1/streams/{stream}?from=SEQ&limit=N` (signed): a stream's
+/// events from `seq` on, for a peer with members in its guild, to catch up after downtime.
+/// `GET …/state/{guild}` is the guild's stream from the start.
+pub(crate) async fn stream(
+    State(api): State<AppState>,
+    Path(stream): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<StreamParams>,
+) -> Response {
+    let stream: StreamId = match stream.parse() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_INPUT", &format!("not a stream: {e}")),
+    };
+    serve_stream(&api, stream, params.from.unwrap_or(1), params.limit.unwrap_or(100), &uri, &headers).await
+}
+
+pub(crate) async fn state(
+    State(api): State<AppState>,
+    Path(guild): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let guild: openguild_domain::GuildId = match guild.parse() {
+        Ok(g) => g,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_INPUT", &format!("not a guild id: {e}")),
+    };
+    serve_stream(&api, StreamId::Guild(guild), 1, MAX_BACKFILL, &uri, &headers).await
+}
+
+async fn serve_stream(
+    api: &Api,
+    stream: StreamId,
+    from: u64,
+    limit: usize,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let request = Request { method: "GET", target, body: b"" };
+    let peer = match api.authenticate_peer(authorization, &request).await {
+        Ok(origin) => origin,
+        Err(response) => return response,
+    };
+    if let Err(response) = api.peer_rate(&peer).await {
+        return response;
+    }
+    match api.stream_for_peer(&peer, &stream, from, limit.clamp(1, MAX_BACKFILL)).await {
+        Ok(events) => {
+            let next = events.last().map(|e| e.event.core.seq + 1);
+            let wire: Vec<WireEvent> = events.iter().map(|e| WireEvent::of(&e.raw)).collect();
+            Json(json!({ "stream": stream.to_string(), "events": wire, "next": next })).into_response()
+        }
+        Err((status, code, why)) => error(status, code, &why),
+    }
+}
+
 /// `GET /_openguild/federation/v1/keys`: no authentication (keys are public); a peer checks
 /// the document's own signature.
 pub(crate) async fn keys(State(api): State<AppState>) -> Response {
@@ -239,6 +306,9 @@ pub(crate) async fn send(
         Ok(origin) => origin,
         Err(response) => return response,
     };
+    if let Err(response) = api.peer_rate(&origin).await {
+        return response;
+    }
     let known =
         api.peers.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&(origin.clone(), txn_id.clone())).cloned();
     if let Some(answer) = known {
@@ -293,7 +363,7 @@ pub(crate) async fn send(
 impl Api {
     /// The peer a signed request comes from, or the refusal to answer (docs/PROTOCOL.md,
     /// "Request signatures"): the order of the checks is the protocol's.
-    async fn authenticate_peer(
+    pub(crate) async fn authenticate_peer(
         &self,
         authorization: Option<&str>,
         request: &Request<'_>,
@@ -314,6 +384,65 @@ impl Api {
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let code = if status == StatusCode::FORBIDDEN { "FORBIDDEN" } else { "UNAUTHENTICATED" };
             error(status, code, &refusal.to_string())
+        })
+    }
+
+    /// Takes one request from `origin`'s bucket: a peer that floods is slowed, not served.
+    async fn peer_rate(&self, origin: &ServerName) -> Result<(), Response> {
+        let limits = &self.settings.limits;
+        let rate = crate::limits::Rate {
+            per_second: limits.federation_requests_per_second,
+            burst: limits.federation_request_burst,
+        };
+        self.limiter.take(&format!("federation:{origin}"), rate).await.map_err(|e| {
+            crate::metrics::refused("federation_rate");
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                &format!("too many requests from {origin}; retry after {:.1} s", e.retry_after.as_secs_f64()),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&e.retry_after.as_secs().max(1).to_string()) {
+                response.headers_mut().insert("retry-after", v);
+            }
+            response
+        })
+    }
+
+    /// The events of `stream` from `from` (at most `limit`), if `peer` may see them: the
+    /// stream is of a guild with members on `peer`.
+    async fn stream_for_peer(
+        &self,
+        peer: &ServerName,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<openguild_store::StoredEvent>, (StatusCode, &'static str, String)> {
+        let guild = match stream {
+            StreamId::Guild(g) => *g,
+            StreamId::Channel(c) => self
+                .commands
+                .guild_of(*c)
+                .await
+                .map_err(|_| (StatusCode::NOT_FOUND, "NOT_FOUND", format!("no stream {stream} here")))?,
+            _ => {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    format!("stream {stream} does not travel between hubs"),
+                ));
+            }
+        };
+        let cell = self
+            .commands
+            .guild_cell(guild)
+            .await
+            .map_err(|_| (StatusCode::NOT_FOUND, "NOT_FOUND", format!("no stream {stream} here")))?;
+        let shared = cell.lock().await.members.keys().any(|u| u.server() == *peer);
+        if !shared {
+            return Err((StatusCode::FORBIDDEN, "FORBIDDEN", format!("{peer} has no members in guild {guild}")));
+        }
+        self.store.read_stream(stream, from.max(1), limit, openguild_store::Direction::Forward).await.map_err(|e| {
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", format!("the stream cannot be read now: {e}"))
         })
     }
 

@@ -413,6 +413,8 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
         .route("/_openguild/federation/v1/send/{txn_id}", axum::routing::put(federation::send))
+        .route("/_openguild/federation/v1/streams/{stream}", get(federation::stream))
+        .route("/_openguild/federation/v1/state/{guild}", get(federation::state))
         .fallback(move |req: axum::extract::Request| {
             let client = client.clone();
             async move { client.serve(req).await }

@@ -39,6 +39,9 @@ pub struct ApiLimits {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub header_read_timeout_seconds: u64,
+    /// Requests per second a peer hub may make (transactions, backfill, pulls), and the burst.
+    pub federation_requests_per_second: f64,
+    pub federation_request_burst: f64,
     /// Websocket connections per user, and subscriptions per connection.
     pub max_connections_per_user: usize,
     pub max_subscriptions_per_connection: usize,
@@ -71,6 +74,8 @@ impl Default for ApiLimits {
             max_connections: 10_000,
             max_connections_per_address: 512,
             header_read_timeout_seconds: 10,
+            federation_requests_per_second: 50.0,
+            federation_request_burst: 200.0,
             max_connections_per_user: 16,
             max_subscriptions_per_connection: 100,
             handshake_timeout_seconds: 10,

@@ -1,6 +1,7 @@
 //! `GET /_openguild/federation/v1/outbox?since=CURSOR&limit=N`: the signed events queued for
-//! the calling peer, in order, with the next cursor. Until federation authenticates peers by
-//! their keys, a peer is recognised by a configured bearer token.
+//! the calling peer, in order, with the next cursor, for peers that prefer pulling to being
+//! pushed to. A peer is recognised by a signed request (docs/PROTOCOL.md), or by a
+//! configured bearer token.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,18 +21,30 @@ pub(crate) struct Params {
 
 const MAX_LIMIT: u32 = 500;
 
-pub(crate) async fn pull(State(state): State<AppState>, headers: HeaderMap, Query(params): Query<Params>) -> Response {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let Some(peer) = state.peer_tokens.get(token).cloned() else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "send the peer token you were given as `Authorization: Bearer <token>`",
-        );
+pub(crate) async fn pull(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let peer = if authorization.starts_with(openguild_federation::request::SCHEME) {
+        let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let request = openguild_federation::request::Request { method: "GET", target, body: b"" };
+        match state.authenticate_peer(Some(authorization), &request).await {
+            Ok(origin) => origin.to_string(),
+            Err(refusal) => return refusal,
+        }
+    } else {
+        let token = authorization.strip_prefix("Bearer ").unwrap_or_default();
+        let Some(peer) = state.peer_tokens.get(token).cloned() else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "sign the request (docs/PROTOCOL.md) or send the peer token you were given as `Authorization: Bearer <token>`",
+            );
+        };
+        peer
     };
     let since = match params.since.as_deref().map(str::parse::<u64>) {
         None => 0,

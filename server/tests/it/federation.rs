@@ -396,6 +396,33 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         .unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     assert!(verify.status.success() && said.contains("ok:"), "events verify on hub B: {said}");
+    // B can also pull: the guild's state, and a stream from a seq on, signed as B.
+    let get = |target: String| {
+        let url = format!("http://127.0.0.1:{a_port}{target}");
+        let request = openguild_federation::request::Request { method: "GET", target: &target, body: b"" };
+        let header = openguild_federation::request::authorization(
+            &b_key(),
+            &"hub-a.test".parse().unwrap(),
+            &request,
+            openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
+        );
+        async move {
+            let r = reqwest::Client::new().get(url).header("authorization", header).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let guild_id = match &stream {
+        openguild_domain::StreamId::Guild(g) => g.to_string(),
+        _ => unreachable!(),
+    };
+    let (status, state) = get(format!("/_openguild/federation/v1/state/{guild_id}")).await;
+    assert_eq!((status, state["events"].as_array().map(Vec::len)), (200, Some(63)), "{state}");
+    let (status, tail) = get(format!("/_openguild/federation/v1/streams/{stream}?from=60&limit=10")).await;
+    assert_eq!((status, tail["events"].as_array().map(Vec::len)), (200, Some(4)), "{tail}");
+    let (status, _) =
+        get(format!("/_openguild/federation/v1/streams/{}?from=1", openguild_domain::StreamId::Hub)).await;
+    assert_eq!(status, 403, "the hub stream never leaves its hub");
+
     // A's sender has nothing left for B, and says so.
     let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("openguild_federation_queue_depth{peer=\"hub-b.test\"} 0"), "{metrics}");
@@ -404,4 +431,21 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         "{metrics}"
     );
     drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_floods_is_slowed_down() {
+    let peer = TestPeer::start("peer.test", 21);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[federation]\npeers = [\"peer.test={}\"]\n[api.limits]\nfederation_request_burst = 2.0\nfederation_requests_per_second = 0.01\n",
+        peer.url
+    );
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    for txn in ["f1", "f2"] {
+        assert_eq!(peer.send(&hub, "hub.test", txn, vec![], now_ms()).await.0, 200);
+    }
+    let (status, answer) = peer.send(&hub, "hub.test", "f3", vec![], now_ms()).await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"]["code"], "RATE_LIMITED");
 }
