@@ -21,7 +21,7 @@ pub mod moderation;
 pub mod oidc;
 mod outbox;
 pub mod provision;
-mod sender;
+pub mod sender;
 mod sockets;
 mod webclient;
 mod ws;

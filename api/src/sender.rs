@@ -37,7 +37,7 @@ pub(crate) fn start(api: &Arc<Api>) {
 }
 
 /// The name of `peer`'s sender position in `worker_checkpoints`.
-pub(crate) fn checkpoint(peer: &ServerName) -> String {
+pub fn checkpoint(peer: &ServerName) -> String {
     format!("federation:{peer}")
 }
 
@@ -53,10 +53,14 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
     let mut failures = 0u32;
     loop {
         let Some(strong) = api.upgrade() else { return };
+        let db = strong.projections.db().clone();
         let outcome = strong.send_next(&peer, &url, &checkpoint).await;
         drop(strong);
         match outcome {
-            Ok(true) => failures = 0,
+            Ok(true) => {
+                failures = 0;
+                let _ = queries::peer_succeeded(&db, peer.as_str(), now().as_millis()).await;
+            }
             Ok(false) => {
                 failures = 0;
                 // Nothing queued: look again shortly.
@@ -65,7 +69,9 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let pause = backoff(failures);
-                tracing::warn!(%peer, error = %e.message, retry_in_ms = pause.as_millis() as u64, "federation: sending failed");
+                let pause_ms = pause.as_millis() as u64;
+                tracing::warn!(%peer, error = %e.message, retry_in_ms = pause_ms, "federation: sending failed");
+                let _ = queries::peer_failed(&db, peer.as_str(), now().as_millis(), &e.message, pause_ms).await;
                 tokio::time::sleep(pause).await;
             }
         }

@@ -109,6 +109,13 @@ impl ReadDb {
         db.pool
             .execute("CREATE TABLE IF NOT EXISTS peer_keys (server TEXT PRIMARY KEY, document TEXT NOT NULL)")
             .await?;
+        // How each peer's sender is doing: `openguild federation status`.
+        db.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS peer_status (peer TEXT PRIMARY KEY, last_success BIGINT, last_error TEXT, \
+                 last_error_at BIGINT, backoff_ms BIGINT NOT NULL)",
+            )
+            .await?;
         Ok(db)
     }
 

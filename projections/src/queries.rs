@@ -567,3 +567,72 @@ pub async fn outbox_depth(db: &ReadDb, peer: &str, sent: u64) -> Result<u64, Pro
         .await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
+
+/// How a peer's sender is doing, as `openguild federation status` shows it.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStatus {
+    pub peer: String,
+    /// When a transaction was last answered (ms).
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<u64>,
+    /// The pause before the next try, after failures (0 when all is well).
+    pub backoff_ms: u64,
+}
+
+/// Records that `peer` answered at `at`.
+pub async fn peer_succeeded(db: &ReadDb, peer: &str, at: u64) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO peer_status (peer, last_success, backoff_ms) VALUES ($1, $2, 0) \
+         ON CONFLICT (peer) DO UPDATE SET last_success = excluded.last_success, backoff_ms = 0",
+    )
+    .bind(peer)
+    .bind(i64::try_from(at).unwrap_or(i64::MAX))
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Records that sending to `peer` failed at `at` with `error`, and the pause before the next try.
+pub async fn peer_failed(
+    db: &ReadDb,
+    peer: &str,
+    at: u64,
+    error: &str,
+    backoff_ms: u64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO peer_status (peer, last_error, last_error_at, backoff_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (peer) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at, \
+         backoff_ms = excluded.backoff_ms",
+    )
+    .bind(peer)
+    .bind(error)
+    .bind(i64::try_from(at).unwrap_or(i64::MAX))
+    .bind(i64::try_from(backoff_ms).unwrap_or(i64::MAX))
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// A `peer_status` row: peer, last success, last error, when, backoff.
+type PeerStatusRow = (String, Option<i64>, Option<String>, Option<i64>, i64);
+
+/// Every peer's recorded sender status.
+pub async fn peer_statuses(db: &ReadDb) -> Result<Vec<PeerStatus>, ProjectionError> {
+    let rows: Vec<PeerStatusRow> = sqlx::query_as(
+        "SELECT peer, last_success, last_error, last_error_at, backoff_ms FROM peer_status ORDER BY peer",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(peer, ok, error, error_at, backoff)| PeerStatus {
+            peer,
+            last_success: ok.and_then(|v| u64::try_from(v).ok()),
+            last_error: error,
+            last_error_at: error_at.and_then(|v| u64::try_from(v).ok()),
+            backoff_ms: u64::try_from(backoff).unwrap_or(0),
+        })
+        .collect())
+}

@@ -382,9 +382,76 @@ fn now() -> openguild_domain::Timestamp {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn rfc3339_times_print_as_they_parse() {
+        for ms in [0, 951_782_400_000, 1_795_255_200_000, 4_102_444_799_000] {
+            assert_eq!(super::parse_rfc3339(&super::rfc3339(ms)), Some(ms), "{}", super::rfc3339(ms));
+        }
+        assert_eq!(super::rfc3339(1_795_255_200_000), "2026-11-21T10:00:00Z");
+    }
+
+    #[test]
     fn rfc3339_times_parse() {
         assert_eq!(super::parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(super::parse_rfc3339("2026-11-21T10:00:00.5Z"), Some(1_795_255_200_500));
         assert_eq!(super::parse_rfc3339("2026-11-21 10:00"), None);
     }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Each peer: where it is reached, events waiting for it, its last answer, its last
+    /// error and the pause before the next try.
+    Status,
+}
+
+pub async fn federation(place: Place, cmd: FederationCommand) -> anyhow::Result<()> {
+    match cmd {
+        FederationCommand::Status => {
+            let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
+            let statuses = openguild_projections::queries::peer_statuses(&db).await?;
+            let time = |ms: Option<u64>| ms.map_or_else(|| "never".to_owned(), rfc3339);
+            println!(
+                "{:<24} {:>8}  {:<24} {:<24} {:>9}  last error",
+                "peer", "queued", "last success", "last error at", "backoff"
+            );
+            for (name, peer) in place.peers()? {
+                let sent =
+                    openguild_projections::queries::worker_position(&db, &openguild_api::sender::checkpoint(&name))
+                        .await?;
+                let queued = openguild_projections::queries::outbox_depth(&db, name.as_str(), sent).await?;
+                let status = statuses.iter().find(|s| s.peer == name.as_str()).cloned().unwrap_or_default();
+                println!(
+                    "{:<24} {:>8}  {:<24} {:<24} {:>7}ms  {}",
+                    name.as_str(),
+                    queued,
+                    time(status.last_success),
+                    time(status.last_error_at),
+                    status.backoff_ms,
+                    status.last_error.as_deref().unwrap_or(if peer.url.is_none() {
+                        "(pulls; nothing is pushed)"
+                    } else {
+                        ""
+                    }),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC, to the second.
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }

@@ -108,6 +108,9 @@ enum Command {
     /// Service tokens for host applications.
     #[command(subcommand)]
     Tokens(cli::TokensCommand),
+    /// Peer hubs: how sending to each is going.
+    #[command(subcommand)]
+    Federation(cli::FederationCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -148,6 +151,7 @@ fn main() -> std::process::ExitCode {
                 Some(Command::Audit(cmd)) => cli::audit(settings, cmd).await,
                 Some(Command::Operators(cmd)) => cli::operators(settings, cmd).await,
                 Some(Command::Tokens(cmd)) => cli::tokens(settings, cmd).await,
+                Some(Command::Federation(cmd)) => cli::federation(settings, cmd).await,
                 Some(Command::Config(ConfigCommand::Defaults)) => {
                     print!("{}", Settings::defaults_toml()?);
                     Ok(())

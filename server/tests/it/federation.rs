@@ -423,7 +423,21 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         get(format!("/_openguild/federation/v1/streams/{}?from=1", openguild_domain::StreamId::Hub)).await;
     assert_eq!(status, 403, "the hub stream never leaves its hub");
 
-    // A's sender has nothing left for B, and says so.
+    // A's sender has nothing left for B, and says so: in its status, and in its metrics.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
+        .args(["federation", "status"])
+        .env("OPENGUILD_DATA_DIR", &a_data)
+        .env("OPENGUILD_SERVER_NAME", "hub-a.test")
+        .env("OPENGUILD_FEDERATION__PEERS", format!("[\"hub-b.test=http://127.0.0.1:{b_port}\"]"))
+        .env("OPENGUILD_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    let line =
+        said.lines().find(|l| l.starts_with("hub-b.test")).unwrap_or_else(|| panic!("no hub-b.test in:\n{said}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[1], "0", "nothing queued: {line}");
+    assert!(fields[2].starts_with("20"), "a last success time: {line}");
     let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("openguild_federation_queue_depth{peer=\"hub-b.test\"} 0"), "{metrics}");
     assert!(
