@@ -33,6 +33,8 @@ use crate::{Api, AppState, error};
 
 /// The most events in one transaction.
 pub const MAX_EVENTS: usize = 50;
+/// The largest transaction body: 50 events of at most 64 KiB, base64 (4/3), and the JSON.
+pub const MAX_TRANSACTION_BYTES: usize = MAX_EVENTS * openguild_store::DEFAULT_MAX_EVENT_BYTES * 4 / 3 + 256 * 1024;
 /// The most ephemeral notices in one transaction.
 pub const MAX_NOTICES: usize = 100;
 /// How often a peer's keys may be fetched when an unknown key id shows up.
@@ -155,6 +157,12 @@ impl Federation {
         }
         ring
     }
+}
+
+/// Why a stream's owner is not known: its guild is not here yet, or the event cannot be placed.
+enum Unowned {
+    Missing(String),
+    Refused(String),
 }
 
 /// Why one event of a transaction was refused; for a stream that is behind here, where it
@@ -446,6 +454,40 @@ impl Api {
         })
     }
 
+    /// The hub that owns `stream` (created its guild): from the stored create event, or, for
+    /// a guild's first event, from the event itself.
+    async fn owner_of(
+        &self,
+        stream: &StreamId,
+        seq: u64,
+        event: &openguild_domain::Event,
+    ) -> Result<ServerName, Unowned> {
+        let guild = match stream {
+            StreamId::Guild(g) => *g,
+            StreamId::Channel(c) => self.commands.guild_of(*c).await.map_err(|_| {
+                Unowned::Missing(format!("{stream} is of a guild this hub does not have yet; send the guild first"))
+            })?,
+            _ => return Err(Unowned::Refused(format!("stream {stream} does not travel between hubs"))),
+        };
+        if let StreamId::Guild(_) = stream
+            && seq == 1
+        {
+            return match event.content() {
+                openguild_domain::EventBody::GuildCreated(created) => Ok(created.origin.clone()),
+                _ => Err(Unowned::Refused("a guild's stream starts with its create event".into())),
+            };
+        }
+        let first = self
+            .store
+            .read_stream(&StreamId::Guild(guild), 1, 1, openguild_store::Direction::Forward)
+            .await
+            .map_err(|e| Unowned::Refused(format!("the guild cannot be read now: {e}")))?;
+        match first.first().map(|e| e.event.content()) {
+            Some(openguild_domain::EventBody::GuildCreated(created)) => Ok(created.origin.clone()),
+            _ => Err(Unowned::Missing(format!("guild {guild} is not here yet; send its stream from the start"))),
+        }
+    }
+
     /// Verifies one event from `origin` and appends it as it was signed: its id, or why it
     /// was refused.
     async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, Refused> {
@@ -516,6 +558,21 @@ impl Api {
         }
         let stream = event.core.stream.clone();
         let seq = event.core.seq;
+        // Owner-sequenced streams: only the hub that created a guild appends to its streams.
+        match self.owner_of(&stream, seq, &event).await {
+            Ok(owner) if owner == *origin => {}
+            Ok(owner) => {
+                return Err(refuse(
+                    "not_owner",
+                    format!("{stream} belongs to a guild of {owner}; only its owner appends to it"),
+                ));
+            }
+            // The guild's start is missing here: the sender pushes the stream from seq 1.
+            Err(Unowned::Missing(why)) if matches!(stream, StreamId::Guild(_)) => {
+                return Err(Refused { stream_at: Some(0), ..refuse("gap", why) });
+            }
+            Err(Unowned::Missing(why) | Unowned::Refused(why)) => return Err(refuse("not_owner", why)),
+        }
         let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
         match self.store.append(&stream, expected, vec![SignedEvent { event, raw }]).await {
             Ok(_) => Ok(id),

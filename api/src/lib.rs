@@ -412,7 +412,12 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
-        .route("/_openguild/federation/v1/send/{txn_id}", axum::routing::put(federation::send))
+        .route(
+            "/_openguild/federation/v1/send/{txn_id}",
+            // Up to 50 events of up to 64 KiB each, in base64, with room for the JSON.
+            axum::routing::put(federation::send)
+                .layer(axum::extract::DefaultBodyLimit::max(federation::MAX_TRANSACTION_BYTES)),
+        )
         .route("/_openguild/federation/v1/streams/{stream}", get(federation::stream))
         .route("/_openguild/federation/v1/state/{guild}", get(federation::state))
         .fallback(move |req: axum::extract::Request| {

@@ -90,6 +90,13 @@ impl Api {
     /// Erases the text of `message` and of its edits, in the store and the read models.
     async fn erase_message(&self, channel: ChannelId, message: &MessageId, redacted_at: u64) -> Result<(), ApiError> {
         let Some(posted) = self.store.get(message).await? else { return Ok(()) };
+        if posted.event.core.stream != StreamId::Channel(channel)
+            || !matches!(posted.event.content(), EventBody::MessagePosted { .. })
+        {
+            // A redaction names a message of its own channel; anything else erases nothing.
+            tracing::warn!(%message, %channel, "moderation: a redaction names no message of its channel; ignored");
+            return Ok(());
+        }
         let mut erase = vec![*message];
         // Edits come after the message in its channel's stream.
         let stream = StreamId::Channel(channel);

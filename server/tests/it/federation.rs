@@ -238,6 +238,20 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     let why = answer["events"][forged_words.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
     assert!(why.contains("whose signature is missing"), "{answer}");
 
+    // A peer appends only to the streams of guilds it created: not to this hub's own guild.
+    let ann = hub.register("ann").await;
+    let local = hub.ok(Some(&ann), "mutation { createGuild(input: {name: \"Ours\"}) { id } }", json!({})).await;
+    let ours: openguild_domain::GuildId = local["createGuild"]["id"].as_str().unwrap().parse().unwrap();
+    let takeover = peer.event(
+        openguild_domain::StreamId::Guild(ours),
+        2,
+        None,
+        openguild_domain::EventBody::GuildUpdated { name: Some("Taken".into()), description: None },
+    );
+    let (_, answer) = peer.send(&hub, "hub.test", "t2c", vec![wire(&takeover)], now_ms()).await;
+    let why = answer["events"][takeover.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("only its owner appends"), "{answer}");
+
     // The refused changed nothing: the peer's next good event still goes through.
     let next = peer.event(
         stream.clone(),
