@@ -30,10 +30,20 @@ pub fn parse(entries: &[String]) -> Result<BTreeMap<ServerName, Peer>, PeerError
             None => (entry.trim(), None),
         };
         let name: ServerName = name.parse().map_err(|e| invalid(format!("{e}")))?;
-        if let Some(url) = &url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(invalid(format!("the URL {url:?} must start with http:// or https://")));
+        if let Some(url) = &url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(format!("the URL {url:?} must start with https://")));
+            }
+            // Plain HTTP would let anyone on the path swap the peer's keys: loopback only.
+            if let Some(rest) = url.strip_prefix("http://") {
+                let host = rest.split(['/', '?']).next().unwrap_or_default();
+                let host = host.rsplit_once(':').filter(|(h, _)| !h.ends_with('[')).map_or(host, |(h, _)| h);
+                if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+                    return Err(invalid(format!(
+                        "the URL {url:?} is plain HTTP to another machine; use https:// (http:// is for loopback only)"
+                    )));
+                }
+            }
         }
         if peers.insert(name.clone(), Peer { name, url }).is_some() {
             return Err(invalid("the same peer is listed twice".into()));
@@ -52,8 +62,12 @@ mod tests {
         let b = &peers[&"hub-b.test".parse().unwrap()];
         assert_eq!(b.url.as_deref(), Some("http://127.0.0.1:18102"));
         assert_eq!(peers[&"hub-c.test".parse().unwrap()].url, None);
-        assert!(parse(&["hub-b.test=ftp://x".into()]).unwrap_err().to_string().contains("http://"));
-        assert!(parse(&["a.test".into(), "a.test=http://x".into()]).is_err());
+        assert!(parse(&["hub-b.test=ftp://x".into()]).unwrap_err().to_string().contains("https://"));
+        let plain = parse(&["hub-b.test=http://hub-b.example:8080".into()]).unwrap_err().to_string();
+        assert!(plain.contains("loopback only"), "{plain}");
+        assert!(parse(&["hub-b.test=https://hub-b.example".into(), "c.test=http://[::1]:9".into()]).is_ok());
+        let twice = parse(&["a.test".into(), "a.test=http://127.0.0.1:1".into()]).unwrap_err().to_string();
+        assert!(twice.contains("twice"), "{twice}");
         assert!(parse(&["not a name=http://x".into()]).is_err());
     }
 }
