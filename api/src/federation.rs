@@ -51,6 +51,9 @@ pub(crate) struct Federation {
     http: reqwest::Client,
     /// Where fetched key documents are kept.
     db: openguild_projections::ReadDb,
+    /// This hub's retired keys and since when its current key signs, for its key document.
+    retired: BTreeMap<KeyId, openguild_federation::keys::OldVerifyKey>,
+    key_since: Timestamp,
 }
 
 struct PeerKeys {
@@ -59,9 +62,16 @@ struct PeerKeys {
 }
 
 impl Federation {
-    pub(crate) fn new(peers: BTreeMap<ServerName, Peer>, db: openguild_projections::ReadDb) -> Self {
+    pub(crate) fn new(
+        peers: BTreeMap<ServerName, Peer>,
+        db: openguild_projections::ReadDb,
+        retired: BTreeMap<KeyId, openguild_federation::keys::OldVerifyKey>,
+        key_since: Timestamp,
+    ) -> Self {
         Self {
             db,
+            retired,
+            key_since,
             peers,
             keys: Mutex::default(),
             replays: Mutex::default(),
@@ -245,7 +255,7 @@ async fn serve_stream(
 /// `GET /_openguild/federation/v1/keys`: no authentication (keys are public); a peer checks
 /// the document's own signature.
 pub(crate) async fn keys(State(api): State<AppState>) -> Response {
-    match KeyDocument::publish(api.commands.key(), Timestamp::default(), Default::default(), now()) {
+    match KeyDocument::publish(api.commands.key(), api.peers.key_since, api.peers.retired.clone(), now()) {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "publishing the key document failed");

@@ -106,6 +106,10 @@ impl Default for ApiSettings {
 pub struct Peers {
     pub tokens: HashMap<String, String>,
     pub hubs: std::collections::BTreeMap<ServerName, openguild_federation::peers::Peer>,
+    /// This hub's retired keys, published beside the current one so old events verify.
+    pub retired_keys: std::collections::BTreeMap<openguild_domain::KeyId, openguild_federation::keys::OldVerifyKey>,
+    /// Since when the current key signs.
+    pub key_since: openguild_domain::Timestamp,
 }
 
 /// Everything the handlers share.
@@ -179,7 +183,7 @@ impl Api {
             limiter,
             fanout,
             peer_tokens: peers.tokens,
-            peers: federation::Federation::new(peers.hubs, read_db),
+            peers: federation::Federation::new(peers.hubs, read_db, peers.retired_keys, peers.key_since),
             trusted_proxies,
             writes: Default::default(),
             sockets: Default::default(),

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use openguild_domain::event::KeyRing;
 use openguild_domain::hub::{HubActor, HubCommand, TokenScope};
 use openguild_domain::{EventId, GuildId, ServerName, StreamId, Timestamp, UserId};
 use openguild_projections::replay::{Until, replay};
@@ -114,7 +113,7 @@ pub async fn events(place: Place, cmd: EventsCommand) -> anyhow::Result<()> {
             let stream: Option<StreamId> = stream.map(|s| s.parse()).transpose()?;
             let server = place.server_name.parse()?;
             let key = keys::load_or_create(&place.data_dir, server)?;
-            let mut keys = KeyRing::default().with_own(&key);
+            let mut keys = keys::own_ring(&place.data_dir, &key)?;
             // Peers' events verify with the key documents this hub fetched from them.
             if let Ok(db) = ReadDb::open(&place.read_db_url()).await {
                 for (server, document) in openguild_projections::queries::peer_keys(&db).await.unwrap_or_default() {
@@ -454,4 +453,27 @@ fn rfc3339(ms: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Retires the hub's signing key and makes a new one. The old key stays published with
+    /// the time it stopped, so everything it signed still verifies; restart the server to
+    /// sign with the new key.
+    Rotate,
+}
+
+pub async fn keys_command(place: Place, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Rotate => {
+            let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            let id = crate::keys::rotate(
+                &place.data_dir,
+                place.server_name.parse()?,
+                openguild_domain::Timestamp::from_millis(ms)?,
+            )?;
+            println!("the hub now signs with {id}; restart `openguild serve` to use it (the old key stays published)");
+            Ok(())
+        }
+    }
 }

@@ -108,6 +108,9 @@ enum Command {
     /// Service tokens for host applications.
     #[command(subcommand)]
     Tokens(cli::TokensCommand),
+    /// The hub's signing keys.
+    #[command(subcommand)]
+    Keys(cli::KeysCommand),
     /// Peer hubs: how sending to each is going.
     #[command(subcommand)]
     Federation(cli::FederationCommand),
@@ -152,6 +155,7 @@ fn main() -> std::process::ExitCode {
                 Some(Command::Operators(cmd)) => cli::operators(settings, cmd).await,
                 Some(Command::Tokens(cmd)) => cli::tokens(settings, cmd).await,
                 Some(Command::Federation(cmd)) => cli::federation(settings, cmd).await,
+                Some(Command::Keys(cmd)) => cli::keys_command(settings, cmd).await,
                 Some(Command::Config(ConfigCommand::Defaults)) => {
                     print!("{}", Settings::defaults_toml()?);
                     Ok(())

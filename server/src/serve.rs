@@ -64,7 +64,12 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     if place.api.public_url.is_none() {
         place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
-    let peers = openguild_api::Peers { tokens: peer_tokens, hubs: place.peers()? };
+    let peers = openguild_api::Peers {
+        tokens: peer_tokens,
+        hubs: place.peers()?,
+        retired_keys: keys::old_keys(&place.data_dir)?,
+        key_since: keys::current_since(&place.data_dir)?,
+    };
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peers)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;

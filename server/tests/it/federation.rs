@@ -477,3 +477,59 @@ async fn a_peer_that_floods_is_slowed_down() {
     assert_eq!(status, 429, "{answer}");
     assert_eq!(answer["error"]["code"], "RATE_LIMITED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_stays_published_and_everything_it_signed_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, "", &[]);
+    let ann = server.register("ann").await;
+    server.ok(Some(&ann), "mutation { createGuild(input: {name: \"Before\"}) { id } }", json!({})).await;
+    drop(server);
+
+    let openguild = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
+            .args(args)
+            .env("OPENGUILD_DATA_DIR", &data)
+            .env("OPENGUILD_SERVER_NAME", "hub.test")
+            .env("OPENGUILD_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let rotated = openguild(&["keys", "rotate"]);
+    let said = String::from_utf8_lossy(&rotated.stdout).into_owned();
+    assert!(
+        rotated.status.success() && said.contains("ed25519:a2"),
+        "{said}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+
+    let server = Server::start(&data, "", &[]);
+    let bob = server.register("bob").await;
+    server.ok(Some(&bob), "mutation { createGuild(input: {name: \"After\"}) { id } }", json!({})).await;
+    let doc: KeyDocument =
+        reqwest::get(format!("{}/_openguild/federation/v1/keys", server.url)).await.unwrap().json().await.unwrap();
+    let keys = doc.verify(&"hub.test".parse().unwrap()).unwrap();
+    assert!(doc.verify_keys.contains_key(&"ed25519:a2".parse().unwrap()), "{doc:?}");
+    let old = &doc.old_verify_keys[&"ed25519:a1".parse().unwrap()];
+    assert!(old.expired_ts > 0 && doc.verify_keys.values().all(|k| k.valid_from_ts == old.expired_ts), "{doc:?}");
+
+    // A peer holding only the published document verifies events from before and after.
+    let mut ring = KeyRing::default();
+    for (key_id, key) in keys {
+        ring.insert(doc.server.clone(), key_id, key);
+    }
+    let options = Options { read_only: true, ..Options::default() };
+    let store = openguild_store::open(&data.join("events.db").display().to_string(), options).await.unwrap();
+    let events = store.read_all(0, 1_000).await.unwrap();
+    let signers: std::collections::BTreeSet<String> =
+        events.iter().flat_map(|e| e.event.signatures.values().flat_map(|s| s.keys().map(|k| k.to_string()))).collect();
+    assert_eq!(signers.into_iter().collect::<Vec<_>>(), ["ed25519:a1", "ed25519:a2"]);
+    for e in &events {
+        openguild_domain::event::verify(&e.raw, &ring).unwrap_or_else(|err| panic!("{}: {err}", e.event.id));
+    }
+    store.close().await;
+    // And so does the hub's own `events verify`.
+    let verify = openguild(&["events", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
