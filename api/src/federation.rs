@@ -255,7 +255,7 @@ async fn serve_stream(
 /// `GET /_openguild/federation/v1/keys`: no authentication (keys are public); a peer checks
 /// the document's own signature.
 pub(crate) async fn keys(State(api): State<AppState>) -> Response {
-    match KeyDocument::publish(api.commands.key(), api.peers.key_since, api.peers.retired.clone(), now()) {
+    match KeyDocument::publish(api.commands.key(), api.federation.key_since, api.federation.retired.clone(), now()) {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "publishing the key document failed");
@@ -327,8 +327,13 @@ pub(crate) async fn send(
     if let Err(response) = api.peer_rate(&origin).await {
         return response;
     }
-    let known =
-        api.peers.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&(origin.clone(), txn_id.clone())).cloned();
+    let known = api
+        .federation
+        .answers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(origin.clone(), txn_id.clone()))
+        .cloned();
     if let Some(answer) = known {
         return Json(answer).into_response();
     }
@@ -370,7 +375,7 @@ pub(crate) async fn send(
         results.insert(key, outcome);
     }
     let answer = json!({ "events": results });
-    let mut answers = api.peers.answers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut answers = api.federation.answers.lock().unwrap_or_else(|p| p.into_inner());
     if answers.len() >= ANSWERS_KEPT {
         answers.clear();
     }
@@ -388,14 +393,14 @@ impl Api {
     ) -> Result<ServerName, Response> {
         // An unknown key of a peer is fetched before the checks, which stay synchronous.
         if let Some(c) = authorization.and_then(|a| Credentials::parse(a).ok())
-            && self.peers.is_peer(&c.origin)
+            && self.federation.is_peer(&c.origin)
         {
-            self.peers.ensure_keys(&c.origin, &c.key).await;
+            self.federation.ensure_keys(&c.origin, &c.key).await;
         }
-        let is_peer = |s: &ServerName| self.peers.is_peer(s);
-        let key = |s: &ServerName, k: &KeyId| self.peers.key(s, k, Some(now()));
+        let is_peer = |s: &ServerName| self.federation.is_peer(s);
+        let key = |s: &ServerName, k: &KeyId| self.federation.key(s, k, Some(now()));
         let receiver = Receiver { us: &self.server, is_peer: &is_peer, key: &key };
-        let mut replays = self.peers.replays.lock().unwrap_or_else(|p| p.into_inner());
+        let mut replays = self.federation.replays.lock().unwrap_or_else(|p| p.into_inner());
         receiver.check(authorization, request, now(), &mut replays).map_err(|refusal| {
             crate::metrics::refused("federation_request");
             tracing::info!(refusal = %refusal, "federation: request refused");
@@ -426,6 +431,16 @@ impl Api {
         })
     }
 
+    /// The guild a federated stream belongs to: `None` for streams that never leave their
+    /// hub (user, hub, DM), an error for a channel this hub does not know.
+    async fn guild_of_stream(&self, stream: &StreamId) -> Result<Option<openguild_domain::GuildId>, ()> {
+        match stream {
+            StreamId::Guild(g) => Ok(Some(*g)),
+            StreamId::Channel(c) => self.commands.guild_of(*c).await.map(Some).map_err(|_| ()),
+            _ => Ok(None),
+        }
+    }
+
     /// The events of `stream` from `from` (at most `limit`), if `peer` may see them: the
     /// stream is of a guild with members on `peer`.
     async fn stream_for_peer(
@@ -435,20 +450,16 @@ impl Api {
         from: u64,
         limit: usize,
     ) -> Result<Vec<openguild_store::StoredEvent>, (StatusCode, &'static str, String)> {
-        let guild = match stream {
-            StreamId::Guild(g) => *g,
-            StreamId::Channel(c) => self
-                .commands
-                .guild_of(*c)
-                .await
-                .map_err(|_| (StatusCode::NOT_FOUND, "NOT_FOUND", format!("no stream {stream} here")))?,
-            _ => {
+        let guild = match self.guild_of_stream(stream).await {
+            Ok(Some(g)) => g,
+            Ok(None) => {
                 return Err((
                     StatusCode::FORBIDDEN,
                     "FORBIDDEN",
                     format!("stream {stream} does not travel between hubs"),
                 ));
             }
+            Err(()) => return Err((StatusCode::NOT_FOUND, "NOT_FOUND", format!("no stream {stream} here"))),
         };
         let cell = self
             .commands
@@ -472,12 +483,14 @@ impl Api {
         seq: u64,
         event: &openguild_domain::Event,
     ) -> Result<ServerName, Unowned> {
-        let guild = match stream {
-            StreamId::Guild(g) => *g,
-            StreamId::Channel(c) => self.commands.guild_of(*c).await.map_err(|_| {
-                Unowned::Missing(format!("{stream} is of a guild this hub does not have yet; send the guild first"))
-            })?,
-            _ => return Err(Unowned::Refused(format!("stream {stream} does not travel between hubs"))),
+        let guild = match self.guild_of_stream(stream).await {
+            Ok(Some(g)) => g,
+            Ok(None) => return Err(Unowned::Refused(format!("stream {stream} does not travel between hubs"))),
+            Err(()) => {
+                return Err(Unowned::Missing(format!(
+                    "{stream} is of a guild this hub does not have yet; send the guild first"
+                )));
+            }
         };
         if let StreamId::Guild(_) = stream
             && seq == 1
@@ -527,11 +540,12 @@ impl Api {
             return Err(refuse("stream", format!("stream {} does not travel between hubs", core.stream)));
         }
         for key_id in decoded.signatures.get(origin).into_iter().flatten().map(|(k, _)| k) {
-            if self.peers.key(origin, key_id, None).is_none() {
-                self.peers.ensure_keys(origin, key_id).await;
+            if self.federation.key(origin, key_id, None).is_none() {
+                self.federation.ensure_keys(origin, key_id).await;
             }
         }
-        let event = event::verify(&raw, &self.peers.ring(origin)).map_err(|e| refuse("signature", e.to_string()))?;
+        let event =
+            event::verify(&raw, &self.federation.ring(origin)).map_err(|e| refuse("signature", e.to_string()))?;
         // A sender of another hub: that hub must have signed the event too, so the origin
         // cannot put words in its users' mouths.
         let home = event.core.sender.server();
@@ -542,11 +556,11 @@ impl Api {
                     own.key_id().clone(),
                     PublishedKey { public_key: own.public_key(), valid_from: Timestamp::default(), valid_until: None },
                 )]
-            } else if self.peers.is_peer(&home) {
+            } else if self.federation.is_peer(&home) {
                 for key_id in event.signatures.get(&home).into_iter().flatten().map(|(k, _)| k) {
-                    self.peers.ensure_keys(&home, key_id).await;
+                    self.federation.ensure_keys(&home, key_id).await;
                 }
-                self.peers.keys_of(&home)
+                self.federation.keys_of(&home)
             } else {
                 return Err(refuse(
                     "sender_hub",

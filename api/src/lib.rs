@@ -100,10 +100,10 @@ impl Default for ApiSettings {
     }
 }
 
-/// The hub's peers: the allowlist (`name=url`) and the outbox pull's bearer tokens
-/// (token → peer).
+/// What federation starts from: the peer allowlist (`name=url`), the outbox pull's bearer
+/// tokens (token → peer), and this hub's retired keys.
 #[derive(Default)]
-pub struct Peers {
+pub struct FederationSetup {
     pub tokens: HashMap<String, String>,
     pub hubs: std::collections::BTreeMap<ServerName, openguild_federation::peers::Peer>,
     /// This hub's retired keys, published beside the current one so old events verify.
@@ -125,7 +125,7 @@ pub struct Api {
     /// Federation outbox pull: bearer token → the peer it authenticates.
     pub peer_tokens: HashMap<String, String>,
     /// The allowlisted peer hubs, and what federation keeps about them on this node.
-    pub(crate) peers: federation::Federation,
+    pub(crate) federation: federation::Federation,
     /// `settings.trusted_proxies`, parsed.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Each user's last write on this node: their reads wait for it.
@@ -146,7 +146,7 @@ impl Api {
         projections: Arc<Projections>,
         key: openguild_domain::ServerKey,
         settings: ApiSettings,
-        peers: Peers,
+        peers: FederationSetup,
     ) -> Result<Arc<Api>, ApiError> {
         let server = key.server().clone();
         let trusted_proxies = settings
@@ -183,7 +183,7 @@ impl Api {
             limiter,
             fanout,
             peer_tokens: peers.tokens,
-            peers: federation::Federation::new(peers.hubs, read_db, peers.retired_keys, peers.key_since),
+            federation: federation::Federation::new(peers.hubs, read_db, peers.retired_keys, peers.key_since),
             trusted_proxies,
             writes: Default::default(),
             sockets: Default::default(),

@@ -13,7 +13,7 @@
 //! is skipped) and the checkpoint moves only past events whose work is done, so a crash
 //! resumes where it stopped and repeats nothing that matters.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -158,10 +158,4 @@ impl Api {
         }
         Ok(())
     }
-}
-
-/// Whether the moderation worker has done everything up to `position` (for tests and
-/// `/readyz`-style checks).
-pub async fn caught_up(api: &Arc<Api>, position: u64) -> bool {
-    queries::worker_position(api.projections.db(), NAME).await.is_ok_and(|p| p >= position)
 }

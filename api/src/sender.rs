@@ -27,7 +27,7 @@ use crate::federation::{MAX_EVENTS, WireEvent};
 
 /// Starts one sender per peer that has a URL.
 pub(crate) fn start(api: &Arc<Api>) {
-    for (name, peer) in api.peers.peers() {
+    for (name, peer) in api.federation.peers() {
         if let Some(url) = peer.url.clone() {
             let weak = Arc::downgrade(api);
             let name = name.clone();
@@ -177,7 +177,7 @@ impl Api {
         let request = openguild_federation::request::Request { method: "PUT", target: &target, body: &body };
         let authorization = openguild_federation::request::authorization(self.commands.key(), peer, &request, now());
         let response = self
-            .peers
+            .federation
             .http()
             .put(format!("{url}{target}"))
             .header("authorization", authorization)

@@ -64,7 +64,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     if place.api.public_url.is_none() {
         place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
-    let peers = openguild_api::Peers {
+    let peers = openguild_api::FederationSetup {
         tokens: peer_tokens,
         hubs: place.peers()?,
         retired_keys: keys::old_keys(&place.data_dir)?,

@@ -37,7 +37,7 @@ pub async fn spawn_app_with(settings: ApiSettings) -> App {
     let projections =
         Arc::new(Projections::start(db, store.clone(), openguild_projections::all(vec![])).await.unwrap());
     let key = ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k1".parse().unwrap(), [5; 32]);
-    let api = Api::start(store, projections, key, settings, openguild_api::Peers::default()).await.unwrap();
+    let api = Api::start(store, projections, key, settings, openguild_api::FederationSetup::default()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = openguild_api::router(api.clone(), dir.path().join("ui"));

@@ -148,6 +148,16 @@ impl TestPeer {
     }
 }
 
+/// Runs `openguild ARGS` on the hub `server` whose data lives in `data`, with `env` more.
+fn openguild(data: &std::path::Path, server: &str, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"));
+    cmd.args(args).env("OPENGUILD_DATA_DIR", data).env("OPENGUILD_SERVER_NAME", server).env("OPENGUILD_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
@@ -401,13 +411,7 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     // Every event on B, A's included, verifies there, with the keys B fetched from A.
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
-        .args(["events", "verify"])
-        .env("OPENGUILD_DATA_DIR", &b_data)
-        .env("OPENGUILD_SERVER_NAME", "hub-b.test")
-        .env("OPENGUILD_LOG", "warn")
-        .output()
-        .unwrap();
+    let verify = openguild(&b_data, "hub-b.test", &["events", "verify"], &[]);
     let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     assert!(verify.status.success() && said.contains("ok:"), "events verify on hub B: {said}");
     // B can also pull: the guild's state, and a stream from a seq on, signed as B.
@@ -438,14 +442,8 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
     assert_eq!(status, 403, "the hub stream never leaves its hub");
 
     // A's sender has nothing left for B, and says so: in its status, and in its metrics.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
-        .args(["federation", "status"])
-        .env("OPENGUILD_DATA_DIR", &a_data)
-        .env("OPENGUILD_SERVER_NAME", "hub-a.test")
-        .env("OPENGUILD_FEDERATION__PEERS", format!("[\"hub-b.test=http://127.0.0.1:{b_port}\"]"))
-        .env("OPENGUILD_LOG", "warn")
-        .output()
-        .unwrap();
+    let peers = ("OPENGUILD_FEDERATION__PEERS", format!("[\"hub-b.test=http://127.0.0.1:{b_port}\"]"));
+    let status = openguild(&a_data, "hub-a.test", &["federation", "status"], &[peers]);
     let said = String::from_utf8_lossy(&status.stdout).into_owned();
     let line =
         said.lines().find(|l| l.starts_with("hub-b.test")).unwrap_or_else(|| panic!("no hub-b.test in:\n{said}"));
@@ -487,16 +485,7 @@ async fn a_rotated_key_stays_published_and_everything_it_signed_still_verifies()
     server.ok(Some(&ann), "mutation { createGuild(input: {name: \"Before\"}) { id } }", json!({})).await;
     drop(server);
 
-    let openguild = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_openguild"))
-            .args(args)
-            .env("OPENGUILD_DATA_DIR", &data)
-            .env("OPENGUILD_SERVER_NAME", "hub.test")
-            .env("OPENGUILD_LOG", "warn")
-            .output()
-            .unwrap()
-    };
-    let rotated = openguild(&["keys", "rotate"]);
+    let rotated = openguild(&data, "hub.test", &["keys", "rotate"], &[]);
     let said = String::from_utf8_lossy(&rotated.stdout).into_owned();
     assert!(
         rotated.status.success() && said.contains("ed25519:a2"),
@@ -530,6 +519,6 @@ async fn a_rotated_key_stays_published_and_everything_it_signed_still_verifies()
     }
     store.close().await;
     // And so does the hub's own `events verify`.
-    let verify = openguild(&["events", "verify"]);
+    let verify = openguild(&data, "hub.test", &["events", "verify"], &[]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }
