@@ -202,8 +202,15 @@ pub(crate) async fn stream(
     Path(stream): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    axum::extract::Query(params): axum::extract::Query<StreamParams>,
+    params: Result<axum::extract::Query<StreamParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let params = match params {
+        Ok(axum::extract::Query(p)) => p,
+        Err(e) => {
+            let why = format!("{}; `from` is a seq (1 and up), `limit` a count up to {MAX_BACKFILL}", e.body_text());
+            return error(StatusCode::BAD_REQUEST, "INVALID_INPUT", &why);
+        }
+    };
     let stream: StreamId = match stream.parse() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_INPUT", &format!("not a stream: {e}")),

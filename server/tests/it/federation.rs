@@ -437,6 +437,8 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
     assert_eq!((status, state["events"].as_array().map(Vec::len)), (200, Some(63)), "{state}");
     let (status, tail) = get(format!("/_openguild/federation/v1/streams/{stream}?from=60&limit=10")).await;
     assert_eq!((status, tail["events"].as_array().map(Vec::len)), (200, Some(4)), "{tail}");
+    let (status, bad) = get(format!("/_openguild/federation/v1/streams/{stream}?from=minus-one")).await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("INVALID_INPUT")), "{bad}");
     let (status, _) =
         get(format!("/_openguild/federation/v1/streams/{}?from=1", openguild_domain::StreamId::Hub)).await;
     assert_eq!(status, 403, "the hub stream never leaves its hub");
