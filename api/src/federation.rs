@@ -54,6 +54,8 @@ pub(crate) struct Federation {
     /// This hub's retired keys and since when its current key signs, for its key document.
     retired: BTreeMap<KeyId, openguild_federation::keys::OldVerifyKey>,
     key_since: Timestamp,
+    /// The sender's longest pause between failed tries.
+    retry_max: Duration,
 }
 
 struct PeerKeys {
@@ -67,11 +69,13 @@ impl Federation {
         db: openguild_projections::ReadDb,
         retired: BTreeMap<KeyId, openguild_federation::keys::OldVerifyKey>,
         key_since: Timestamp,
+        retry_max: Duration,
     ) -> Self {
         Self {
             db,
             retired,
             key_since,
+            retry_max,
             peers,
             keys: Mutex::default(),
             replays: Mutex::default(),
@@ -86,6 +90,10 @@ impl Federation {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    pub(crate) fn retry_max(&self) -> Duration {
+        self.retry_max
     }
 
     fn is_peer(&self, name: &ServerName) -> bool {

@@ -101,8 +101,7 @@ impl Default for ApiSettings {
 }
 
 /// What federation starts from: the peer allowlist (`name=url`), the outbox pull's bearer
-/// tokens (token → peer), and this hub's retired keys.
-#[derive(Default)]
+/// tokens (token → peer), this hub's retired keys, and the sender's longest pause.
 pub struct FederationSetup {
     pub tokens: HashMap<String, String>,
     pub hubs: std::collections::BTreeMap<ServerName, openguild_federation::peers::Peer>,
@@ -110,6 +109,21 @@ pub struct FederationSetup {
     pub retired_keys: std::collections::BTreeMap<openguild_domain::KeyId, openguild_federation::keys::OldVerifyKey>,
     /// Since when the current key signs.
     pub key_since: openguild_domain::Timestamp,
+    /// The longest pause of a peer's sender between failed tries (its backoff's cap): how
+    /// long a peer that came back may wait for what is queued for it.
+    pub retry_max: std::time::Duration,
+}
+
+impl Default for FederationSetup {
+    fn default() -> Self {
+        Self {
+            tokens: HashMap::new(),
+            hubs: Default::default(),
+            retired_keys: Default::default(),
+            key_since: Default::default(),
+            retry_max: sender::DEFAULT_RETRY_MAX,
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -183,7 +197,13 @@ impl Api {
             limiter,
             fanout,
             peer_tokens: peers.tokens,
-            federation: federation::Federation::new(peers.hubs, read_db, peers.retired_keys, peers.key_since),
+            federation: federation::Federation::new(
+                peers.hubs,
+                read_db,
+                peers.retired_keys,
+                peers.key_since,
+                peers.retry_max,
+            ),
             trusted_proxies,
             writes: Default::default(),
             sockets: Default::default(),

@@ -8,8 +8,9 @@
 //!
 //! A peer that lacks the start of a stream answers "stream at seq N" for its events; the
 //! sender then pushes that stream's events from N + 1 first (from its own store) and tries
-//! again. Failures back off exponentially with jitter, up to a minute; a 4xx other than 401
-//! and 429 is not retried sooner than that either, and is logged.
+//! again. Failures back off exponentially with jitter, up to `[federation] retry_max_seconds`
+//! (a minute unless configured), so a peer that comes back after a partition gets its queue
+//! within that pause; an answer other than 2xx counts as a failure and is logged.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,6 +25,9 @@ use crate::clock::now;
 use crate::commands::random16;
 use crate::errors::ApiError;
 use crate::federation::{MAX_EVENTS, WireEvent};
+
+/// The longest pause between failed tries unless configured.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Starts one sender per peer that has a URL.
 pub(crate) fn start(api: &Arc<Api>) {
@@ -55,6 +59,7 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
         let Some(strong) = api.upgrade() else { return };
         let db = strong.projections.db().clone();
         let outcome = strong.send_next(&peer, &url, &checkpoint).await;
+        let retry_max = strong.federation.retry_max();
         drop(strong);
         match outcome {
             Ok(true) => {
@@ -68,7 +73,7 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                let pause = backoff(failures);
+                let pause = backoff(failures, retry_max);
                 let pause_ms = pause.as_millis() as u64;
                 tracing::warn!(%peer, error = %e.message, retry_in_ms = pause_ms, "federation: sending failed");
                 let _ = queries::peer_failed(&db, peer.as_str(), now().as_millis(), &e.message, pause_ms).await;
@@ -78,12 +83,14 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
     }
 }
 
-/// A random pause of up to 250 ms × 2^failures, at most a minute ("full jitter").
-fn backoff(failures: u32) -> Duration {
-    let ceiling_ms = 250u64.saturating_mul(1 << failures.min(8)).min(60_000);
+/// A random pause between half and all of 250 ms × 2^failures, the ceiling at most `max`
+/// (jitter, so peers that failed together do not retry together).
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let max_ms = (max.as_millis() as u64).max(1);
+    let ceiling_ms = 250u64.saturating_mul(1 << failures.min(16)).min(max_ms);
     let r = random16();
     let roll = u64::from(u32::from_le_bytes([r[0], r[1], r[2], r[3]]));
-    Duration::from_millis(ceiling_ms / 2 + roll % (ceiling_ms / 2).max(1))
+    Duration::from_millis(ceiling_ms / 2 + roll % (ceiling_ms - ceiling_ms / 2).max(1))
 }
 
 impl Api {
@@ -210,4 +217,23 @@ fn txn_id(origin: &ServerName, peer: &ServerName, since: u64, last: u64) -> Stri
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_grows_from_a_quarter_second_and_never_passes_its_cap() {
+        for _ in 0..200 {
+            let first = backoff(1, DEFAULT_RETRY_MAX);
+            assert!((250..500).contains(&first.as_millis()), "{first:?}");
+            for failures in [9, 20, 1_000, u32::MAX] {
+                let late = backoff(failures, DEFAULT_RETRY_MAX);
+                assert!((30_000..60_000).contains(&late.as_millis()), "{failures}: {late:?}");
+                let capped = backoff(failures, Duration::from_secs(3));
+                assert!((1_500..3_000).contains(&capped.as_millis()), "{failures}: {capped:?}");
+            }
+        }
+    }
 }

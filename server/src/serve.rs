@@ -69,6 +69,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
         hubs: place.peers()?,
         retired_keys: keys::old_keys(&place.data_dir)?,
         key_since: keys::current_since(&place.data_dir)?,
+        retry_max: std::time::Duration::from_secs(place.federation.retry_max_seconds.max(1)),
     };
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peers)
         .await

@@ -47,14 +47,27 @@ pub struct Settings {
     pub api: openguild_api::ApiSettings,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Federation {
     /// Allowlisted peer hubs, as `name=base-url` (or a bare `name` for a peer that only
     /// pulls), whose members' guilds fill the outbox.
     pub peers: Vec<String>,
+    /// The longest pause, in seconds, of a peer's sender between failed tries: after an
+    /// outage the peer waits at most about this long for its queue.
+    pub retry_max_seconds: u64,
     /// Bearer token of each peer for the outbox pull, by peer name.
     pub peer_tokens: BTreeMap<String, Secret>,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            retry_max_seconds: openguild_api::sender::DEFAULT_RETRY_MAX.as_secs(),
+            peer_tokens: BTreeMap::new(),
+        }
+    }
 }
 
 /// A value that never prints.
