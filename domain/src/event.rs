@@ -226,6 +226,8 @@ pub enum VerifyError {
     Malformed(#[from] CanonicalError),
     #[error("bad hash: the event id {claimed} does not match its bytes (they hash to {actual})")]
     BadId { claimed: EventId, actual: EventId },
+    #[error("malformed event: seq 0; a stream's seqs start at 1")]
+    ZeroSeq,
     #[error("bad content hash: the body does not match the hash the event was signed with")]
     BadContentHash,
     #[error("the body does not reduce to the redacted form that was signed")]
@@ -309,6 +311,11 @@ impl RawEvent {
             return Err(VerifyError::BadId { claimed: self.id, actual });
         }
         let core = decode_core(&self.core, strict)?;
+        if strict && core.seq == 0 {
+            // In range for the integer, not for a position; the store refuses it too, but
+            // a receiver computes with `seq - 1` before it gets there.
+            return Err(VerifyError::ZeroSeq);
+        }
         let body = match &self.body {
             None => None,
             Some(bytes) => {

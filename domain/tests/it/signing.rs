@@ -217,4 +217,13 @@ fn non_canonical_encodings_of_a_valid_event_are_refused() {
     let mut trailing = raw.core.clone();
     trailing.push(0);
     assert_eq!(refused(trailing), VerifyError::Malformed(CanonicalError::TrailingBytes(1)));
+
+    // Seq 0: canonical, and a valid unsigned integer, but no position in a stream.
+    let mut zero = entries.clone();
+    for (k, v) in &mut zero {
+        if k.as_str() == Some("seq") {
+            *v = rmpv::Value::from(0u64);
+        }
+    }
+    assert_eq!(refused(encode(zero)), VerifyError::ZeroSeq);
 }
