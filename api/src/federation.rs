@@ -613,8 +613,14 @@ impl Api {
             Err(Unowned::Missing(why) | Unowned::Refused(why)) => return Err(refuse("not_owner", why)),
         }
         let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
-        match self.store.append(&stream, expected, vec![SignedEvent { event, raw }]).await {
-            Ok(_) => Ok(id),
+        match self.store.append(&stream, expected, vec![SignedEvent { event: event.clone(), raw }]).await {
+            Ok(_) => {
+                // The command path learns of it now, not when the live feed gets there: the
+                // next event of this very transaction may be the first message of a channel
+                // this event created, and is placed through the channel's guild.
+                self.commands.observe(&event).await;
+                Ok(id)
+            }
             Err(StoreError::Conflict { actual, .. }) => {
                 let at = actual.unwrap_or(0);
                 Err(Refused {
