@@ -4,7 +4,8 @@
 //! only past a transaction the peer answered, so a restart or `kill -9` resumes where it
 //! was: nothing is skipped, and a transaction sent again has the same id (a hash of origin,
 //! destination and the positions it carries), which the peer answers without processing
-//! again.
+//! again. Only events this hub signed go out: the outbox also lists the copies this hub
+//! holds of a peer's guild, and those reach other hubs from their owner.
 //!
 //! A peer that lacks the start of a stream answers "stream at seq N" for its events; the
 //! sender then pushes that stream's events from N + 1 first (from its own store) and tries
@@ -62,11 +63,12 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
         let retry_max = strong.federation.retry_max();
         drop(strong);
         match outcome {
-            Ok(true) => {
+            Ok(Step::Sent) => {
                 failures = 0;
                 let _ = queries::peer_succeeded(&db, peer.as_str(), now().as_millis()).await;
             }
-            Ok(false) => {
+            Ok(Step::Passed) => {}
+            Ok(Step::Idle) => {
                 failures = 0;
                 // Nothing queued: look again shortly.
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -83,6 +85,16 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
     }
 }
 
+/// What one turn of a sender did.
+enum Step {
+    /// A transaction went out and was answered.
+    Sent,
+    /// The next page held nothing this hub signed; the position moved past it.
+    Passed,
+    /// Nothing is queued.
+    Idle,
+}
+
 /// A random pause between half and all of 250 ms × 2^failures, the ceiling at most `max`
 /// (jitter, so peers that failed together do not retry together).
 fn backoff(failures: u32, max: Duration) -> Duration {
@@ -94,13 +106,24 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 }
 
 impl Api {
-    /// Sends the next transaction of `peer`'s outbox: whether there was one.
-    async fn send_next(&self, peer: &ServerName, url: &str, checkpoint: &str) -> Result<bool, ApiError> {
+    /// Sends the next transaction of `peer`'s outbox, if there is one.
+    async fn send_next(&self, peer: &ServerName, url: &str, checkpoint: &str) -> Result<Step, ApiError> {
         let db = self.projections.db();
         let since = queries::worker_position(db, checkpoint).await?;
         let page = queries::outbox_page(db, peer.as_str(), since, MAX_EVENTS as u32).await?;
-        let Some(&(last, _)) = page.last() else { return Ok(false) };
-        let events = self.stored(page.iter().map(|(_, id)| *id)).await?;
+        let Some(&(last, _)) = page.last() else { return Ok(Step::Idle) };
+        // Only what this hub signed: a replica's queue also lists the owner's events of the
+        // guilds it holds, which the owner (or any peer) would refuse from us as relayed.
+        let events: Vec<StoredEvent> = self
+            .stored(page.iter().map(|(_, id)| *id))
+            .await?
+            .into_iter()
+            .filter(|e| e.event.core.origin == self.server)
+            .collect();
+        if events.is_empty() {
+            queries::set_worker_position(db, checkpoint, last).await?;
+            return Ok(Step::Passed);
+        }
         let txn_id = txn_id(&self.server, peer, since, last);
         let answer = self.put_transaction(peer, url, &txn_id, &events).await?;
         // Events the peer could not place: push their streams' missing starts, then this again.
@@ -125,7 +148,7 @@ impl Api {
             self.put_transaction(peer, url, &retry, &events).await?;
         }
         queries::set_worker_position(db, checkpoint, last).await?;
-        Ok(true)
+        Ok(Step::Sent)
     }
 
     /// Pushes events `from..=to` of `stream` to `peer`, in transactions.
