@@ -1,6 +1,7 @@
-//! Federation against a real hub: the keys it publishes, and its inbox facing a peer under
-//! the test's control (its own keys served over HTTP, crafted requests and events). The
-//! sender comes next: docs/PROTOCOL.md says what is built.
+//! Federation against a real hub: the keys it publishes; its inbox facing a peer under the
+//! test's control (its own keys served over HTTP and rotated, crafted requests, events and
+//! hand-made bytes); two real hubs, one sending a guild to the other. `partition` runs two
+//! hubs through a bad network.
 
 use openguild_domain::KeyRing;
 use openguild_federation::keys::KeyDocument;
@@ -43,11 +44,16 @@ async fn a_hub_publishes_its_keys_self_signed_and_every_event_it_signed_verifies
     store.close().await;
 }
 
-/// A peer hub under the test's control: its own key, its key document served over real HTTP,
-/// and requests it crafts.
+/// A peer hub under the test's control: its own key, its key document served over real HTTP
+/// (counting how often it is fetched, and replaced when the peer rotates), and requests it
+/// crafts.
 struct TestPeer {
     key: openguild_domain::ServerKey,
     url: String,
+    /// The key document served, as JSON.
+    doc: std::sync::Arc<std::sync::Mutex<String>>,
+    /// How many times the key document was fetched.
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestPeer {
@@ -58,14 +64,24 @@ impl TestPeer {
             openguild_domain::ServerKey::from_seed(name.parse().unwrap(), "ed25519:p1".parse().unwrap(), [seed; 32]);
         let now = openguild_domain::Timestamp::from_millis(now_ms()).unwrap();
         let doc = KeyDocument::publish(&key, openguild_domain::Timestamp::default(), Default::default(), now).unwrap();
-        let body = serde_json::to_string(&doc).unwrap();
+        let doc = std::sync::Arc::new(std::sync::Mutex::new(serde_json::to_string(&doc).unwrap()));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let (served, counted) = (doc.clone(), fetches.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
+                // The key document; anything else (the hub's own sender, say) gets an empty
+                // answer and is not counted.
+                let body = if buf.starts_with(b"GET /_openguild/federation/v1/keys ") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    served.lock().unwrap().clone()
+                } else {
+                    "{\"events\": {}}".to_owned()
+                };
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -73,7 +89,36 @@ impl TestPeer {
                 let _ = stream.write_all(reply.as_bytes());
             }
         });
-        TestPeer { key, url }
+        TestPeer { key, url, doc, fetches }
+    }
+
+    /// How many times the hub fetched this peer's key document.
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Rotates as `openguild keys rotate` does: `ed25519:p2` (from `seed`) signs from now
+    /// on, and the old key stays published with `expired_ts` now. The old key and that time.
+    fn rotate(&mut self, seed: u8) -> (openguild_domain::ServerKey, u64) {
+        let at = now_ms();
+        let next = openguild_domain::ServerKey::from_seed(
+            self.key.server().clone(),
+            "ed25519:p2".parse().unwrap(),
+            [seed; 32],
+        );
+        let old = std::mem::replace(&mut self.key, next);
+        let retired = std::collections::BTreeMap::from([(
+            old.key_id().clone(),
+            openguild_federation::keys::OldVerifyKey {
+                key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, old.public_key()),
+                valid_from_ts: 0,
+                expired_ts: at,
+            },
+        )]);
+        let since = openguild_domain::Timestamp::from_millis(at).unwrap();
+        let doc = KeyDocument::publish(&self.key, since, retired, since).unwrap();
+        *self.doc.lock().unwrap() = serde_json::to_string(&doc).unwrap();
+        (old, at)
     }
 
     /// Signs an event of `stream` at `seq` after `prev`, sent by `@p` of this peer.
@@ -84,17 +129,7 @@ impl TestPeer {
         prev: Option<openguild_domain::EventId>,
         body: openguild_domain::EventBody,
     ) -> openguild_domain::SignedEvent {
-        let sender: openguild_domain::UserId = format!("@p:{}", self.key.server()).parse().unwrap();
-        let unsigned = openguild_domain::UnsignedEvent {
-            stream,
-            seq,
-            prev: prev.into_iter().collect(),
-            auth: vec![],
-            sender,
-            ts: openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
-            body,
-        };
-        openguild_domain::event::sign(unsigned, &self.key).unwrap()
+        signed(&self.key, stream, seq, prev, body, now_ms())
     }
 
     /// A guild created by this peer's `@p`: the create event and the guild's stream.
@@ -148,8 +183,36 @@ impl TestPeer {
     }
 }
 
+/// An event of `stream` at `seq` after `prev`, sent by `@p` of `key`'s hub at `ts_ms` and
+/// signed by `key`.
+fn signed(
+    key: &openguild_domain::ServerKey,
+    stream: openguild_domain::StreamId,
+    seq: u64,
+    prev: Option<openguild_domain::EventId>,
+    body: openguild_domain::EventBody,
+    ts_ms: u64,
+) -> openguild_domain::SignedEvent {
+    let sender: openguild_domain::UserId = format!("@p:{}", key.server()).parse().unwrap();
+    let unsigned = openguild_domain::UnsignedEvent {
+        stream,
+        seq,
+        prev: prev.into_iter().collect(),
+        auth: vec![],
+        sender,
+        ts: openguild_domain::Timestamp::from_millis(ts_ms).unwrap(),
+        body,
+    };
+    openguild_domain::event::sign(unsigned, key).unwrap()
+}
+
 /// Runs `openguild ARGS` on the hub `server` whose data lives in `data`, with `env` more.
-fn openguild(data: &std::path::Path, server: &str, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+pub(crate) fn openguild(
+    data: &std::path::Path,
+    server: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"));
     cmd.args(args).env("OPENGUILD_DATA_DIR", data).env("OPENGUILD_SERVER_NAME", server).env("OPENGUILD_LOG", "warn");
     for (k, v) in env {
@@ -279,7 +342,7 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
 
 /// A free port on loopback, below the kernel's ephemeral range (32768 and up), so no server
 /// another test starts on port 0 can take it between this check and the hub's start.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let port = 20_000 + rand::random::<u16>() % 10_000;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -288,9 +351,10 @@ fn free_port() -> u16 {
     }
 }
 
-/// Writes, into `data`, hub A's guild with a member who lives on hub B, and `renames` more
-/// events after the join: `(guild stream, events written)`.
-async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
+/// Writes, into `data`, hub A's guild, owned by `@owner:hub-a.test`, with a member who
+/// lives on hub B, and `renames` more events after the join (3 + `renames` events): the
+/// guild's stream. A test that registers `owner` on A first can then act as the owner.
+pub(crate) async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
     use openguild_domain::guild::{self, GuildCommand};
     use openguild_domain::{StreamId, Timestamp, UserId};
     std::fs::create_dir_all(data).unwrap();
@@ -360,7 +424,7 @@ fn b_key() -> openguild_domain::ServerKey {
 }
 
 /// The ids of `stream`'s events in the store under `data` (read beside a running server).
-async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
+pub(crate) async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
     let options = Options { read_only: true, ..Options::default() };
     let Ok(store) = openguild_store::open(&data.join("events.db").display().to_string(), options).await else {
         return Vec::new();
@@ -523,4 +587,268 @@ async fn a_rotated_key_stays_published_and_everything_it_signed_still_verifies()
     // And so does the hub's own `events verify`.
     let verify = openguild(&data, "hub.test", &["events", "verify"], &[]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_fetches_the_peers_keys_at_most_once_a_minute_and_its_event_is_refused() {
+    let peer = TestPeer::start("peer.test", 31);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+
+    // First contact: the hub fetches the peer's keys to check the request, once.
+    let (create, stream) = peer.guild(1);
+    let (status, answer) = peer.send(&hub, "hub.test", "k1", vec![wire(&create)], now_ms()).await;
+    assert_eq!((status, &answer["events"][create.event.id.to_string()]["accepted"]), (200, &json!(true)), "{answer}");
+    assert_eq!(peer.fetches(), 1, "the first request fetched the keys");
+    let first_fetch = std::time::Instant::now();
+
+    // Events signed by key ids the peer never published (the request itself is signed by
+    // its real key): each refused, and the keys are fetched again at most once a minute.
+    let unknown = |id: &str, seed: u8| {
+        openguild_domain::ServerKey::from_seed("peer.test".parse().unwrap(), id.parse().unwrap(), [seed; 32])
+    };
+    let rename = |name: &str| openguild_domain::EventBody::GuildUpdated { name: Some(name.into()), description: None };
+    let send_refused = |txn: &'static str, e: openguild_domain::SignedEvent| {
+        let peer = &peer;
+        let hub = &hub;
+        async move {
+            let (status, answer) = peer.send(hub, "hub.test", txn, vec![wire(&e)], now_ms()).await;
+            assert_eq!(status, 200, "{answer}");
+            answer["events"][e.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let by_p7 = signed(&unknown("ed25519:p7", 37), stream.clone(), 2, Some(create.event.id), rename("Seven"), now_ms());
+    let why = send_refused("k2", by_p7).await;
+    assert!(why.contains("unknown key ed25519:p7"), "{why}");
+    assert_eq!(peer.fetches(), 1, "within a minute of the last fetch, an unknown key fetches nothing");
+
+    // A minute after the fetch, an unknown key id fetches the document once more: the peer
+    // may have rotated. It is still unknown, so the event is refused.
+    tokio::time::sleep(std::time::Duration::from_secs(61).saturating_sub(first_fetch.elapsed())).await;
+    let by_p8 = signed(&unknown("ed25519:p8", 38), stream.clone(), 2, Some(create.event.id), rename("Eight"), now_ms());
+    let why = send_refused("k3", by_p8).await;
+    assert!(why.contains("unknown key ed25519:p8"), "{why}");
+    assert_eq!(peer.fetches(), 2, "an unknown key a minute later fetches the keys once");
+    // Another unknown key id right after: refused again, without a fetch.
+    let by_p9 = signed(&unknown("ed25519:p9", 39), stream.clone(), 2, Some(create.event.id), rename("Nine"), now_ms());
+    let why = send_refused("k4", by_p9).await;
+    assert!(why.contains("unknown key ed25519:p9"), "{why}");
+    assert_eq!(peer.fetches(), 2, "a second unknown key within the minute fetches nothing");
+
+    // None of it was stored: the peer's real key continues the stream at seq 2.
+    let good = peer.event(stream.clone(), 2, Some(create.event.id), rename("Real"));
+    let (_, answer) = peer.send(&hub, "hub.test", "k5", vec![wire(&good)], now_ms()).await;
+    assert_eq!(answer["events"][good.event.id.to_string()]["accepted"], true, "{answer}");
+    assert_eq!(peer.fetches(), 2);
+}
+
+/// `event` with its core bytes changed by `edit`, its id recomputed from them and signed by
+/// `key` again: only the encoding is wrong, the signature is good. Its id and wire form.
+fn recoded(
+    event: &openguild_domain::SignedEvent,
+    key: &openguild_domain::ServerKey,
+    edit: impl FnOnce(&mut Vec<u8>),
+) -> (String, serde_json::Value) {
+    use openguild_domain::event::{self, context};
+    let mut raw = event.raw.clone();
+    edit(&mut raw.core);
+    let hash = event::hash(context::EVENT_ID, &raw.core);
+    raw.id = openguild_domain::EventId::from_hash(hash);
+    let mut signatures = event::Signatures::new();
+    signatures.entry(key.server().clone()).or_default().insert(key.key_id().clone(), key.sign_hash(&hash));
+    raw.signatures = openguild_domain::canonical::encode(&signatures).unwrap();
+    (raw.id.to_string(), serde_json::to_value(openguild_api::federation::WireEvent::of(&raw)).unwrap())
+}
+
+/// Where `pattern` first occurs in `bytes` at or after `from`.
+fn find(bytes: &[u8], pattern: &[u8], from: usize) -> usize {
+    from + bytes[from..].windows(pattern.len()).position(|w| w == pattern).expect("the field is in the core")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_crafted_non_canonical_or_out_of_range_events_are_refused_as_malformed_and_the_good_ones_kept() {
+    let peer = TestPeer::start("peer.test", 41);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    let (create, stream) = peer.guild(1);
+    let (_, answer) = peer.send(&hub, "hub.test", "m1", vec![wire(&create)], now_ms()).await;
+    assert_eq!(answer["events"][create.event.id.to_string()]["accepted"], true, "{answer}");
+
+    let rename = |name: &str| openguild_domain::EventBody::GuildUpdated { name: Some(name.into()), description: None };
+    let second = peer.event(stream.clone(), 2, Some(create.event.id), rename("Second"));
+    let third = peer.event(stream.clone(), 3, Some(second.event.id), rename("Third"));
+    // The core is a map: stream, seq, prev, auth, origin, sender, ts, redacted, content_hash.
+    let seq_at = |core: &[u8]| find(core, b"\xa3seq", 0) + 4;
+    let ts_at = |core: &[u8]| find(core, b"\xa2ts", find(core, b"\xa6sender", 0)) + 3;
+    let mut bad: Vec<(&str, String, serde_json::Value)> = Vec::new();
+    let mut add = |what: &'static str, base: &openguild_domain::SignedEvent, edit: &dyn Fn(&mut Vec<u8>)| {
+        let (id, wire) = recoded(base, &peer.key, edit);
+        bad.push((what, id, wire));
+    };
+    // seq 3 as a uint64 (0xcf and eight bytes) instead of the one-byte fixint.
+    add("a wide integer", &third, &|core| {
+        let at = seq_at(core);
+        assert_eq!(core[at], 3);
+        core.splice(at..at + 1, [0xcf, 0, 0, 0, 0, 0, 0, 0, 3]);
+    });
+    // The seq entry before the stream entry.
+    add("keys out of order", &third, &|core| {
+        let (stream_key, seq_key, prev_key) = (1, find(core, b"\xa3seq", 0), find(core, b"\xa4prev", 0));
+        let reordered =
+            [&core[..stream_key], &core[seq_key..prev_key], &core[stream_key..seq_key], &core[prev_key..]].concat();
+        *core = reordered;
+    });
+    add("a trailing byte", &third, &|core| core.push(0xc0));
+    // ts as 2^53 ms, one past the largest time: canonical as an integer, out of range.
+    add("a time out of range", &third, &|core| {
+        let at = ts_at(core);
+        assert_eq!(core[at], 0xcf);
+        core[at + 1..at + 9].copy_from_slice(&(1u64 << 53).to_be_bytes());
+    });
+    // seq -1 (a negative fixint) where an unsigned integer belongs.
+    add("a negative seq", &third, &|core| {
+        let at = seq_at(core);
+        core[at] = 0xff;
+    });
+    // seq 0: an unsigned integer, but seqs start at 1.
+    add("seq 0", &third, &|core| {
+        let at = seq_at(core);
+        core[at] = 0;
+    });
+
+    // The bad ones around the good ones, in one transaction.
+    let mut events: Vec<serde_json::Value> = bad.iter().take(3).map(|(_, _, w)| w.clone()).collect();
+    events.push(wire(&second));
+    events.extend(bad.iter().skip(3).map(|(_, _, w)| w.clone()));
+    events.push(wire(&third));
+    let (status, answer) = peer.send(&hub, "hub.test", "m2", events, now_ms()).await;
+    assert_eq!(status, 200, "{answer}");
+    for good in [&second, &third] {
+        assert_eq!(answer["events"][good.event.id.to_string()]["accepted"], true, "{answer:#}");
+    }
+    let mut reasons = Vec::new();
+    for (what, id, _) in &bad {
+        let why = answer["events"][id]["refused"].as_str().unwrap_or_else(|| panic!("{what}: {answer:#}"));
+        reasons.push((*what, why.to_owned()));
+    }
+    let why = |what: &str| reasons.iter().find(|(w, _)| *w == what).unwrap().1.clone();
+    for what in ["a wide integer", "keys out of order"] {
+        assert!(why(what).contains("malformed") && why(what).contains("not canonical"), "{what}: {}", why(what));
+    }
+    assert!(
+        why("a trailing byte").contains("malformed") && why("a trailing byte").contains("1 trailing byte"),
+        "{reasons:?}"
+    );
+    assert!(
+        why("a time out of range").contains("malformed") && why("a time out of range").contains("2^53"),
+        "{reasons:?}"
+    );
+    assert!(why("a negative seq").contains("malformed") && why("a negative seq").contains("-1"), "{reasons:?}");
+    assert!(why("seq 0").contains("malformed") && why("seq 0").contains("seq"), "{reasons:?}");
+    // Counted under `malformed` for the operator.
+    let metrics = reqwest::get(format!("{}/metrics", hub.url)).await.unwrap().text().await.unwrap();
+    let line = format!("openguild_federation_events_refused_total{{reason=\"malformed\"}} {}", bad.len());
+    assert!(metrics.contains(&line), "{line}\n{metrics}");
+
+    // The stream went on from the good ones only: the next event continues at seq 4.
+    let fourth = peer.event(stream.clone(), 4, Some(third.event.id), rename("Fourth"));
+    let (_, answer) = peer.send(&hub, "hub.test", "m3", vec![wire(&fourth)], now_ms()).await;
+    assert_eq!(answer["events"][fourth.event.id.to_string()]["accepted"], true, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_peer_rotates_its_old_key_verifies_what_it_signed_before_and_nothing_after() {
+    let mut peer = TestPeer::start("peer.test", 51);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&data, &config, &[]);
+    let (create, stream) = peer.guild(1);
+    let (_, answer) = peer.send(&hub, "hub.test", "r1", vec![wire(&create)], now_ms()).await;
+    assert_eq!(answer["events"][create.event.id.to_string()]["accepted"], true, "{answer}");
+    let first_fetch = std::time::Instant::now();
+    let rename = |name: &str| openguild_domain::EventBody::GuildUpdated { name: Some(name.into()), description: None };
+    // Signed by the first key while it was current, sent only after the rotation.
+    let before = peer.event(stream.clone(), 2, Some(create.event.id), rename("Before"));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let (old, expired) = peer.rotate(52);
+    assert!(before.event.core.ts.as_millis() < expired);
+    // The hub still holds the document without `ed25519:p2`, fetched less than a minute ago:
+    // it fetches again on the new key id once a minute has passed.
+    tokio::time::sleep(std::time::Duration::from_secs(61).saturating_sub(first_fetch.elapsed())).await;
+    let late = signed(&old, stream.clone(), 3, Some(before.event.id), rename("Late"), now_ms());
+    let after = peer.event(stream.clone(), 3, Some(before.event.id), rename("After"));
+    let (status, answer) =
+        peer.send(&hub, "hub.test", "r2", vec![wire(&before), wire(&late), wire(&after)], now_ms()).await;
+    assert_eq!(status, 200, "a request by the new key: {answer}");
+    assert_eq!(peer.fetches(), 2, "the new key id fetched the rotated document");
+    assert_eq!(answer["events"][before.event.id.to_string()]["accepted"], true, "signed before the expiry: {answer:#}");
+    let why = answer["events"][late.event.id.to_string()]["refused"].as_str().unwrap_or_default();
+    assert!(why.contains("ed25519:p1") && why.contains("not valid at the event's time"), "{answer:#}");
+    assert_eq!(answer["events"][after.event.id.to_string()]["accepted"], true, "by the new key: {answer:#}");
+
+    // Requests are checked against a key valid now: the old one no longer signs them.
+    let mut retired = TestPeer::start("peer.test", 51);
+    retired.url = peer.url.clone();
+    assert_eq!(retired.key.public_key(), old.public_key());
+    let (status, answer) = retired.send(&hub, "hub.test", "r3", vec![], now_ms()).await;
+    assert_eq!(status, 401, "a request signed by the retired key: {answer}");
+
+    // The hub kept the rotated document: `events verify` checks the peer's events with the
+    // key valid at each one's time.
+    let verify = openguild(&data, "hub.test", &["events", "verify"], &[]);
+    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    assert!(verify.status.success() && said.contains("ok:"), "events verify: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_created_and_its_first_messages_in_one_transaction_are_all_taken() {
+    let peer = TestPeer::start("peer.test", 61);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    let (create, stream) = peer.guild(1);
+    let (_, answer) = peer.send(&hub, "hub.test", "c1", vec![wire(&create)], now_ms()).await;
+    assert_eq!(answer["events"][create.event.id.to_string()]["accepted"], true, "{answer}");
+
+    // As the sender packs them after an outage: the channel's creation on the guild stream,
+    // then its messages, with nothing in between for the hub's read models to catch up.
+    for round in 0..5u8 {
+        let channel = openguild_domain::ChannelId::from_bytes([round + 1; 16]);
+        let seq = u64::from(round) + 2;
+        let head = stream_ids(&dir.path().join("data"), &stream).await;
+        let prev: openguild_domain::EventId = head.last().unwrap().parse().unwrap();
+        let created = peer.event(
+            stream.clone(),
+            seq,
+            Some(prev),
+            openguild_domain::EventBody::ChannelCreated {
+                channel,
+                name: format!("room-{round}"),
+                kind: openguild_domain::ChannelKind::Text,
+                category: None,
+                position: u32::from(round),
+                topic: String::new(),
+            },
+        );
+        let messages = openguild_domain::StreamId::Channel(channel);
+        let post = |text: &str| openguild_domain::EventBody::MessagePosted {
+            text: text.into(),
+            reply_to: None,
+            mentions: Default::default(),
+            mentions_everyone: false,
+        };
+        let first = peer.event(messages.clone(), 1, None, post("first"));
+        let second = peer.event(messages.clone(), 2, Some(first.event.id), post("second"));
+        let txn = format!("c2-{round}");
+        let (status, answer) =
+            peer.send(&hub, "hub.test", &txn, vec![wire(&created), wire(&first), wire(&second)], now_ms()).await;
+        assert_eq!(status, 200, "{answer}");
+        for e in [&created, &first, &second] {
+            assert_eq!(answer["events"][e.event.id.to_string()]["accepted"], true, "round {round}: {answer:#}");
+        }
+    }
 }
