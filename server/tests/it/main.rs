@@ -5,7 +5,10 @@
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
-//! - `federation`: between hubs: the published, self-signed keys.
+//! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
+//!   under the test's control, and two real hubs.
+//! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
+//!   partitions their traffic; afterwards the peer holds exactly the owner's events.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 //! - `hardening`: what hostile tries found (purges, forged tokens, slow clients, throttles,
 //!   bounds, settings from the environment), each pinned.
@@ -18,6 +21,7 @@
 
 mod cli;
 mod crash;
+mod faults;
 mod federation;
 mod graphql;
 mod hardening;
@@ -25,6 +29,7 @@ mod hub;
 mod nodes;
 mod oidc;
 mod outbox;
+mod partition;
 mod support;
 mod tidy;
 mod webclient;
