@@ -37,7 +37,7 @@ impl Writer<'_> {
     async fn write(&mut self) {
         self.written += 1;
         let n = self.written;
-        if self.channels.is_empty() || n % 8 == 0 {
+        if self.channels.is_empty() || n.is_multiple_of(8) {
             let c = self
                 .a
                 .ok(
