@@ -24,11 +24,11 @@ use openguild_domain::{KeyId, KeyRing, RawEvent, ServerName, SignedEvent, Stream
 use openguild_federation::keys::KeyDocument;
 use openguild_federation::peers::Peer;
 use openguild_federation::request::{Credentials, Receiver, Replays, Request};
-use openguild_store::{ExpectedVersion, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::now;
+use crate::commands::ImportError;
 use crate::{Api, AppState, error};
 
 /// The most events in one transaction.
@@ -604,21 +604,20 @@ impl Api {
             }
             Err(Unowned::Missing(why) | Unowned::Refused(why)) => return Err(refuse("not_owner", why)),
         }
-        let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
-        match self.store.append(&stream, expected, vec![SignedEvent { event, raw }]).await {
+        // Checked against this hub's copy of the guild by the guild's own rules, then
+        // appended as signed.
+        match self.commands.import(SignedEvent { event, raw }).await {
             Ok(_) => Ok(id),
-            Err(StoreError::Conflict { actual, .. }) => {
-                let at = actual.unwrap_or(0);
-                Err(Refused {
-                    stream_at: Some(at),
-                    ..refuse(
-                        "gap",
-                        format!(
-                            "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
-                        ),
-                    )
-                })
-            }
+            Err(ImportError::Gap { at, .. }) => Err(Refused {
+                stream_at: Some(at),
+                ..refuse(
+                    "gap",
+                    format!(
+                        "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
+                    ),
+                )
+            }),
+            Err(ImportError::Unauthorised(why)) => Err(refuse("unauthorised", why.to_string())),
             Err(e) => Err(refuse("store", format!("not stored: {e}"))),
         }
     }

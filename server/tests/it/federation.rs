@@ -277,6 +277,81 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     );
 }
 
+/// An owner hub cannot append what its own guild's rules refuse: each event is decided
+/// again against this hub's copy. The copy cannot be changed from here either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_refuses_what_the_guilds_rules_refuse_and_the_copy_is_changed_only_by_its_owner() {
+    use openguild_domain::{EventBody, UnsignedEvent};
+    let peer = TestPeer::start("peer.test", 13);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    let (create, stream) = peer.guild(4);
+    let (status, answer) = peer.send(&hub, "hub.test", "r1", vec![wire(&create)], now_ms()).await;
+    assert_eq!((status, answer["events"][create.event.id.to_string()]["accepted"].clone()), (200, json!(true)));
+
+    // A message in the guild's own stream, and a role created by someone who is no member.
+    let misplaced = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        EventBody::MessagePosted {
+            text: "hi".into(),
+            reply_to: None,
+            mentions: Default::default(),
+            mentions_everyone: false,
+        },
+    );
+    let outsider = openguild_domain::event::sign(
+        UnsignedEvent {
+            stream: stream.clone(),
+            seq: 2,
+            prev: vec![create.event.id],
+            auth: vec![],
+            sender: "@outsider:peer.test".parse().unwrap(),
+            ts: openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
+            body: EventBody::CategoryCreated {
+                category: openguild_domain::CategoryId::from_bytes([7; 16]),
+                name: "mine".into(),
+                position: 0,
+            },
+        },
+        &peer.key,
+    )
+    .unwrap();
+    let (status, answer) = peer.send(&hub, "hub.test", "r2", vec![wire(&misplaced), wire(&outsider)], now_ms()).await;
+    assert_eq!(status, 200, "{answer}");
+    let why = |e: &openguild_domain::SignedEvent| {
+        answer["events"][e.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(why(&misplaced), "a guild stream does not take `message.posted` events", "{answer}");
+    assert_eq!(
+        why(&outsider),
+        "the guild's rules refuse it: forbidden: you are not a member of this guild",
+        "{answer}"
+    );
+
+    // What the owner may do is taken, and moves the copy on.
+    let renamed = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        EventBody::GuildUpdated { name: Some("Renamed".into()), description: None },
+    );
+    let (_, answer) = peer.send(&hub, "hub.test", "r3", vec![wire(&renamed)], now_ms()).await;
+    assert_eq!(answer["events"][renamed.event.id.to_string()]["accepted"], true, "{answer}");
+
+    // Nobody changes the peer's guild here: only its owner sequences it.
+    let ann = hub.register("ann").await;
+    let guild = match &stream {
+        openguild_domain::StreamId::Guild(g) => g.to_string(),
+        _ => unreachable!(),
+    };
+    let refused = hub.gql(Some(&ann), "mutation($g: ID!) { leaveGuild(guildId: $g) }", json!({ "g": guild })).await;
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("owned by peer.test"), "{refused}");
+}
+
 /// A free port on loopback, below the kernel's ephemeral range (32768 and up), so no server
 /// another test starts on port 0 can take it between this check and the hub's start.
 fn free_port() -> u16 {

@@ -19,6 +19,10 @@ use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, Stre
 use openguild_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use tokio::sync::Mutex;
 
+mod import;
+
+pub use import::ImportError;
+
 /// Tries before a version conflict is reported to the caller. Between tries a node backs
 /// off for a random moment that doubles each time (2 ms, 4 ms, … up to 256 ms), so two nodes
 /// hammering one stream fall out of lockstep even on a loaded machine, where a fixed 4 ms
@@ -160,6 +164,10 @@ impl Commands {
         decide: impl Fn(&Guild) -> Result<Vec<EventBody>, DomainError>,
     ) -> Result<Executed, CommandError> {
         let cell = self.guild_cell(id).await?;
+        let decide = |g: &Guild| {
+            self.owned_here(g)?;
+            decide(g)
+        };
         let done = self.execute(&StreamId::Guild(id), &cell, actor, now, "guild", decide).await?;
         let mut index = self.channel_guild.lock().await;
         for e in &done.events {
@@ -227,6 +235,7 @@ impl Commands {
             let mut state = cell.lock().await;
             let (bodies, auth) = {
                 let guild = guild_cell.lock().await;
+                self.owned_here(&guild)?;
                 (channel::decide(&guild, id, &state, actor, cmd, now)?, guild.head.into_iter().collect())
             };
             let signed = self.sign(&stream, state.version, state.head, auth, actor, now, bodies)?;
@@ -379,6 +388,17 @@ impl Commands {
                 Ok(g)
             }
             _ => Err(DomainError::NotFound { what: "channel", id: channel.to_string() }.into()),
+        }
+    }
+
+    /// Only the hub that created a guild decides and appends to its streams (its owner); a
+    /// copy of another hub's guild is moved on only by what its owner sends (`import`).
+    fn owned_here(&self, guild: &Guild) -> Result<(), DomainError> {
+        match &guild.origin {
+            Some(owner) if owner != self.key.server() => {
+                Err(DomainError::Forbidden(openguild_domain::Refusal::OwnedElsewhere(owner.clone())))
+            }
+            _ => Ok(()),
         }
     }
 
