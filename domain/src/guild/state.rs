@@ -307,7 +307,9 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::ServiceTokenRevoked { .. }
         | E::ExternalUserLinked { .. }
         | E::ExternalGuildLinked { .. }
-        | E::ExternalChannelLinked { .. } => {}
+        | E::ExternalChannelLinked { .. }
+        | E::PeerAllowed { .. }
+        | E::PeerDenied { .. } => {}
     }
     guild.version = event.core.seq;
     guild.head = Some(event.id);
