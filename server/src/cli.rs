@@ -186,7 +186,7 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
             println!("store head: {head}");
         }
         ProjectionsCommand::Rebuild { name, all } => {
-            let list = openguild_projections::all(place.peer_names()?);
+            let list = openguild_projections::all(&place.server_name);
             let chosen: Vec<_> = match (name, all) {
                 (_, true) => list,
                 (Some(n), false) => {
