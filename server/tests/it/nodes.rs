@@ -16,7 +16,7 @@ fn redis_url() -> String {
 }
 
 /// A fresh database; its URL and name.
-async fn fresh_database() -> (String, String) {
+pub(crate) async fn fresh_database() -> (String, String) {
     let name = format!("og_nodes_{:012x}", rand::random::<u64>() >> 16);
     let admin = admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
@@ -27,7 +27,7 @@ async fn fresh_database() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_database(name: &str) {
+pub(crate) async fn drop_database(name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
