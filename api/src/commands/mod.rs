@@ -278,6 +278,13 @@ impl Commands {
         cmd: &HubCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
+        // The one rule about peers the hub's own events cannot know: its own name.
+        if let HubCommand::AllowPeer { name, .. } | HubCommand::DenyPeer { name } = cmd
+            && name == self.key.server()
+        {
+            let reason = format!("{name} is this hub itself, which is never its own peer; name another hub");
+            return Err(DomainError::InvalidInput { field: "name", reason }.into());
+        }
         let cell = self.hub_cell().await?;
         self.execute(&StreamId::Hub, &cell, sender, now, "hub", |h| hub::decide(h, actor, cmd)).await
     }

@@ -326,7 +326,9 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::ServiceTokenRevoked { .. }
         | E::ExternalUserLinked { .. }
         | E::ExternalGuildLinked { .. }
-        | E::ExternalChannelLinked { .. } => {}
+        | E::ExternalChannelLinked { .. }
+        | E::PeerAllowed { .. }
+        | E::PeerDenied { .. } => {}
     }
     guild.opening = opening;
     guild.version = event.core.seq;

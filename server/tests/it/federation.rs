@@ -45,14 +45,14 @@ async fn a_hub_publishes_its_keys_self_signed_and_every_event_it_signed_verifies
 
 /// A peer hub under the test's control: its own key, its key document served over real HTTP,
 /// and requests it crafts.
-struct TestPeer {
-    key: openguild_domain::ServerKey,
-    url: String,
+pub(crate) struct TestPeer {
+    pub(crate) key: openguild_domain::ServerKey,
+    pub(crate) url: String,
 }
 
 impl TestPeer {
     /// `name`'s peer with key `seed`, serving its key document on an ephemeral port.
-    fn start(name: &str, seed: u8) -> TestPeer {
+    pub(crate) fn start(name: &str, seed: u8) -> TestPeer {
         use std::io::{Read, Write};
         let key =
             openguild_domain::ServerKey::from_seed(name.parse().unwrap(), "ed25519:p1".parse().unwrap(), [seed; 32]);
@@ -108,7 +108,7 @@ impl TestPeer {
 
     /// PUTs a transaction of `events` (already as JSON) to `hub`, signed for `destination`
     /// at `created_ms`: the status and the answer.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         hub: &Server,
         destination: &str,
@@ -149,7 +149,12 @@ impl TestPeer {
 }
 
 /// Runs `openguild ARGS` on the hub `server` whose data lives in `data`, with `env` more.
-fn openguild(data: &std::path::Path, server: &str, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+pub(crate) fn openguild(
+    data: &std::path::Path,
+    server: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_openguild"));
     cmd.args(args).env("OPENGUILD_DATA_DIR", data).env("OPENGUILD_SERVER_NAME", server).env("OPENGUILD_LOG", "warn");
     for (k, v) in env {
@@ -158,7 +163,7 @@ fn openguild(data: &std::path::Path, server: &str, args: &[&str], env: &[(&str, 
     cmd.output().unwrap()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
@@ -354,7 +359,7 @@ async fn the_inbox_refuses_what_the_guilds_rules_refuse_and_the_copy_is_changed_
 
 /// A free port on loopback, below the kernel's ephemeral range (32768 and up), so no server
 /// another test starts on port 0 can take it between this check and the hub's start.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let port = 20_000 + rand::random::<u16>() % 10_000;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -364,15 +369,24 @@ fn free_port() -> u16 {
 }
 
 /// Writes, into `data`, hub A's guild with a member who lives on hub B, and `renames` more
-/// events after the join: `(guild stream, events written)`.
-async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
+/// events after the join: the guild's stream.
+pub(crate) async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
+    seed_shared_guild_in(data, &data.join("events.db").display().to_string(), renames).await
+}
+
+/// [`seed_shared_guild`], into the event store at `store_url` (A's key still goes to `data`).
+pub(crate) async fn seed_shared_guild_in(
+    data: &std::path::Path,
+    store_url: &str,
+    renames: usize,
+) -> openguild_domain::StreamId {
     use openguild_domain::guild::{self, GuildCommand};
     use openguild_domain::{StreamId, Timestamp, UserId};
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(data.join("server.key"), [7u8; 32]).unwrap();
     let key =
         openguild_domain::ServerKey::from_seed("hub-a.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [7; 32]);
-    let store = openguild_store::open(&data.join("events.db").display().to_string(), Options::default()).await.unwrap();
+    let store = openguild_store::open(store_url, Options::default()).await.unwrap();
     let owner: UserId = "@owner:hub-a.test".parse().unwrap();
     let remote: UserId = "@bob:hub-b.test".parse().unwrap();
     let now = Timestamp::from_millis(now_ms()).unwrap();
@@ -430,14 +444,19 @@ async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_
 }
 
 /// Hub B's key, written to its data directory before it starts.
-fn b_key() -> openguild_domain::ServerKey {
+pub(crate) fn b_key() -> openguild_domain::ServerKey {
     openguild_domain::ServerKey::from_seed("hub-b.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [8; 32])
 }
 
 /// The ids of `stream`'s events in the store under `data` (read beside a running server).
-async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
+pub(crate) async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
+    stream_ids_in(&data.join("events.db").display().to_string(), stream).await
+}
+
+/// The ids of `stream`'s events in the event store at `store_url`.
+pub(crate) async fn stream_ids_in(store_url: &str, stream: &openguild_domain::StreamId) -> Vec<String> {
     let options = Options { read_only: true, ..Options::default() };
-    let Ok(store) = openguild_store::open(&data.join("events.db").display().to_string(), options).await else {
+    let Ok(store) = openguild_store::open(store_url, options).await else {
         return Vec::new();
     };
     let events = store.read_stream(stream, 1, 10_000, openguild_store::Direction::Forward).await.unwrap_or_default();
@@ -525,8 +544,9 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
     let line =
         said.lines().find(|l| l.starts_with("hub-b.test")).unwrap_or_else(|| panic!("no hub-b.test in:\n{said}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[1], "0", "nothing queued: {line}");
-    assert!(fields[2].starts_with("20"), "a last success time: {line}");
+    assert_eq!(fields[1..3], ["allowed", "config"], "{line}");
+    assert_eq!(fields[3], "0", "nothing queued: {line}");
+    assert!(fields[4].starts_with("20"), "a last success time: {line}");
     let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("openguild_federation_queue_depth{peer=\"hub-b.test\"} 0"), "{metrics}");
     assert!(

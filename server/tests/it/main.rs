@@ -6,6 +6,8 @@
 //!   model equals a rebuild.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys.
+//! - `allowlist`: the peer allowlist changed at run time by signed hub events (GraphQL and
+//!   `openguild federation allow|deny`), between real hubs.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 //! - `hardening`: what hostile tries found (purges, forged tokens, slow clients, throttles,
 //!   bounds, settings from the environment), each pinned.
@@ -16,6 +18,7 @@
 //! - `webclient`: what the web client needs: its files from `ui_dir`, and the GraphQL it
 //!   uses to manage a guild.
 
+mod allowlist;
 mod cli;
 mod crash;
 mod federation;
