@@ -3,6 +3,12 @@
 //! and keeps what a node remembers about its peers: their keys (fetched and cached), the
 //! request signatures it accepted (replays), the answers to recent transactions.
 //!
+//! Who is a peer is looked up on every request: the configured peers, overridden by the hub
+//! aggregate's word on each name (`hub.peer_allowed`, `hub.peer_denied`;
+//! `openguild_federation::peers::Allowlist`). The hub aggregate is moved on by this node's
+//! own commands and by the live feed, which carries other nodes' and the command line's
+//! events, so an allow or a deny takes effect without a restart, at once.
+//!
 //! - `GET keys`: this hub's key document, self-signed (docs/PROTOCOL.md, "Keys").
 //! - `PUT send/{txn_id}`: a transaction of at most 50 events. The request is checked first
 //!   (peer, destination, time, replay, signature); then each event on its own, and each
@@ -22,13 +28,14 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use openguild_domain::event::{self, PublishedKey};
 use openguild_domain::{KeyId, KeyRing, RawEvent, ServerName, SignedEvent, StreamId, Timestamp};
 use openguild_federation::keys::KeyDocument;
-use openguild_federation::peers::Peer;
+use openguild_federation::peers::{Allowlist, Listed, Peer};
 use openguild_federation::request::{Credentials, Receiver, Replays, Request};
-use openguild_store::{ExpectedVersion, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::now;
+use crate::commands::ImportError;
+use crate::errors::ApiError;
 use crate::{Api, AppState, error};
 
 /// The most events in one transaction.
@@ -44,7 +51,8 @@ const ANSWERS_KEPT: usize = 1_024;
 
 /// What this node keeps about its peers.
 pub(crate) struct Federation {
-    peers: BTreeMap<ServerName, Peer>,
+    /// The configured peers; the hub stream overrides them (`Api::allowlist`).
+    config: BTreeMap<ServerName, Peer>,
     keys: Mutex<HashMap<ServerName, PeerKeys>>,
     replays: Mutex<Replays>,
     answers: Mutex<HashMap<(ServerName, String), serde_json::Value>>,
@@ -65,7 +73,7 @@ struct PeerKeys {
 
 impl Federation {
     pub(crate) fn new(
-        peers: BTreeMap<ServerName, Peer>,
+        config: BTreeMap<ServerName, Peer>,
         db: openguild_projections::ReadDb,
         retired: BTreeMap<KeyId, openguild_federation::keys::OldVerifyKey>,
         key_since: Timestamp,
@@ -76,16 +84,12 @@ impl Federation {
             retired,
             key_since,
             retry_max,
-            peers,
+            config,
             keys: Mutex::default(),
             replays: Mutex::default(),
             answers: Mutex::default(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         }
-    }
-
-    pub(crate) fn peers(&self) -> &BTreeMap<ServerName, Peer> {
-        &self.peers
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -95,11 +99,6 @@ impl Federation {
     pub(crate) fn retry_max(&self) -> Duration {
         self.retry_max
     }
-
-    fn is_peer(&self, name: &ServerName) -> bool {
-        self.peers.contains_key(name)
-    }
-
     /// `origin`'s key `key_id` if it is known and valid at `at` (`None` for any time).
     fn key(&self, origin: &ServerName, key_id: &KeyId, at: Option<Timestamp>) -> Option<[u8; 32]> {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,9 +107,9 @@ impl Federation {
         valid.then_some(k.public_key)
     }
 
-    /// Fetches `origin`'s key document if its keys are unknown, or if `key_id` is not among
-    /// them and they were last fetched more than a minute ago.
-    async fn ensure_keys(&self, origin: &ServerName, key_id: &KeyId) {
+    /// Fetches `origin`'s key document from `url`, the peer's, if its keys are unknown, or if
+    /// `key_id` is not among them and they were last fetched more than a minute ago.
+    async fn ensure_keys(&self, origin: &ServerName, url: Option<&str>, key_id: &KeyId) {
         let stale = {
             let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             match keys.get(origin) {
@@ -118,7 +117,7 @@ impl Federation {
                 Some(k) => !k.keys.iter().any(|(id, _)| id == key_id) && k.fetched.elapsed() >= REFETCH_EVERY,
             }
         };
-        let Some(url) = self.peers.get(origin).and_then(|p| p.url.clone()).filter(|_| stale) else { return };
+        let Some(url) = url.filter(|_| stale) else { return };
         let fetched = async {
             let doc: KeyDocument = self
                 .http
@@ -399,6 +398,29 @@ pub(crate) async fn send(
 }
 
 impl Api {
+    /// Answers `ask` from the allowlist in force: the configured peers, overridden by the
+    /// hub aggregate as this node knows it now.
+    async fn allowlist<T>(&self, ask: impl FnOnce(Allowlist<'_>) -> T) -> Result<T, ApiError> {
+        let hub = self.commands.hub_cell().await?;
+        let hub = hub.lock().await;
+        Ok(ask(Allowlist { us: &self.server, config: &self.federation.config, hub: &hub.peers }))
+    }
+
+    /// `name`, if it is an allowed peer now, with the URL it is reached at.
+    pub(crate) async fn peer(&self, name: &ServerName) -> Result<Option<Peer>, ApiError> {
+        self.allowlist(|list| list.peer(name)).await
+    }
+
+    /// The peers allowed now, in name order.
+    pub(crate) async fn allowed_peers(&self) -> Result<Vec<Peer>, ApiError> {
+        self.allowlist(|list| list.allowed()).await
+    }
+
+    /// Every name the configuration or the hub stream mentions, allowed or not, and why.
+    pub(crate) async fn listed_peers(&self) -> Result<Vec<Listed>, ApiError> {
+        self.allowlist(|list| list.list()).await
+    }
+
     /// The peer a signed request comes from, or the refusal to answer (docs/PROTOCOL.md,
     /// "Request signatures"): the order of the checks is the protocol's.
     pub(crate) async fn authenticate_peer(
@@ -406,13 +428,20 @@ impl Api {
         authorization: Option<&str>,
         request: &Request<'_>,
     ) -> Result<ServerName, Response> {
-        // An unknown key of a peer is fetched before the checks, which stay synchronous.
-        if let Some(c) = authorization.and_then(|a| Credentials::parse(a).ok())
-            && self.federation.is_peer(&c.origin)
-        {
-            self.federation.ensure_keys(&c.origin, &c.key).await;
+        // The claimed origin is looked up on the allowlist, and an unknown key of a peer
+        // fetched, before the checks, which stay synchronous.
+        let claimed = authorization.and_then(|a| Credentials::parse(a).ok());
+        let peer = match &claimed {
+            Some(c) => self.peer(&c.origin).await.map_err(|e| {
+                tracing::warn!(error = %e.message, "federation: the allowlist cannot be read");
+                error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the allowlist cannot be read now; retry shortly")
+            })?,
+            None => None,
+        };
+        if let (Some(c), Some(p)) = (&claimed, &peer) {
+            self.federation.ensure_keys(&c.origin, p.url.as_deref(), &c.key).await;
         }
-        let is_peer = |s: &ServerName| self.federation.is_peer(s);
+        let is_peer = |s: &ServerName| peer.as_ref().is_some_and(|p| p.name == *s);
         let key = |s: &ServerName, k: &KeyId| self.federation.key(s, k, Some(now()));
         let receiver = Receiver { us: &self.server, is_peer: &is_peer, key: &key };
         let mut replays = self.federation.replays.lock().unwrap_or_else(|p| p.into_inner());
@@ -556,7 +585,8 @@ impl Api {
         }
         for key_id in decoded.signatures.get(origin).into_iter().flatten().map(|(k, _)| k) {
             if self.federation.key(origin, key_id, None).is_none() {
-                self.federation.ensure_keys(origin, key_id).await;
+                let url = self.peer(origin).await.ok().flatten().and_then(|p| p.url);
+                self.federation.ensure_keys(origin, url.as_deref(), key_id).await;
             }
         }
         let event =
@@ -571,9 +601,9 @@ impl Api {
                     own.key_id().clone(),
                     PublishedKey { public_key: own.public_key(), valid_from: Timestamp::default(), valid_until: None },
                 )]
-            } else if self.federation.is_peer(&home) {
+            } else if let Ok(Some(peer)) = self.peer(&home).await {
                 for key_id in event.signatures.get(&home).into_iter().flatten().map(|(k, _)| k) {
-                    self.federation.ensure_keys(&home, key_id).await;
+                    self.federation.ensure_keys(&home, peer.url.as_deref(), key_id).await;
                 }
                 self.federation.keys_of(&home)
             } else {
@@ -612,27 +642,20 @@ impl Api {
             }
             Err(Unowned::Missing(why) | Unowned::Refused(why)) => return Err(refuse("not_owner", why)),
         }
-        let expected = if seq == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
-        match self.store.append(&stream, expected, vec![SignedEvent { event: event.clone(), raw }]).await {
-            Ok(_) => {
-                // The command path learns of it now, not when the live feed gets there: the
-                // next event of this very transaction may be the first message of a channel
-                // this event created, and is placed through the channel's guild.
-                self.commands.observe(&event).await;
-                Ok(id)
-            }
-            Err(StoreError::Conflict { actual, .. }) => {
-                let at = actual.unwrap_or(0);
-                Err(Refused {
-                    stream_at: Some(at),
-                    ..refuse(
-                        "gap",
-                        format!(
-                            "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
-                        ),
-                    )
-                })
-            }
+        // Checked against this hub's copy of the guild by the guild's own rules, then
+        // appended as signed.
+        match self.commands.import(SignedEvent { event, raw }).await {
+            Ok(_) => Ok(id),
+            Err(ImportError::Gap { at, .. }) => Err(Refused {
+                stream_at: Some(at),
+                ..refuse(
+                    "gap",
+                    format!(
+                        "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
+                    ),
+                )
+            }),
+            Err(ImportError::Unauthorised(why)) => Err(refuse("unauthorised", why.to_string())),
             Err(e) => Err(refuse("store", format!("not stored: {e}"))),
         }
     }

@@ -100,8 +100,9 @@ impl Default for ApiSettings {
     }
 }
 
-/// What federation starts from: the peer allowlist (`name=url`), the outbox pull's bearer
-/// tokens (token → peer), this hub's retired keys, and the sender's longest pause.
+/// What federation starts from: the configured peers (`name=url`; the hub stream's
+/// `hub.peer_allowed` and `hub.peer_denied` override them at run time), the outbox pull's
+/// bearer tokens (token → peer), this hub's retired keys, and the sender's longest pause.
 pub struct FederationSetup {
     pub tokens: HashMap<String, String>,
     pub hubs: std::collections::BTreeMap<ServerName, openguild_federation::peers::Peer>,
@@ -138,7 +139,7 @@ pub struct Api {
     pub schema: gql::AppSchema,
     /// Federation outbox pull: bearer token → the peer it authenticates.
     pub peer_tokens: HashMap<String, String>,
-    /// The allowlisted peer hubs, and what federation keeps about them on this node.
+    /// The configured peer hubs, and what federation keeps about them on this node.
     pub(crate) federation: federation::Federation,
     /// `settings.trusted_proxies`, parsed.
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,

@@ -66,9 +66,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     );
     let queue = ByProjection::default();
     registry.register("federation_queue_depth", "Events waiting to be sent to each peer", queue.clone());
-    for peer in state.federation.peers().keys() {
-        let depth = crate::sender::queue_depth(&state, peer).await.unwrap_or(0);
-        queue.get_or_create(&vec![("peer".to_owned(), peer.to_string())]).set(i64::try_from(depth).unwrap_or(i64::MAX));
+    for peer in state.allowed_peers().await.unwrap_or_default() {
+        let depth = crate::sender::queue_depth(&state, &peer.name).await.unwrap_or(0);
+        queue
+            .get_or_create(&vec![("peer".to_owned(), peer.name.to_string())])
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     let store_head = match state.store.head_position().await {

@@ -80,7 +80,10 @@ impl Api {
             (StreamId::Channel(channel), EventBody::MessageRedacted { message, .. }) => {
                 self.erase_message(*channel, message, e.position).await
             }
-            (StreamId::Guild(guild), EventBody::MemberBanned { user, purge_since: Some(since), .. }) => {
+            // The owner purges; its redactions reach the copies on other hubs.
+            (StreamId::Guild(guild), EventBody::MemberBanned { user, purge_since: Some(since), .. })
+                if e.event.core.origin == self.server =>
+            {
                 self.purge(*guild, user, since.as_millis(), &e.event.core.sender, e.position).await
             }
             _ => Ok(()),

@@ -44,6 +44,26 @@ pub(crate) async fn pull(
                 "sign the request (docs/PROTOCOL.md) or send the peer token you were given as `Authorization: Bearer <token>`",
             );
         };
+        // A token outlives a deny: the allowlist in force decides, as for signed requests.
+        let allowed = match peer.parse() {
+            Ok(name) => state.peer(&name).await,
+            Err(_) => Ok(None),
+        };
+        match allowed {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                crate::metrics::refused("federation_request");
+                return error(StatusCode::FORBIDDEN, "FORBIDDEN", &format!("{peer} is not a peer of this hub"));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "federation: the allowlist cannot be read");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the allowlist cannot be read now; retry shortly",
+                );
+            }
+        }
         peer
     };
     let since = match params.since.as_deref().map(str::parse::<u64>) {

@@ -5,18 +5,28 @@
 //! was: nothing is skipped, and a transaction sent again has the same id (a hash of origin,
 //! destination and the positions it carries), which the peer answers without processing
 //! again. Only events this hub signed go out: the outbox also lists the copies this hub
-//! holds of a peer's guild, and those reach other hubs from their owner.
+//! holds of a peer's guild, and those reach other hubs from their owner. An idle task waits
+//! for the outbox read model to move. On PostgreSQL with several nodes, the task that sends
+//! holds the peer's lease (`projections::lease`); the other nodes' tasks stand by.
 //!
 //! A peer that lacks the start of a stream answers "stream at seq N" for its events; the
 //! sender then pushes that stream's events from N + 1 first (from its own store) and tries
 //! again. Failures back off exponentially with jitter, up to `[federation] retry_max_seconds`
 //! (a minute unless configured), so a peer that comes back after a partition gets its queue
 //! within that pause; an answer other than 2xx counts as a failure and is logged.
+//!
+//! The tasks follow the allowlist in force (`Api::allowed_peers`): a supervisor starts a task
+//! for each allowed peer with a URL, and stops the task of a peer denied, or moved to another
+//! URL, whenever a `hub.peer_allowed` or `hub.peer_denied` passes on the live feed. A task
+//! also checks before each transaction that its peer is still allowed at its URL, so nothing
+//! more is sent to a denied peer even before the supervisor has woken.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use openguild_domain::{EventId, ServerName, StreamId};
+use openguild_domain::{EventBody, EventId, ServerName, StreamId};
+use openguild_projections::lease::Lease;
 use openguild_projections::queries;
 use openguild_store::{Direction, StoredEvent};
 use serde_json::Value;
@@ -29,14 +39,74 @@ use crate::federation::{MAX_EVENTS, WireEvent};
 
 /// The longest pause between failed tries unless configured.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(60);
+/// The outbox read model the senders follow.
+const OUTBOX: &str = "federation_outbox";
+/// How often a sender on standby tries for its peer's lease, and how often the sender that
+/// holds it checks that it still does.
+const STANDBY: Duration = Duration::from_secs(2);
 
-/// Starts one sender per peer that has a URL.
+/// How often the supervisor looks at the allowlist when no hub event woke it: a safety net,
+/// and how soon it notices that the API is gone.
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// Starts the supervisor, which keeps one sender per allowed peer with a URL.
 pub(crate) fn start(api: &Arc<Api>) {
-    for (name, peer) in api.federation.peers() {
-        if let Some(url) = peer.url.clone() {
-            let weak = Arc::downgrade(api);
-            let name = name.clone();
-            tokio::spawn(async move { run(weak, name, url).await });
+    let weak = Arc::downgrade(api);
+    let mut feed = api.fanout.subscribe();
+    tokio::spawn(async move {
+        let mut tasks: BTreeMap<ServerName, (String, tokio::task::JoinHandle<()>)> = BTreeMap::new();
+        loop {
+            let Some(api) = weak.upgrade() else { break };
+            match api.allowed_peers().await {
+                Ok(peers) => {
+                    let wanted: BTreeMap<ServerName, String> =
+                        peers.into_iter().filter_map(|p| Some((p.name, p.url?))).collect();
+                    tasks.retain(|name, (url, task)| {
+                        let keep = wanted.get(name) == Some(url) && !task.is_finished();
+                        if !keep {
+                            task.abort();
+                        }
+                        keep
+                    });
+                    for (name, url) in wanted {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = tasks.entry(name) {
+                            let name = slot.key().clone();
+                            tracing::info!(peer = %name, %url, "federation: sending to the peer");
+                            let task = tokio::spawn(run(weak.clone(), name, url.clone()));
+                            slot.insert((url, task));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e.message, "federation: the allowlist cannot be read; will retry"),
+            }
+            drop(api);
+            if !allowlist_moved(&mut feed).await {
+                break;
+            }
+        }
+        for (_, (_, task)) in tasks {
+            task.abort();
+        }
+    });
+}
+
+/// Waits until the allowlist may have changed: a peer event on the live feed (the hub
+/// aggregate has moved by the time the feed hands it on), a lag, or [`RECHECK`]. False once
+/// the feed is closed.
+async fn allowlist_moved(feed: &mut tokio::sync::broadcast::Receiver<Arc<crate::fanout::Live>>) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + RECHECK;
+    loop {
+        match tokio::time::timeout_at(deadline, feed.recv()).await {
+            Ok(Ok(live)) => {
+                if let crate::fanout::Live::Event(e) = &*live
+                    && matches!(e.event.content(), EventBody::PeerAllowed { .. } | EventBody::PeerDenied { .. })
+                {
+                    return true;
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) | Err(_) => return true,
+            Ok(Err(RecvError::Closed)) => return false,
         }
     }
 }
@@ -56,12 +126,42 @@ pub(crate) async fn queue_depth(api: &Api, peer: &ServerName) -> Result<u64, Api
 async fn run(api: Weak<Api>, peer: ServerName, url: String) {
     let checkpoint = checkpoint(&peer);
     let mut failures = 0u32;
+    // On PostgreSQL with several nodes, one node sends to each peer (as one runs each
+    // projection); the others stand by and take over when its lease goes.
+    let mut lease: Option<(Lease, tokio::time::Instant)> = None;
     loop {
         let Some(strong) = api.upgrade() else { return };
+        // Denied, or moved to another URL: this task is done (the supervisor starts another).
+        match strong.peer(&peer).await {
+            Ok(Some(p)) if p.url.as_deref() == Some(url.as_str()) => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e.message, "federation: the allowlist cannot be read; will retry");
+                drop(strong);
+                tokio::time::sleep(backoff(1, DEFAULT_RETRY_MAX)).await;
+                continue;
+            }
+        }
         let db = strong.projections.db().clone();
+        if lease.is_none() {
+            match Lease::try_take(&db, &checkpoint).await {
+                Ok(Some(taken)) => lease = Some((taken, tokio::time::Instant::now())),
+                Ok(None) => {
+                    drop(strong);
+                    tokio::time::sleep(STANDBY).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "federation: the sender's lease cannot be taken; will retry");
+                    drop(strong);
+                    tokio::time::sleep(backoff(1, DEFAULT_RETRY_MAX)).await;
+                    continue;
+                }
+            }
+        }
+        let seen = strong.outbox_position();
         let outcome = strong.send_next(&peer, &url, &checkpoint).await;
         let retry_max = strong.federation.retry_max();
-        drop(strong);
         match outcome {
             Ok(Step::Sent) => {
                 failures = 0;
@@ -70,8 +170,17 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
             Ok(Step::Passed) => {}
             Ok(Step::Idle) => {
                 failures = 0;
-                // Nothing queued: look again shortly.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Nothing queued: wait until the outbox moves past what was read (or a second).
+                strong.outbox_past(seen).await;
+                if let Some((held, checked)) = lease.as_mut()
+                    && checked.elapsed() >= STANDBY
+                {
+                    *checked = tokio::time::Instant::now();
+                    if !held.holds().await {
+                        tracing::warn!(%peer, "federation: the sender lost its lease; standing by");
+                        lease = None;
+                    }
+                }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -79,6 +188,7 @@ async fn run(api: Weak<Api>, peer: ServerName, url: String) {
                 let pause_ms = pause.as_millis() as u64;
                 tracing::warn!(%peer, error = %e.message, retry_in_ms = pause_ms, "federation: sending failed");
                 let _ = queries::peer_failed(&db, peer.as_str(), now().as_millis(), &e.message, pause_ms).await;
+                drop(strong);
                 tokio::time::sleep(pause).await;
             }
         }
@@ -106,6 +216,16 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 }
 
 impl Api {
+    /// Where the `federation_outbox` read model stands.
+    fn outbox_position(&self) -> u64 {
+        self.projections.status().iter().find(|s| s.name == OUTBOX).map_or(0, |s| s.position)
+    }
+
+    /// Waits until the outbox has applied an event after `seen`, at most a second.
+    async fn outbox_past(&self, seen: u64) {
+        let _ = self.projections.wait_for(&[OUTBOX], seen + 1, Duration::from_secs(1)).await;
+    }
+
     /// Sends the next transaction of `peer`'s outbox, if there is one.
     async fn send_next(&self, peer: &ServerName, url: &str, checkpoint: &str) -> Result<Step, ApiError> {
         let db = self.projections.db();

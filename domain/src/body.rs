@@ -178,6 +178,14 @@ pub enum EventBody {
     ExternalGuildLinked { external_id: String, guild: crate::ids::GuildId },
     #[serde(rename = "hub.external_channel_linked")]
     ExternalChannelLinked { external_id: String, guild: crate::ids::GuildId, channel: ChannelId, alias: Option<String> },
+    /// A peer hub an operator allowed, reached at `url`: the hub federates with it from now
+    /// on, whatever the configuration says (docs/PROTOCOL.md, "Peers").
+    #[serde(rename = "hub.peer_allowed")]
+    PeerAllowed { name: ServerName, url: String },
+    /// A peer hub an operator denied: refused and no longer sent to, even if the
+    /// configuration lists it.
+    #[serde(rename = "hub.peer_denied")]
+    PeerDenied { name: ServerName },
 }
 
 /// The body of a guild's first event. The guild's id is derived from the creator, origin,
@@ -298,6 +306,8 @@ impl EventBody {
             ExternalUserLinked { .. } => "hub.external_user_linked",
             ExternalGuildLinked { .. } => "hub.external_guild_linked",
             ExternalChannelLinked { .. } => "hub.external_channel_linked",
+            PeerAllowed { .. } => "hub.peer_allowed",
+            PeerDenied { .. } => "hub.peer_denied",
         }
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 // `IdError` is the ids' own error, defined beside them so `ids` needs nothing from here.
 pub use crate::ids::IdError;
-use crate::ids::{GuildId, Timestamp, UserId};
+use crate::ids::{GuildId, ServerName, Timestamp, UserId};
 use crate::permissions::Permissions;
 
 /// A command refused by `decide`.
@@ -94,6 +94,9 @@ pub enum Refusal {
     /// A purge reaches only messages its author posted inside the purge window of the ban
     /// the actor gave them.
     NotInPurge,
+    /// The guild is owned by another hub, which decides and sequences its streams; this hub
+    /// keeps a verified copy.
+    OwnedElsewhere(ServerName),
 }
 
 impl fmt::Display for Refusal {
@@ -113,6 +116,10 @@ impl fmt::Display for Refusal {
             Self::NotInPurge => {
                 f.write_str("only messages posted inside the purge window of a ban you gave can be purged")
             }
+            Self::OwnedElsewhere(owner) => write!(
+                f,
+                "this guild is owned by {owner}, which decides what happens in it; this hub keeps a copy. Act in it on {owner}"
+            ),
             Self::Archived => f.write_str("the guild or channel is archived and read-only"),
             Self::HubOperatorOnly => {
                 f.write_str("only a hub operator can do this (guild owners and admins cannot); ask one of the hub's operators")

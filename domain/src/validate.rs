@@ -1,5 +1,6 @@
-//! Checks on the free text commands carry: names, topics, reasons, messages, emoji.
-//! Each returns the value to store (trimmed) or an `InvalidInput` naming the field.
+//! Checks on the free text commands carry: names, topics, reasons, messages, emoji, and the
+//! base URLs of peer hubs. Each returns the value to store (trimmed) or an `InvalidInput`
+//! naming the field.
 //!
 //! Names (of guilds, channels, categories, roles, nicknames, service tokens) must read as
 //! typed: they refuse Unicode's format characters (bidi controls such as U+202E, zero-width
@@ -68,6 +69,59 @@ pub fn emoji(value: &str) -> Result<String, DomainError> {
         return Err(DomainError::invalid("emoji", "must be 1 to 64 bytes without spaces"));
     }
     Ok(value.to_owned())
+}
+
+/// The longest peer URL accepted.
+const MAX_PEER_URL: usize = 2048;
+
+/// What a peer URL may be, as refusals say it.
+pub const PEER_URL_RULE: &str =
+    "a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])";
+
+/// A peer hub's base URL (`https://hub-b.example`), without a trailing `/`. Plain HTTP is
+/// taken only to loopback, where tests run: over plain HTTP to another machine, anyone on
+/// the path could serve their own key document in the peer's name. The URL carries no user
+/// name, password, query or fragment, since requests are made by appending paths to it.
+/// One rule for the configuration (`federation::peers`) and `hub.peer_allowed` events.
+pub fn peer_url(field: &'static str, value: &str) -> Result<String, DomainError> {
+    let shown = value.trim();
+    let refuse = |why: String| Err(DomainError::invalid(field, format!("{why}; {PEER_URL_RULE}")));
+    if shown.chars().count() > MAX_PEER_URL {
+        return refuse(format!("the URL is longer than {MAX_PEER_URL} characters"));
+    }
+    if shown.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse(format!("the URL {shown:?} contains spaces or control characters"));
+    }
+    let (plain, rest) = match (shown.strip_prefix("https://"), shown.strip_prefix("http://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => return refuse(format!("the URL {shown:?} must start with https://")),
+    };
+    if shown.contains(['?', '#']) {
+        return refuse(format!("the URL {shown:?} has a query or fragment"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return refuse(format!("the URL {shown:?} carries a user name or password"));
+    }
+    // The host, without the port: an IPv6 address keeps its brackets.
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').and_then(|(ip, _)| authority.get(..ip.len() + 2)).unwrap_or(authority),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return refuse(format!("the URL {shown:?} names no host"));
+    }
+    if plain && !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "the URL {shown:?} is plain HTTP to another machine; use https:// (http:// is for loopback only: \
+                 127.0.0.1, localhost, [::1])"
+            ),
+        ));
+    }
+    Ok(shown.trim_end_matches('/').to_owned())
 }
 
 /// Any name: 1 to `max` characters on one line, with a character that shows and no format

@@ -2,7 +2,8 @@
 //! server-to-server requests (`docs/PROTOCOL.md`). Pure: no I/O and no clock, like the
 //! domain — the API serves and checks, and passes the time in.
 //!
-//! - `peers`: who a hub talks to (`name=base-url`), from the configuration.
+//! - `peers`: who a hub talks to: the configuration's peers (`name=base-url`), overridden by
+//!   the hub stream's `hub.peer_allowed` and `hub.peer_denied` events.
 //! - `keys`: the self-signed key document a hub publishes, and reading a peer's into a
 //!   `KeyRing` (old keys with the time they stopped being valid).
 //! - `request`: signing a request (method, target, origin, destination, body digest, time)

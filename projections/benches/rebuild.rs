@@ -207,7 +207,7 @@ fn main() {
         let rss_before = peak_rss_mb();
         let one_pass_only = std::env::var("OG_BENCH_ONE_PASS").is_ok_and(|v| v == "1");
         let all_started = Instant::now();
-        for p in openguild_projections::all(vec!["peer.example.org".into()]).into_iter().filter(|_| !one_pass_only) {
+        for p in openguild_projections::all("hub.example.org").into_iter().filter(|_| !one_pass_only) {
             let started = Instant::now();
             let position = openguild_projections::rebuild(&db, store.clone(), std::slice::from_ref(&p), |_| {}).await.unwrap();
             let secs = started.elapsed().as_secs_f64();
@@ -218,7 +218,7 @@ fn main() {
             println!("rebuild all, one after another: {head} events in {secs:.1} s = {:.0} events/s", head as f64 / secs);
         }
         let together = Instant::now();
-        openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all(vec!["peer.example.org".into()]), |_| {})
+        openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all("hub.example.org"), |_| {})
             .await
             .unwrap();
         let secs = together.elapsed().as_secs_f64();

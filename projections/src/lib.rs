@@ -25,6 +25,7 @@ mod batch;
 mod checkpoint;
 pub mod db;
 pub mod directory;
+pub mod lease;
 pub mod outbox;
 mod pipe;
 pub mod queries;
@@ -97,14 +98,14 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, w: &mut Writer<'_>, db: DbKind, t: &Tables, event: &StoredEvent) -> Result<(), ApplyError>;
 }
 
-/// Every read model of a server, in the order they are run.
-pub fn all(peers: Vec<String>) -> Vec<std::sync::Arc<dyn Projection>> {
+/// Every read model of the server named `us`, in the order they are run.
+pub fn all(us: &str) -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(directory::Directory),
         std::sync::Arc::new(timeline::Timeline),
         std::sync::Arc::new(audit::AuditLog),
         std::sync::Arc::new(reports::Reports),
-        std::sync::Arc::new(outbox::FederationOutbox::new(peers)),
+        std::sync::Arc::new(outbox::FederationOutbox::new(us)),
         std::sync::Arc::new(search::Search),
     ]
 }
@@ -114,7 +115,7 @@ pub fn all(peers: Vec<String>) -> Vec<std::sync::Arc<dyn Projection>> {
 pub async fn dump_tables(db: &ReadDb) -> Result<std::collections::BTreeMap<String, Vec<String>>, sqlx::Error> {
     use sqlx::Row;
     let mut out = std::collections::BTreeMap::new();
-    for p in all(vec![]) {
+    for p in all("") {
         for table in p.tables() {
             // PostgreSQL: one JSON text per row (the Any driver cannot decode a tsvector);
             // the derived `tsv` column is left out.

@@ -1,8 +1,13 @@
-//! `federation_outbox`: for each allowlisted peer, the ordered events it should receive —
-//! the events of every guild with members on that peer.
+//! `federation_outbox`: for each other server with members in a guild, the ordered events it
+//! should receive — every event of that guild from the one its first member joined by.
 //!
-//! The outbox only records what is due; delivery keeps its own cursor per peer (the event
-//! position), so rebuilding the outbox yields the same rows and sends nothing twice.
+//! Who is a peer is not the outbox's business: it records what is due to every server with
+//! members here, whatever the allowlist says now, and the sender delivers only to allowed
+//! peers (`api::sender`). So the rows depend on the events alone — a rebuild gives the same
+//! rows under any configuration — and a peer an operator allows at run time finds its queue
+//! complete, from the join of its first member on. Delivery keeps its own cursor per peer
+//! (the event position), so rebuilding the outbox yields the same rows and sends nothing
+//! twice.
 
 use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
@@ -14,13 +19,14 @@ use crate::writer::Writer;
 use crate::{ApplyError, Projection};
 
 pub struct FederationOutbox {
-    peers: Vec<String>,
+    /// This hub's server name: its own members are not federated with.
+    us: String,
 }
 
 impl FederationOutbox {
-    /// `peers`: the allowlisted peer server names.
-    pub fn new(peers: Vec<String>) -> Self {
-        Self { peers }
+    /// `us`: this hub's server name.
+    pub fn new(us: impl Into<String>) -> Self {
+        Self { us: us.into() }
     }
 }
 
@@ -31,7 +37,8 @@ impl Projection for FederationOutbox {
     }
 
     fn version(&self) -> i64 {
-        1
+        // 2: rows for every other server with members, not only configured peers.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -52,10 +59,7 @@ impl Projection for FederationOutbox {
         ]
     }
 
-    async fn apply(&self, c: &mut Writer<'_>, _db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
-        if self.peers.is_empty() {
-            return Ok(());
-        }
+    async fn apply(&self, c: &mut Writer<'_>, db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         use EventBody as E;
         let content = e.event.content();
         let guild = match &e.event.core.stream {
@@ -70,20 +74,20 @@ impl Projection for FederationOutbox {
             exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n("outbox_channels")), channel.to_string(), &guild);
             c.remember(format!("guild-of:{channel}"), guild.clone());
         }
-        // A peer's user joining is delivered to that peer; one leaving is delivered before
-        // the count drops.
+        // A server's user joining is delivered to that server; one leaving is delivered
+        // before the count drops. This hub's own members are not counted.
+        let remote = |user: &openguild_domain::UserId| Some(user.server().to_string()).filter(|s| *s != self.us);
         let joined = match content {
-            E::GuildCreated(created) => Some(created.creator.server().to_string()),
-            E::MemberJoined { user, .. } => Some(user.server().to_string()),
+            E::GuildCreated(created) => remote(&created.creator),
+            E::MemberJoined { user, .. } => remote(user),
             _ => None,
         };
         let left = match content {
-            E::MemberLeft { user } | E::MemberKicked { user, .. } | E::MemberBanned { user, .. } => {
-                Some(user.server().to_string())
-            }
+            E::MemberLeft { user } | E::MemberKicked { user, .. } | E::MemberBanned { user, .. } => remote(user),
             _ => None,
         };
         let servers = t.n("outbox_servers");
+        let mut due = servers_of(c, db, &servers, &guild).await?;
         if let Some(server) = &joined {
             let members = members(c, &servers, &guild, server).await? + 1;
             exec!(
@@ -96,12 +100,15 @@ impl Projection for FederationOutbox {
                 server
             );
             c.remember(format!("members:{guild}:{server}"), members.to_string());
-        }
-        for peer in &self.peers {
-            if members(c, &servers, &guild, peer).await? > 0 {
-                let id = c.text(e.event.id.as_bytes(), || e.event.id.to_string());
-                ins!(c, t.n("outbox"), "", peer, e.position as i64, id);
+            if !due.contains(server) {
+                due.push(server.clone());
+                due.sort();
+                c.remember(format!("servers:{guild}"), due.join(" "));
             }
+        }
+        for server in &due {
+            let id = c.text(e.event.id.as_bytes(), || e.event.id.to_string());
+            ins!(c, t.n("outbox"), "", server, e.position as i64, id);
         }
         if let Some(server) = &left {
             let members = members(c, &servers, &guild, server).await? - 1;
@@ -112,9 +119,29 @@ impl Projection for FederationOutbox {
                 server
             );
             c.remember(format!("members:{guild}:{server}"), members.to_string());
+            if members <= 0 {
+                due.retain(|s| s != server);
+                c.remember(format!("servers:{guild}"), due.join(" "));
+            }
         }
         Ok(())
     }
+}
+
+/// The other servers with members in `guild`, in name order (looked up once per batch, then
+/// kept up to date by the joins and leaves applied).
+async fn servers_of(c: &mut Writer<'_>, db: DbKind, servers: &str, guild: &str) -> Result<Vec<String>, ApplyError> {
+    let sql = || {
+        let joined = match db {
+            DbKind::Sqlite => "group_concat(server, ' ')",
+            DbKind::Postgres => "string_agg(server, ' ')",
+        };
+        format!("SELECT COALESCE({joined}, '') FROM {servers} WHERE guild = $1 AND members > 0")
+    };
+    let found = c.lookup(format!("servers:{guild}"), sql, vec![guild.into()]).await?.unwrap_or_default();
+    let mut list: Vec<String> = found.split_whitespace().map(str::to_owned).collect();
+    list.sort();
+    Ok(list)
 }
 
 /// How many members of `guild` are on `server` (looked up once per batch).

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openguild_store::EventStore;
-use sqlx::{AnyConnection, Connection};
 use tokio::sync::watch;
 
 use crate::batch::{BATCH, apply_batch};
 use crate::checkpoint::{checkpoint_name, read_checkpoint, record_stop, stored_version, upsert_checkpoint};
-use crate::db::{self, DbKind, ReadDb, Tables};
+use crate::db::{self, ReadDb, Tables};
+use crate::lease::Lease;
 use crate::{Projection, ProjectionError};
 
 /// Where a projection is.
@@ -154,11 +154,11 @@ async fn prepare(db: &ReadDb, p: &dyn Projection) -> Result<(), ProjectionError>
 /// One projection's loop.
 async fn run(db: ReadDb, store: Arc<dyn EventStore>, p: Arc<dyn Projection>, status: watch::Sender<ProjectionStatus>) {
     let mut head = store.head_watch();
-    let mut lock: Option<AnyConnection> = None;
+    let mut lease: Option<Lease> = None;
     loop {
-        if db.kind == DbKind::Postgres && lock.is_none() {
-            match take_lock(&db, p.name()).await {
-                Ok(Some(conn)) => lock = Some(conn),
+        if lease.is_none() {
+            match Lease::try_take(&db, p.name()).await {
+                Ok(Some(taken)) => lease = Some(taken),
                 Ok(None) => {
                     status.send_modify(|s| s.state = ProjectionState::Standby);
                     // Follow the owner's checkpoint until the next try for the lock, so that
@@ -197,12 +197,11 @@ async fn run(db: ReadDb, store: Arc<dyn EventStore>, p: Arc<dyn Projection>, sta
                     s.state = ProjectionState::CaughtUp;
                 });
                 let _ = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
-                // The lock's connection doubles as the lease: if it is gone, so is the lock.
-                if let Some(conn) = lock.as_mut()
-                    && conn.ping().await.is_err()
+                if let Some(held) = lease.as_mut()
+                    && !held.holds().await
                 {
-                    tracing::warn!(projection = p.name(), "projection: lost its lock; standing by");
-                    lock = None;
+                    tracing::warn!(projection = p.name(), "projection: lost its lease; standing by");
+                    lease = None;
                 }
             }
             Ok(Step::Raced) => {}
@@ -220,15 +219,6 @@ async fn run(db: ReadDb, store: Arc<dyn EventStore>, p: Arc<dyn Projection>, sta
             }
         }
     }
-}
-
-/// On PostgreSQL, one node runs each projection: a session advisory lock on a dedicated
-/// connection.
-async fn take_lock(db: &ReadDb, name: &str) -> Result<Option<AnyConnection>, sqlx::Error> {
-    let mut conn = db.pool.acquire().await?.detach();
-    let key = name.bytes().fold(0x4f47_i64, |h, b| h.wrapping_mul(31).wrapping_add(i64::from(b)));
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut conn).await?;
-    Ok(got.then_some(conn))
 }
 
 enum Step {

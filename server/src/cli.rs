@@ -1,6 +1,8 @@
 //! The operator's commands: `events tail|show|verify`, `projections status|rebuild`,
-//! `audit replay`. They open the event store read-only, so they work beside a running
-//! server.
+//! `audit replay`, `federation status`, which open the event store read-only, so they work
+//! beside a running server; and the console's acts (`operators add`, `tokens
+//! create-service`, `federation allow|deny`), which append to the hub stream as
+//! `@_console`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,7 +188,7 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
             println!("store head: {head}");
         }
         ProjectionsCommand::Rebuild { name, all } => {
-            let list = openguild_projections::all(place.peer_names()?);
+            let list = openguild_projections::all(&place.server_name);
             let chosen: Vec<_> = match (name, all) {
                 (_, true) => list,
                 (Some(n), false) => {
@@ -398,39 +400,96 @@ mod tests {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum FederationCommand {
-    /// Each peer: where it is reached, events waiting for it, its last answer, its last
-    /// error and the pause before the next try.
+    /// Each peer: allowed or denied and what decided it (the configuration or a hub event),
+    /// where it is reached, events waiting for it, its last answer, its last error and the
+    /// pause before the next try.
     Status,
+    /// Federates with the hub NAME, reached at URL (https://…; http:// only to loopback),
+    /// from now on: a signed `hub.peer_allowed` event on the hub stream, which overrides the
+    /// configuration. A running server takes it up at once. Writes to the event store: on
+    /// the embedded SQLite default, stop the server first (or, as an operator, use the
+    /// `allowPeer` mutation).
+    Allow { name: String, url: String },
+    /// Stops federating with the hub NAME, even if the configuration lists it: a signed
+    /// `hub.peer_denied` event on the hub stream. A running server refuses the peer and
+    /// stops sending to it at once. On SQLite, stop the server first (or use `denyPeer`).
+    Deny { name: String },
 }
 
 pub async fn federation(place: Place, cmd: FederationCommand) -> anyhow::Result<()> {
+    let peer_name = |name: &str| -> anyhow::Result<ServerName> {
+        name.trim().parse().with_context(|| format!("the peer {name:?} is not a server name (like hub-b.example)"))
+    };
     match cmd {
+        FederationCommand::Allow { name, url } => {
+            let name = peer_name(&name)?;
+            let (store, commands) = console(&place).await?;
+            let allow = HubCommand::AllowPeer { name: name.clone(), url };
+            let done = commands.hub(&console_user(&place)?, &HubActor::Console, &allow, now()).await;
+            store.close().await;
+            let url = match done?.events.first().map(|e| e.content()) {
+                Some(openguild_domain::EventBody::PeerAllowed { url, .. }) => url.clone(),
+                _ => bail!("the hub stream did not record the allow"),
+            };
+            println!("{name} is allowed at {url} (hub.peer_allowed, on the hub stream)");
+            Ok(())
+        }
+        FederationCommand::Deny { name } => {
+            let name = peer_name(&name)?;
+            let (store, commands) = console(&place).await?;
+            let deny = HubCommand::DenyPeer { name: name.clone() };
+            let done = commands.hub(&console_user(&place)?, &HubActor::Console, &deny, now()).await;
+            store.close().await;
+            done?;
+            println!("{name} is denied (hub.peer_denied, on the hub stream)");
+            Ok(())
+        }
         FederationCommand::Status => {
             let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
+            let store = open_store(&place).await?;
+            let us: ServerName = place.server_name.parse()?;
+            let commands = openguild_api::commands::Commands::new(
+                store.clone(),
+                crate::keys::load_or_create(&place.data_dir, us.clone())?,
+            );
+            let config = place.peers()?;
+            let listed = {
+                let hub = commands.hub_cell().await?;
+                let hub = hub.lock().await;
+                openguild_federation::peers::Allowlist { us: &us, config: &config, hub: &hub.peers }.list()
+            };
+            store.close().await;
             let statuses = openguild_projections::queries::peer_statuses(&db).await?;
             let time = |ms: Option<u64>| ms.map_or_else(|| "never".to_owned(), rfc3339);
             println!(
-                "{:<24} {:>8}  {:<24} {:<24} {:>9}  last error",
-                "peer", "queued", "last success", "last error at", "backoff"
+                "{:<24} {:<8} {:<10} {:>8}  {:<24} {:<24} {:>9}  url / last error",
+                "peer", "state", "from", "queued", "last success", "last error at", "backoff"
             );
-            for (name, peer) in place.peers()? {
+            for entry in listed {
+                let name = &entry.peer.name;
                 let sent =
-                    openguild_projections::queries::worker_position(&db, &openguild_api::sender::checkpoint(&name))
+                    openguild_projections::queries::worker_position(&db, &openguild_api::sender::checkpoint(name))
                         .await?;
                 let queued = openguild_projections::queries::outbox_depth(&db, name.as_str(), sent).await?;
                 let status = statuses.iter().find(|s| s.peer == name.as_str()).cloned().unwrap_or_default();
+                let note = match (&status.last_error, &entry.peer.url) {
+                    (Some(error), _) if entry.allowed => error.clone(),
+                    (_, Some(url)) => url.clone(),
+                    (_, None) => "(pulls; nothing is pushed)".to_owned(),
+                };
                 println!(
-                    "{:<24} {:>8}  {:<24} {:<24} {:>7}ms  {}",
+                    "{:<24} {:<8} {:<10} {:>8}  {:<24} {:<24} {:>7}ms  {}",
                     name.as_str(),
+                    if entry.allowed { "allowed" } else { "denied" },
+                    match entry.source {
+                        openguild_federation::peers::Source::Config => "config",
+                        openguild_federation::peers::Source::HubEvent => "hub-event",
+                    },
                     queued,
                     time(status.last_success),
                     time(status.last_error_at),
                     status.backoff_ms,
-                    status.last_error.as_deref().unwrap_or(if peer.url.is_none() {
-                        "(pulls; nothing is pushed)"
-                    } else {
-                        ""
-                    }),
+                    note,
                 );
             }
             Ok(())

@@ -111,7 +111,7 @@ enum Command {
     /// The hub's signing keys.
     #[command(subcommand)]
     Keys(cli::KeysCommand),
-    /// Peer hubs: how sending to each is going.
+    /// Peer hubs: allow and deny them, and see how sending to each is going.
     #[command(subcommand)]
     Federation(cli::FederationCommand),
     /// Configuration.

@@ -56,7 +56,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let store = openguild_store::open(&place.store_url(), Options::default()).await?;
     let db = ReadDb::open(&place.read_db_url()).await.context("opening the read model database")?;
     let projections =
-        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(place.peer_names()?)).await?);
+        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(&place.server_name)).await?);
     let peer_tokens: HashMap<String, String> =
         place.federation.peer_tokens.iter().map(|(peer, token)| (token.expose().to_owned(), peer.clone())).collect();
     let listener =

@@ -50,8 +50,9 @@ pub struct Settings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Federation {
-    /// Allowlisted peer hubs, as `name=base-url` (or a bare `name` for a peer that only
-    /// pulls), whose members' guilds fill the outbox.
+    /// Peer hubs to federate with, as `name=base-url` (or a bare `name` for a peer that only
+    /// pulls). They bootstrap the allowlist: the hub stream's `hub.peer_allowed` and
+    /// `hub.peer_denied` events (`openguild federation allow|deny`) override them.
     pub peers: Vec<String>,
     /// The longest pause, in seconds, of a peer's sender between failed tries: after an
     /// outage the peer waits at most about this long for its queue.
@@ -175,11 +176,6 @@ impl Settings {
     ) -> anyhow::Result<std::collections::BTreeMap<openguild_domain::ServerName, openguild_federation::peers::Peer>>
     {
         Ok(openguild_federation::peers::parse(&self.federation.peers)?)
-    }
-
-    /// The peers' names, as the outbox projection files events under them.
-    pub fn peer_names(&self) -> anyhow::Result<Vec<String>> {
-        Ok(self.peers()?.into_keys().map(|n| n.to_string()).collect())
     }
 
     pub fn store_url(&self) -> String {

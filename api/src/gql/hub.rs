@@ -1,12 +1,13 @@
-//! Hub-wide acts: operators, service tokens for host applications, and provisioning (users
-//! by a host application's own ids, and sessions handed to its frontend).
+//! Hub-wide acts: operators, service tokens for host applications, provisioning (users by a
+//! host application's own ids, and sessions handed to its frontend), and the peer hubs the
+//! hub federates with.
 
 use std::collections::BTreeSet;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use openguild_domain::account::AccountCommand;
 use openguild_domain::hub::{Hub, HubActor, HubCommand, TokenScope, policy};
-use openguild_domain::{ChannelId, DomainError, GuildId, Refusal, ReportId, RoleId, UserId};
+use openguild_domain::{ChannelId, DomainError, GuildId, Refusal, ReportId, RoleId, ServerName, UserId};
 
 use super::{Id, Session, User, api, now};
 use crate::Api;
@@ -27,6 +28,42 @@ pub struct ServiceToken {
     /// When it was last used (on the node answering; `null`: not since that node started).
     pub last_used_at: Option<super::DateTime>,
     pub created_at: Option<super::DateTime>,
+}
+
+/// Where a peer's entry on the allowlist comes from.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSource {
+    /// `[federation] peers` or `OPENGUILD_FEDERATION_PEERS`.
+    Config,
+    /// An operator's `allowPeer` or `denyPeer` (or `openguild federation allow|deny`): a
+    /// signed event on the hub stream, which overrides the configuration.
+    HubEvent,
+}
+
+/// A peer hub on the allowlist, allowed or denied.
+#[derive(SimpleObject)]
+pub struct FederationPeer {
+    /// Its server name, as in its users' ids.
+    pub name: String,
+    /// Where it is reached (`null`: a configured peer that only pulls).
+    pub url: Option<String>,
+    pub source: PeerSource,
+    /// Whether this hub federates with it now.
+    pub allowed: bool,
+}
+
+impl From<openguild_federation::peers::Listed> for FederationPeer {
+    fn from(l: openguild_federation::peers::Listed) -> Self {
+        FederationPeer {
+            name: l.peer.name.to_string(),
+            url: l.peer.url,
+            source: match l.source {
+                openguild_federation::peers::Source::Config => PeerSource::Config,
+                openguild_federation::peers::Source::HubEvent => PeerSource::HubEvent,
+            },
+            allowed: l.allowed,
+        }
+    }
 }
 
 fn listed(hash: &[u8; 32], name: &str, scopes: &BTreeSet<TokenScope>, token: Option<String>) -> ServiceToken {
@@ -103,6 +140,26 @@ impl Api {
         self.hub_allows(|hub| policy::may_provision(hub, &actor)).await?;
         Ok((sender, actor))
     }
+
+    /// Allows or denies a peer (`AllowPeer`, `DenyPeer`) for the caller, if the hub lets
+    /// them act as an operator: the peer as listed after.
+    async fn set_peer(
+        &self,
+        ctx: &Context<'_>,
+        name: &str,
+        cmd: impl FnOnce(ServerName) -> HubCommand,
+    ) -> Result<FederationPeer, ApiError> {
+        // The caller before the arguments: one who may not ask is refused, whatever they say.
+        let (sender, actor) = self.hub_actor(ctx)?;
+        self.hub_allows(|hub| policy::may_act_as_operator(hub, &actor)).await?;
+        let name: ServerName = name
+            .trim()
+            .parse()
+            .map_err(|e: openguild_domain::IdError| ApiError::new("INVALID_INPUT", e.to_string()))?;
+        self.commands.hub(&sender, &actor, &cmd(name.clone()), now()).await?;
+        let listed = self.listed_peers().await?.into_iter().find(|l| l.peer.name == name);
+        listed.map(FederationPeer::from).ok_or_else(|| ApiError::internal(format!("{name} is not listed after")))
+    }
 }
 
 /// The person calling, as the hub sees them: a user, or a bot with its guild. A service
@@ -137,6 +194,16 @@ impl HubQuery {
             .cloned()
             .map(User)
             .collect())
+    }
+
+    /// The peer hubs this hub federates with, or was told not to (hub operators only): the
+    /// configured ones, overridden by operators' allows and denies on the hub stream, in
+    /// name order.
+    async fn federation_peers(&self, ctx: &Context<'_>) -> Res<Vec<FederationPeer>> {
+        let api = api(ctx);
+        let (_, actor) = api.hub_actor(ctx)?;
+        api.hub_allows(|hub| policy::may_act_as_operator(hub, &actor)).await?;
+        Ok(api.listed_peers().await?.into_iter().map(FederationPeer::from).collect())
     }
 
     /// Live service tokens (hub operators only); secrets are never shown again.
@@ -187,6 +254,21 @@ impl HubMutation {
         let cmd = HubCommand::GrantOperator { user: user_id.0 };
         api.commands.hub(&sender, &actor, &cmd, now()).await.map_err(ApiError::from)?;
         Ok(true)
+    }
+
+    /// Federates with the hub `name`, reached at `url` (`https://…`; `http://` only to
+    /// loopback), from now on and without a restart (hub operators only). Recorded as a
+    /// signed `hub.peer_allowed` event on the hub stream, which overrides the configuration,
+    /// an earlier deny included.
+    async fn allow_peer(&self, ctx: &Context<'_>, name: String, url: String) -> Res<FederationPeer> {
+        Ok(api(ctx).set_peer(ctx, &name, |name| HubCommand::AllowPeer { name, url }).await?)
+    }
+
+    /// Stops federating with the hub `name` at once, even if the configuration lists it (hub
+    /// operators only): its requests are refused and nothing more is sent to it. Recorded as
+    /// a signed `hub.peer_denied` event on the hub stream.
+    async fn deny_peer(&self, ctx: &Context<'_>, name: String) -> Res<FederationPeer> {
+        Ok(api(ctx).set_peer(ctx, &name, |name| HubCommand::DenyPeer { name }).await?)
     }
 
     /// Creates a service token for a host application, for the whole hub or named guilds

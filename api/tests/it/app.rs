@@ -35,7 +35,7 @@ pub async fn spawn_app_with(settings: ApiSettings) -> App {
         openguild_store::open(&dir.path().join("events.db").display().to_string(), Options::default()).await.unwrap();
     let db = ReadDb::open(&dir.path().join("read.db").display().to_string()).await.unwrap();
     let projections =
-        Arc::new(Projections::start(db, store.clone(), openguild_projections::all(vec![])).await.unwrap());
+        Arc::new(Projections::start(db, store.clone(), openguild_projections::all("hub.test")).await.unwrap());
     let key = ServerKey::from_seed("hub.test".parse().unwrap(), "ed25519:k1".parse().unwrap(), [5; 32]);
     let api = Api::start(store, projections, key, settings, openguild_api::FederationSetup::default()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -56,7 +56,7 @@ async fn commands_travel_decide_sign_append_and_two_nodes_race_safely() {
     // posting at once.
     let db = openguild_projections::ReadDb::open(&dir.path().join("read.db").display().to_string()).await.unwrap();
     let projections =
-        openguild_projections::Projections::start(db.clone(), store.clone(), openguild_projections::all(vec![]))
+        openguild_projections::Projections::start(db.clone(), store.clone(), openguild_projections::all("hub.test"))
             .await
             .unwrap();
     projections

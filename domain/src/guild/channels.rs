@@ -90,29 +90,35 @@ pub(super) fn create_channel(
     }
     let held = ctx.require_in_new_channel(category, Permissions::MANAGE_ROLES)?;
     let mut seen = BTreeSet::new();
-    for (target, Overwrite { allow, deny }) in overwrites {
+    for (target, overwrite) in overwrites {
         if !seen.insert(target) {
             return Err(DomainError::invalid(
                 "overwrites",
                 format!("{} appears twice; give each role or member one overwrite", describe(target)),
             ));
         }
-        if let OverwriteTarget::Role(role) = target {
-            guild.role(role)?;
-        }
-        check_overwrite(ctx, held, *allow, *deny)?;
-        if allow.is_empty() && deny.is_empty() {
-            // An empty overwrite is no overwrite: nothing to record.
-            continue;
-        }
-        bodies.push(EventBody::OverwriteSet {
-            place: Place::Channel(*channel),
-            target: target.clone(),
-            allow: *allow,
-            deny: *deny,
-        });
+        bodies.extend(new_channel_overwrite(ctx, held, *channel, target, *overwrite)?);
     }
     Ok(bodies)
+}
+
+/// One overwrite of a channel being created, given what the actor `held` on it as created:
+/// nothing for an empty overwrite (it is no overwrite).
+pub(super) fn new_channel_overwrite(
+    ctx: &Ctx,
+    held: Permissions,
+    channel: ChannelId,
+    target: &OverwriteTarget,
+    Overwrite { allow, deny }: Overwrite,
+) -> Result<Option<EventBody>, DomainError> {
+    if let OverwriteTarget::Role(role) = target {
+        ctx.guild.role(role)?;
+    }
+    check_overwrite(ctx, held, allow, deny)?;
+    if allow.is_empty() && deny.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(EventBody::OverwriteSet { place: Place::Channel(channel), target: target.clone(), allow, deny }))
 }
 
 pub(super) fn update_channel(

@@ -21,7 +21,7 @@ mod state;
 
 pub use channels::MAX_SLOW_MODE_SECONDS;
 pub use moderation::{MAX_PURGE_SECONDS, MAX_TIMEOUT_MS};
-pub use state::{Ban, Category, Channel, Guild, Invite, Member, Report, Role, evolve};
+pub use state::{Ban, Category, Channel, Guild, Invite, Member, Opening, Report, Role, evolve};
 
 use crate::body::{ChannelKind, EventBody, GuildCreated, Place, ReportAction, ReportTarget};
 use crate::error::{DomainError, Refusal};
@@ -314,6 +314,28 @@ pub fn decide_as_operator(guild: &Guild, cmd: &GuildCommand, now: Timestamp) -> 
         }
     };
     Ok(vec![body])
+}
+
+/// Decides one overwrite of the channel `guild.opening` names, as `CreateChannel` decided it
+/// with the channel: on the channel as just created, so an earlier overwrite of the same
+/// creation that narrowed the actor's rights does not refuse a later one. A replica uses
+/// it to check the overwrites a `channel.created` brought with it.
+pub fn decide_opening_overwrite(
+    guild: &Guild,
+    actor: &UserId,
+    target: &OverwriteTarget,
+    overwrite: Overwrite,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
+    guild.exists()?;
+    let opening =
+        guild.opening.as_ref().filter(|o| o.by == *actor && o.at == now).ok_or_else(|| {
+            DomainError::invalid("overwrite", "no channel is being created by this sender at this time")
+        })?;
+    let channel = guild.channel(&opening.channel)?;
+    let ctx = &Ctx { guild, actor, now, perms: guild.guild_permissions(actor, now) };
+    let held = ctx.require_in_new_channel(channel.category, Permissions::MANAGE_ROLES)?;
+    Ok(channels::new_channel_overwrite(ctx, held, opening.channel, target, overwrite)?.into_iter().collect())
 }
 
 fn update(ctx: &Ctx, name: Option<&str>, description: Option<&str>) -> Result<EventBody, DomainError> {

@@ -36,6 +36,18 @@ pub struct Guild {
     pub timeouts: BTreeMap<UserId, Timestamp>,
     pub invites: BTreeMap<InviteCode, Invite>,
     pub reports: BTreeMap<ReportId, Report>,
+    /// The channel the last events are creating: a `channel.created` and the overwrites
+    /// decided with it, appended together by one sender at one time. A replica checks those
+    /// overwrites as `CreateChannel` did, on the channel as just created (`crate::replica`).
+    pub opening: Option<Opening>,
+}
+
+/// A channel being created: see [`Guild::opening`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Opening {
+    pub channel: ChannelId,
+    pub by: UserId,
+    pub at: Timestamp,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -104,6 +116,13 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
     use EventBody as E;
     let sender = &event.core.sender;
     let ts = event.core.ts;
+    let opening = match event.content() {
+        E::ChannelCreated { channel, .. } => Some(Opening { channel: *channel, by: sender.clone(), at: ts }),
+        E::OverwriteSet { place: Place::Channel(c), .. } => {
+            guild.opening.take().filter(|o| o.channel == *c && o.by == *sender && o.at == ts)
+        }
+        _ => None,
+    };
     match event.content().clone() {
         E::GuildCreated(c) => {
             guild.id = guild_id_for(&c).ok();
@@ -307,8 +326,11 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::ServiceTokenRevoked { .. }
         | E::ExternalUserLinked { .. }
         | E::ExternalGuildLinked { .. }
-        | E::ExternalChannelLinked { .. } => {}
+        | E::ExternalChannelLinked { .. }
+        | E::PeerAllowed { .. }
+        | E::PeerDenied { .. } => {}
     }
+    guild.opening = opening;
     guild.version = event.core.seq;
     guild.head = Some(event.id);
     guild

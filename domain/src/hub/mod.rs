@@ -1,5 +1,6 @@
 //! The hub itself (`hub` stream): its operators, the service tokens host applications use,
-//! and the links from a host application's own ids to OpenGuild users.
+//! the links from a host application's own ids to OpenGuild users, and the peer hubs an
+//! operator allowed or denied.
 //!
 //! Hub operators act across guilds; guild owners and admins never gain hub powers, because
 //! nothing in a guild's stream can grant them: only an operator (or, on a fresh hub, the
@@ -20,7 +21,7 @@ pub use policy::GuildCreation;
 use crate::body::EventBody;
 use crate::error::{DomainError, Refusal};
 use crate::event::Event;
-use crate::ids::{ChannelId, EventId, GuildId, Timestamp, UserId};
+use crate::ids::{ChannelId, EventId, GuildId, ServerName, Timestamp, UserId};
 use crate::validate;
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -49,8 +50,21 @@ pub struct Hub {
     pub aliases: BTreeMap<String, (GuildId, ChannelId)>,
     /// Users banned from the whole hub, with the reason.
     pub banned: BTreeMap<UserId, String>,
+    /// Peer hubs by the latest `hub.peer_allowed` or `hub.peer_denied` about each. A name
+    /// here overrides the configuration's peers; a name not here is as configured.
+    pub peers: BTreeMap<ServerName, PeerRule>,
     pub version: u64,
     pub head: Option<EventId>,
+}
+
+/// What the hub stream last said about a peer hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerRule {
+    /// Allowed, reached at this base URL.
+    Allowed {
+        url: String,
+    },
+    Denied,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -101,6 +115,15 @@ pub enum HubCommand {
         guild: GuildId,
         channel: ChannelId,
         alias: Option<String>,
+    },
+    /// Federates with the hub `name`, reached at `url` (an operator's act, at run time).
+    AllowPeer {
+        name: ServerName,
+        url: String,
+    },
+    /// Stops federating with the hub `name`, even if the configuration lists it.
+    DenyPeer {
+        name: ServerName,
     },
 }
 
@@ -257,6 +280,25 @@ pub fn decide(hub: &Hub, actor: &HubActor, cmd: &HubCommand) -> Result<Vec<Event
             }
             EventBody::ExternalChannelLinked { external_id, guild: *guild, channel: *channel, alias: alias.clone() }
         }
+        C::AllowPeer { name, url } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            let url = validate::peer_url("url", url)?;
+            if hub.peers.get(name) == Some(&PeerRule::Allowed { url: url.clone() }) {
+                return Err(DomainError::conflict(format!("{name} is already allowed at {url}")));
+            }
+            EventBody::PeerAllowed { name: name.clone(), url }
+        }
+        C::DenyPeer { name } => {
+            if !operator {
+                return Err(operators_only());
+            }
+            if hub.peers.get(name) == Some(&PeerRule::Denied) {
+                return Err(DomainError::conflict(format!("{name} is already denied")));
+            }
+            EventBody::PeerDenied { name: name.clone() }
+        }
     };
     Ok(vec![body])
 }
@@ -313,6 +355,12 @@ pub fn evolve(mut hub: Hub, event: &Event) -> Hub {
             if let Some(a) = alias {
                 hub.aliases.insert(a.clone(), (*guild, *channel));
             }
+        }
+        EventBody::PeerAllowed { name, url } => {
+            hub.peers.insert(name.clone(), PeerRule::Allowed { url: url.clone() });
+        }
+        EventBody::PeerDenied { name } => {
+            hub.peers.insert(name.clone(), PeerRule::Denied);
         }
         _ => {}
     }

@@ -102,8 +102,8 @@ pub fn may_provision_in(actor: &HubActor, guild: GuildId) -> Result<(), DomainEr
 }
 
 /// Whether `actor` may use an operator's powers inside guilds (archive any guild, resolve
-/// any report, ban from the whole hub) and see the hub's own records (its log, its service
-/// tokens).
+/// any report, ban from the whole hub), manage the peer hubs it federates with, and see the
+/// hub's own records (its log, its service tokens, its peers).
 pub fn may_act_as_operator(hub: &Hub, actor: &HubActor) -> Result<(), DomainError> {
     if hub.is_operator(actor) { Ok(()) } else { Err(DomainError::Forbidden(Refusal::HubOperatorOnly)) }
 }

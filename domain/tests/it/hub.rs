@@ -1,14 +1,19 @@
 //! The hub's policy (`hub::policy`), given/when/then: for each rule, what every kind of
 //! actor is told — an operator, a creator, a plain user, a bot, a hub-scoped service token,
-//! a guild-scoped one, and the console.
+//! a guild-scoped one, and the console. Then the peer allowlist the hub stream keeps
+//! (`AllowPeer`, `DenyPeer`): who may change it, the URLs it takes, and how it folds.
 
 use expect_test::{Expect, expect};
 use openguild_domain::event::{self, UnsignedEvent};
 use openguild_domain::hub::policy::{self, GuildCreation};
-use openguild_domain::hub::{self, Hub, HubActor, HubCommand, TokenScope};
+use openguild_domain::hub::{self, Hub, HubActor, HubCommand, PeerRule, TokenScope};
 use openguild_domain::{DomainError, GuildId, StreamId};
 
 use crate::support::{key, t, user};
+
+fn hub_b() -> openguild_domain::ServerName {
+    "hub-b.test".parse().unwrap()
+}
 
 /// The guild the guild-scoped token and the bot belong to.
 fn home() -> GuildId {
@@ -40,7 +45,6 @@ const ACTORS: [&str; 7] = ["operator", "creator", "user", "bot", "hub service", 
 /// service tokens; the host application provisioned @dee; @sso signed up through single
 /// sign-on.
 fn given() -> Hub {
-    let key = key();
     let root = user("root");
     let steps = [
         (HubActor::User(root.clone()), HubCommand::GrantOperator { user: root.clone() }),
@@ -69,21 +73,28 @@ fn given() -> Hub {
     ];
     let mut state = Hub::default();
     for (who, cmd) in steps {
-        let sender = who.user().cloned().unwrap_or_else(|| user("_services"));
-        for body in hub::decide(&state, &who, &cmd).unwrap() {
-            let unsigned = UnsignedEvent {
-                stream: StreamId::Hub,
-                seq: state.version + 1,
-                prev: state.head.into_iter().collect(),
-                auth: vec![],
-                sender: sender.clone(),
-                ts: t(1_000_000),
-                body,
-            };
-            state = hub::evolve(state, &event::sign(unsigned, &key).unwrap().event);
-        }
+        state = run(state, &who, &cmd).unwrap();
     }
     state
+}
+
+/// `cmd` decided for `who` on `state`, its events signed and folded in: the hub after them.
+fn run(state: Hub, who: &HubActor, cmd: &HubCommand) -> Result<Hub, DomainError> {
+    let sender = who.user().cloned().unwrap_or_else(|| user("_services"));
+    let mut state = state;
+    for body in hub::decide(&state, who, cmd)? {
+        let unsigned = UnsignedEvent {
+            stream: StreamId::Hub,
+            seq: state.version + 1,
+            prev: state.head.into_iter().collect(),
+            auth: vec![],
+            sender: sender.clone(),
+            ts: t(1_000_000),
+            body,
+        };
+        state = hub::evolve(state, &event::sign(unsigned, &key()).unwrap().event);
+    }
+    Ok(state)
 }
 
 /// Given the hub, when `who` is asked about by `rule`, then the decision matches the snapshot.
@@ -461,4 +472,157 @@ fn guild_creation_reads_the_setting_as_configured() {
         operators: Ok(Operators)
         everyone: Err(Error("unknown variant `everyone`, expected one of `anyone`, `creators`, `operators`"))"#]]
     .assert_eq(&read.join("\n"));
+}
+
+/// Given the hub, when `who` runs `cmd`, then the events it decides (kind and body), or the
+/// refusal, match the snapshot.
+fn check_cmd(hub: &Hub, who: &HubActor, cmd: &HubCommand, expect: Expect) {
+    let outcome = match hub::decide(hub, who, cmd) {
+        Ok(bodies) => bodies.iter().map(|b| format!("{} {b:?}", b.kind())).collect::<Vec<_>>().join("\n"),
+        Err(e) => format!("refused: {e}"),
+    };
+    expect.assert_eq(&outcome);
+}
+
+#[test]
+fn only_operators_and_the_console_allow_or_deny_a_peer() {
+    let allow = HubCommand::AllowPeer { name: hub_b(), url: "https://hub-b.example/".into() };
+    let deny = HubCommand::DenyPeer { name: hub_b() };
+    let outcomes: Vec<String> = ACTORS
+        .iter()
+        .map(|who| {
+            let said = |cmd| match hub::decide(&given(), &actor(who), cmd) {
+                Ok(bodies) => format!("{:?}", bodies.iter().map(|b| b.kind()).collect::<Vec<_>>()),
+                Err(e) => format!("{e:?}"),
+            };
+            format!("{who}: allow {}, deny {}", said(&allow), said(&deny))
+        })
+        .collect();
+    expect![[r#"
+        operator: allow ["hub.peer_allowed"], deny ["hub.peer_denied"]
+        creator: allow Forbidden(HubOperatorOnly), deny Forbidden(HubOperatorOnly)
+        user: allow Forbidden(HubOperatorOnly), deny Forbidden(HubOperatorOnly)
+        bot: allow Forbidden(HubOperatorOnly), deny Forbidden(HubOperatorOnly)
+        hub service: allow Forbidden(HubOperatorOnly), deny Forbidden(HubOperatorOnly)
+        guild service: allow Forbidden(HubOperatorOnly), deny Forbidden(HubOperatorOnly)
+        console: allow ["hub.peer_allowed"], deny ["hub.peer_denied"]"#]]
+    .assert_eq(&outcomes.join("\n"));
+    check_cmd(
+        &given(),
+        &actor("user"),
+        &allow,
+        expect![
+            "refused: forbidden: only a hub operator can do this (guild owners and admins cannot); ask one of the hub's operators"
+        ],
+    );
+}
+
+#[test]
+fn a_peer_is_allowed_at_an_https_url_or_plain_http_on_loopback_only() {
+    let hub = given();
+    let allow = |url: &str| HubCommand::AllowPeer { name: hub_b(), url: url.into() };
+    let op = actor("operator");
+    check_cmd(
+        &hub,
+        &op,
+        &allow(" https://hub-b.example/base/ "),
+        expect![[r#"hub.peer_allowed PeerAllowed { name: hub-b.test, url: "https://hub-b.example/base" }"#]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("http://127.0.0.1:18102"),
+        expect![[r#"hub.peer_allowed PeerAllowed { name: hub-b.test, url: "http://127.0.0.1:18102" }"#]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("http://[::1]:9/"),
+        expect![[r#"hub.peer_allowed PeerAllowed { name: hub-b.test, url: "http://[::1]:9" }"#]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("http://hub-b.example"),
+        expect![[
+            r#"refused: invalid url: the URL "http://hub-b.example" is plain HTTP to another machine; use https:// (http:// is for loopback only: 127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("http://127.0.0.1.evil.example"),
+        expect![[
+            r#"refused: invalid url: the URL "http://127.0.0.1.evil.example" is plain HTTP to another machine; use https:// (http:// is for loopback only: 127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("ftp://hub-b.example"),
+        expect![[
+            r#"refused: invalid url: the URL "ftp://hub-b.example" must start with https://; a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("http://localhost@evil.example"),
+        expect![[
+            r#"refused: invalid url: the URL "http://localhost@evil.example" carries a user name or password; a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("https://hub-b.example/?x=1"),
+        expect![[
+            r#"refused: invalid url: the URL "https://hub-b.example/?x=1" has a query or fragment; a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("https://"),
+        expect![[
+            r#"refused: invalid url: the URL "https://" names no host; a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+    check_cmd(
+        &hub,
+        &op,
+        &allow("https://hub b.example"),
+        expect![[
+            r#"refused: invalid url: the URL "https://hub b.example" contains spaces or control characters; a peer URL is https://HOST[:PORT][/PATH]; http:// is accepted only to loopback (127.0.0.1, localhost, [::1])"#
+        ]],
+    );
+}
+
+#[test]
+fn the_latest_event_about_a_peer_decides_it_and_repeating_it_is_a_conflict() {
+    let op = actor("operator");
+    let allow = |url: &str| HubCommand::AllowPeer { name: hub_b(), url: url.into() };
+    let deny = HubCommand::DenyPeer { name: hub_b() };
+    let hub = run(given(), &op, &allow("https://hub-b.example")).unwrap();
+    assert_eq!(hub.peers.get(&hub_b()), Some(&PeerRule::Allowed { url: "https://hub-b.example".into() }));
+    check_cmd(
+        &hub,
+        &op,
+        &allow("https://hub-b.example/"),
+        expect!["refused: conflict: hub-b.test is already allowed at https://hub-b.example"],
+    );
+    // A new URL is a new event: the peer moved.
+    let hub = run(hub, &op, &allow("https://b.example")).unwrap();
+    assert_eq!(hub.peers.get(&hub_b()), Some(&PeerRule::Allowed { url: "https://b.example".into() }));
+    let hub = run(hub, &HubActor::Console, &deny).unwrap();
+    assert_eq!(hub.peers.get(&hub_b()), Some(&PeerRule::Denied));
+    check_cmd(&hub, &op, &deny, expect!["refused: conflict: hub-b.test is already denied"]);
+    // Allowed again after a deny: the latest word wins.
+    let hub = run(hub, &op, &allow("https://b.example")).unwrap();
+    assert_eq!(hub.peers.get(&hub_b()), Some(&PeerRule::Allowed { url: "https://b.example".into() }));
+    // A name the hub stream never named may be denied: it may be a configured peer.
+    let c: openguild_domain::ServerName = "hub-c.test".parse().unwrap();
+    let hub = run(hub, &op, &HubCommand::DenyPeer { name: c.clone() }).unwrap();
+    assert_eq!(hub.peers.get(&c), Some(&PeerRule::Denied));
+    assert_eq!(hub.peers.len(), 2);
 }

@@ -12,6 +12,7 @@ mod guild;
 mod hub;
 mod messages;
 mod properties;
+mod replica;
 mod signing;
 mod support;
 mod tidy;

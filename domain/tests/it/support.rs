@@ -161,3 +161,19 @@ pub fn check_msg(world: &mut World, actor: &str, channel: ChannelId, cmd: Messag
     };
     expect.assert_eq(&outcome);
 }
+
+impl World {
+    /// An event by `sender` at the next seq of the guild stream, signed but not applied:
+    /// what a hostile owner could append.
+    pub fn forge(&self, sender: &str, body: EventBody) -> Event {
+        let stream = StreamId::Guild(self.guild_id);
+        self.sign(stream, self.guild.version + 1, self.guild.head, vec![], &user(sender), body).event
+    }
+
+    /// As [`World::forge`], at the next seq of a channel's stream.
+    pub fn forge_in(&self, channel: ChannelId, sender: &str, body: EventBody) -> Event {
+        let state = self.channels.get(&channel).cloned().unwrap_or_default();
+        let auth = self.guild.head.into_iter().collect();
+        self.sign(StreamId::Channel(channel), state.version + 1, state.head, auth, &user(sender), body).event
+    }
+}

@@ -48,7 +48,7 @@ impl TestHub {
 
     /// The read models the hub runs: all of them, with one federation peer.
     fn read_models() -> Vec<std::sync::Arc<dyn openguild_projections::Projection>> {
-        openguild_projections::all(vec!["peer.test".into()])
+        openguild_projections::all("hub.test")
     }
 
     pub async fn start_projections(&self) -> Projections {

@@ -107,11 +107,12 @@ async fn read_models_equal_a_rebuild_after_sigkill_mid_batch() {
     let store =
         openguild_store::open(&dir.path().join("events.db").display().to_string(), Options::default()).await.unwrap();
     let db = ReadDb::open(&read_db).await.unwrap();
-    let projections = Projections::start(db.clone(), store.clone(), openguild_projections::all(vec![])).await.unwrap();
+    let projections =
+        Projections::start(db.clone(), store.clone(), openguild_projections::all("hub.test")).await.unwrap();
     projections.wait_for(&[], total, Duration::from_secs(120)).await.unwrap();
     let recovered = openguild_projections::dump_tables(&db).await.unwrap();
     assert_eq!(recovered["tl_messages"].len() as u64, total - 2, "every message once");
-    openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all(vec![]), |_| {}).await.unwrap();
+    openguild_projections::rebuild(&db, store.clone(), &openguild_projections::all("hub.test"), |_| {}).await.unwrap();
     let rebuilt = openguild_projections::dump_tables(&db).await.unwrap();
     for (table, rows) in &recovered {
         assert!(rows == &rebuilt[table], "table {table} differs from a rebuild after the crash");

@@ -47,9 +47,9 @@ async fn a_hub_publishes_its_keys_self_signed_and_every_event_it_signed_verifies
 /// A peer hub under the test's control: its own key, its key document served over real HTTP
 /// (counting how often it is fetched, and replaced when the peer rotates), and requests it
 /// crafts.
-struct TestPeer {
-    key: openguild_domain::ServerKey,
-    url: String,
+pub(crate) struct TestPeer {
+    pub(crate) key: openguild_domain::ServerKey,
+    pub(crate) url: String,
     /// The key document served, as JSON.
     doc: std::sync::Arc<std::sync::Mutex<String>>,
     /// How many times the key document was fetched.
@@ -58,7 +58,7 @@ struct TestPeer {
 
 impl TestPeer {
     /// `name`'s peer with key `seed`, serving its key document on an ephemeral port.
-    fn start(name: &str, seed: u8) -> TestPeer {
+    pub(crate) fn start(name: &str, seed: u8) -> TestPeer {
         use std::io::{Read, Write};
         let key =
             openguild_domain::ServerKey::from_seed(name.parse().unwrap(), "ed25519:p1".parse().unwrap(), [seed; 32]);
@@ -143,7 +143,7 @@ impl TestPeer {
 
     /// PUTs a transaction of `events` (already as JSON) to `hub`, signed for `destination`
     /// at `created_ms`: the status and the answer.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         hub: &Server,
         destination: &str,
@@ -221,7 +221,7 @@ pub(crate) fn openguild(
     cmd.output().unwrap()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
@@ -340,6 +340,81 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     );
 }
 
+/// An owner hub cannot append what its own guild's rules refuse: each event is decided
+/// again against this hub's copy. The copy cannot be changed from here either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_refuses_what_the_guilds_rules_refuse_and_the_copy_is_changed_only_by_its_owner() {
+    use openguild_domain::{EventBody, UnsignedEvent};
+    let peer = TestPeer::start("peer.test", 13);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    let (create, stream) = peer.guild(4);
+    let (status, answer) = peer.send(&hub, "hub.test", "r1", vec![wire(&create)], now_ms()).await;
+    assert_eq!((status, answer["events"][create.event.id.to_string()]["accepted"].clone()), (200, json!(true)));
+
+    // A message in the guild's own stream, and a role created by someone who is no member.
+    let misplaced = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        EventBody::MessagePosted {
+            text: "hi".into(),
+            reply_to: None,
+            mentions: Default::default(),
+            mentions_everyone: false,
+        },
+    );
+    let outsider = openguild_domain::event::sign(
+        UnsignedEvent {
+            stream: stream.clone(),
+            seq: 2,
+            prev: vec![create.event.id],
+            auth: vec![],
+            sender: "@outsider:peer.test".parse().unwrap(),
+            ts: openguild_domain::Timestamp::from_millis(now_ms()).unwrap(),
+            body: EventBody::CategoryCreated {
+                category: openguild_domain::CategoryId::from_bytes([7; 16]),
+                name: "mine".into(),
+                position: 0,
+            },
+        },
+        &peer.key,
+    )
+    .unwrap();
+    let (status, answer) = peer.send(&hub, "hub.test", "r2", vec![wire(&misplaced), wire(&outsider)], now_ms()).await;
+    assert_eq!(status, 200, "{answer}");
+    let why = |e: &openguild_domain::SignedEvent| {
+        answer["events"][e.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(why(&misplaced), "a guild stream does not take `message.posted` events", "{answer}");
+    assert_eq!(
+        why(&outsider),
+        "the guild's rules refuse it: forbidden: you are not a member of this guild",
+        "{answer}"
+    );
+
+    // What the owner may do is taken, and moves the copy on.
+    let renamed = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        EventBody::GuildUpdated { name: Some("Renamed".into()), description: None },
+    );
+    let (_, answer) = peer.send(&hub, "hub.test", "r3", vec![wire(&renamed)], now_ms()).await;
+    assert_eq!(answer["events"][renamed.event.id.to_string()]["accepted"], true, "{answer}");
+
+    // Nobody changes the peer's guild here: only its owner sequences it.
+    let ann = hub.register("ann").await;
+    let guild = match &stream {
+        openguild_domain::StreamId::Guild(g) => g.to_string(),
+        _ => unreachable!(),
+    };
+    let refused = hub.gql(Some(&ann), "mutation($g: ID!) { leaveGuild(guildId: $g) }", json!({ "g": guild })).await;
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("owned by peer.test"), "{refused}");
+}
+
 /// A free port on loopback, below the kernel's ephemeral range (32768 and up), so no server
 /// another test starts on port 0 can take it between this check and the hub's start.
 pub(crate) fn free_port() -> u16 {
@@ -355,13 +430,22 @@ pub(crate) fn free_port() -> u16 {
 /// lives on hub B, and `renames` more events after the join (3 + `renames` events): the
 /// guild's stream. A test that registers `owner` on A first can then act as the owner.
 pub(crate) async fn seed_shared_guild(data: &std::path::Path, renames: usize) -> openguild_domain::StreamId {
+    seed_shared_guild_in(data, &data.join("events.db").display().to_string(), renames).await
+}
+
+/// [`seed_shared_guild`], into the event store at `store_url` (A's key still goes to `data`).
+pub(crate) async fn seed_shared_guild_in(
+    data: &std::path::Path,
+    store_url: &str,
+    renames: usize,
+) -> openguild_domain::StreamId {
     use openguild_domain::guild::{self, GuildCommand};
     use openguild_domain::{StreamId, Timestamp, UserId};
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(data.join("server.key"), [7u8; 32]).unwrap();
     let key =
         openguild_domain::ServerKey::from_seed("hub-a.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [7; 32]);
-    let store = openguild_store::open(&data.join("events.db").display().to_string(), Options::default()).await.unwrap();
+    let store = openguild_store::open(store_url, Options::default()).await.unwrap();
     let owner: UserId = "@owner:hub-a.test".parse().unwrap();
     let remote: UserId = "@bob:hub-b.test".parse().unwrap();
     let now = Timestamp::from_millis(now_ms()).unwrap();
@@ -419,14 +503,19 @@ pub(crate) async fn seed_shared_guild(data: &std::path::Path, renames: usize) ->
 }
 
 /// Hub B's key, written to its data directory before it starts.
-fn b_key() -> openguild_domain::ServerKey {
+pub(crate) fn b_key() -> openguild_domain::ServerKey {
     openguild_domain::ServerKey::from_seed("hub-b.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [8; 32])
 }
 
 /// The ids of `stream`'s events in the store under `data` (read beside a running server).
 pub(crate) async fn stream_ids(data: &std::path::Path, stream: &openguild_domain::StreamId) -> Vec<String> {
+    stream_ids_in(&data.join("events.db").display().to_string(), stream).await
+}
+
+/// The ids of `stream`'s events in the event store at `store_url`.
+pub(crate) async fn stream_ids_in(store_url: &str, stream: &openguild_domain::StreamId) -> Vec<String> {
     let options = Options { read_only: true, ..Options::default() };
-    let Ok(store) = openguild_store::open(&data.join("events.db").display().to_string(), options).await else {
+    let Ok(store) = openguild_store::open(store_url, options).await else {
         return Vec::new();
     };
     let events = store.read_stream(stream, 1, 10_000, openguild_store::Direction::Forward).await.unwrap_or_default();
@@ -514,8 +603,9 @@ async fn a_guilds_events_reach_the_peer_hub_of_its_member_verified_and_in_order_
     let line =
         said.lines().find(|l| l.starts_with("hub-b.test")).unwrap_or_else(|| panic!("no hub-b.test in:\n{said}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[1], "0", "nothing queued: {line}");
-    assert!(fields[2].starts_with("20"), "a last success time: {line}");
+    assert_eq!(fields[1..3], ["allowed", "config"], "{line}");
+    assert_eq!(fields[3], "0", "nothing queued: {line}");
+    assert!(fields[4].starts_with("20"), "a last success time: {line}");
     let metrics = reqwest::get(format!("{}/metrics", a.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("openguild_federation_queue_depth{peer=\"hub-b.test\"} 0"), "{metrics}");
     assert!(

@@ -7,6 +7,8 @@
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
 //!   under the test's control, and two real hubs.
+//! - `allowlist`: the peer allowlist changed at run time by signed hub events (GraphQL and
+//!   `openguild federation allow|deny`), between real hubs.
 //! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
@@ -19,6 +21,7 @@
 //! - `webclient`: what the web client needs: its files from `ui_dir`, and the GraphQL it
 //!   uses to manage a guild.
 
+mod allowlist;
 mod cli;
 mod crash;
 mod faults;

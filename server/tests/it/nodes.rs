@@ -16,7 +16,7 @@ fn redis_url() -> String {
 }
 
 /// A fresh database; its URL and name.
-async fn fresh_database() -> (String, String) {
+pub(crate) async fn fresh_database() -> (String, String) {
     let name = format!("og_nodes_{:012x}", rand::random::<u64>() >> 16);
     let admin = admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
@@ -27,7 +27,7 @@ async fn fresh_database() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
-async fn drop_database(name: &str) {
+pub(crate) async fn drop_database(name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut conn)
@@ -159,5 +159,71 @@ async fn two_nodes_on_one_postgres_and_redis_act_as_one_hub() {
     assert!(err["message"].as_str().unwrap().contains("slow down"), "the mutation limit, not slow mode: {err}");
 
     drop((a, b));
+    drop_database(&name).await;
+}
+
+/// How many transactions the node at `url` has had answered by `peer` (its `/metrics`).
+async fn answered_by(url: &str, peer: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let series = format!("openguild_federation_transactions_total{{peer=\"{peer}\",outcome=\"answered\"}}");
+    text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.trim().parse::<f64>().unwrap_or(0.0) as u64)
+}
+
+/// Two nodes of hub A on one PostgreSQL: one of them sends to peer B (it holds the peer's
+/// lease), and when it dies the other takes over where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_to_a_peer_through_one_of_them_and_the_other_takes_over() {
+    use std::time::Duration;
+
+    use crate::allowlist::{eventually, start_b};
+    use crate::federation::{free_port, seed_shared_guild_in, stream_ids, stream_ids_in};
+
+    let (url, name) = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a1_data, a2_data, b_data) = (dir.path().join("a1"), dir.path().join("a2"), dir.path().join("b"));
+    let stream = seed_shared_guild_in(&a1_data, &url, 2).await;
+    std::fs::create_dir_all(&a2_data).unwrap();
+    std::fs::copy(a1_data.join("server.key"), a2_data.join("server.key")).unwrap();
+    let (a_port, b_port) = (free_port(), free_port());
+    let b = start_b(&b_data, a_port, b_port);
+    let peers = format!("hub-b.test=http://127.0.0.1:{b_port}");
+    let env = [
+        ("OPENGUILD_SERVER_NAME", "hub-a.test"),
+        ("OPENGUILD_STORE_URL", url.as_str()),
+        ("OPENGUILD_READ_DB_URL", url.as_str()),
+        ("OPENGUILD_FEDERATION_PEERS", peers.as_str()),
+    ];
+    let a1 = Server::start_on(&a1_data, "", &env, &format!("127.0.0.1:{a_port}"));
+    let a2 = Server::start(&a2_data, "", &env);
+    eventually(Duration::from_secs(30), "A's guild on hub B", || async {
+        let (on_a, on_b) = (stream_ids_in(&url, &stream).await, stream_ids(&b_data, &stream).await);
+        if on_a.len() == 5 && on_b == on_a { Ok(()) } else { Err(format!("{} of {}", on_b.len(), on_a.len())) }
+    })
+    .await;
+    let (sent1, sent2) = (answered_by(&a1.url, "hub-b.test").await, answered_by(&a2.url, "hub-b.test").await);
+    assert!(sent1.min(sent2) == 0 && sent1.max(sent2) > 0, "one node sends: {sent1} and {sent2} transactions");
+
+    // The sending node dies; what is written next reaches B through the other.
+    let (survivor, dead) = if sent1 > 0 { (a2, a1) } else { (a1, a2) };
+    drop(dead);
+    let root = survivor.register("root").await;
+    let guild = match &stream {
+        openguild_domain::StreamId::Guild(g) => g.to_string(),
+        _ => unreachable!(),
+    };
+    survivor
+        .ok(
+            Some(&root),
+            "mutation($g: ID!) { hubArchiveGuild(guildId: $g, reason: \"closed\") }",
+            json!({ "g": guild }),
+        )
+        .await;
+    eventually(Duration::from_secs(30), "the archive on hub B through the surviving node", || async {
+        let (on_a, on_b) = (stream_ids_in(&url, &stream).await, stream_ids(&b_data, &stream).await);
+        if on_a.len() == 6 && on_b == on_a { Ok(()) } else { Err(format!("{} of {}", on_b.len(), on_a.len())) }
+    })
+    .await;
+    assert!(answered_by(&survivor.url, "hub-b.test").await > 0, "the survivor took the peer over");
+    drop((survivor, b));
     drop_database(&name).await;
 }

@@ -93,9 +93,9 @@ fn status_of_b(a_data: &std::path::Path, peers: &str) -> (u64, u64, String) {
     let line =
         said.lines().find(|l| l.starts_with("hub-b.test")).unwrap_or_else(|| panic!("no hub-b.test in:\n{said}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let queued = fields[1].parse().unwrap_or_else(|_| panic!("queued: {line}"));
-    let backoff = fields[4].trim_end_matches("ms").parse().unwrap_or_else(|_| panic!("backoff: {line}"));
-    (queued, backoff, fields[5..].join(" "))
+    let queued = fields[3].parse().unwrap_or_else(|_| panic!("queued: {line}"));
+    let backoff = fields[6].trim_end_matches("ms").parse().unwrap_or_else(|_| panic!("backoff: {line}"));
+    (queued, backoff, fields[7..].join(" "))
 }
 
 /// Hub A's guild has a member on hub B; every connection between the hubs goes through two

@@ -62,7 +62,7 @@ fn each_projection_names_only_its_own_tables() {
     ]
     .into_iter()
     .collect();
-    let projections = openguild_projections::all(vec![]);
+    let projections = openguild_projections::all("hub.test");
     assert_eq!(projections.len(), files.len(), "a projection was added: map it to its source file here");
     for p in &projections {
         let file = files.get(p.name()).unwrap_or_else(|| panic!("no source file known for {}", p.name()));

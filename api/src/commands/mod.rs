@@ -19,6 +19,10 @@ use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, Stre
 use openguild_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use tokio::sync::Mutex;
 
+mod import;
+
+pub use import::ImportError;
+
 /// Tries before a version conflict is reported to the caller. Between tries a node backs
 /// off for a random moment that doubles each time (2 ms, 4 ms, … up to 256 ms), so two nodes
 /// hammering one stream fall out of lockstep even on a loaded machine, where a fixed 4 ms
@@ -160,6 +164,10 @@ impl Commands {
         decide: impl Fn(&Guild) -> Result<Vec<EventBody>, DomainError>,
     ) -> Result<Executed, CommandError> {
         let cell = self.guild_cell(id).await?;
+        let decide = |g: &Guild| {
+            self.owned_here(g)?;
+            decide(g)
+        };
         let done = self.execute(&StreamId::Guild(id), &cell, actor, now, "guild", decide).await?;
         let mut index = self.channel_guild.lock().await;
         for e in &done.events {
@@ -227,6 +235,7 @@ impl Commands {
             let mut state = cell.lock().await;
             let (bodies, auth) = {
                 let guild = guild_cell.lock().await;
+                self.owned_here(&guild)?;
                 (channel::decide(&guild, id, &state, actor, cmd, now)?, guild.head.into_iter().collect())
             };
             let signed = self.sign(&stream, state.version, state.head, auth, actor, now, bodies)?;
@@ -269,6 +278,13 @@ impl Commands {
         cmd: &HubCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
+        // The one rule about peers the hub's own events cannot know: its own name.
+        if let HubCommand::AllowPeer { name, .. } | HubCommand::DenyPeer { name } = cmd
+            && name == self.key.server()
+        {
+            let reason = format!("{name} is this hub itself, which is never its own peer; name another hub");
+            return Err(DomainError::InvalidInput { field: "name", reason }.into());
+        }
         let cell = self.hub_cell().await?;
         self.execute(&StreamId::Hub, &cell, sender, now, "hub", |h| hub::decide(h, actor, cmd)).await
     }
@@ -379,6 +395,17 @@ impl Commands {
                 Ok(g)
             }
             _ => Err(DomainError::NotFound { what: "channel", id: channel.to_string() }.into()),
+        }
+    }
+
+    /// Only the hub that created a guild decides and appends to its streams (its owner); a
+    /// copy of another hub's guild is moved on only by what its owner sends (`import`).
+    fn owned_here(&self, guild: &Guild) -> Result<(), DomainError> {
+        match &guild.origin {
+            Some(owner) if owner != self.key.server() => {
+                Err(DomainError::Forbidden(openguild_domain::Refusal::OwnedElsewhere(owner.clone())))
+            }
+            _ => Ok(()),
         }
     }
 
