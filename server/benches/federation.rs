@@ -15,7 +15,7 @@
 //!   `SECONDS`; each one's latency is from its append's return to its being in B's store
 //!   (B's head, read every millisecond).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -96,7 +96,7 @@ fn free_port() -> u16 {
 }
 
 /// How many events B's store holds (read beside the running hub).
-async fn head_of(b_store: &PathBuf) -> u64 {
+async fn head_of(b_store: &Path) -> u64 {
     let options = Options { read_only: true, ..Options::default() };
     match openguild_store::open(&b_store.display().to_string(), options).await {
         Ok(store) => {

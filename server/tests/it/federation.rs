@@ -756,6 +756,29 @@ fn find(bytes: &[u8], pattern: &[u8], from: usize) -> usize {
     from + bytes[from..].windows(pattern.len()).position(|w| w == pattern).expect("the field is in the core")
 }
 
+/// An event over 64 KiB is refused for its size, before it is even decoded; the good event
+/// beside it in the same transaction is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_event_is_refused_for_its_size_and_the_good_one_beside_it_kept() {
+    let peer = TestPeer::start("peer.test", 14);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
+    let hub = Server::start(&dir.path().join("data"), &config, &[]);
+    let (create, stream) = peer.guild(5);
+    let huge = peer.event(
+        stream.clone(),
+        2,
+        Some(create.event.id),
+        openguild_domain::EventBody::GuildUpdated { name: None, description: Some("x".repeat(70_000)) },
+    );
+    let (status, answer) = peer.send(&hub, "hub.test", "o1", vec![wire(&create), wire(&huge)], now_ms()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["events"][create.event.id.to_string()]["accepted"], true, "{answer}");
+    let why = answer["events"][huge.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("bytes; an event is at most 65536"), "{answer}");
+    assert_eq!(stream_ids(&dir.path().join("data"), &stream).await, [create.event.id.to_string()]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_crafted_non_canonical_or_out_of_range_events_are_refused_as_malformed_and_the_good_ones_kept() {
     let peer = TestPeer::start("peer.test", 41);
