@@ -11,9 +11,9 @@ use openguild_domain::channel;
 use openguild_domain::guild::{self, Guild};
 use openguild_domain::replica::{self, Unauthorised};
 use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, SignedEvent, StreamId};
-use openguild_store::{Direction, ExpectedVersion, StoreError};
+use openguild_store::{ExpectedVersion, StoreError};
 
-use super::{CommandError, Commands, last, load_channel, load_guild};
+use super::{CommandError, Commands, last, load_channel, load_guild, read_whole};
 
 /// Why an event was not imported.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +50,7 @@ impl Commands {
 
     async fn import_guild(&self, id: GuildId, signed: SignedEvent) -> Result<u64, ImportError> {
         let seq = signed.event.core.seq;
-        let cell = match self.guilds.get_or_load(&id, || load_guild(&*self.store, id)).await {
-            Ok(cell) => cell,
-            Err(e) => return Err(e.into()),
-        };
+        let cell = self.guilds.get_or_load(&id, || load_guild(&*self.store, id)).await?;
         let mut state = cell.lock().await;
         if seq != state.version + 1 {
             return self.append_as_signed(signed, state.version).await;
@@ -88,11 +85,11 @@ impl Commands {
         if seq != state.version + 1 {
             return self.append_as_signed(signed, state.version).await;
         }
-        let now = {
+        let verdict = {
             let guild = guild_cell.lock().await;
             replica::check_channel_event(&guild, id, &state, &signed.event)
         };
-        if let Err(refused) = now {
+        if let Err(refused) = verdict {
             // The guild may have moved between the decision and its append on the owner (a
             // ban, a lock): the event names the guild's head it was decided against.
             match self.guild_at(guild_id, &signed.event.core.auth).await? {
@@ -120,17 +117,8 @@ impl Commands {
         if at.event.core.stream != StreamId::Guild(id) {
             return Ok(None);
         }
-        let stream = StreamId::Guild(id);
-        let mut guild = Guild::default();
-        let mut from = 1;
-        while from <= at.event.core.seq {
-            let page = self.store.read_stream(&stream, from, 1000, Direction::Forward).await?;
-            let Some(last) = page.last() else { break };
-            from = last.event.core.seq + 1;
-            for e in page.iter().take_while(|e| e.event.core.seq <= at.event.core.seq) {
-                guild = guild::evolve(guild, &e.event);
-            }
-        }
+        let events = read_whole(&*self.store, &StreamId::Guild(id)).await?;
+        let guild = Guild::from_events(events.iter().take_while(|e| e.core.seq <= at.event.core.seq));
         Ok(Some(guild))
     }
 

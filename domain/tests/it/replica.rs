@@ -1,12 +1,12 @@
 //! What a replica checks of an owner's events (`replica`): everything the rules decided
 //! passes, in full and erased; what they would refuse, or decide otherwise, is refused.
 
-use openguild_domain::body::{ChannelKind, EventBody, Place};
+use openguild_domain::body::{ChannelKind, EventBody};
 use openguild_domain::channel::{ChannelState, MessageCommand as M};
 use openguild_domain::guild::{self, Guild, GuildCommand as C};
 use openguild_domain::permissions::{Overwrite, OverwriteTarget, Permissions as P};
 use openguild_domain::replica::{self, Unauthorised};
-use openguild_domain::{ChannelId, Event, EventId, StreamId, Timestamp};
+use openguild_domain::{Event, EventId, Timestamp};
 
 use crate::guild::{GENERAL, MOD, code, populated, role};
 use crate::support::{World, chan, user};
@@ -195,7 +195,6 @@ fn what_the_rules_decide_otherwise_is_refused() {
         EventBody::MemberBanned { user: user("dave"), reason: String::new(), purge_since: Some(whole) },
     );
     replica::check_guild_event(&w.guild, &fine).unwrap();
-    let _ = (Place::Channel(ChannelId::from_bytes([0; 16])), StreamId::Hub);
 }
 
 #[test]
