@@ -372,9 +372,29 @@ pub(crate) async fn send(
             ),
         );
     }
-    let mut results = serde_json::Map::new();
+    // Each event is verified in turn; a channel's events are then taken together (one write
+    // per channel, `Commands::import_many`), a guild's one by one, in order, since later
+    // events are checked against what the guild's own events make of it.
+    let mut outcomes: Vec<Result<String, Refused>> = Vec::with_capacity(txn.events.len());
+    let mut pending: Vec<(usize, String, SignedEvent)> = Vec::new();
     for (i, wire) in txn.events.iter().enumerate() {
-        let (id, outcome) = match api.receive(&origin, wire).await {
+        match api.verify_received(&origin, wire).await {
+            Ok((id, signed)) if matches!(signed.event.core.stream, StreamId::Channel(_)) => {
+                outcomes.push(Ok(id.clone()));
+                pending.push((i, id, signed));
+            }
+            Ok((id, signed)) => {
+                api.import_received(std::mem::take(&mut pending), &mut outcomes).await;
+                outcomes.push(Ok(id.clone()));
+                api.import_received(vec![(i, id, signed)], &mut outcomes).await;
+            }
+            Err(refused) => outcomes.push(Err(refused)),
+        }
+    }
+    api.import_received(pending, &mut outcomes).await;
+    let mut results = serde_json::Map::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let (id, outcome) = match outcome {
             Ok(id) => (id, json!({ "accepted": true })),
             Err(Refused { id, code, why, stream_at }) => {
                 crate::metrics::federation_event_refused(code);
@@ -555,9 +575,42 @@ impl Api {
         }
     }
 
-    /// Verifies one event from `origin` and appends it as it was signed: its id, or why it
-    /// was refused.
-    async fn receive(&self, origin: &ServerName, wire: &WireEvent) -> Result<String, Refused> {
+    /// Takes verified events into this hub's copies (`Commands::import_many`), and turns the
+    /// outcome of each one that is not taken into why.
+    async fn import_received(
+        &self,
+        events: Vec<(usize, String, SignedEvent)>,
+        outcomes: &mut [Result<String, Refused>],
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let (places, events): (Vec<(usize, String)>, Vec<SignedEvent>) =
+            events.into_iter().map(|(i, id, signed)| ((i, id), signed)).unzip();
+        let streams: Vec<(StreamId, u64)> =
+            events.iter().map(|s| (s.event.core.stream.clone(), s.event.core.seq)).collect();
+        let imported = self.commands.import_many(events).await;
+        for (((i, id), (stream, seq)), result) in places.into_iter().zip(streams).zip(imported) {
+            let refuse = |code: &'static str, why: String| Refused { id: id.clone(), code, why, stream_at: None };
+            outcomes[i] = match result {
+                Ok(_) => Ok(id.clone()),
+                Err(ImportError::Gap { at, .. }) => Err(Refused {
+                    stream_at: Some(at),
+                    ..refuse(
+                        "gap",
+                        format!(
+                            "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
+                        ),
+                    )
+                }),
+                Err(ImportError::Unauthorised(why)) => Err(refuse("unauthorised", why.to_string())),
+                Err(e) => Err(refuse("store", format!("not stored: {e}"))),
+            };
+        }
+    }
+
+    /// Verifies one event from `origin`: its id and the event, or why it was refused.
+    async fn verify_received(&self, origin: &ServerName, wire: &WireEvent) -> Result<(String, SignedEvent), Refused> {
         let raw = wire.raw().map_err(|why| Refused { id: String::new(), code: "malformed", why, stream_at: None })?;
         let id = raw.id.to_string();
         let refuse = |code: &'static str, why: String| Refused { id: id.clone(), code, why, stream_at: None };
@@ -643,20 +696,7 @@ impl Api {
             Err(Unowned::Missing(why) | Unowned::Refused(why)) => return Err(refuse("not_owner", why)),
         }
         // Checked against this hub's copy of the guild by the guild's own rules, then
-        // appended as signed.
-        match self.commands.import(SignedEvent { event, raw }).await {
-            Ok(_) => Ok(id),
-            Err(ImportError::Gap { at, .. }) => Err(Refused {
-                stream_at: Some(at),
-                ..refuse(
-                    "gap",
-                    format!(
-                        "stream {stream} is at seq {at} here, and this event is seq {seq}: send the events in between first"
-                    ),
-                )
-            }),
-            Err(ImportError::Unauthorised(why)) => Err(refuse("unauthorised", why.to_string())),
-            Err(e) => Err(refuse("store", format!("not stored: {e}"))),
-        }
+        // appended as signed (`import_received`).
+        Ok((id, SignedEvent { event, raw }))
     }
 }

@@ -6,8 +6,14 @@
 //! Events come in stream order. An event this hub has already is written again as nothing
 //! (the store takes the same ids again without a change); one that skips ahead is refused
 //! with where the stream stands here, so its sender can send what is missing first.
+//!
+//! A transaction's events are taken together (`import_many`): between two events of a guild's
+//! stream, each channel's events are checked one after another against the channel as the
+//! ones before them leave it and appended in one write, so catching up costs one durable
+//! commit per channel and transaction, not one per event. Channels depend on their guild's
+//! stream, never on each other, so only a guild event orders them.
 
-use openguild_domain::channel;
+use openguild_domain::channel::{self, ChannelState};
 use openguild_domain::guild::{self, Guild};
 use openguild_domain::replica::{self, Unauthorised};
 use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, SignedEvent, StreamId};
@@ -34,6 +40,41 @@ impl From<StoreError> for ImportError {
 }
 
 impl Commands {
+    /// Takes a transaction's events, in order: each one's global position once stored, or
+    /// why it was not.
+    pub async fn import_many(&self, events: Vec<SignedEvent>) -> Vec<Result<u64, ImportError>> {
+        let mut results: Vec<Option<Result<u64, ImportError>>> = (0..events.len()).map(|_| None).collect();
+        // Channel events since the last guild event, by channel, with their places.
+        let mut runs: Vec<(ChannelId, Vec<(usize, SignedEvent)>)> = Vec::new();
+        for (i, signed) in events.into_iter().enumerate() {
+            match signed.event.core.stream.clone() {
+                StreamId::Channel(id) => match runs.iter_mut().find(|(c, _)| *c == id) {
+                    Some((_, run)) => run.push((i, signed)),
+                    None => runs.push((id, vec![(i, signed)])),
+                },
+                _ => {
+                    self.import_runs(std::mem::take(&mut runs), &mut results).await;
+                    results[i] = Some(self.import(signed).await);
+                }
+            }
+        }
+        self.import_runs(runs, &mut results).await;
+        results.into_iter().map(|r| r.expect("every event has its result")).collect()
+    }
+
+    async fn import_runs(
+        &self,
+        runs: Vec<(ChannelId, Vec<(usize, SignedEvent)>)>,
+        results: &mut [Option<Result<u64, ImportError>>],
+    ) {
+        for (channel, run) in runs {
+            let (places, events): (Vec<usize>, Vec<SignedEvent>) = run.into_iter().unzip();
+            for (place, result) in places.into_iter().zip(self.import_channel_run(channel, events).await) {
+                results[place] = Some(result);
+            }
+        }
+    }
+
     /// Takes one event of a guild's or a channel's stream from the guild's owner, whose
     /// signatures the caller has checked: its global position once stored.
     pub async fn import(&self, signed: SignedEvent) -> Result<u64, ImportError> {
@@ -77,36 +118,91 @@ impl Commands {
     }
 
     async fn import_channel(&self, id: ChannelId, signed: SignedEvent) -> Result<u64, ImportError> {
-        let seq = signed.event.core.seq;
-        let guild_id = self.guild_of(id).await?;
-        let guild_cell = self.guild_cell(guild_id).await?;
-        let cell = self.channel_cell(id).await?;
+        self.import_channel_run(id, vec![signed]).await.pop().expect("one result per event")
+    }
+
+    /// Takes a run of one channel's events: those this hub has already are written again
+    /// as nothing, one by one; the rest are checked in turn, each against the channel as the
+    /// ones before it leave it, and those that pass are appended in one write. After a
+    /// refused event, the ones behind it are refused as a gap.
+    async fn import_channel_run(&self, id: ChannelId, run: Vec<SignedEvent>) -> Vec<Result<u64, ImportError>> {
+        let mut results = Vec::with_capacity(run.len());
+        let guild_id = match self.guild_of(id).await {
+            Ok(g) => g,
+            Err(e) => return refuse_all(run.len(), e.into()),
+        };
+        let (guild_cell, cell) = match (self.guild_cell(guild_id).await, self.channel_cell(id).await) {
+            (Ok(g), Ok(c)) => (g, c),
+            (Err(e), _) | (_, Err(e)) => return refuse_all(run.len(), e.into()),
+        };
         let mut state = cell.lock().await;
-        if seq != state.version + 1 {
-            return self.append_as_signed(signed, state.version).await;
+        let mut run = run.into_iter().peekable();
+        // Already here: written again as nothing.
+        while let Some(signed) = run.next_if(|s| s.event.core.seq <= state.version) {
+            results.push(self.append_as_signed(signed, state.version).await);
         }
-        let verdict = {
-            let guild = guild_cell.lock().await;
-            replica::check_channel_event(&guild, id, &state, &signed.event)
-        };
-        if let Err(refused) = verdict {
-            // The guild may have moved between the decision and its append on the owner (a
-            // ban, a lock): the event names the guild's head it was decided against.
-            match self.guild_at(guild_id, &signed.event.core.auth).await? {
-                Some(then) => replica::check_channel_event(&then, id, &state, &signed.event).map_err(|_| refused)?,
-                None => return Err(refused.into()),
+        // The copy moves on as events pass, and is read again if their write fails.
+        let next = &mut *state;
+        let mut taken: Vec<SignedEvent> = Vec::new();
+        let mut refused: Option<(u64, ImportError)> = None;
+        for signed in run.by_ref() {
+            if signed.event.core.seq != next.version + 1 {
+                let seq = signed.event.core.seq;
+                refused = Some((seq, ImportError::Gap { stream: StreamId::Channel(id), at: next.version, seq }));
+                break;
+            }
+            let verdict = {
+                let guild = guild_cell.lock().await;
+                replica::check_channel_event(&guild, id, next, &signed.event)
+            };
+            if let Err(why) = verdict {
+                // The guild may have moved between the decision and its append on the owner
+                // (a ban, a lock): the event names the guild's head it was decided against.
+                let then = match self.guild_at(guild_id, &signed.event.core.auth).await {
+                    Ok(then) => then,
+                    Err(e) => {
+                        refused = Some((signed.event.core.seq, e.into()));
+                        break;
+                    }
+                };
+                if then.is_none_or(|then| replica::check_channel_event(&then, id, next, &signed.event).is_err()) {
+                    refused = Some((signed.event.core.seq, why.into()));
+                    break;
+                }
+            }
+            *next = channel::evolve(std::mem::take(next), &signed.event);
+            taken.push(signed);
+        }
+        let behind: Vec<u64> = run.map(|s| s.event.core.seq).collect();
+        if !taken.is_empty() {
+            let seqs: Vec<u64> = taken.iter().map(|s| s.event.core.seq).collect();
+            match self.append_run(taken).await {
+                Ok(positions) => results.extend(positions.into_iter().map(Ok)),
+                Err(e) => {
+                    // Another node may have written, or the write failed: read the copy
+                    // again (or drop it, to be read on next use).
+                    *state = match load_channel(&*self.store, id).await {
+                        Ok(reloaded) => reloaded,
+                        Err(_) => {
+                            self.channels.forget(&id, &cell);
+                            ChannelState::default()
+                        }
+                    };
+                    let at = state.version;
+                    let gap = |seq| Err(ImportError::Gap { stream: StreamId::Channel(id), at, seq });
+                    results.push(Err(e));
+                    results.extend(seqs[1..].iter().map(|&seq| gap(seq)));
+                    refused =
+                        refused.map(|(seq, _)| (seq, ImportError::Gap { stream: StreamId::Channel(id), at, seq }));
+                }
             }
         }
-        let event = signed.event.clone();
-        let position = match self.append_as_signed(signed, state.version).await {
-            Ok(position) => position,
-            Err(e) => {
-                *state = load_channel(&*self.store, id).await?;
-                return Err(e);
-            }
-        };
-        *state = channel::evolve(std::mem::take(&mut *state), &event);
-        Ok(position)
+        let at = state.version;
+        if let Some((_, why)) = refused {
+            results.push(Err(why));
+        }
+        results.extend(behind.into_iter().map(|seq| Err(ImportError::Gap { stream: StreamId::Channel(id), at, seq })));
+        results
     }
 
     /// The guild as it stood at `auth`, the head a message was decided against, if that is
@@ -120,6 +216,18 @@ impl Commands {
         let events = read_whole(&*self.store, &StreamId::Guild(id)).await?;
         let guild = Guild::from_events(events.iter().take_while(|e| e.core.seq <= at.event.core.seq));
         Ok(Some(guild))
+    }
+
+    /// Appends a run of one stream's consecutive events, as signed: their positions.
+    async fn append_run(&self, run: Vec<SignedEvent>) -> Result<Vec<u64>, ImportError> {
+        let stream = run[0].event.core.stream.clone();
+        let seq = run[0].event.core.seq;
+        let expected = if seq <= 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
+        match self.store.append(&stream, expected, run).await {
+            Ok(result) => Ok(result.positions),
+            Err(StoreError::Conflict { actual, .. }) => Err(ImportError::Gap { stream, at: actual.unwrap_or(0), seq }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Appends `signed` after seq `seq - 1`, as signed. `here` is where the copy stands, for
@@ -136,4 +244,17 @@ impl Commands {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The same failure for each of `n` events: the first gets it, the rest are behind it.
+fn refuse_all(n: usize, first: ImportError) -> Vec<Result<u64, ImportError>> {
+    let why = first.to_string();
+    let mut out = vec![Err(first)];
+    out.extend((1..n).map(|_| {
+        Err(ImportError::Command(CommandError::from(DomainError::InvalidInput {
+            field: "stream",
+            reason: why.clone(),
+        })))
+    }));
+    out
 }

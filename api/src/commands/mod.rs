@@ -534,6 +534,11 @@ impl<K: std::hash::Hash + Eq + Clone, A: Aggregate> Cells<K, A> {
         }
     }
 
+    /// Drops `cell` from the cache if it is still `key`'s (it is read again on next use).
+    fn forget(&self, key: &K, cell: &Arc<Mutex<A>>) {
+        self.map.remove_if(key, |c| Arc::ptr_eq(c, cell));
+    }
+
     fn len(&self) -> usize {
         self.map.len()
     }

@@ -439,6 +439,17 @@ pub(crate) async fn seed_shared_guild_in(
     store_url: &str,
     renames: usize,
 ) -> openguild_domain::StreamId {
+    seed_guild_with(data, store_url, &[b_key()], renames).await
+}
+
+/// Hub A's guild with a member `@bob` of each hub in `homes`, each join signed by its hub
+/// too, then `renames` renames by the owner (1 + 1 + `homes.len()` + `renames` events).
+pub(crate) async fn seed_guild_with(
+    data: &std::path::Path,
+    store_url: &str,
+    homes: &[openguild_domain::ServerKey],
+    renames: usize,
+) -> openguild_domain::StreamId {
     use openguild_domain::guild::{self, GuildCommand};
     use openguild_domain::{StreamId, Timestamp, UserId};
     std::fs::create_dir_all(data).unwrap();
@@ -447,7 +458,6 @@ pub(crate) async fn seed_shared_guild_in(
         openguild_domain::ServerKey::from_seed("hub-a.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [7; 32]);
     let store = openguild_store::open(store_url, Options::default()).await.unwrap();
     let owner: UserId = "@owner:hub-a.test".parse().unwrap();
-    let remote: UserId = "@bob:hub-b.test".parse().unwrap();
     let now = Timestamp::from_millis(now_ms()).unwrap();
     let (g, created) = guild::create(&owner, key.server(), "Shared", [1; 16], now).unwrap();
     let stream = StreamId::Guild(g);
@@ -457,8 +467,11 @@ pub(crate) async fn seed_shared_guild_in(
             owner.clone(),
             Some(GuildCommand::CreateInvite { code: "peer1".parse().unwrap(), max_uses: None, expires_at: None }),
         ),
-        (remote.clone(), Some(GuildCommand::Join { invite: "peer1".parse().unwrap() })),
     ];
+    for home in homes {
+        let remote: UserId = format!("@bob:{}", home.server()).parse().unwrap();
+        steps.push((remote, Some(GuildCommand::Join { invite: "peer1".parse().unwrap() })));
+    }
     for i in 0..renames {
         steps.push((
             owner.clone(),
@@ -482,11 +495,10 @@ pub(crate) async fn seed_shared_guild_in(
                 body,
             };
             let mut e = openguild_domain::event::sign(unsigned, &key).unwrap();
-            if actor.server() != *key.server() {
-                // A member of hub B acts in A's guild: B signs the event too.
-                let b = b_key();
-                let sig = b.sign_hash(e.event.id.as_bytes());
-                e.event.signatures.entry(b.server().clone()).or_default().insert(b.key_id().clone(), sig);
+            if let Some(home) = homes.iter().find(|k| *k.server() == actor.server()) {
+                // A member of another hub acts in A's guild: their hub signs the event too.
+                let sig = home.sign_hash(e.event.id.as_bytes());
+                e.event.signatures.entry(home.server().clone()).or_default().insert(home.key_id().clone(), sig);
                 e.raw.signatures = openguild_domain::canonical::encode(&e.event.signatures).unwrap();
             }
             let expected = if state.version == 0 {

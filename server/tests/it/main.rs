@@ -11,6 +11,8 @@
 //!   `openguild federation allow|deny`), between real hubs.
 //! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
+//! - `three`: three real hubs; a guild's events reach both of its member hubs, one of them
+//!   killed and restarted on the way.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
 //! - `hardening`: what hostile tries found (purges, forged tokens, slow clients, throttles,
 //!   bounds, settings from the environment), each pinned.
@@ -34,5 +36,6 @@ mod oidc;
 mod outbox;
 mod partition;
 mod support;
+mod three;
 mod tidy;
 mod webclient;

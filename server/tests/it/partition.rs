@@ -23,18 +23,18 @@ fn partition_length() -> Duration {
 }
 
 /// Hub A's guild, and what its owner writes into it over A's GraphQL.
-struct Writer<'a> {
-    a: &'a Server,
-    token: String,
-    guild: String,
-    channels: Vec<String>,
-    written: usize,
+pub(crate) struct Writer<'a> {
+    pub a: &'a Server,
+    pub token: String,
+    pub guild: String,
+    pub channels: Vec<String>,
+    pub written: usize,
 }
 
 impl Writer<'_> {
     /// One write: every eighth a new channel (an event on the guild stream, then a channel
     /// stream that starts at once), else a message in one of the channels, round the room.
-    async fn write(&mut self) {
+    pub(crate) async fn write(&mut self) {
         self.written += 1;
         let n = self.written;
         if self.channels.is_empty() || n.is_multiple_of(8) {
@@ -70,14 +70,14 @@ impl Writer<'_> {
     }
 
     /// The guild's streams: its own and each channel's.
-    fn streams(&self, guild: &StreamId) -> Vec<StreamId> {
+    pub(crate) fn streams(&self, guild: &StreamId) -> Vec<StreamId> {
         let channels = self.channels.iter().map(|c| StreamId::Channel(c.parse().unwrap()));
         std::iter::once(guild.clone()).chain(channels).collect()
     }
 }
 
 /// The ids of each of `streams` in the store under `data`, stream by stream.
-async fn all_ids(data: &std::path::Path, streams: &[StreamId]) -> Vec<Vec<String>> {
+pub(crate) async fn all_ids(data: &std::path::Path, streams: &[StreamId]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for s in streams {
         out.push(stream_ids(data, s).await);
@@ -243,7 +243,7 @@ async fn after_a_bad_network_and_a_partition_of_minutes_the_peer_holds_exactly_t
 
 /// Waits until B holds exactly A's events of `streams` (same ids, same order), failing after
 /// `deadline` with what differs.
-async fn converge(
+pub(crate) async fn converge(
     a_data: &std::path::Path,
     b_data: &std::path::Path,
     streams: &[StreamId],
