@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Json, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use openguild_domain::event::{self, PublishedKey};
+use openguild_domain::proposal::{self, Seal};
 use openguild_domain::{KeyId, KeyRing, RawEvent, ServerName, SignedEvent, StreamId, Timestamp};
 use openguild_federation::keys::KeyDocument;
 use openguild_federation::peers::{Allowlist, Listed, Peer};
@@ -90,6 +91,20 @@ impl Federation {
             answers: Mutex::default(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         }
+    }
+
+    /// The answer given to `origin`'s request `id` (a transaction, a proposal), if recent.
+    pub(crate) fn answer(&self, origin: &ServerName, id: &str) -> Option<serde_json::Value> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&(origin.clone(), id.to_owned())).cloned()
+    }
+
+    /// Keeps an answer, to give again to a retry of the same request.
+    pub(crate) fn remember(&self, origin: ServerName, id: String, answer: serde_json::Value) {
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        if answers.len() >= ANSWERS_KEPT {
+            answers.clear();
+        }
+        answers.insert((origin, id), answer);
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -300,7 +315,7 @@ impl WireEvent {
         }
     }
 
-    fn raw(&self) -> Result<RawEvent, String> {
+    pub(crate) fn raw(&self) -> Result<RawEvent, String> {
         let bytes = |what: &str, text: &str| {
             B64.decode(text.trim_end_matches('=')).map_err(|_| format!("{what} is not base64"))
         };
@@ -341,14 +356,7 @@ pub(crate) async fn send(
     if let Err(response) = api.peer_rate(&origin).await {
         return response;
     }
-    let known = api
-        .federation
-        .answers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&(origin.clone(), txn_id.clone()))
-        .cloned();
-    if let Some(answer) = known {
+    if let Some(answer) = api.federation.answer(&origin, &txn_id) {
         return Json(answer).into_response();
     }
     let txn: Transaction = match serde_json::from_slice(&body) {
@@ -409,11 +417,7 @@ pub(crate) async fn send(
         results.insert(key, outcome);
     }
     let answer = json!({ "events": results });
-    let mut answers = api.federation.answers.lock().unwrap_or_else(|p| p.into_inner());
-    if answers.len() >= ANSWERS_KEPT {
-        answers.clear();
-    }
-    answers.insert((origin, txn_id), answer.clone());
+    api.federation.remember(origin, txn_id, answer.clone());
     Json(answer).into_response()
 }
 
@@ -475,7 +479,7 @@ impl Api {
     }
 
     /// Takes one request from `origin`'s bucket: a peer that floods is slowed, not served.
-    async fn peer_rate(&self, origin: &ServerName) -> Result<(), Response> {
+    pub(crate) async fn peer_rate(&self, origin: &ServerName) -> Result<(), Response> {
         let limits = &self.settings.limits;
         let rate = crate::limits::Rate {
             per_second: limits.federation_requests_per_second,
@@ -575,6 +579,34 @@ impl Api {
         }
     }
 
+    /// Checks the seal of the hub of `sender` (this hub, or a peer whose keys are fetched as
+    /// needed) on a proposal, with the key valid at the seal's time.
+    pub(crate) async fn check_seal(
+        &self,
+        stream: &StreamId,
+        sender: &openguild_domain::UserId,
+        content_hash: &[u8; 32],
+        seal: &Seal,
+    ) -> Result<(), String> {
+        let home = sender.server();
+        let keys = if home == self.server {
+            let own = self.commands.key();
+            vec![(
+                own.key_id().clone(),
+                PublishedKey { public_key: own.public_key(), valid_from: Timestamp::default(), valid_until: None },
+            )]
+        } else if let Ok(Some(peer)) = self.peer(&home).await {
+            self.federation.ensure_keys(&home, peer.url.as_deref(), &seal.key_id).await;
+            self.federation.keys_of(&home)
+        } else {
+            return Err(format!("the sender {sender} lives on {home}, which is not a peer of this hub"));
+        };
+        let signed = proposal::signing_hash(stream, sender, content_hash, &seal.nonce, seal.ts)
+            .map_err(|e| format!("the proposal cannot be encoded: {e}"))?;
+        openguild_federation::keys::verify_hub_signature(&signed, &seal.key_id, &seal.signature, &keys, seal.ts)
+            .map_err(|why| format!("the proposal of {sender} is not sealed by {home}: {why}"))
+    }
+
     /// Takes verified events into this hub's copies (`Commands::import_many`), and turns the
     /// outcome of each one that is not taken into why.
     async fn import_received(
@@ -644,39 +676,16 @@ impl Api {
         }
         let event =
             event::verify(&raw, &self.federation.ring(origin)).map_err(|e| refuse("signature", e.to_string()))?;
-        // A sender of another hub: that hub must have signed the event too, so the origin
-        // cannot put words in its users' mouths.
+        // A sender of another hub: the event must carry that hub's seal on the proposal it
+        // was made from, so the origin cannot put words in its users' mouths. That the seal
+        // is fresh and not replayed is checked with the stream's state (`replica`).
         let home = event.core.sender.server();
-        if home != event.core.origin {
-            let keys = if home == self.server {
-                let own = self.commands.key();
-                vec![(
-                    own.key_id().clone(),
-                    PublishedKey { public_key: own.public_key(), valid_from: Timestamp::default(), valid_until: None },
-                )]
-            } else if let Ok(Some(peer)) = self.peer(&home).await {
-                for key_id in event.signatures.get(&home).into_iter().flatten().map(|(k, _)| k) {
-                    self.federation.ensure_keys(&home, peer.url.as_deref(), key_id).await;
-                }
-                self.federation.keys_of(&home)
-            } else {
-                return Err(refuse(
-                    "sender_hub",
-                    format!("the sender {} lives on {home}, which is not a peer of this hub", event.core.sender),
-                ));
-            };
-            let signatures = event.signatures.get(&home).cloned().unwrap_or_default();
-            openguild_federation::keys::verify_signature_of(&event.id, &signatures, &keys, event.core.ts).map_err(
-                |why| {
-                    refuse(
-                        "sender_hub",
-                        format!(
-                            "the sender {} lives on {home}, whose signature is missing or wrong: {why}",
-                            event.core.sender
-                        ),
-                    )
-                },
-            )?;
+        if let Some(seal) = &event.core.proposal
+            && home != event.core.origin
+        {
+            self.check_seal(&event.core.stream, &event.core.sender, &event.core.content_hash, seal)
+                .await
+                .map_err(|why| refuse("sender_hub", why))?;
         }
         let stream = event.core.stream.clone();
         let seq = event.core.seq;

@@ -20,6 +20,7 @@ mod metrics;
 pub mod moderation;
 pub mod oidc;
 mod outbox;
+pub mod proposals;
 pub mod provision;
 pub mod sender;
 mod sockets;
@@ -443,6 +444,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
             axum::routing::put(federation::send)
                 .layer(axum::extract::DefaultBodyLimit::max(federation::MAX_TRANSACTION_BYTES)),
         )
+        .route("/_openguild/federation/v1/propose/{nonce}", axum::routing::put(proposals::receive))
         .route("/_openguild/federation/v1/streams/{stream}", get(federation::stream))
         .route("/_openguild/federation/v1/state/{guild}", get(federation::state))
         .fallback(move |req: axum::extract::Request| {

@@ -22,6 +22,8 @@ pub struct ChannelState {
     pub messages: BTreeMap<MessageId, MessageMeta>,
     /// When each user last posted, for slow mode.
     pub last_post: BTreeMap<UserId, Timestamp>,
+    /// The proposals' seals this stream carried lately, against replays.
+    pub seals: crate::proposal::Recent,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -256,6 +258,7 @@ pub fn evolve(mut state: ChannelState, event: &Event) -> ChannelState {
         }
         _ => {}
     }
+    state.seals.note(&event.core);
     state.version = event.core.seq;
     state.head = Some(event.id);
     state

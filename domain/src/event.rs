@@ -2,7 +2,8 @@
 //!
 //! An event is stored as three byte strings, exactly as signed:
 //! - `core`: canonical MessagePack of [`EventCore`]: stream, seq, prev, auth, origin,
-//!   sender, ts, the body's *redacted form* and `content_hash` (blake3 of the full body);
+//!   sender, ts, the body's *redacted form* and `content_hash` (blake3 of the full body),
+//!   and for a sender of another hub than the origin its hub's `proposal` seal;
 //! - `body`: canonical MessagePack of the full [`EventBody`], or nothing once erased;
 //! - `signatures`: `{ server: { "ed25519:<key id>": signature } }`.
 //!
@@ -27,6 +28,7 @@ pub mod context {
     pub const CONTENT_HASH: &str = "openguild 2026-11 event content hash";
     pub const GUILD_ID: &str = "openguild 2026-11 guild id";
     pub const REQUEST: &str = "openguild 2026-11 federation request signature";
+    pub const PROPOSAL: &str = "openguild 2026-12 proposal";
 }
 
 /// The part of an event that its id and signatures cover.
@@ -46,6 +48,11 @@ pub struct EventCore {
     pub redacted: EventBody,
     #[serde(with = "canonical::bytes")]
     pub content_hash: [u8; 32],
+    /// For a sender whose account lives on another hub than `origin`: that hub's seal on
+    /// the proposal the event was made from (`crate::proposal`). Absent otherwise, and then
+    /// not encoded at all, so events without one keep their bytes and ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<Seal>,
 }
 
 /// [`EventCore`] with a superseded body form, as found on the wire before upcasting.
@@ -77,6 +84,7 @@ fn decode_core(bytes: &[u8], strict: bool) -> Result<EventCore, CanonicalError> 
             ts: old.ts,
             redacted: old.redacted.upcast(),
             content_hash: old.content_hash,
+            proposal: None,
         }),
         Err(_) => Err(current_err),
     })
@@ -95,6 +103,18 @@ fn decode_as<T: Serialize + serde::de::DeserializeOwned>(bytes: &[u8], strict: b
 /// An Ed25519 signature: bin in MessagePack, unpadded base64 in JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Signature(#[serde(with = "canonical::bytes")] pub [u8; 64]);
+
+/// The seal of a remote sender's hub on the proposal an event was made from, carried in the
+/// event's core (`crate::proposal`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Seal {
+    /// The key of the sender's hub that signed.
+    pub key_id: KeyId,
+    #[serde(with = "canonical::bytes")]
+    pub nonce: [u8; 16],
+    pub ts: Timestamp,
+    pub signature: Signature,
+}
 
 /// `{ server: { key id: signature } }`.
 pub type Signatures = BTreeMap<ServerName, BTreeMap<KeyId, Signature>>;
@@ -264,6 +284,15 @@ pub fn guild_id_for(body: &GuildCreated) -> Result<GuildId, CanonicalError> {
 /// Encodes, hashes and signs an event. The result is not verified again: this process
 /// made it.
 pub fn sign(unsigned: UnsignedEvent, key: &ServerKey) -> Result<SignedEvent, CanonicalError> {
+    sign_proposed(unsigned, None, key)
+}
+
+/// [`sign`], carrying the seal of the proposal a remote member's hub made for it.
+pub fn sign_proposed(
+    unsigned: UnsignedEvent,
+    proposal: Option<Seal>,
+    key: &ServerKey,
+) -> Result<SignedEvent, CanonicalError> {
     let body_bytes = canonical::encode(&unsigned.body)?;
     let core = EventCore {
         stream: unsigned.stream,
@@ -275,6 +304,7 @@ pub fn sign(unsigned: UnsignedEvent, key: &ServerKey) -> Result<SignedEvent, Can
         ts: unsigned.ts,
         redacted: unsigned.body.redacted(),
         content_hash: hash(context::CONTENT_HASH, &body_bytes),
+        proposal,
     };
     let core_bytes = canonical::encode(&core)?;
     let id_hash = hash(context::EVENT_ID, &core_bytes);

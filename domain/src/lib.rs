@@ -16,6 +16,7 @@ pub mod guild;
 pub mod hub;
 pub mod ids;
 pub mod permissions;
+pub mod proposal;
 pub mod replica;
 pub mod validate;
 

@@ -24,8 +24,9 @@ use crate::channel::{self, ChannelState, MessageCommand};
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::guild::{self, Guild, GuildCommand};
-use crate::ids::{ChannelId, Timestamp};
+use crate::ids::{ChannelId, ServerName, Timestamp, UserId};
 use crate::permissions::Overwrite;
+use crate::proposal::{self, Seal, SealError};
 
 /// Why a replica refuses an event.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +41,15 @@ pub enum Unauthorised {
     Rules(DomainError),
     #[error("the guild's rules decide it differently: {0}")]
     Differs(String),
+    #[error("its proposal does not hold: {0}")]
+    Seal(#[from] SealError),
 }
 
 /// Checks an event of a guild's own stream against the guild as it stood before it.
 pub fn check_guild_event(guild: &Guild, event: &Event) -> Result<(), Unauthorised> {
     let core = &event.core;
     let body = event.content();
+    proposal::admit(core, &guild.seals)?;
     if core.seq == 1 || matches!(body, EventBody::GuildCreated(_)) {
         let EventBody::GuildCreated(created) = body else { return Err(Unauthorised::Start) };
         if core.seq != 1 {
@@ -91,6 +95,7 @@ pub fn check_channel_event(
 ) -> Result<(), Unauthorised> {
     let core = &event.core;
     let body = event.content();
+    proposal::admit(core, &state.seals)?;
     let command = message_command(body).ok_or(Unauthorised::WrongStream { stream: "channel", kind: body.kind() })?;
     let decide = |cmd: &MessageCommand| channel::decide(guild, channel, state, &core.sender, cmd, core.ts);
     let decided = match (decide(&command), &command) {
@@ -236,4 +241,65 @@ fn message_command(body: &EventBody) -> Option<MessageCommand> {
         E::MessageUnpinned { message } => C::Unpin { message: *message },
         _ => return None,
     })
+}
+
+/// The owner's decision on a proposal for its guild's own stream: the command `body` names,
+/// decided as `sender` at `now`, must give exactly `body`, and the seal must be fresh. What
+/// it returns is what to append; a replica checks the same when the event reaches it.
+pub fn decide_proposed_guild(
+    guild: &Guild,
+    sender: &UserId,
+    origin: &ServerName,
+    body: &EventBody,
+    seal: &Seal,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
+    proposal::admit_parts(sender, origin, now, Some(seal), &guild.seals).map_err(refused_seal)?;
+    let command = guild_command(body, now).ok_or_else(|| not_proposable(body, "guild"))?;
+    let decided = guild::decide(guild, sender, &command, now)?;
+    exactly(decided, body)
+}
+
+/// [`decide_proposed_guild`] for a channel's stream.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_proposed_message(
+    guild: &Guild,
+    channel: ChannelId,
+    state: &ChannelState,
+    sender: &UserId,
+    origin: &ServerName,
+    body: &EventBody,
+    seal: &Seal,
+    now: Timestamp,
+) -> Result<Vec<EventBody>, DomainError> {
+    proposal::admit_parts(sender, origin, now, Some(seal), &state.seals).map_err(refused_seal)?;
+    let command = message_command(body).ok_or_else(|| not_proposable(body, "channel"))?;
+    let decided = channel::decide(guild, channel, state, sender, &command, now)?;
+    exactly(decided, body)
+}
+
+fn refused_seal(e: SealError) -> DomainError {
+    DomainError::InvalidInput { field: "proposal", reason: e.to_string() }
+}
+
+fn not_proposable(body: &EventBody, stream: &str) -> DomainError {
+    DomainError::InvalidInput {
+        field: "body",
+        reason: format!("a member of another hub cannot propose `{}` on a {stream} stream", body.kind()),
+    }
+}
+
+/// The decision, if it is exactly the proposed body.
+fn exactly(decided: Vec<EventBody>, body: &EventBody) -> Result<Vec<EventBody>, DomainError> {
+    match decided.as_slice() {
+        [one] if one == body => Ok(decided),
+        _ => Err(DomainError::InvalidInput {
+            field: "body",
+            reason: format!(
+                "the guild's rules make {} event(s) of this command, not the one proposed (`{}`); propose what the command decides",
+                decided.len(),
+                body.kind()
+            ),
+        }),
+    }
 }

@@ -151,32 +151,23 @@ impl KeyDocument {
     }
 }
 
-/// Checks that `signatures` (one hub's, on an event) hold at least one valid signature of
-/// `event_id` by one of `keys` that was valid at `at`: how a hub's co-signature on an event
-/// signed by another hub (a remote member's act, sequenced by the guild's owner) is checked.
-pub fn verify_signature_of(
-    event_id: &openguild_domain::EventId,
-    signatures: &BTreeMap<KeyId, openguild_domain::event::Signature>,
+/// Checks a hub's signature by `key_id` over `hash` (a proposal's signing hash,
+/// `openguild_domain::proposal`), with that key of `keys` valid at `at`.
+pub fn verify_hub_signature(
+    hash: &[u8; 32],
+    key_id: &KeyId,
+    signature: &openguild_domain::event::Signature,
     keys: &[(KeyId, PublishedKey)],
     at: Timestamp,
 ) -> Result<(), String> {
-    if signatures.is_empty() {
-        return Err("no signature".into());
+    let Some((_, key)) = keys.iter().find(|(id, _)| id == key_id) else {
+        return Err(format!("unknown key {key_id}"));
+    };
+    if at < key.valid_from || key.valid_until.is_some_and(|until| at >= until) {
+        return Err(format!("key {key_id} was not valid at the proposal's time"));
     }
-    for (key_id, sig) in signatures {
-        let Some((_, key)) = keys.iter().find(|(id, _)| id == key_id) else {
-            return Err(format!("unknown key {key_id}"));
-        };
-        if at < key.valid_from || key.valid_until.is_some_and(|until| at >= until) {
-            return Err(format!("key {key_id} was not valid at the event's time"));
-        }
-        let public =
-            VerifyingKey::from_bytes(&key.public_key).map_err(|_| format!("key {key_id} is not a valid key"))?;
-        public
-            .verify_strict(event_id.as_bytes(), &Signature::from_bytes(&sig.0))
-            .map_err(|_| format!("bad signature by {key_id}"))?;
-    }
-    Ok(())
+    let public = VerifyingKey::from_bytes(&key.public_key).map_err(|_| format!("key {key_id} is not a valid key"))?;
+    public.verify_strict(hash, &Signature::from_bytes(&signature.0)).map_err(|_| format!("bad signature by {key_id}"))
 }
 
 fn public_key(key_id: &KeyId, text: &str) -> Result<VerifyingKey, KeyError> {

@@ -15,6 +15,8 @@ use openguild_domain::channel::{self, ChannelState, MessageCommand};
 use openguild_domain::event::{self, Event, ServerKey, UnsignedEvent};
 use openguild_domain::guild::{self, Guild, GuildCommand};
 use openguild_domain::hub::{self, Hub, HubActor, HubCommand};
+use openguild_domain::proposal::Seal;
+use openguild_domain::replica;
 use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, StreamId, Timestamp, UserId};
 use openguild_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use tokio::sync::Mutex;
@@ -122,7 +124,7 @@ impl Commands {
     ) -> Result<(GuildId, Executed), CommandError> {
         let (id, body) = guild::create(actor, self.key.server(), name, nonce, now)?;
         let stream = StreamId::Guild(id);
-        let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body])?;
+        let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
         self.guilds.insert(id, Guild::from_events(&events));
@@ -168,7 +170,7 @@ impl Commands {
             self.owned_here(g)?;
             decide(g)
         };
-        let done = self.execute(&StreamId::Guild(id), &cell, actor, now, "guild", decide).await?;
+        let done = self.execute(&StreamId::Guild(id), &cell, (actor, now, None), "guild", decide).await?;
         let mut index = self.channel_guild.lock().await;
         for e in &done.events {
             if let EventBody::ChannelCreated { channel, .. } = e.content() {
@@ -185,8 +187,7 @@ impl Commands {
         &self,
         stream: &StreamId,
         cell: &Mutex<A>,
-        sender: &UserId,
-        now: Timestamp,
+        (sender, now, seal): (&UserId, Timestamp, Option<&Seal>),
         what: &'static str,
         decide: impl Fn(&A) -> Result<Vec<EventBody>, DomainError>,
     ) -> Result<Executed, CommandError> {
@@ -197,7 +198,7 @@ impl Commands {
                 return Ok(Executed { events: Vec::new(), position: 0 });
             }
             let version = state.version();
-            let signed = self.sign(stream, version, state.head(), vec![], sender, now, bodies)?;
+            let signed = self.sign(stream, version, state.head(), vec![], sender, now, bodies, seal)?;
             let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
             match self.store.append(stream, expected, signed.clone()).await {
                 Ok(result) => {
@@ -227,6 +228,19 @@ impl Commands {
         cmd: &MessageCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
+        self.message_with(actor, id, now, None, |guild, state| channel::decide(guild, id, state, actor, cmd, now)).await
+    }
+
+    /// The append loop of a channel's stream, for a decision against the guild and the
+    /// channel as they are now.
+    async fn message_with(
+        &self,
+        actor: &UserId,
+        id: ChannelId,
+        now: Timestamp,
+        seal: Option<&Seal>,
+        decide: impl Fn(&Guild, &ChannelState) -> Result<Vec<EventBody>, DomainError>,
+    ) -> Result<Executed, CommandError> {
         let stream = StreamId::Channel(id);
         let guild_id = self.guild_of(id).await?;
         let guild_cell = self.guild_cell(guild_id).await?;
@@ -236,9 +250,9 @@ impl Commands {
             let (bodies, auth) = {
                 let guild = guild_cell.lock().await;
                 self.owned_here(&guild)?;
-                (channel::decide(&guild, id, &state, actor, cmd, now)?, guild.head.into_iter().collect())
+                (decide(&guild, &state)?, guild.head.into_iter().collect())
             };
-            let signed = self.sign(&stream, state.version, state.head, auth, actor, now, bodies)?;
+            let signed = self.sign(&stream, state.version, state.head, auth, actor, now, bodies, seal)?;
             let expected =
                 if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
             match self.store.append(&stream, expected, signed.clone()).await {
@@ -262,11 +276,50 @@ impl Commands {
         Err(CommandError::Contended("channel"))
     }
 
+    /// Runs what a member of another hub asked for through their hub: `body` on `stream` as
+    /// `sender`, sealed by the sender's hub (whose signature the caller has checked). The
+    /// guild must be owned here; the command the body names is decided as for a local
+    /// member and must give exactly `body` (`replica::decide_proposed_*`), and the event
+    /// carries the seal, so every replica can check who asked for it.
+    pub async fn propose(
+        &self,
+        sender: &UserId,
+        stream: &StreamId,
+        body: &EventBody,
+        seal: &Seal,
+        now: Timestamp,
+    ) -> Result<Executed, CommandError> {
+        let origin = self.key.server().clone();
+        match stream {
+            StreamId::Guild(id) => {
+                let cell = self.guild_cell(*id).await?;
+                let decide = |g: &Guild| {
+                    self.owned_here(g)?;
+                    replica::decide_proposed_guild(g, sender, &origin, body, seal, now)
+                };
+                self.execute(stream, &cell, (sender, now, Some(seal)), "guild", decide).await
+            }
+            StreamId::Channel(id) => {
+                let decide = |g: &Guild, state: &ChannelState| {
+                    replica::decide_proposed_message(g, *id, state, sender, &origin, body, seal, now)
+                };
+                self.message_with(sender, *id, now, Some(seal), decide).await
+            }
+            other => Err(DomainError::InvalidInput {
+                field: "stream",
+                reason: format!("{other} is not a guild's or a channel's stream; only those take proposals"),
+            }
+            .into()),
+        }
+    }
+
     /// Runs a command on a user's account stream (`actor` is the account's user).
     pub async fn account(&self, user: &UserId, cmd: &AccountCommand, now: Timestamp) -> Result<Executed, CommandError> {
         let cell = self.account_cell(user).await?;
-        self.execute(&StreamId::User(user.clone()), &cell, user, now, "account", |a| account::decide(a, user, cmd, now))
-            .await
+        self.execute(&StreamId::User(user.clone()), &cell, (user, now, None), "account", |a| {
+            account::decide(a, user, cmd, now)
+        })
+        .await
     }
 
     /// Runs a command on the hub stream. `sender` signs for it: the user, or for a service
@@ -286,7 +339,7 @@ impl Commands {
             return Err(DomainError::InvalidInput { field: "name", reason }.into());
         }
         let cell = self.hub_cell().await?;
-        self.execute(&StreamId::Hub, &cell, sender, now, "hub", |h| hub::decide(h, actor, cmd)).await
+        self.execute(&StreamId::Hub, &cell, (sender, now, None), "hub", |h| hub::decide(h, actor, cmd)).await
     }
 
     /// The hub as this node knows it.
@@ -419,6 +472,7 @@ impl Commands {
         actor: &UserId,
         now: Timestamp,
         bodies: Vec<EventBody>,
+        seal: Option<&Seal>,
     ) -> Result<Vec<openguild_domain::SignedEvent>, CommandError> {
         let mut out: Vec<openguild_domain::SignedEvent> = Vec::with_capacity(bodies.len());
         for (i, body) in bodies.into_iter().enumerate() {
@@ -432,7 +486,7 @@ impl Commands {
                 ts: now,
                 body,
             };
-            let signed = event::sign(unsigned, &self.key)
+            let signed = event::sign_proposed(unsigned, seal.cloned(), &self.key)
                 .map_err(|e| DomainError::InvalidInput { field: "event", reason: e.to_string() })?;
             out.push(signed);
         }

@@ -40,6 +40,8 @@ pub struct Guild {
     /// decided with it, appended together by one sender at one time. A replica checks those
     /// overwrites as `CreateChannel` did, on the channel as just created (`crate::replica`).
     pub opening: Option<Opening>,
+    /// The proposals' seals this stream carried lately, against replays.
+    pub seals: crate::proposal::Recent,
 }
 
 /// A channel being created: see [`Guild::opening`].
@@ -331,6 +333,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::PeerDenied { .. } => {}
     }
     guild.opening = opening;
+    guild.seals.note(&event.core);
     guild.version = event.core.seq;
     guild.head = Some(event.id);
     guild

@@ -163,7 +163,19 @@ impl TestPeer {
         body: Vec<u8>,
         created_ms: u64,
     ) -> (u16, serde_json::Value) {
-        let target = format!("/_openguild/federation/v1/send/{txn}");
+        self.put_to(hub, destination, &format!("/_openguild/federation/v1/send/{txn}"), body, created_ms).await
+    }
+
+    /// PUTs `body` to `target` on `hub`, signed for `destination` at `created_ms`.
+    pub(crate) async fn put_to(
+        &self,
+        hub: &Server,
+        destination: &str,
+        target: &str,
+        body: Vec<u8>,
+        created_ms: u64,
+    ) -> (u16, serde_json::Value) {
+        let target = target.to_owned();
         let request = openguild_federation::request::Request { method: "PUT", target: &target, body: &body };
         let header = openguild_federation::request::authorization(
             &self.key,
@@ -292,8 +304,8 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     assert!(refused.iter().any(|r| r.contains("malformed") || r.contains("hash")), "flipped byte: {refused:?}");
     assert!(refused.iter().any(|r| r.contains("guild create") || r.contains("seq")), "second create: {refused:?}");
 
-    // An event the peer signed for a user of this hub, without this hub's signature: the
-    // peer cannot put words in another hub's users' mouths.
+    // An event the peer signed for a user of this hub, without this hub's seal, or with a
+    // seal the peer made itself: the peer cannot put words in another hub's users' mouths.
     let forged_words = openguild_domain::event::sign(
         openguild_domain::UnsignedEvent {
             stream: stream.clone(),
@@ -309,7 +321,28 @@ async fn the_inbox_refuses_each_bad_request_and_event_with_its_reason_and_keeps_
     .unwrap();
     let (_, answer) = peer.send(&hub, "hub.test", "t2b", vec![wire(&forged_words)], now_ms()).await;
     let why = answer["events"][forged_words.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
-    assert!(why.contains("whose signature is missing"), "{answer}");
+    assert!(why.contains("carries no proposal of that hub"), "{answer}");
+    let victim: openguild_domain::UserId = "@victim:hub.test".parse().unwrap();
+    let body = openguild_domain::EventBody::GuildUpdated { name: Some("Not mine".into()), description: None };
+    let now = openguild_domain::Timestamp::from_millis(now_ms()).unwrap();
+    let seal = openguild_domain::proposal::seal(&peer.key, &stream, &victim, &body, [5; 16], now).unwrap();
+    let self_sealed = openguild_domain::event::sign_proposed(
+        openguild_domain::UnsignedEvent {
+            stream: stream.clone(),
+            seq: 3,
+            prev: vec![renamed.event.id],
+            auth: vec![],
+            sender: victim,
+            ts: now,
+            body,
+        },
+        Some(seal),
+        &peer.key,
+    )
+    .unwrap();
+    let (_, answer) = peer.send(&hub, "hub.test", "t2s", vec![wire(&self_sealed)], now_ms()).await;
+    let why = answer["events"][self_sealed.event.id.to_string()]["refused"].as_str().unwrap_or_default().to_owned();
+    assert!(why.contains("is not sealed by hub.test"), "{answer}");
 
     // A peer appends only to the streams of guilds it created: not to this hub's own guild.
     let ann = hub.register("ann").await;
@@ -494,13 +527,12 @@ pub(crate) async fn seed_guild_with(
                 ts: now,
                 body,
             };
-            let mut e = openguild_domain::event::sign(unsigned, &key).unwrap();
-            if let Some(home) = homes.iter().find(|k| *k.server() == actor.server()) {
-                // A member of another hub acts in A's guild: their hub signs the event too.
-                let sig = home.sign_hash(e.event.id.as_bytes());
-                e.event.signatures.entry(home.server().clone()).or_default().insert(home.key_id().clone(), sig);
-                e.raw.signatures = openguild_domain::canonical::encode(&e.event.signatures).unwrap();
-            }
+            // A member of another hub acts in A's guild: their hub seals the proposal.
+            let seal = homes.iter().find(|k| *k.server() == actor.server()).map(|home| {
+                let nonce: [u8; 16] = rand::random();
+                openguild_domain::proposal::seal(home, &stream, &actor, &unsigned.body, nonce, now).unwrap()
+            });
+            let e = openguild_domain::event::sign_proposed(unsigned, seal, &key).unwrap();
             let expected = if state.version == 0 {
                 openguild_store::ExpectedVersion::NoStream
             } else {

@@ -9,6 +9,7 @@
 //!   under the test's control, and two real hubs.
 //! - `allowlist`: the peer allowlist changed at run time by signed hub events (GraphQL and
 //!   `openguild federation allow|deny`), between real hubs.
+//! - `proposals`: the owner's side of proposals, facing a peer under the test's control.
 //! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
 //! - `three`: three real hubs; a guild's events reach both of its member hubs, one of them
@@ -35,6 +36,7 @@ mod nodes;
 mod oidc;
 mod outbox;
 mod partition;
+mod proposals;
 mod support;
 mod three;
 mod tidy;
