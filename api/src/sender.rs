@@ -45,6 +45,10 @@ const OUTBOX: &str = "federation_outbox";
 /// holds it checks that it still does.
 const STANDBY: Duration = Duration::from_secs(2);
 
+/// How many log positions an outbox page may span, per event it holds, to be read as one
+/// range of the log rather than event by event.
+const DENSE: usize = 4;
+
 /// How often the supervisor looks at the allowlist when no hub event woke it: a safety net,
 /// and how soon it notices that the API is gone.
 const RECHECK: Duration = Duration::from_secs(10);
@@ -234,12 +238,8 @@ impl Api {
         let Some(&(last, _)) = page.last() else { return Ok(Step::Idle) };
         // Only what this hub signed: a replica's queue also lists the owner's events of the
         // guilds it holds, which the owner (or any peer) would refuse from us as relayed.
-        let events: Vec<StoredEvent> = self
-            .stored(page.iter().map(|(_, id)| *id))
-            .await?
-            .into_iter()
-            .filter(|e| e.event.core.origin == self.server)
-            .collect();
+        let events: Vec<StoredEvent> =
+            self.stored(&page).await?.into_iter().filter(|e| e.event.core.origin == self.server).collect();
         if events.is_empty() {
             queries::set_worker_position(db, checkpoint, last).await?;
             return Ok(Step::Passed);
@@ -302,10 +302,22 @@ impl Api {
         out
     }
 
-    async fn stored(&self, ids: impl Iterator<Item = EventId>) -> Result<Vec<StoredEvent>, ApiError> {
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(e) = self.store.get(&id).await? {
+    /// The stored events of an outbox page, `(position, id)` in position order. A page whose
+    /// positions lie close together (a guild's burst, a catch-up) is one range read of the
+    /// log; a sparse one is read event by event, so a quiet peer's page never reads much
+    /// more than it holds.
+    async fn stored(&self, page: &[(u64, EventId)]) -> Result<Vec<StoredEvent>, ApiError> {
+        let (Some(&(first, _)), Some(&(last, _))) = (page.first(), page.last()) else { return Ok(Vec::new()) };
+        let span = (last - first + 1) as usize;
+        if span <= DENSE * page.len() {
+            let wanted: std::collections::HashSet<EventId> = page.iter().map(|(_, id)| *id).collect();
+            let mut run = self.store.read_all(first - 1, span).await?;
+            run.retain(|e| wanted.contains(&e.event.id));
+            return Ok(run);
+        }
+        let mut out = Vec::with_capacity(page.len());
+        for (_, id) in page {
+            if let Some(e) = self.store.get(id).await? {
                 out.push(e);
             }
         }

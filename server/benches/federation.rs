@@ -46,7 +46,18 @@ struct Writer {
 }
 
 impl Writer {
-    fn next(&mut self, key: &ServerKey, sender: &UserId, auth: Vec<EventId>, body: EventBody) -> SignedEvent {
+    /// The next event, by `sender`; a sender of another hub than `key`'s needs their hub's
+    /// key (`home`) to seal the proposal.
+    fn next(
+        &mut self,
+        key: &ServerKey,
+        home: Option<&ServerKey>,
+        sender: &UserId,
+        auth: Vec<EventId>,
+        body: EventBody,
+    ) -> SignedEvent {
+        let seal = home
+            .map(|h| openguild_domain::proposal::seal(h, &self.stream, sender, &body, rand::random(), now()).unwrap());
         let unsigned = UnsignedEvent {
             stream: self.stream.clone(),
             seq: self.version + 1,
@@ -56,7 +67,7 @@ impl Writer {
             ts: now(),
             body,
         };
-        let e = openguild_domain::event::sign(unsigned, key).unwrap();
+        let e = openguild_domain::event::sign_proposed(unsigned, seal, key).unwrap();
         self.version += 1;
         self.head = Some(e.event.id);
         e
@@ -163,12 +174,8 @@ async fn main() {
             Some(cmd) => guild::decide(&state, &actor, &cmd, now()).unwrap(),
         };
         for body in bodies {
-            let mut e = gw.next(&a_key, &actor, vec![], body);
-            if actor.server() == *b_key.server() {
-                let sig = b_key.sign_hash(e.event.id.as_bytes());
-                e.event.signatures.entry(b_key.server().clone()).or_default().insert(b_key.key_id().clone(), sig);
-                e.raw.signatures = openguild_domain::canonical::encode(&e.event.signatures).unwrap();
-            }
+            let home = (actor.server() == *b_key.server()).then_some(&b_key);
+            let e = gw.next(&a_key, home, &actor, vec![], body);
             state = guild::evolve(state, &e.event);
             store.append(&gw.stream, gw.expected(1), vec![e]).await.unwrap();
         }
@@ -185,7 +192,7 @@ async fn main() {
     eprintln!("appending {CATCH_UP} messages on A while B is down…");
     for chunk in (0..CATCH_UP).collect::<Vec<_>>().chunks(500) {
         let batch: Vec<SignedEvent> =
-            chunk.iter().map(|i| cw.next(&a_key, &owner, auth.clone(), message(*i))).collect();
+            chunk.iter().map(|i| cw.next(&a_key, None, &owner, auth.clone(), message(*i))).collect();
         let n = batch.len() as u64;
         store.append(&cw.stream, cw.expected(n), batch).await.unwrap();
     }
@@ -226,7 +233,7 @@ async fn main() {
     eprintln!("appending {count} messages at {RATE}/s…");
     for i in 0..count {
         tick.tick().await;
-        let e = cw.next(&a_key, &owner, auth.clone(), message(CATCH_UP + i));
+        let e = cw.next(&a_key, None, &owner, auth.clone(), message(CATCH_UP + i));
         store.append(&cw.stream, cw.expected(1), vec![e]).await.unwrap();
         let appended = Instant::now();
         let want = b_head + 1;
