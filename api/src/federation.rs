@@ -199,11 +199,11 @@ enum Unowned {
 
 /// Why one event of a transaction was refused; for a stream that is behind here, where it
 /// stands, so the sender can send what is missing.
-struct Refused {
+pub(crate) struct Refused {
     id: String,
     /// A short reason for metrics (`malformed`, `signature`, `gap`, …).
     code: &'static str,
-    why: String,
+    pub(crate) why: String,
     stream_at: Option<u64>,
 }
 
@@ -278,6 +278,36 @@ async fn serve_stream(
             Json(json!({ "stream": stream.to_string(), "events": wire, "next": next })).into_response()
         }
         Err((status, code, why)) => error(status, code, &why),
+    }
+}
+
+/// `GET /_openguild/federation/v1/invites/{code}` (signed): the guild an invite of this hub
+/// opens, for a peer whose user was given the code (`CODE@this-hub`) and joins through their
+/// own hub. Knowing the code is what lets anyone join; this tells nothing more.
+pub(crate) async fn invite(
+    State(api): State<AppState>,
+    Path(code): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let request = Request { method: "GET", target, body: b"" };
+    let peer = match api.authenticate_peer(authorization, &request).await {
+        Ok(origin) => origin,
+        Err(response) => return response,
+    };
+    if let Err(response) = api.peer_rate(&peer).await {
+        return response;
+    }
+    let code: openguild_domain::InviteCode = match code.parse() {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_INPUT", &format!("not an invite code: {e}")),
+    };
+    match api.guild_of_invite(&code).await {
+        Ok(guild) => Json(json!({ "guild": guild.to_string() })).into_response(),
+        Err(e) if e.code == "NOT_FOUND" => error(StatusCode::NOT_FOUND, "NOT_FOUND", &e.message),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &e.message),
     }
 }
 
@@ -380,26 +410,7 @@ pub(crate) async fn send(
             ),
         );
     }
-    // Each event is verified in turn; a channel's events are then taken together (one write
-    // per channel, `Commands::import_many`), a guild's one by one, in order, since later
-    // events are checked against what the guild's own events make of it.
-    let mut outcomes: Vec<Result<String, Refused>> = Vec::with_capacity(txn.events.len());
-    let mut pending: Vec<(usize, String, SignedEvent)> = Vec::new();
-    for (i, wire) in txn.events.iter().enumerate() {
-        match api.verify_received(&origin, wire).await {
-            Ok((id, signed)) if matches!(signed.event.core.stream, StreamId::Channel(_)) => {
-                outcomes.push(Ok(id.clone()));
-                pending.push((i, id, signed));
-            }
-            Ok((id, signed)) => {
-                api.import_received(std::mem::take(&mut pending), &mut outcomes).await;
-                outcomes.push(Ok(id.clone()));
-                api.import_received(vec![(i, id, signed)], &mut outcomes).await;
-            }
-            Err(refused) => outcomes.push(Err(refused)),
-        }
-    }
-    api.import_received(pending, &mut outcomes).await;
+    let outcomes = api.take_events(&origin, &txn.events).await;
     let mut results = serde_json::Map::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let (id, outcome) = match outcome {
@@ -607,6 +618,31 @@ impl Api {
             .map_err(|why| format!("the proposal of {sender} is not sealed by {home}: {why}"))
     }
 
+    /// Verifies and takes a transaction's events from `origin`, in order: each one's id, or
+    /// why it was refused. Each event is verified in turn; a channel's events are then taken
+    /// together (one write per channel, `Commands::import_many`), a guild's one by one, since
+    /// later events are checked against what the guild's own events make of it.
+    pub(crate) async fn take_events(&self, origin: &ServerName, events: &[WireEvent]) -> Vec<Result<String, Refused>> {
+        let mut outcomes: Vec<Result<String, Refused>> = Vec::with_capacity(events.len());
+        let mut pending: Vec<(usize, String, SignedEvent)> = Vec::new();
+        for (i, wire) in events.iter().enumerate() {
+            match self.verify_received(origin, wire).await {
+                Ok((id, signed)) if matches!(signed.event.core.stream, StreamId::Channel(_)) => {
+                    outcomes.push(Ok(id.clone()));
+                    pending.push((i, id, signed));
+                }
+                Ok((id, signed)) => {
+                    self.import_received(std::mem::take(&mut pending), &mut outcomes).await;
+                    outcomes.push(Ok(id.clone()));
+                    self.import_received(vec![(i, id, signed)], &mut outcomes).await;
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        self.import_received(pending, &mut outcomes).await;
+        outcomes
+    }
+
     /// Takes verified events into this hub's copies (`Commands::import_many`), and turns the
     /// outcome of each one that is not taken into why.
     async fn import_received(
@@ -642,7 +678,11 @@ impl Api {
     }
 
     /// Verifies one event from `origin`: its id and the event, or why it was refused.
-    async fn verify_received(&self, origin: &ServerName, wire: &WireEvent) -> Result<(String, SignedEvent), Refused> {
+    pub(crate) async fn verify_received(
+        &self,
+        origin: &ServerName,
+        wire: &WireEvent,
+    ) -> Result<(String, SignedEvent), Refused> {
         let raw = wire.raw().map_err(|why| Refused { id: String::new(), code: "malformed", why, stream_at: None })?;
         let id = raw.id.to_string();
         let refuse = |code: &'static str, why: String| Refused { id: id.clone(), code, why, stream_at: None };

@@ -22,6 +22,7 @@ pub mod oidc;
 mod outbox;
 pub mod proposals;
 pub mod provision;
+mod remote;
 pub mod sender;
 mod sockets;
 mod webclient;
@@ -445,6 +446,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(federation::MAX_TRANSACTION_BYTES)),
         )
         .route("/_openguild/federation/v1/propose/{nonce}", axum::routing::put(proposals::receive))
+        .route("/_openguild/federation/v1/invites/{code}", get(federation::invite))
         .route("/_openguild/federation/v1/streams/{stream}", get(federation::stream))
         .route("/_openguild/federation/v1/state/{guild}", get(federation::state))
         .fallback(move |req: axum::extract::Request| {

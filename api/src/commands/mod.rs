@@ -276,6 +276,35 @@ impl Commands {
         Err(CommandError::Contended("channel"))
     }
 
+    /// What `cmd` by `actor` would make of a guild's stream as this hub's copy stands, without
+    /// appending: for a guild another hub owns, what this hub proposes to the owner.
+    pub async fn decide_guild(
+        &self,
+        actor: &UserId,
+        id: GuildId,
+        cmd: &GuildCommand,
+        now: Timestamp,
+    ) -> Result<Vec<EventBody>, CommandError> {
+        let cell = self.guild_cell(id).await?;
+        let guild = cell.lock().await;
+        Ok(guild::decide(&guild, actor, cmd, now)?)
+    }
+
+    /// [`Commands::decide_guild`] for a message command in a channel.
+    pub async fn decide_message(
+        &self,
+        actor: &UserId,
+        id: ChannelId,
+        cmd: &MessageCommand,
+        now: Timestamp,
+    ) -> Result<Vec<EventBody>, CommandError> {
+        let guild_cell = self.guild_cell(self.guild_of(id).await?).await?;
+        let cell = self.channel_cell(id).await?;
+        let state = cell.lock().await;
+        let guild = guild_cell.lock().await;
+        Ok(channel::decide(&guild, id, &state, actor, cmd, now)?)
+    }
+
     /// Runs what a member of another hub asked for through their hub: `body` on `stream` as
     /// `sender`, sealed by the sender's hub (whose signature the caller has checked). The
     /// guild must be owned here; the command the body names is decided as for a local

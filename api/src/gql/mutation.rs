@@ -9,7 +9,8 @@ use openguild_domain::channel::MessageCommand;
 use openguild_domain::guild::GuildCommand;
 use openguild_domain::hub::policy;
 use openguild_domain::{
-    CategoryId, ChannelId, EventBody, GuildId, InviteCode, MessageId, Place, ReportId, RoleId, StreamId, UserId,
+    CategoryId, ChannelId, DomainError, EventBody, GuildId, InviteCode, MessageId, Place, Refusal, ReportId, RoleId,
+    ServerName, StreamId, UserId,
 };
 use openguild_projections::queries::MessageRow;
 
@@ -18,7 +19,7 @@ use super::{
     ReportStatus, RoleObj, Session, User, api, now, parse_id, permissions_of, viewer,
 };
 use crate::Api;
-use crate::commands::{Executed, random16};
+use crate::commands::{CommandError, Executed, random16};
 use crate::errors::{ApiError, Res};
 
 #[derive(Default)]
@@ -84,9 +85,17 @@ impl Api {
         Ok(viewer(ctx)?.user.clone())
     }
 
+    /// A guild command: run here, or, in a guild another hub owns, decided against this
+    /// hub's copy and proposed to the owner (`remote`).
     async fn guild_cmd(&self, ctx: &Context<'_>, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
         let me = self.actor(ctx).await?;
-        let done = self.commands.guild(&me, guild, &cmd, now()).await?;
+        let done = match self.commands.guild(&me, guild, &cmd, now()).await {
+            Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
+                let bodies = self.commands.decide_guild(&me, guild, &cmd, now()).await?;
+                self.propose_to_owner(&owner, StreamId::Guild(guild), &me, bodies).await?
+            }
+            done => done?,
+        };
         self.wrote(&me, done.position);
         Ok(done)
     }
@@ -115,7 +124,13 @@ impl Api {
         cmd: MessageCommand,
     ) -> Result<Executed, ApiError> {
         let me = self.actor(ctx).await?;
-        let done = self.commands.message(&me, channel, &cmd, now()).await?;
+        let done = match self.commands.message(&me, channel, &cmd, now()).await {
+            Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
+                let bodies = self.commands.decide_message(&me, channel, &cmd, now()).await?;
+                self.propose_to_owner(&owner, StreamId::Channel(channel), &me, bodies).await?
+            }
+            done => done?,
+        };
         self.wrote(&me, done.position);
         Ok(done)
     }
@@ -288,14 +303,24 @@ impl Mutation {
         Ok(true)
     }
 
-    /// Joins the guild an invite code belongs to.
+    /// Joins the guild an invite code belongs to: a code of this hub, or `CODE@hub` for a
+    /// guild another hub owns (joined through this hub, and then readable here).
     async fn join_guild(&self, ctx: &Context<'_>, code: String) -> Res<GuildObj> {
         let api = api(ctx);
-        let invite: InviteCode = parse_id("invite code", &code)?;
+        let (code, hub) = match code.rsplit_once('@') {
+            Some((code, hub)) => (code, Some(parse_id::<ServerName>("hub of the invite", hub)?)),
+            None => (code.as_str(), None),
+        };
+        let invite: InviteCode = parse_id("invite code", code)?;
         if viewer(ctx)?.bot_of.is_some() {
             return Err(
                 ApiError::forbidden("a bot acts only in the guild it was made for; it cannot join others").into()
             );
+        }
+        if let Some(owner) = hub.filter(|h| h != api.commands.key().server()) {
+            let me = viewer(ctx)?.user.clone();
+            let guild = api.join_remote(&owner, &invite, &me).await?;
+            return Ok(api.guild_obj(&me, guild).await?);
         }
         let guild = api.guild_of_invite(&invite).await?;
         api.guild_cmd(ctx, guild, GuildCommand::Join { invite }).await?;

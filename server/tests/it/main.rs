@@ -12,6 +12,7 @@
 //! - `proposals`: the owner's side of proposals, facing a peer under the test's control.
 //! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
+//! - `shared`: a guild of hub A joined and used from hub B by a user of B (proposals).
 //! - `three`: three real hubs; a guild's events reach both of its member hubs, one of them
 //!   killed and restarted on the way.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
@@ -37,6 +38,7 @@ mod oidc;
 mod outbox;
 mod partition;
 mod proposals;
+mod shared;
 mod support;
 mod three;
 mod tidy;

@@ -1,0 +1,204 @@
+//! Acting in a guild another hub owns, from this hub (docs/PROTOCOL.md "Proposals").
+//!
+//! A command on such a guild is decided first against this hub's copy, so what the copy can
+//! already tell is refused (a banned member's post, a missing permission) is refused here at
+//! once; the one event body it gives is then sealed and proposed to the owner. The owner's
+//! answer is the client's: the appended event, taken into the copy at once when it follows
+//! on, or the owner's refusal with the owner's code (`FORBIDDEN`, `RATE_LIMITED` with its
+//! pause, …). An owner that cannot be reached is `UNAVAILABLE`.
+//!
+//! Joining by a remote invite (`CODE@hub-a.test`) asks the owner which guild the code opens,
+//! proposes the join, then pulls the guild's stream and each channel's from the owner, so
+//! the guild is readable here as soon as the join returns. From then on the owner's sender
+//! pushes what follows (this hub has a member now).
+
+use std::time::Duration;
+
+use openguild_domain::{EventBody, GuildId, InviteCode, ServerName, StreamId, UserId};
+use serde_json::Value;
+
+use crate::Api;
+use crate::clock::now;
+use crate::commands::{Executed, random16};
+use crate::errors::ApiError;
+use crate::federation::WireEvent;
+use crate::proposals::Proposal;
+
+/// How long a request to a guild's owner may take before the client is told it is
+/// unavailable.
+const OWNER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Api {
+    /// Proposes the one event `bodies` holds, on `stream` of a guild `owner` owns, as
+    /// `sender` (a user of this hub): the event the owner appended.
+    pub(crate) async fn propose_to_owner(
+        &self,
+        owner: &ServerName,
+        stream: StreamId,
+        sender: &UserId,
+        bodies: Vec<EventBody>,
+    ) -> Result<Executed, ApiError> {
+        let body = match <[EventBody; 1]>::try_from(bodies) {
+            Ok([body]) => body,
+            Err(bodies) if bodies.is_empty() => return Ok(Executed { events: Vec::new(), position: 0 }),
+            Err(bodies) => {
+                return Err(ApiError::new(
+                    "INVALID_INPUT",
+                    format!(
+                        "this makes {} events in a guild owned by {owner}; across hubs a command makes one event",
+                        bodies.len()
+                    ),
+                ));
+            }
+        };
+        let wire = self.send_proposal(owner, &stream, sender, &body).await?;
+        let (_, signed) = self.verify_received(owner, &wire).await.map_err(|refused| {
+            ApiError::new("UNAVAILABLE", format!("{owner} answered with an event this hub refuses: {}", refused.why))
+        })?;
+        let event = signed.event.clone();
+        // Taken at once if it follows on here; otherwise the owner's sender brings it with
+        // what comes before it.
+        let position = self.commands.import_many(vec![signed]).await.pop().and_then(Result::ok).unwrap_or(0);
+        Ok(Executed { events: vec![event], position })
+    }
+
+    /// Seals `body` and proposes it to `owner`: the event the owner appended, as it travels.
+    async fn send_proposal(
+        &self,
+        owner: &ServerName,
+        stream: &StreamId,
+        sender: &UserId,
+        body: &EventBody,
+    ) -> Result<WireEvent, ApiError> {
+        let proposal = Proposal::new(self.commands.key(), stream, sender, body, random16(), now())
+            .map_err(|e| ApiError::invalid("event", e))?;
+        let body =
+            serde_json::to_vec(&proposal).map_err(|e| ApiError::internal(format!("encoding a proposal: {e}")))?;
+        let answer = self.ask_owner(owner, "PUT", &proposal.target(), body).await?;
+        if let Some(refused) = answer.get("refused") {
+            return Err(owners_refusal(owner, refused));
+        }
+        serde_json::from_value(answer["event"].clone())
+            .map_err(|e| ApiError::new("UNAVAILABLE", format!("{owner} answered the proposal oddly: {e}")))
+    }
+
+    /// Joins, as `user`, the guild of `owner` that `code` opens, and brings the guild here.
+    pub(crate) async fn join_remote(
+        &self,
+        owner: &ServerName,
+        code: &InviteCode,
+        user: &UserId,
+    ) -> Result<GuildId, ApiError> {
+        let answer =
+            self.ask_owner(owner, "GET", &format!("/_openguild/federation/v1/invites/{code}"), Vec::new()).await?;
+        let guild: GuildId = answer["guild"].as_str().and_then(|g| g.parse().ok()).ok_or_else(|| {
+            ApiError::new("UNAVAILABLE", format!("{owner} answered the invite lookup oddly: {answer}"))
+        })?;
+        if let Ok(cell) = self.commands.guild_cell(guild).await
+            && cell.lock().await.members.contains_key(user)
+        {
+            return Ok(guild);
+        }
+        // The join comes back before this hub has the guild: it arrives with the guild's
+        // stream, pulled next.
+        let join = EventBody::MemberJoined { user: user.clone(), invite: Some(code.clone()) };
+        self.send_proposal(owner, &StreamId::Guild(guild), user, &join).await?;
+        self.pull_guild(owner, guild).await?;
+        Ok(guild)
+    }
+
+    /// Brings `guild` of `owner` here: its stream, then each of its channels' streams.
+    async fn pull_guild(&self, owner: &ServerName, guild: GuildId) -> Result<(), ApiError> {
+        self.pull_stream(owner, &StreamId::Guild(guild)).await?;
+        let channels: Vec<_> = self.commands.guild_cell(guild).await?.lock().await.channels.keys().copied().collect();
+        for channel in channels {
+            self.pull_stream(owner, &StreamId::Channel(channel)).await?;
+        }
+        Ok(())
+    }
+
+    /// Pulls `stream` from `owner` from where it stands here, page by page, taking each page
+    /// as a transaction from the owner.
+    async fn pull_stream(&self, owner: &ServerName, stream: &StreamId) -> Result<(), ApiError> {
+        loop {
+            let here = self.store.read_stream(stream, u64::MAX, 1, openguild_store::Direction::Backward).await?;
+            let from = here.first().map_or(1, |e| e.event.core.seq + 1);
+            let target = format!("/_openguild/federation/v1/streams/{stream}?from={from}&limit=500");
+            let answer = self.ask_owner(owner, "GET", &target, Vec::new()).await?;
+            let wire: Vec<WireEvent> = serde_json::from_value(answer["events"].clone()).unwrap_or_default();
+            if wire.is_empty() {
+                return Ok(());
+            }
+            for outcome in self.take_events(owner, &wire).await {
+                if let Err(refused) = outcome {
+                    return Err(ApiError::new(
+                        "UNAVAILABLE",
+                        format!("{owner} sent an event of {stream} this hub refuses: {}", refused.why),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// One signed request to `owner`: its JSON answer when 2xx, else the owner's error as
+    /// the client's.
+    async fn ask_owner(
+        &self,
+        owner: &ServerName,
+        method: &str,
+        target: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, ApiError> {
+        let url = match self.peer(owner).await? {
+            Some(peer) => peer.url,
+            None => None,
+        }
+        .ok_or_else(|| {
+            ApiError::new(
+                "UNAVAILABLE",
+                format!("the guild's owner {owner} is not a peer of this hub with an address; ask your hub's operator"),
+            )
+        })?;
+        let request = openguild_federation::request::Request { method, target, body: &body };
+        let authorization = openguild_federation::request::authorization(self.commands.key(), owner, &request, now());
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(ApiError::internal)?;
+        let sent = self
+            .federation
+            .http()
+            .request(method, format!("{url}{target}"))
+            .header("authorization", authorization)
+            .header("content-type", "application/json")
+            .timeout(OWNER_TIMEOUT)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::new("UNAVAILABLE", format!("the guild's owner {owner} cannot be reached now: {e}"))
+            })?;
+        let status = sent.status();
+        let answer: Value = sent.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(answer);
+        }
+        Err(owners_refusal(owner, &answer["error"]))
+    }
+}
+
+/// The owner's refusal `{code, message, retry_after_ms?}` as this hub's, with the same code.
+fn owners_refusal(owner: &ServerName, why: &Value) -> ApiError {
+    let code = match why["code"].as_str().unwrap_or_default() {
+        "FORBIDDEN" => "FORBIDDEN",
+        "NOT_FOUND" => "NOT_FOUND",
+        "CONFLICT" => "CONFLICT",
+        "INVALID_INPUT" => "INVALID_INPUT",
+        "RATE_LIMITED" => "RATE_LIMITED",
+        "UNAUTHENTICATED" => "FORBIDDEN",
+        _ => "UNAVAILABLE",
+    };
+    let message = why["message"].as_str().unwrap_or("no reason given");
+    let mut e = ApiError::new(code, format!("{message} (from {owner}, which owns this guild)"));
+    if let Some(ms) = why["retry_after_ms"].as_u64() {
+        e.retry_after = Some(Duration::from_millis(ms));
+    }
+    e
+}
