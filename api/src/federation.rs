@@ -411,6 +411,9 @@ pub(crate) async fn send(
         );
     }
     let outcomes = api.take_events(&origin, &txn.events).await;
+    for notice in &txn.notices {
+        api.take_notice(&origin, notice).await;
+    }
     let mut results = serde_json::Map::new();
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let (id, outcome) = match outcome {
@@ -616,6 +619,32 @@ impl Api {
             .map_err(|e| format!("the proposal cannot be encoded: {e}"))?;
         openguild_federation::keys::verify_hub_signature(&signed, &seal.key_id, &seal.signature, &keys, seal.ts)
             .map_err(|why| format!("the proposal of {sender} is not sealed by {home}: {why}"))
+    }
+
+    /// Takes an ephemeral notice from `origin` about one of its own users — today `typing`
+    /// (`{"type": "typing", "channel", "user"}`), shown to this hub's subscribers if the user
+    /// may post in the channel. Anything else is dropped: notices have no answer.
+    async fn take_notice(&self, origin: &ServerName, notice: &serde_json::Value) {
+        let (Some("typing"), Some(channel), Some(user)) =
+            (notice["type"].as_str(), notice["channel"].as_str(), notice["user"].as_str())
+        else {
+            return;
+        };
+        let (Ok(channel), Ok(user)) = (channel.parse(), user.parse::<openguild_domain::UserId>()) else { return };
+        if user.server() != *origin {
+            tracing::info!(peer = %origin, %user, "federation: a typing notice for another hub's user dropped");
+            return;
+        }
+        let Ok(guild) = self.commands.guild_of(channel).await else { return };
+        let Ok(cell) = self.commands.guild_cell(guild).await else { return };
+        let may = cell
+            .lock()
+            .await
+            .channel_permissions(&user, channel, now())
+            .contains(openguild_domain::Permissions::SEND_MESSAGES);
+        if may {
+            self.fanout.typing(channel, user).await;
+        }
     }
 
     /// Verifies and takes a transaction's events from `origin`, in order: each one's id, or

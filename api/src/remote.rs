@@ -12,9 +12,12 @@
 //! the guild is readable here as soon as the join returns. From then on the owner's sender
 //! pushes what follows (this hub has a member now).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use openguild_domain::{EventBody, GuildId, InviteCode, ServerName, StreamId, UserId};
+use openguild_domain::guild::Guild;
+use openguild_domain::{ChannelId, EventBody, GuildId, InviteCode, ServerName, StreamId, UserId};
 use serde_json::Value;
 
 use crate::Api;
@@ -140,8 +143,8 @@ impl Api {
         }
     }
 
-    /// One signed request to `owner`: its JSON answer when 2xx, else the owner's error as
-    /// the client's.
+    /// One signed request to `owner` (a guild's owner, or any peer hub): its JSON answer when
+    /// 2xx, else the peer's error as the client's.
     async fn ask_owner(
         &self,
         owner: &ServerName,
@@ -184,6 +187,33 @@ impl Api {
     }
 }
 
+/// Tells every other hub with members in `channel`'s guild that `user`, of this hub, is
+/// typing there: a transaction of one notice to each, sent at once and not queued (a lost
+/// notice is a dot that did not blink). A hub speaks only for its own users.
+pub(crate) fn share_typing(api: &Arc<Api>, guild: &Guild, channel: ChannelId, user: &UserId) {
+    let hubs: BTreeSet<ServerName> =
+        guild.members.keys().map(UserId::server).filter(|h| h != api.commands.key().server()).collect();
+    if hubs.is_empty() {
+        return;
+    }
+    let notice = serde_json::json!({ "type": "typing", "channel": channel.to_string(), "user": user.to_string() });
+    let body = match serde_json::to_vec(&serde_json::json!({ "events": [], "notices": [notice] })) {
+        Ok(b) => b,
+        Err(_) => return,
+    };
+    for hub in hubs {
+        let (api, body) = (api.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = random16();
+            let txn: String = r.iter().map(|b| format!("{b:02x}")).collect();
+            let target = format!("/_openguild/federation/v1/send/notice.{txn}");
+            if let Err(e) = api.ask_owner(&hub, "PUT", &target, body).await {
+                tracing::debug!(peer = %hub, error = %e.message, "federation: a typing notice was not delivered");
+            }
+        });
+    }
+}
+
 /// The owner's refusal `{code, message, retry_after_ms?}` as this hub's, with the same code.
 fn owners_refusal(owner: &ServerName, why: &Value) -> ApiError {
     let code = match why["code"].as_str().unwrap_or_default() {
@@ -201,4 +231,21 @@ fn owners_refusal(owner: &ServerName, why: &Value) -> ApiError {
         e.retry_after = Some(Duration::from_millis(ms));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owners_refusal_keeps_its_code_its_words_and_its_pause() {
+        let owner: ServerName = "hub-a.test".parse().unwrap();
+        let why = serde_json::json!({ "code": "RATE_LIMITED", "message": "slow mode", "retry_after_ms": 1500 });
+        let e = owners_refusal(&owner, &why);
+        assert_eq!((e.code, e.retry_after), ("RATE_LIMITED", Some(Duration::from_millis(1500))));
+        assert!(e.message.starts_with("slow mode") && e.message.contains("hub-a.test"), "{}", e.message);
+        // A code this hub does not know is the owner being unavailable, never a 500.
+        let odd = owners_refusal(&owner, &serde_json::json!({ "code": "TEAPOT" }));
+        assert_eq!(odd.code, "UNAVAILABLE");
+    }
 }

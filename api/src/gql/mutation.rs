@@ -405,6 +405,7 @@ impl Mutation {
         if !g.channel_permissions(&me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
             return Err(ApiError::forbidden("you cannot send messages in this channel").into());
         }
+        crate::remote::share_typing(api, &g, channel, &me);
         api.fanout.typing(channel, me).await;
         Ok(true)
     }

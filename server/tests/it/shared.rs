@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::federation::{free_port, openguild, stream_ids};
-use crate::support::Server;
+use crate::support::{Server, Ws};
 
 /// The bodies of a channel's last messages as `token` reads them on `hub`.
 async fn bodies(hub: &Server, token: &str, channel: &str) -> Vec<String> {
@@ -130,6 +130,22 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
         .filter_map(|m| m["user"]["id"].as_str())
         .collect();
     assert!(ids.contains(&"@ann:hub-a.test") && ids.contains(&"@bob:hub-b.test"), "{members}");
+
+    // Typing crosses hubs both ways, live on each hub's own subscriptions.
+    let subscription = "subscription($c: ID!) { channelEvents(channelId: $c) { kind actor { id } } }";
+    let typing = "mutation($c: ID!) { typing(channelId: $c) }";
+    for (watcher, token, typist, their_token, who) in
+        [(&b, &bob, &a, &ann, "@ann:hub-a.test"), (&a, &ann, &b, &bob, "@bob:hub-b.test")]
+    {
+        let mut ws = Ws::connect(&watcher.ws_url(), token).await;
+        ws.subscribe("1", subscription, json!({ "c": channel })).await;
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.unwrap()["type"], "pong");
+        typist.ok(Some(their_token), typing, json!({ "c": channel })).await;
+        let got = ws.next().await.unwrap();
+        assert_eq!(got["payload"]["data"]["channelEvents"]["kind"], "TYPING", "{got}");
+        assert_eq!(got["payload"]["data"]["channelEvents"]["actor"]["id"], who, "{got}");
+    }
 
     // An act the rules refuse him reaches bob with its code: he cannot kick ann.
     let refused = b
@@ -314,7 +330,29 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
     for kind in ["member.timed_out", "member.kicked"] {
         assert!(acts.contains(&(kind.to_owned(), "@carol:hub-c.test".to_owned())), "{kind} by carol: {acts:?}");
     }
-    drop((a, b, c));
+    // Slow mode set on A holds for carol posting from C: her second post is refused with
+    // how long to wait.
+    a.ok(Some(&ann), "mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 60) { id } }", json!({ "c": channel }))
+        .await;
+    until(Duration::from_secs(10), "slow mode on C", || async {
+        let seen = c
+            .gql(Some(&carol), "query($c: ID!) { channel(id: $c) { slowModeSeconds } }", json!({ "c": channel }))
+            .await;
+        seen["data"]["channel"]["slowModeSeconds"] == 60
+    })
+    .await;
+    c.ok(Some(&carol), post, json!({ "c": channel, "b": "order, please" })).await;
+    let (code, err) = c.refused(Some(&carol), post, json!({ "c": channel, "b": "and again" })).await;
+    assert_eq!(code, "RATE_LIMITED", "{err}");
+    assert!(err["extensions"]["retryAfter"].as_f64().is_some_and(|s| s > 0.0), "{err}");
+
+    // With A down, what carol asks of A's guild from C is UNAVAILABLE, not lost in silence.
+    drop(a);
+    let (code, err) =
+        c.refused(Some(&carol), "mutation($g: ID!) { leaveGuild(guildId: $g) }", json!({ "g": guild })).await;
+    assert_eq!(code, "UNAVAILABLE", "{err}");
+    assert!(err["message"].as_str().unwrap_or_default().contains("cannot be reached"), "{err}");
+    drop((b, c));
     for (d, hub) in data.iter().zip(["hub-a.test", "hub-b.test", "hub-c.test"]) {
         let verify = openguild(d, hub, &["events", "verify"], &[]);
         let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
