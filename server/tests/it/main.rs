@@ -12,7 +12,8 @@
 //! - `proposals`: the owner's side of proposals, facing a peer under the test's control.
 //! - `partition`: two real hubs through `faults`, a proxy that slows, drops, resets and
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
-//! - `shared`: a guild of hub A joined and used from hub B by a user of B (proposals).
+//! - `shared`: a guild of hub A joined and used from hubs B and C by their users
+//!   (proposals): chat, typing, moderation across hubs, and convergence through faults.
 //! - `three`: three real hubs; a guild's events reach both of its member hubs, one of them
 //!   killed and restarted on the way.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
