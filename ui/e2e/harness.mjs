@@ -30,6 +30,7 @@ export function freePort() {
 }
 
 /** `opts.port`: listen there (default: a free port); `opts.config`: openguild.toml text. */
+// `opts`: `port`, `config` (TOML), `env` (more environment, e.g. the hub's name).
 export async function startServer(opts = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'og-e2e-'));
   const port = opts.port ?? (await freePort());
@@ -48,6 +49,7 @@ export async function startServer(opts = {}) {
       OPENGUILD_UI_DIR: resolve(here, '../dist'),
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
       ...extraEnv,
+      ...(opts.env ?? {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -18,3 +18,8 @@ export type GuildSummary = GuildSummaryFragment;
 export type Guild = GuildQuery['guild'];
 export type Member = MembersQuery['guild']['members']['nodes'][number];
 export type ChannelEvent = ChannelEventsSubscription['channelEvents'];
+
+/** The hub a user id (`@handle:hub`) lives on. */
+export function hubOf(userId: string): string {
+  return userId.slice(userId.indexOf(':') + 1);
+}
