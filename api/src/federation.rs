@@ -57,6 +57,8 @@ pub(crate) struct Federation {
     keys: Mutex<HashMap<ServerName, PeerKeys>>,
     replays: Mutex<Replays>,
     answers: Mutex<HashMap<(ServerName, String), serde_json::Value>>,
+    /// Owners whose queue of proposals a task delivers now, so each has one (`remote`).
+    pub(crate) delivering: Mutex<std::collections::BTreeSet<ServerName>>,
     http: reqwest::Client,
     /// Where fetched key documents are kept.
     db: openguild_projections::ReadDb,
@@ -89,6 +91,7 @@ impl Federation {
             keys: Mutex::default(),
             replays: Mutex::default(),
             answers: Mutex::default(),
+            delivering: Mutex::default(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         }
     }

@@ -224,6 +224,7 @@ impl Api {
         });
         moderation::start(Arc::downgrade(&api));
         sender::start(&api);
+        remote::start_queues(&api);
         let sweeper = Arc::downgrade(&api);
         let every = Duration::from_secs(api.settings.retention_sweep_seconds.max(1));
         tokio::spawn(async move {

@@ -55,10 +55,24 @@ impl Proposal {
         Ok(Proposal { stream: stream.to_string(), sender: sender.clone(), body: B64.encode(bytes), seal })
     }
 
+    /// Its nonce, in hex: its name in the path and in a queue.
+    pub fn nonce_hex(&self) -> String {
+        self.seal.nonce.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The path a proposal is sent to: its nonce, in hex.
     pub fn target(&self) -> String {
-        let hex: String = self.seal.nonce.iter().map(|b| format!("{b:02x}")).collect();
-        format!("/_openguild/federation/v1/propose/{hex}")
+        format!("/_openguild/federation/v1/propose/{}", self.nonce_hex())
+    }
+
+    /// The same proposal sealed again at `ts`, with the same nonce: for one that waited in a
+    /// queue longer than an owner accepts a seal's age. The nonce still makes it one act
+    /// (the owner refuses it as a replay if the first try was appended after all).
+    pub fn resealed(&self, key: &openguild_domain::ServerKey, ts: openguild_domain::Timestamp) -> Option<Proposal> {
+        let stream: StreamId = self.stream.parse().ok()?;
+        let bytes = B64.decode(self.body.trim_end_matches('=')).ok()?;
+        let body: EventBody = openguild_domain::canonical::decode(&bytes).ok()?;
+        Proposal::new(key, &stream, &self.sender, &body, self.seal.nonce, ts).ok()
     }
 }
 

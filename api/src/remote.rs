@@ -20,6 +20,8 @@ use openguild_domain::guild::Guild;
 use openguild_domain::{ChannelId, EventBody, GuildId, InviteCode, ServerName, StreamId, UserId};
 use serde_json::Value;
 
+use openguild_projections::queries;
+
 use crate::Api;
 use crate::clock::now;
 use crate::commands::{Executed, random16};
@@ -55,14 +57,7 @@ impl Api {
             }
         };
         let wire = self.send_proposal(owner, &stream, sender, &body).await?;
-        let (_, signed) = self.verify_received(owner, &wire).await.map_err(|refused| {
-            ApiError::new("UNAVAILABLE", format!("{owner} answered with an event this hub refuses: {}", refused.why))
-        })?;
-        let event = signed.event.clone();
-        // Taken at once if it follows on here; otherwise the owner's sender brings it with
-        // what comes before it.
-        let position = self.commands.import_many(vec![signed]).await.pop().and_then(Result::ok).unwrap_or(0);
-        Ok(Executed { events: vec![event], position })
+        self.take_answer(owner, &wire).await
     }
 
     /// Seals `body` and proposes it to `owner`: the event the owner appended, as it travels.
@@ -75,14 +70,62 @@ impl Api {
     ) -> Result<WireEvent, ApiError> {
         let proposal = Proposal::new(self.commands.key(), stream, sender, body, random16(), now())
             .map_err(|e| ApiError::invalid("event", e))?;
-        let body =
-            serde_json::to_vec(&proposal).map_err(|e| ApiError::internal(format!("encoding a proposal: {e}")))?;
+        self.deliver(owner, &proposal).await
+    }
+
+    /// Sends a sealed proposal to `owner`: the event it appended, or its refusal.
+    async fn deliver(&self, owner: &ServerName, proposal: &Proposal) -> Result<WireEvent, ApiError> {
+        let body = serde_json::to_vec(proposal).map_err(|e| ApiError::internal(format!("encoding a proposal: {e}")))?;
         let answer = self.ask_owner(owner, "PUT", &proposal.target(), body).await?;
         if let Some(refused) = answer.get("refused") {
             return Err(owners_refusal(owner, refused));
         }
         serde_json::from_value(answer["event"].clone())
             .map_err(|e| ApiError::new("UNAVAILABLE", format!("{owner} answered the proposal oddly: {e}")))
+    }
+
+    /// Takes an event the owner answered a proposal with into this hub's copy, at once if it
+    /// follows on (otherwise the owner's sender brings it with what comes before it): its
+    /// position here, or 0.
+    async fn take_answer(&self, owner: &ServerName, wire: &WireEvent) -> Result<Executed, ApiError> {
+        let (_, signed) = self.verify_received(owner, wire).await.map_err(|refused| {
+            ApiError::new("UNAVAILABLE", format!("{owner} answered with an event this hub refuses: {}", refused.why))
+        })?;
+        let event = signed.event.clone();
+        let position = self.commands.import_many(vec![signed]).await.pop().and_then(Result::ok).unwrap_or(0);
+        Ok(Executed { events: vec![event], position })
+    }
+
+    /// Posts as `sender` in a channel of a guild `owner` owns, or, if the owner cannot be
+    /// reached now (or posts to it already wait), queues the sealed proposal to be delivered
+    /// in order, once, when it can.
+    pub(crate) async fn post_to_owner(
+        self: &Arc<Self>,
+        owner: &ServerName,
+        stream: StreamId,
+        sender: &UserId,
+        bodies: Vec<EventBody>,
+    ) -> Result<Posted, ApiError> {
+        let [body] = <[EventBody; 1]>::try_from(bodies)
+            .map_err(|_| ApiError::internal("a post decided other than one event"))?;
+        let proposal = Proposal::new(self.commands.key(), &stream, sender, &body, random16(), now())
+            .map_err(|e| ApiError::invalid("event", e))?;
+        let db = self.projections.db();
+        let waiting = queries::next_proposal(db, owner.as_str()).await?.is_some();
+        if !waiting {
+            match self.deliver(owner, &proposal).await {
+                Ok(wire) => return self.take_answer(owner, &wire).await.map(Posted::Appended),
+                Err(e) if e.code != "UNAVAILABLE" => return Err(e),
+                Err(e) => {
+                    tracing::info!(%owner, error = %e.message, "federation: the owner is unreachable; the post waits")
+                }
+            }
+        }
+        let json =
+            serde_json::to_string(&proposal).map_err(|e| ApiError::internal(format!("encoding a proposal: {e}")))?;
+        queries::queue_proposal(db, &proposal.nonce_hex(), owner.as_str(), queued_now(), &json).await?;
+        start_delivery(self, owner.clone());
+        Ok(Posted::Queued { provisional: provisional_id(&proposal.seal.nonce) })
     }
 
     /// Joins, as `user`, the guild of `owner` that `code` opens, and brings the guild here.
@@ -184,6 +227,117 @@ impl Api {
             return Ok(answer);
         }
         Err(owners_refusal(owner, &answer["error"]))
+    }
+}
+
+/// What became of a post to another hub's guild.
+pub(crate) enum Posted {
+    /// The owner appended it.
+    Appended(Executed),
+    /// It waits in the queue; it has this id until the owner appends it under its own.
+    Queued { provisional: openguild_domain::EventId },
+}
+
+/// A queued post's provisional id, from its nonce.
+fn provisional_id(nonce: &[u8; 16]) -> openguild_domain::EventId {
+    openguild_domain::EventId::from_hash(openguild_domain::event::hash("openguild 2026-12 pending post", nonce))
+}
+
+/// When a proposal is queued, in microseconds: the queue's order.
+fn queued_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// How old a queued seal may be before it is sealed again for delivery (owners take seals
+/// up to five minutes from their event).
+const RESEAL_AFTER_MS: u64 = 4 * 60 * 1000;
+
+/// Starts delivering `owner`'s queue unless a task already does.
+fn start_delivery(api: &Arc<Api>, owner: ServerName) {
+    if !api.federation.delivering.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.clone()) {
+        return;
+    }
+    let weak = Arc::downgrade(api);
+    tokio::spawn(async move {
+        deliver_queue(weak.clone(), &owner).await;
+        if let Some(api) = weak.upgrade() {
+            api.federation.delivering.lock().unwrap_or_else(|p| p.into_inner()).remove(&owner);
+        }
+    });
+}
+
+/// Starts a delivery task for every owner with queued proposals (at start).
+pub(crate) fn start_queues(api: &Arc<Api>) {
+    let api = api.clone();
+    tokio::spawn(async move {
+        match queries::queued_proposals(api.projections.db()).await {
+            Ok(owners) => {
+                for (owner, n) in owners {
+                    let Ok(owner) = owner.parse::<ServerName>() else { continue };
+                    tracing::info!(%owner, queued = n, "federation: delivering the proposals queued for the owner");
+                    start_delivery(&api, owner);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "federation: the proposal queue cannot be read"),
+        }
+    });
+}
+
+/// Delivers `owner`'s queued proposals oldest first, each until the owner answers: taken off
+/// the queue once appended, or refused for good (the owner's rules said no, or it was
+/// appended by an earlier try whose answer was lost: a replay). An unreachable owner is
+/// tried again with a growing pause, up to `[federation] retry_max_seconds`.
+async fn deliver_queue(api: std::sync::Weak<Api>, owner: &ServerName) {
+    let mut failures = 0u32;
+    loop {
+        let Some(api) = api.upgrade() else { return };
+        let next = match queries::next_proposal(api.projections.db(), owner.as_str()).await {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "federation: the proposal queue cannot be read; will retry");
+                failures = failures.saturating_add(1);
+                let pause = crate::sender::backoff(failures, api.federation.retry_max());
+                drop(api);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        };
+        let (id, json) = next;
+        let Ok(mut proposal) = serde_json::from_str::<Proposal>(&json) else {
+            tracing::error!(%owner, %id, "federation: a queued proposal cannot be read; dropped");
+            let _ = queries::dequeue_proposal(api.projections.db(), &id).await;
+            continue;
+        };
+        if now().as_millis().saturating_sub(proposal.seal.ts.as_millis()) > RESEAL_AFTER_MS
+            && let Some(again) = proposal.resealed(api.commands.key(), now())
+        {
+            proposal = again;
+        }
+        let done = match api.deliver(owner, &proposal).await {
+            Ok(wire) => {
+                let _ = api.take_answer(owner, &wire).await;
+                true
+            }
+            Err(e) if e.code == "UNAVAILABLE" => {
+                failures = failures.saturating_add(1);
+                let pause = crate::sender::backoff(failures, api.federation.retry_max());
+                tracing::info!(%owner, error = %e.message, retry_in_ms = pause.as_millis() as u64, "federation: queued proposals wait");
+                drop(api);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(%owner, sender = %proposal.sender, code = e.code, reason = %e.message, "federation: a queued proposal was refused");
+                true
+            }
+        };
+        if done {
+            failures = 0;
+            if let Err(e) = queries::dequeue_proposal(api.projections.db(), &id).await {
+                tracing::warn!(%owner, error = %e, "federation: a delivered proposal could not be taken off the queue");
+            }
+        }
     }
 }
 

@@ -211,7 +211,7 @@ enum Step {
 
 /// A random pause between half and all of 250 ms × 2^failures, the ceiling at most `max`
 /// (jitter, so peers that failed together do not retry together).
-fn backoff(failures: u32, max: Duration) -> Duration {
+pub(crate) fn backoff(failures: u32, max: Duration) -> Duration {
     let max_ms = (max.as_millis() as u64).max(1);
     let ceiling_ms = 250u64.saturating_mul(1 << failures.min(16)).min(max_ms);
     let r = random16();

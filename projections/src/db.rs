@@ -109,6 +109,14 @@ impl ReadDb {
         db.pool
             .execute("CREATE TABLE IF NOT EXISTS peer_keys (server TEXT PRIMARY KEY, document TEXT NOT NULL)")
             .await?;
+        // Proposals to a guild's owner that could not be delivered yet, oldest first per owner
+        // (`api::remote`). Acknowledged writes in waiting: not a read model, never rebuilt.
+        db.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS proposal_queue (id TEXT PRIMARY KEY, owner TEXT NOT NULL, \
+                 queued_at BIGINT NOT NULL, proposal TEXT NOT NULL)",
+            )
+            .await?;
         // How each peer's sender is doing: `openguild federation status`.
         db.pool
             .execute(

@@ -636,3 +636,44 @@ pub async fn peer_statuses(db: &ReadDb) -> Result<Vec<PeerStatus>, ProjectionErr
         })
         .collect())
 }
+
+/// Queues a proposal (`id`, its nonce in hex; `proposal`, its JSON) for `owner`.
+pub async fn queue_proposal(
+    db: &ReadDb,
+    id: &str,
+    owner: &str,
+    queued_at: u64,
+    proposal: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query("INSERT INTO proposal_queue (id, owner, queued_at, proposal) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(owner)
+        .bind(i64::try_from(queued_at).unwrap_or(i64::MAX))
+        .bind(proposal)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The oldest proposal queued for `owner`: its id and JSON.
+pub async fn next_proposal(db: &ReadDb, owner: &str) -> Result<Option<(String, String)>, ProjectionError> {
+    Ok(sqlx::query_as("SELECT id, proposal FROM proposal_queue WHERE owner = $1 ORDER BY queued_at, id LIMIT 1")
+        .bind(owner)
+        .fetch_optional(&db.pool)
+        .await?)
+}
+
+/// Takes a delivered (or finally refused) proposal off the queue.
+pub async fn dequeue_proposal(db: &ReadDb, id: &str) -> Result<(), ProjectionError> {
+    sqlx::query("DELETE FROM proposal_queue WHERE id = $1").bind(id).execute(&db.pool).await?;
+    Ok(())
+}
+
+/// How many proposals wait for each owner.
+pub async fn queued_proposals(db: &ReadDb) -> Result<Vec<(String, u64)>, ProjectionError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT owner, COUNT(*) FROM proposal_queue GROUP BY owner ORDER BY owner")
+            .fetch_all(&db.pool)
+            .await?;
+    Ok(rows.into_iter().map(|(owner, n)| (owner, u64::try_from(n).unwrap_or(0))).collect())
+}

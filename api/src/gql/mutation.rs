@@ -338,16 +338,31 @@ impl Mutation {
         let reply_to = input.reply_to.map(|r| r.0);
         let (mentions, mentions_everyone) = mentions(&input.body);
         let cmd = MessageCommand::Post { text: input.body.clone(), reply_to, mentions, mentions_everyone };
-        let done = api.message_cmd(ctx, channel, cmd).await?;
-        let e = done.events.last().ok_or_else(|| ApiError::internal("a post wrote no event"))?;
+        let me = api.actor(ctx).await?;
+        // In a guild another hub owns, a post waits in a queue while the owner is away.
+        let done = match api.commands.message(&me, channel, &cmd, now()).await {
+            Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
+                let bodies = api.commands.decide_message(&me, channel, &cmd, now()).await.map_err(ApiError::from)?;
+                api.post_to_owner(&owner, StreamId::Channel(channel), &me, bodies).await?
+            }
+            done => crate::remote::Posted::Appended(done.map_err(ApiError::from)?),
+        };
+        let (id, position, at) = match done {
+            crate::remote::Posted::Appended(done) => {
+                api.wrote(&me, done.position);
+                let e = done.events.last().ok_or_else(|| ApiError::internal("a post wrote no event"))?;
+                (e.id, done.position, e.core.ts.as_millis())
+            }
+            crate::remote::Posted::Queued { provisional } => (provisional, 0, now().as_millis()),
+        };
         Ok(Message(MessageRow {
-            id: e.id,
-            position: done.position,
+            id,
+            position,
             channel,
-            author: e.core.sender.clone(),
+            author: me,
             body: Some(input.body),
             reply_to,
-            created_at: e.core.ts.as_millis(),
+            created_at: at,
             edited_at: None,
             deleted: false,
             pinned: false,

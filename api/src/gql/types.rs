@@ -569,6 +569,12 @@ impl Message {
     async fn cursor(&self) -> String {
         self.0.position.to_string()
     }
+    /// Not in this hub's log yet: posted in a guild another hub owns and on its way there
+    /// or back. While the owner cannot be reached the post waits, in order, in this hub's
+    /// queue, under a provisional id; it arrives as `MESSAGE_POSTED` under its own id.
+    async fn pending(&self) -> bool {
+        self.0.position == 0
+    }
     async fn reactions(&self) -> Vec<Reaction> {
         self.0.reactions.iter().map(|(emoji, count)| Reaction { emoji: emoji.clone(), count: *count as i32 }).collect()
     }

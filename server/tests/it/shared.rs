@@ -508,3 +508,73 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
         assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
     }
 }
+
+/// bob on B posts while hub A, the guild's owner, is down: each post is answered as pending
+/// and waits in B's queue; when A is back they are appended in order, once each, and reach
+/// both hubs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_made_while_the_owner_is_down_wait_and_arrive_in_order_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
+    let (a_port, b_port) = (free_port(), free_port());
+    for (data, seed) in [(&a_data, 7u8), (&b_data, 8)] {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(data.join("server.key"), [seed; 32]).unwrap();
+    }
+    let config = |peer: &str, port: u16| {
+        format!("[federation]\npeers = [\"{peer}=http://127.0.0.1:{port}\"]\nretry_max_seconds = 1\n")
+    };
+    let start_a = || {
+        Server::start_on(
+            &a_data,
+            &config("hub-b.test", b_port),
+            &[("OPENGUILD_SERVER_NAME", "hub-a.test")],
+            &format!("127.0.0.1:{a_port}"),
+        )
+    };
+    let a = start_a();
+    let b = Server::start_on(
+        &b_data,
+        &config("hub-a.test", a_port),
+        &[("OPENGUILD_SERVER_NAME", "hub-b.test")],
+        &format!("127.0.0.1:{b_port}"),
+    );
+    let ann = a.register("ann").await;
+    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Patience\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let ch = a
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
+    let invite = a
+        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
+        .await;
+    let code = format!("{}@hub-a.test", invite["createInvite"]["code"].as_str().unwrap());
+    let bob = b.register("bob").await;
+    b.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+
+    let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id pending } }";
+    let sent = b.ok(Some(&bob), post, json!({ "c": channel, "b": "before" })).await;
+    assert_eq!(sent["sendMessage"]["pending"], false, "{sent}");
+
+    // A goes down; bob keeps posting: pending, not refused, not lost.
+    drop(a);
+    for text in ["one", "two", "three"] {
+        let sent = b.ok(Some(&bob), post, json!({ "c": channel, "b": text })).await;
+        assert_eq!(sent["sendMessage"]["pending"], true, "{sent}");
+    }
+    // A comes back: the queue drains in order, once.
+    let a = start_a();
+    let want = ["before", "one", "two", "three"];
+    until(Duration::from_secs(30), "the queued posts on A", || async { bodies(&a, &ann, &channel).await == want })
+        .await;
+    until(Duration::from_secs(30), "the queued posts on B", || async { bodies(&b, &bob, &channel).await == want })
+        .await;
+    // And nothing more arrives later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bodies(&a, &ann, &channel).await, want);
+}
