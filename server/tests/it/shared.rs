@@ -237,7 +237,7 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
     let role = a
         .ok(
             Some(&ann),
-            "mutation($g: ID!) { createRole(input: {guildId: $g, name: \"mods\", permissions: [KICK_MEMBERS, MODERATE_MEMBERS]}) { id } }",
+            "mutation($g: ID!) { createRole(input: {guildId: $g, name: \"mods\", permissions: [KICK_MEMBERS, MODERATE_MEMBERS, VIEW_AUDIT_LOG]}) { id } }",
             json!({ "g": guild }),
         )
         .await;
@@ -312,23 +312,26 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
         })
         .await;
     }
-    let audit = a
-        .ok(
-            Some(&ann),
-            "query($g: ID!) { auditLog(guildId: $g, first: 50) { nodes { kind actor } } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let acts: Vec<(String, String)> = audit["auditLog"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (n["kind"].as_str().unwrap_or_default().to_owned(), n["actor"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
-    for kind in ["member.timed_out", "member.kicked"] {
-        assert!(acts.contains(&(kind.to_owned(), "@carol:hub-c.test".to_owned())), "{kind} by carol: {acts:?}");
+    // The audit log shows carol's acts on the owner and on her own hub's copy alike.
+    for (hub, token) in [(&a, &ann), (&c, &carol)] {
+        let audit = hub
+            .ok(
+                Some(token),
+                "query($g: ID!) { auditLog(guildId: $g, first: 50) { nodes { kind actor } } }",
+                json!({ "g": guild }),
+            )
+            .await;
+        let acts: Vec<(String, String)> = audit["auditLog"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (n["kind"].as_str().unwrap_or_default().to_owned(), n["actor"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        for kind in ["member.timed_out", "member.kicked"] {
+            assert!(acts.contains(&(kind.to_owned(), "@carol:hub-c.test".to_owned())), "{kind} by carol: {acts:?}");
+        }
     }
     // Slow mode set on A holds for carol posting from C: her second post is refused with
     // how long to wait.
@@ -361,7 +364,7 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
 }
 
 /// What a member sees of a guild on their own hub, for comparing copies: every message of
-/// the channel (id, body, author, deleted; up to 200), the members with their roles, the
+/// the channel (id, body, author, deleted; up to 200, a page), the members with their roles, the
 /// roles with their permissions.
 async fn read_models(hub: &Server, token: &str, guild: &str, channel: &str) -> Value {
     let q = "query($g: ID!, $c: ID!) {
@@ -374,13 +377,16 @@ async fn read_models(hub: &Server, token: &str, guild: &str, channel: &str) -> V
     json!({ "messages": v["channel"]["messages"]["nodes"], "roles": v["guild"]["roles"], "members": members })
 }
 
+/// At most this many posts in all, so that `read_models` sees every one.
+const MAX_POSTS: usize = 190;
+
 /// Three hubs whose every connection to each other passes through fault proxies: latency,
 /// drops, resets and lost answers, then a total partition, then healed. Users on all three
-/// keep posting (users of B and C through proposals to A). Afterwards the three copies read
-/// the same — messages, members, roles — and every post its client was told succeeded is
-/// there exactly once. (A post whose answer was lost on the way was refused to its client
-/// as UNAVAILABLE and may or may not have been appended; the durable proposal queue that
-/// makes such a post "pending" rather than uncertain is not built yet.)
+/// keep posting (users of B and C through proposals to A). No post is refused: one whose
+/// owner cannot be reached waits in its hub's queue. Afterwards the three copies read the
+/// same — messages, members, roles — and every post is there exactly once: one whose answer
+/// was lost on the way is tried again with the same nonce, which the owner refuses as a
+/// replay instead of appending it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_models() {
     use crate::faults::{Faults, Partition, Plan, Proxy};
@@ -431,7 +437,7 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     b.ok(Some(&bob), join, json!({ "c": code })).await;
     c.ok(Some(&carol), join, json!({ "c": code })).await;
 
-    // Everyone posts, a post every 100 ms round the three, through three phases.
+    // Everyone posts, a post every 150 ms round the three, through three phases.
     let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
     let writers = [(a, &ann), (b, &bob), (c, &carol)];
     let mut told_ok: Vec<String> = Vec::new();
@@ -451,22 +457,19 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     ] {
         faults.set(plan);
         let end = Instant::now() + length;
-        while Instant::now() < end {
+        while Instant::now() < end && n < MAX_POSTS {
             let (hub, token) = writers[n % 3];
             let body = format!("post {n}");
             n += 1;
             let r = hub.gql(Some(token), post, json!({ "c": channel, "b": body })).await;
-            if r["errors"].is_null() {
-                told_ok.push(body);
-            } else {
-                assert_eq!(code_of(&r), "UNAVAILABLE", "only the owner's absence refuses a post here: {r}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A post is never refused for the owner's absence: it is appended, or it waits.
+            assert!(r["errors"].is_null(), "{body}: {r}");
+            told_ok.push(body);
+            tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
     eprintln!("{n} posts, {} told they succeeded; faults: {:?}", told_ok.len(), faults.tally());
-    assert!(told_ok.len() > n / 3, "most posts go through a bad network: {} of {n}", told_ok.len());
-    assert!(n < 200, "the comparison reads the last 200 messages");
+    assert!(n <= MAX_POSTS, "the comparison reads the last 200 messages");
 
     // Healed: the three copies converge.
     let end = Instant::now() + Duration::from_secs(120);
@@ -496,11 +499,7 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), bodies.len(), "no post twice: {bodies:?}");
-    eprintln!(
-        "{} posts on every hub; {} of them appended though their client was told UNAVAILABLE (answer lost)",
-        bodies.len(),
-        bodies.len() - told_ok.len()
-    );
+    assert_eq!(bodies.len(), n, "every post, and nothing else: {bodies:?}");
     drop(hubs);
     for (d, hub) in data.iter().zip(names) {
         let verify = openguild(d, hub, &["events", "verify"], &[]);
