@@ -377,12 +377,18 @@ async fn read_models(hub: &Server, token: &str, guild: &str, channel: &str) -> V
     json!({ "messages": v["channel"]["messages"]["nodes"], "roles": v["guild"]["roles"], "members": members })
 }
 
+/// A running hub of the three.
+fn at(hubs: &[Option<Server>], i: usize) -> &Server {
+    hubs[i].as_ref().expect("the hub is running")
+}
+
 /// At most this many posts in all, so that `read_models` sees every one.
 const MAX_POSTS: usize = 190;
 
 /// Three hubs whose every connection to each other passes through fault proxies: latency,
-/// drops, resets and lost answers, then a total partition, then healed. Users on all three
-/// keep posting (users of B and C through proposals to A). No post is refused: one whose
+/// drops, resets and lost answers, then a total partition, then healed; hub B is killed
+/// after the bad network and restarted a while after the healing. Users on all three keep
+/// posting (users of B and C through proposals to A). No post is refused: one whose
 /// owner cannot be reached waits in its hub's queue. Afterwards the three copies read the
 /// same — messages, members, roles — and every post is there exactly once: one whose answer
 /// was lost on the way is tried again with the same nonce, which the owner refuses as a
@@ -413,13 +419,12 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
             &format!("127.0.0.1:{}", ports[me]),
         )
     };
-    let hubs = [start(0), start(1), start(2)];
-    let (a, b, c) = (&hubs[0], &hubs[1], &hubs[2]);
+    let mut hubs = vec![Some(start(0)), Some(start(1)), Some(start(2))];
 
-    let ann = a.register("ann").await;
-    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Weather\"}) { id } }", json!({})).await;
+    let ann = at(&hubs, 0).register("ann").await;
+    let g = at(&hubs, 0).ok(Some(&ann), "mutation { createGuild(input: {name: \"Weather\"}) { id } }", json!({})).await;
     let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = a
+    let ch = at(&hubs, 0)
         .ok(
             Some(&ann),
             "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
@@ -427,19 +432,20 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
         )
         .await;
     let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
-    let invite = a
+    let invite = at(&hubs, 0)
         .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
         .await;
     let code = format!("{}@hub-a.test", invite["createInvite"]["code"].as_str().unwrap());
-    let bob = b.register("bob").await;
-    let carol = c.register("carol").await;
+    let bob = at(&hubs, 1).register("bob").await;
+    let carol = at(&hubs, 2).register("carol").await;
     let join = "mutation($c: String!) { joinGuild(code: $c) { id } }";
-    b.ok(Some(&bob), join, json!({ "c": code })).await;
-    c.ok(Some(&carol), join, json!({ "c": code })).await;
+    at(&hubs, 1).ok(Some(&bob), join, json!({ "c": code })).await;
+    at(&hubs, 2).ok(Some(&carol), join, json!({ "c": code })).await;
 
-    // Everyone posts, a post every 150 ms round the three, through three phases.
+    // Everyone posts, a post every 200 ms round the three, through the phases. Hub B is
+    // killed after the bad network and comes back once it has healed.
     let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
-    let writers = [(a, &ann), (b, &bob), (c, &carol)];
+    let tokens = [&ann, &bob, &carol];
     let mut told_ok: Vec<String> = Vec::new();
     let mut n = 0;
     let bad = Plan {
@@ -449,23 +455,32 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
         reset: 0.1,
         partition: None,
     };
-    for (plan, length) in [
-        (bad, Duration::from_secs(15)),
-        (Plan { partition: Some(Partition::Refuse), ..Plan::default() }, Duration::from_secs(5)),
-        (Plan { partition: Some(Partition::BlackHole), ..Plan::default() }, Duration::from_secs(5)),
-        (Plan::default(), Duration::from_secs(2)),
+    let mut turn = 0;
+    for (plan, length, b_up) in [
+        (bad, Duration::from_secs(15), true),
+        (Plan { partition: Some(Partition::Refuse), ..Plan::default() }, Duration::from_secs(5), false),
+        (Plan { partition: Some(Partition::BlackHole), ..Plan::default() }, Duration::from_secs(5), false),
+        (Plan::default(), Duration::from_secs(4), false),
+        (Plan::default(), Duration::from_secs(4), true),
     ] {
         faults.set(plan);
+        match (b_up, hubs[1].is_some()) {
+            (false, true) => hubs[1] = None,
+            (true, false) => hubs[1] = Some(start(1)),
+            _ => {}
+        }
         let end = Instant::now() + length;
         while Instant::now() < end && n < MAX_POSTS {
-            let (hub, token) = writers[n % 3];
+            turn += 1;
+            let Some(hub) = &hubs[turn % 3] else { continue };
+            let token = tokens[turn % 3];
             let body = format!("post {n}");
             n += 1;
             let r = hub.gql(Some(token), post, json!({ "c": channel, "b": body })).await;
             // A post is never refused for the owner's absence: it is appended, or it waits.
             assert!(r["errors"].is_null(), "{body}: {r}");
             told_ok.push(body);
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     eprintln!("{n} posts, {} told they succeeded; faults: {:?}", told_ok.len(), faults.tally());
@@ -475,9 +490,9 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     let end = Instant::now() + Duration::from_secs(120);
     let on_a = loop {
         let views = [
-            read_models(a, &ann, &guild, &channel).await,
-            read_models(b, &bob, &guild, &channel).await,
-            read_models(c, &carol, &guild, &channel).await,
+            read_models(at(&hubs, 0), &ann, &guild, &channel).await,
+            read_models(at(&hubs, 1), &bob, &guild, &channel).await,
+            read_models(at(&hubs, 2), &carol, &guild, &channel).await,
         ];
         if views[0] == views[1] && views[1] == views[2] {
             break views[0].clone();
