@@ -1,7 +1,8 @@
 //! A guild shared across two real hubs: hub A owns it; bob, whose account is on hub B,
 //! joins it from B with A's invite (`CODE@hub-a.test`) and chats in it through B's own
 //! GraphQL — his acts are proposed to A, A's answer is his — while ann on A chats back and
-//! A's events reach B. A ban issued on A then stops bob on B.
+//! A's events reach B: posts, edits, reactions, deletions, typing. A ban issued on A then
+//! stops bob on B.
 
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,8 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
         .await;
     let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
     let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
-    a.ok(Some(&ann), post, json!({ "c": channel, "b": "welcome" })).await;
+    let welcome = a.ok(Some(&ann), post, json!({ "c": channel, "b": "welcome" })).await;
+    let welcome = welcome["sendMessage"]["id"].as_str().unwrap().to_owned();
     let invite = a
         .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
         .await;
@@ -103,14 +105,16 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
     .await;
 
     // bob posts on B: it is appended by A, readable on both.
-    b.ok(Some(&bob), post, json!({ "c": channel, "b": "hi from hub B" })).await;
+    let hi = b.ok(Some(&bob), post, json!({ "c": channel, "b": "hi from hub B" })).await;
+    let hi = hi["sendMessage"]["id"].as_str().unwrap().to_owned();
     assert_eq!(bodies(&a, &ann, &channel).await, ["welcome", "hi from hub B"]);
     until(Duration::from_secs(10), "bob's message on B", || async {
         bodies(&b, &bob, &channel).await == ["welcome", "hi from hub B"]
     })
     .await;
     // ann answers on A; A's sender brings it to B.
-    a.ok(Some(&ann), post, json!({ "c": channel, "b": "hello bob" })).await;
+    let hello = a.ok(Some(&ann), post, json!({ "c": channel, "b": "hello bob" })).await;
+    let hello = hello["sendMessage"]["id"].as_str().unwrap().to_owned();
     until(Duration::from_secs(10), "ann's answer on B", || async {
         bodies(&b, &bob, &channel).await == ["welcome", "hi from hub B", "hello bob"]
     })
@@ -130,6 +134,34 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
         .filter_map(|m| m["user"]["id"].as_str())
         .collect();
     assert!(ids.contains(&"@ann:hub-a.test") && ids.contains(&"@bob:hub-b.test"), "{members}");
+
+    // bob edits his post and reacts to ann's, from B; ann deletes her first one on A: both
+    // hubs show all three.
+    b.ok(
+        Some(&bob),
+        "mutation($m: ID!) { editMessage(id: $m, body: \"hi from hub B, edited\") { id } }",
+        json!({ "m": hi }),
+    )
+    .await;
+    b.ok(Some(&bob), "mutation($m: ID!) { addReaction(messageId: $m, emoji: \"👍\") }", json!({ "m": hello })).await;
+    a.ok(Some(&ann), "mutation($m: ID!) { deleteMessage(id: $m) }", json!({ "m": welcome })).await;
+    for (hub, token, name) in [(&a, &ann, "A"), (&b, &bob, "B")] {
+        let what = format!("the edit, the reaction and the deletion on {name}");
+        until(Duration::from_secs(10), &what, || async {
+            let m = hub
+                .gql(
+                    Some(token),
+                    "query($c: ID!) { channel(id: $c) { messages(last: 10) { nodes { body deleted reactions { emoji count } } } } }",
+                    json!({ "c": channel }),
+                )
+                .await;
+            let nodes = m["data"]["channel"]["messages"]["nodes"].clone();
+            nodes[0]["deleted"] == true
+                && nodes[1]["body"] == "hi from hub B, edited"
+                && nodes[2]["reactions"] == json!([{ "emoji": "👍", "count": 1 }])
+        })
+        .await;
+    }
 
     // Typing crosses hubs both ways, live on each hub's own subscriptions.
     let subscription = "subscription($c: ID!) { channelEvents(channelId: $c) { kind actor { id } } }";
@@ -157,13 +189,21 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
         .await;
     assert_eq!(code_of(&refused), "FORBIDDEN", "{refused}");
 
-    // ann bans bob on A: his next post on B is refused, and nothing of it is stored.
+    // bob follows the guild on B; ann bans him on A: the ban reaches B, which ends his
+    // subscription at once and refuses his next post; nothing of it is stored.
+    let mut follow = Ws::connect(&b.ws_url(), &bob).await;
+    follow.subscribe("g", "subscription($g: ID!) { guildEvents(guildId: $g) { kind } }", json!({ "g": guild })).await;
+    follow.send(json!({ "type": "ping" })).await;
+    assert_eq!(follow.next().await.unwrap()["type"], "pong");
     a.ok(
         Some(&ann),
         "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u, reason: \"spam\") }",
         json!({ "g": guild, "u": "@bob:hub-b.test" }),
     )
     .await;
+    let ended = follow.next().await.unwrap();
+    assert_eq!(ended["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{ended}");
+    assert_eq!(follow.next().await.unwrap(), json!({ "id": "g", "type": "complete" }));
     let refused = b.gql(Some(&bob), post, json!({ "c": channel, "b": "after the ban" })).await;
     assert_eq!(code_of(&refused), "FORBIDDEN", "{refused}");
     assert!(!bodies(&a, &ann, &channel).await.contains(&"after the ban".to_owned()));
