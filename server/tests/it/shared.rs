@@ -404,17 +404,23 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
 }
 
 /// What a member sees of a guild on their own hub, for comparing copies: every message of
-/// the channel (id, body, author, deleted; up to 200, a page), the members with their roles, the
-/// roles with their permissions.
+/// the channel (id, body, author, deleted; up to 200, a page), the members with their roles,
+/// the roles with their permissions, the bans (the viewer needs BAN_MEMBERS).
 async fn read_models(hub: &Server, token: &str, guild: &str, channel: &str) -> Value {
     let q = "query($g: ID!, $c: ID!) {
         channel(id: $c) { messages(last: 200) { nodes { id body author { id } deleted } } }
-        guild(id: $g) { roles { id name permissions } members(first: 100) { nodes { user { id } roles } } }
+        guild(id: $g) {
+            roles { id name permissions }
+            members(first: 100) { nodes { user { id } roles } }
+            bans { user { id } by { id } reason }
+        }
     }";
     let v = hub.ok(Some(token), q, json!({ "g": guild, "c": channel })).await;
     let mut members = v["guild"]["members"]["nodes"].as_array().cloned().unwrap_or_default();
     members.sort_by_key(|m| m["user"]["id"].as_str().unwrap_or_default().to_owned());
-    json!({ "messages": v["channel"]["messages"]["nodes"], "roles": v["guild"]["roles"], "members": members })
+    let mut bans = v["guild"]["bans"].as_array().cloned().unwrap_or_default();
+    bans.sort_by_key(|b| b["user"]["id"].as_str().unwrap_or_default().to_owned());
+    json!({ "messages": v["channel"]["messages"]["nodes"], "roles": v["guild"]["roles"], "members": members, "bans": bans })
 }
 
 /// A running hub of the three.
@@ -430,9 +436,9 @@ const MAX_POSTS: usize = 190;
 /// after the bad network and restarted a while after the healing. Users on all three keep
 /// posting (users of B and C through proposals to A). No post is refused: one whose
 /// owner cannot be reached waits in its hub's queue. Afterwards the three copies read the
-/// same — messages, members, roles — and every post is there exactly once: one whose answer
-/// was lost on the way is tried again with the same nonce, which the owner refuses as a
-/// replay instead of appending it twice.
+/// same — messages, members, roles, bans — and every post is there exactly once: one whose
+/// answer was lost on the way is tried again with the same nonce, which the owner refuses
+/// as a replay instead of appending it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_models() {
     use crate::faults::{Faults, Partition, Plan, Proxy};
@@ -481,6 +487,38 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     let join = "mutation($c: String!) { joinGuild(code: $c) { id } }";
     at(&hubs, 1).ok(Some(&bob), join, json!({ "c": code })).await;
     at(&hubs, 2).ok(Some(&carol), join, json!({ "c": code })).await;
+    // dave (C) and erin (B) join too; bob and carol become wardens, who may ban, and carol
+    // bans erin from C before the network turns bad (ann bans dave while it is bad).
+    let dave = at(&hubs, 2).register("dave").await;
+    at(&hubs, 2).ok(Some(&dave), join, json!({ "c": code })).await;
+    let erin = at(&hubs, 1).register("erin").await;
+    at(&hubs, 1).ok(Some(&erin), join, json!({ "c": code })).await;
+    let wardens = at(&hubs, 0)
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createRole(input: {guildId: $g, name: \"wardens\", permissions: [BAN_MEMBERS]}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    let wardens = wardens["createRole"]["id"].as_str().unwrap().to_owned();
+    for user in ["@bob:hub-b.test", "@carol:hub-c.test"] {
+        at(&hubs, 0)
+            .ok(
+                Some(&ann),
+                "mutation($g: ID!, $u: ID!, $r: ID!) { assignRole(guildId: $g, userId: $u, roleId: $r) }",
+                json!({ "g": guild, "u": user, "r": wardens }),
+            )
+            .await;
+    }
+    until(Duration::from_secs(10), "carol a warden on C", || async {
+        let me = at(&hubs, 2)
+            .gql(Some(&carol), "query($g: ID!) { guild(id: $g) { me { roles } } }", json!({ "g": guild }))
+            .await;
+        me["data"]["guild"]["me"]["roles"].as_array().is_some_and(|r| r.iter().any(|r| r == wardens.as_str()))
+    })
+    .await;
+    let ban = "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u, reason: \"test\") }";
+    at(&hubs, 2).ok(Some(&carol), ban, json!({ "g": guild, "u": "@erin:hub-b.test" })).await;
 
     // Everyone posts, a post every 200 ms round the three, through the phases. Hub B is
     // killed after the bad network and comes back once it has healed.
@@ -512,6 +550,9 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
         let end = Instant::now() + length;
         while Instant::now() < end && n < MAX_POSTS {
             turn += 1;
+            if turn == 5 {
+                at(&hubs, 0).ok(Some(&ann), ban, json!({ "g": guild, "u": "@dave:hub-c.test" })).await;
+            }
             let Some(hub) = &hubs[turn % 3] else { continue };
             let token = tokens[turn % 3];
             let body = format!("post {n}");
@@ -546,6 +587,7 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    assert_eq!(on_a["bans"].as_array().map(Vec::len), Some(2), "erin's and dave's bans: {}", on_a["bans"]);
     let bodies: Vec<&str> = on_a["messages"].as_array().unwrap().iter().filter_map(|m| m["body"].as_str()).collect();
     for body in &told_ok {
         assert_eq!(bodies.iter().filter(|b| *b == body).count(), 1, "{body} once: {bodies:?}");
