@@ -264,16 +264,10 @@ async fn serve_stream(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let request = Request { method: "GET", target, body: b"" };
-    let peer = match api.authenticate_peer(authorization, &request).await {
+    let peer = match api.peer_request("GET", &uri, &headers, b"").await {
         Ok(origin) => origin,
         Err(response) => return response,
     };
-    if let Err(response) = api.peer_rate(&peer).await {
-        return response;
-    }
     match api.stream_for_peer(&peer, &stream, from, limit.clamp(1, MAX_BACKFILL)).await {
         Ok(events) => {
             let next = events.last().map(|e| e.event.core.seq + 1);
@@ -293,14 +287,7 @@ pub(crate) async fn invite(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let request = Request { method: "GET", target, body: b"" };
-    let peer = match api.authenticate_peer(authorization, &request).await {
-        Ok(origin) => origin,
-        Err(response) => return response,
-    };
-    if let Err(response) = api.peer_rate(&peer).await {
+    if let Err(response) = api.peer_request("GET", &uri, &headers, b"").await {
         return response;
     }
     let code: openguild_domain::InviteCode = match code.parse() {
@@ -379,16 +366,10 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let request = Request { method: "PUT", target, body: &body };
-    let origin = match api.authenticate_peer(authorization, &request).await {
+    let origin = match api.peer_request("PUT", &uri, &headers, &body).await {
         Ok(origin) => origin,
         Err(response) => return response,
     };
-    if let Err(response) = api.peer_rate(&origin).await {
-        return response;
-    }
     if let Some(answer) = api.federation.answer(&origin, &txn_id) {
         return Json(answer).into_response();
     }
@@ -495,8 +476,24 @@ impl Api {
         })
     }
 
+    /// Authenticates a peer's signed request and takes it from the peer's rate bucket, before
+    /// any other work: the peer, or the refusal to answer with.
+    pub(crate) async fn peer_request(
+        &self,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<ServerName, Response> {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let peer = self.authenticate_peer(authorization, &Request { method, target, body }).await?;
+        self.peer_rate(&peer).await?;
+        Ok(peer)
+    }
+
     /// Takes one request from `origin`'s bucket: a peer that floods is slowed, not served.
-    pub(crate) async fn peer_rate(&self, origin: &ServerName) -> Result<(), Response> {
+    async fn peer_rate(&self, origin: &ServerName) -> Result<(), Response> {
         let limits = &self.settings.limits;
         let rate = crate::limits::Rate {
             per_second: limits.federation_requests_per_second,

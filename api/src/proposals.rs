@@ -20,7 +20,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use openguild_domain::proposal::{self, Seal};
 use openguild_domain::{EventBody, StreamId, UserId};
-use openguild_federation::request::Request;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -84,16 +83,10 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let request = Request { method: "PUT", target, body: &body };
-    let origin = match api.authenticate_peer(authorization, &request).await {
+    let origin = match api.peer_request("PUT", &uri, &headers, &body).await {
         Ok(origin) => origin,
         Err(response) => return response,
     };
-    if let Err(response) = api.peer_rate(&origin).await {
-        return response;
-    }
     let answer_id = format!("propose/{nonce}");
     if let Some(answer) = api.federation.answer(&origin, &answer_id) {
         return Json(answer).into_response();

@@ -43,19 +43,7 @@ impl Api {
         sender: &UserId,
         bodies: Vec<EventBody>,
     ) -> Result<Executed, ApiError> {
-        let body = match <[EventBody; 1]>::try_from(bodies) {
-            Ok([body]) => body,
-            Err(bodies) if bodies.is_empty() => return Ok(Executed { events: Vec::new(), position: 0 }),
-            Err(bodies) => {
-                return Err(ApiError::new(
-                    "INVALID_INPUT",
-                    format!(
-                        "this makes {} events in a guild owned by {owner}; across hubs a command makes one event",
-                        bodies.len()
-                    ),
-                ));
-            }
-        };
+        let Some(body) = one_body(owner, bodies)? else { return Ok(Executed { events: Vec::new(), position: 0 }) };
         let wire = self.send_proposal(owner, &stream, sender, &body).await?;
         self.take_answer(owner, &wire).await
     }
@@ -106,8 +94,7 @@ impl Api {
         sender: &UserId,
         bodies: Vec<EventBody>,
     ) -> Result<Posted, ApiError> {
-        let [body] = <[EventBody; 1]>::try_from(bodies)
-            .map_err(|_| ApiError::internal("a post decided other than one event"))?;
+        let body = one_body(owner, bodies)?.ok_or_else(|| ApiError::internal("a post decided no event"))?;
         let proposal = Proposal::new(self.commands.key(), &stream, sender, &body, random16(), now())
             .map_err(|e| ApiError::invalid("event", e))?;
         let db = self.projections.db();
@@ -227,6 +214,18 @@ impl Api {
             return Ok(answer);
         }
         Err(owners_refusal(owner, &answer["error"]))
+    }
+}
+
+/// The one event a command on another hub's guild decided (none: nothing to propose).
+/// Across hubs a proposal is one event, so a command that makes several is refused.
+fn one_body(owner: &ServerName, mut bodies: Vec<EventBody>) -> Result<Option<EventBody>, ApiError> {
+    match bodies.len() {
+        0 | 1 => Ok(bodies.pop()),
+        n => Err(ApiError::new(
+            "INVALID_INPUT",
+            format!("this makes {n} events in a guild owned by {owner}; across hubs a command makes one event"),
+        )),
     }
 }
 
