@@ -10,6 +10,7 @@ use openguild_domain::{EventBody, StreamId, Timestamp, UserId};
 use serde_json::{Value, json};
 
 use crate::federation::{TestPeer, now_ms, openguild};
+use crate::shared::{guild_with_channel, invite_code};
 use crate::support::Server;
 
 fn at(ms: u64) -> Timestamp {
@@ -50,20 +51,8 @@ async fn a_peer_acts_for_its_own_user_by_proposal_and_a_hostile_peer_gets_nothin
     let config = format!("[federation]\npeers = [\"peer.test={}\"]\n", peer.url);
     let hub = Server::start(&data, &config, &[]);
     let ann = hub.register("ann").await;
-    let g = hub.ok(Some(&ann), "mutation { createGuild(input: {name: \"Shared\"}) { id } }", json!({})).await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let c = hub
-        .ok(
-            Some(&ann),
-            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
-    let invite = hub
-        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
-        .await;
-    let code = invite["createInvite"]["code"].as_str().unwrap().to_owned();
+    let (guild, channel) = guild_with_channel(&hub, &ann, "Shared").await;
+    let code = invite_code(&hub, &ann, &guild).await;
     let guild_stream = StreamId::Guild(guild.parse().unwrap());
     let channel_stream = StreamId::Channel(channel.parse().unwrap());
     let erin: UserId = "@erin:peer.test".parse().unwrap();

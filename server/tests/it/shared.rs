@@ -11,6 +11,30 @@ use serde_json::{Value, json};
 use crate::federation::{free_port, openguild, stream_ids};
 use crate::support::{Server, Ws};
 
+/// A guild made by `token` on `hub`, with a text channel `chat`: their ids.
+pub(crate) async fn guild_with_channel(hub: &Server, token: &str, name: &str) -> (String, String) {
+    let g = hub
+        .ok(Some(token), "mutation($n: String!) { createGuild(input: {name: $n}) { id } }", json!({ "n": name }))
+        .await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let c = hub
+        .ok(
+            Some(token),
+            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await;
+    (guild, c["createChannel"]["id"].as_str().unwrap().to_owned())
+}
+
+/// A new invite code of `guild`, made by `token` on `hub`.
+pub(crate) async fn invite_code(hub: &Server, token: &str, guild: &str) -> String {
+    let invite = hub
+        .ok(Some(token), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
+        .await;
+    invite["createInvite"]["code"].as_str().unwrap().to_owned()
+}
+
 /// The bodies of a channel's last messages as `token` reads them on `hub`.
 async fn bodies(hub: &Server, token: &str, channel: &str) -> Vec<String> {
     let m = hub
@@ -68,23 +92,11 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
 
     // ann on A runs a guild with a channel and an invite.
     let ann = a.register("ann").await;
-    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Co-op\"}) { id } }", json!({})).await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let c = a
-        .ok(
-            Some(&ann),
-            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let channel = c["createChannel"]["id"].as_str().unwrap().to_owned();
+    let (guild, channel) = guild_with_channel(&a, &ann, "Co-op").await;
     let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
     let welcome = a.ok(Some(&ann), post, json!({ "c": channel, "b": "welcome" })).await;
     let welcome = welcome["sendMessage"]["id"].as_str().unwrap().to_owned();
-    let invite = a
-        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
-        .await;
-    let code = invite["createInvite"]["code"].as_str().unwrap().to_owned();
+    let code = invite_code(&a, &ann, &guild).await;
 
     // bob, on B, joins with A's invite: the guild and its history are on B when it returns.
     let bob = b.register("bob").await;
@@ -264,16 +276,7 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
 
     // ann on A: a guild, a channel, a moderators' role, an invite.
     let ann = a.register("ann").await;
-    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Three\"}) { id } }", json!({})).await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = a
-        .ok(
-            Some(&ann),
-            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
+    let (guild, channel) = guild_with_channel(&a, &ann, "Three").await;
     let role = a
         .ok(
             Some(&ann),
@@ -282,10 +285,7 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
         )
         .await;
     let role = role["createRole"]["id"].as_str().unwrap().to_owned();
-    let invite = a
-        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
-        .await;
-    let code = format!("{}@hub-a.test", invite["createInvite"]["code"].as_str().unwrap());
+    let code = format!("{}@hub-a.test", invite_code(&a, &ann, &guild).await);
 
     // bob (B) and carol (C) join from their own hubs; ann makes carol a moderator.
     let bob = b.register("bob").await;
@@ -493,20 +493,8 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     let mut hubs = vec![Some(start(0)), Some(start(1)), Some(start(2))];
 
     let ann = at(&hubs, 0).register("ann").await;
-    let g = at(&hubs, 0).ok(Some(&ann), "mutation { createGuild(input: {name: \"Weather\"}) { id } }", json!({})).await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = at(&hubs, 0)
-        .ok(
-            Some(&ann),
-            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
-    let invite = at(&hubs, 0)
-        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
-        .await;
-    let code = format!("{}@hub-a.test", invite["createInvite"]["code"].as_str().unwrap());
+    let (guild, channel) = guild_with_channel(at(&hubs, 0), &ann, "Weather").await;
+    let code = format!("{}@hub-a.test", invite_code(at(&hubs, 0), &ann, &guild).await);
     let bob = at(&hubs, 1).register("bob").await;
     let carol = at(&hubs, 2).register("carol").await;
     let join = "mutation($c: String!) { joinGuild(code: $c) { id } }";
@@ -661,20 +649,8 @@ async fn posts_made_while_the_owner_is_down_wait_and_arrive_in_order_once() {
         &format!("127.0.0.1:{b_port}"),
     );
     let ann = a.register("ann").await;
-    let g = a.ok(Some(&ann), "mutation { createGuild(input: {name: \"Patience\"}) { id } }", json!({})).await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = a
-        .ok(
-            Some(&ann),
-            "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-            json!({ "g": guild }),
-        )
-        .await;
-    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
-    let invite = a
-        .ok(Some(&ann), "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }", json!({ "g": guild }))
-        .await;
-    let code = format!("{}@hub-a.test", invite["createInvite"]["code"].as_str().unwrap());
+    let (guild, channel) = guild_with_channel(&a, &ann, "Patience").await;
+    let code = format!("{}@hub-a.test", invite_code(&a, &ann, &guild).await);
     let bob = b.register("bob").await;
     b.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
 
