@@ -264,7 +264,7 @@ async fn serve_stream(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    let peer = match api.peer_request("GET", &uri, &headers, b"").await {
+    let peer = match api.peer_request("GET", uri, headers, b"").await {
         Ok(origin) => origin,
         Err(response) => return response,
     };
