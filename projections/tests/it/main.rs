@@ -13,5 +13,6 @@ mod consistency;
 mod postgres;
 mod rebuild;
 mod replay;
+mod sqlite_build;
 mod support;
 mod tidy;
