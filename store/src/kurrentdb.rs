@@ -64,7 +64,9 @@ use tokio::sync::{RwLock, watch};
 use tokio::task::AbortHandle;
 
 use crate::batch::{self, Head, Plan};
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, decode_row};
+use crate::{
+    AppendResult, Direction, EventStore, ExpectedVersion, Options, Queued, StoreError, StoredEvent, decode_row,
+};
 
 /// Events asked for per request while scanning `$all`.
 const PAGE: usize = 512;
@@ -234,9 +236,8 @@ impl Drop for KurrentStore {
     }
 }
 
-#[async_trait]
-impl EventStore for KurrentStore {
-    async fn append(
+impl KurrentStore {
+    async fn append_now(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -258,6 +259,19 @@ impl EventStore for KurrentStore {
         }
         let actual = self.last_event(&name).await?.map(|e| e.event.core.seq);
         Err(StoreError::Conflict { stream: stream.clone(), expected, actual })
+    }
+}
+
+#[async_trait]
+impl EventStore for KurrentStore {
+    /// KurrentDB takes appends one by one: this one is done when it returns.
+    async fn queue(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<SignedEvent>,
+    ) -> Result<Queued, StoreError> {
+        Ok(Queued::ready(self.append_now(stream, expected, events).await))
     }
 
     async fn read_stream(

@@ -85,6 +85,33 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// An append taken in line by [`EventStore::queue`]: [`Queued::committed`] answers it.
+pub struct Queued(Waiting);
+
+enum Waiting {
+    Done(Result<AppendResult, StoreError>),
+    Writer(tokio::sync::oneshot::Receiver<Result<AppendResult, StoreError>>),
+}
+
+impl Queued {
+    /// An append that is already done (an adapter that appends one at a time).
+    pub fn ready(result: Result<AppendResult, StoreError>) -> Self {
+        Queued(Waiting::Done(result))
+    }
+
+    pub(crate) fn writer(reply: tokio::sync::oneshot::Receiver<Result<AppendResult, StoreError>>) -> Self {
+        Queued(Waiting::Writer(reply))
+    }
+
+    /// Waits for the append's outcome: `Ok` means durable.
+    pub async fn committed(self) -> Result<AppendResult, StoreError> {
+        match self.0 {
+            Waiting::Done(result) => result,
+            Waiting::Writer(reply) => reply.await.map_err(|_| StoreError::Closed)?,
+        }
+    }
+}
+
 /// The event store port. Every adapter passes the same conformance suite.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -97,7 +124,20 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<SignedEvent>,
-    ) -> Result<AppendResult, StoreError>;
+    ) -> Result<AppendResult, StoreError> {
+        self.queue(stream, expected, events).await?.committed().await
+    }
+
+    /// Takes an append in line and returns before it is durable: appends queued after it
+    /// are checked against the stream as it will be after it, and written after it. A
+    /// caller that holds a stream's lock can so queue the next append while this one
+    /// commits, and many commit together. An adapter without a queue appends here.
+    async fn queue(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<SignedEvent>,
+    ) -> Result<Queued, StoreError>;
 
     /// Events of one stream: forward from `from_seq` (inclusive), or backward from it
     /// (inclusive; `u64::MAX` for the end).

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
 use crate::sqlite::migrate_error;
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, Queued, StoreError, StoredEvent, clamp};
 
 const CHANNEL: &str = "openguild_events";
 
@@ -99,19 +99,17 @@ async fn listen(connect: PgConnectOptions, head: watch::Sender<u64>) {
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn append(
+    async fn queue(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<SignedEvent>,
-    ) -> Result<AppendResult, StoreError> {
+    ) -> Result<Queued, StoreError> {
         batch::check_shape(stream, &events, self.options.max_event_bytes)?;
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Append(Request { stream: stream.clone(), expected, events, reply }))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let request = Request { stream: stream.clone(), expected, events, reply };
+        self.jobs.send(Job::Append(request)).await.map_err(|_| StoreError::Closed)?;
+        Ok(Queued::writer(rx))
     }
 
     async fn read_stream(

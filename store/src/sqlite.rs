@@ -22,7 +22,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, Head, Plan, Request};
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, StoreError, StoredEvent, clamp};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, Options, Queued, StoreError, StoredEvent, clamp};
 
 /// `PRAGMA application_id` of an OpenGuild event store ("OGES").
 const APPLICATION_ID: i32 = 0x4F47_4553;
@@ -89,6 +89,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let mut writer = SqliteConnection::connect_with(&connect).await.map_err(|e| fail(corrupt(e)))?;
         sqlx::migrate!("../migrations/sqlite").run(&mut writer).await.map_err(|e| fail(migrate_error(e)))?;
+        warn_without_qpsg(&mut writer).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA application_id = {APPLICATION_ID}")))
             .execute(&mut writer)
             .await
@@ -169,6 +170,20 @@ impl SqliteStore {
     }
 }
 
+/// Says so when this build's SQLite lacks the query planner stability guarantee, which
+/// the workspace's `.cargo/config.toml` turns on: without it every statement with a bound
+/// `LIMIT ?` is parsed again on each run (correct, but far slower).
+async fn warn_without_qpsg(conn: &mut SqliteConnection) {
+    let options: Vec<String> =
+        sqlx::query_scalar("PRAGMA compile_options").fetch_all(&mut *conn).await.unwrap_or_default();
+    if !options.iter().any(|o| o == "ENABLE_QPSG") {
+        tracing::warn!(
+            "this build's SQLite lacks ENABLE_QPSG: paged reads are re-prepared on every run; \
+             build openguild from its workspace (its .cargo/config.toml sets LIBSQLITE3_FLAGS)"
+        );
+    }
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
@@ -230,17 +245,17 @@ pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> String {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(
+    async fn queue(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<SignedEvent>,
-    ) -> Result<AppendResult, StoreError> {
+    ) -> Result<Queued, StoreError> {
         batch::check_shape(stream, &events, self.options.max_event_bytes)?;
         let (reply, rx) = oneshot::channel();
         let request = Request { stream: stream.clone(), expected, events, reply };
         self.jobs.send(Job::Append(request)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(Queued::writer(rx))
     }
 
     async fn read_stream(

@@ -250,6 +250,37 @@ pub async fn oversized_events_are_refused_with_the_limit(store: Store) {
     assert!(err.to_string().contains("65536"), "the error names the limit: {err}");
 }
 
+/// Appends queued one after another, each built on the one before, commit in that order
+/// (together, where the adapter groups commits); one refused takes down those built on it.
+pub async fn queued_appends_commit_in_line(store: Store) {
+    let mut chain = Chain::new(5);
+    let mut queued = Vec::new();
+    for version in 0..20u64 {
+        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+        let next = chain.next(1);
+        queued.push(store.queue(&chain.stream, expected, next).await.unwrap());
+    }
+    let mut positions = Vec::new();
+    for q in queued {
+        positions.extend(q.committed().await.unwrap().positions);
+    }
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let all = store.read_stream(&chain.stream, 1, 100, Direction::Forward).await.unwrap();
+    assert_eq!(all.len(), 20);
+
+    // A stale append (version 5 again), then one built on it: both are refused, and an
+    // append on the true head after them is written.
+    let stale = chain.sign(6, Some(all[4].event.id), "a stale sixth event");
+    let built_on_it = chain.sign(7, Some(stale.event.id), "built on the stale one");
+    let first = store.queue(&chain.stream, ExpectedVersion::Exact(5), vec![stale]).await.unwrap();
+    let second = store.queue(&chain.stream, ExpectedVersion::Exact(6), vec![built_on_it]).await.unwrap();
+    let head = chain.next(1);
+    let third = store.queue(&chain.stream, ExpectedVersion::Exact(20), head).await.unwrap();
+    assert!(matches!(first.committed().await, Err(StoreError::Conflict { actual: Some(20), .. })));
+    assert!(matches!(second.committed().await, Err(StoreError::Conflict { actual: Some(20), .. })));
+    assert_eq!(third.committed().await.unwrap().version, 21);
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod sqlite {
@@ -318,6 +349,7 @@ conformance!(
     a_subscriber_resumes_from_its_checkpoint,
     erase_body_keeps_the_event_verifiable,
     oversized_events_are_refused_with_the_limit,
+    queued_appends_commit_in_line,
 );
 
 kurrentdb_conformance!(
@@ -329,4 +361,5 @@ kurrentdb_conformance!(
     a_live_subscriber_sees_every_event_once_in_order,
     a_subscriber_resumes_from_its_checkpoint,
     oversized_events_are_refused_with_the_limit,
+    queued_appends_commit_in_line,
 );
