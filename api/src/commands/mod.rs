@@ -180,43 +180,16 @@ impl Commands {
         Ok(done)
     }
 
-    /// The one append loop: decide against the cached aggregate, sign, append with the
-    /// version decided against, move the aggregate on. A version conflict (another node
-    /// wrote) reloads the stream and decides again, a few times, with a random pause.
+    /// Runs a command on a stream whose aggregate is `cell`, with no other state to consult.
     async fn execute<A: Aggregate>(
         &self,
         stream: &StreamId,
         cell: &Mutex<A>,
-        (sender, now, seal): (&UserId, Timestamp, Option<&Seal>),
+        signer: (&UserId, Timestamp, Option<&Seal>),
         what: &'static str,
         decide: impl Fn(&A) -> Result<Vec<EventBody>, DomainError>,
     ) -> Result<Executed, CommandError> {
-        for attempt in 0..ATTEMPTS {
-            let mut state = cell.lock().await;
-            let bodies = decide(&state)?;
-            if bodies.is_empty() {
-                return Ok(Executed { events: Vec::new(), position: 0 });
-            }
-            let version = state.version();
-            let signed = self.sign(stream, version, state.head(), vec![], sender, now, bodies, seal)?;
-            let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
-            match self.store.append(stream, expected, signed.clone()).await {
-                Ok(result) => {
-                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-                    for e in &events {
-                        *state = std::mem::take(&mut *state).apply(e);
-                    }
-                    return Ok(Executed { events, position: last(&result.positions) });
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    *state = A::replay(&read_whole(&*self.store, stream).await?);
-                    drop(state);
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended(what))
+        self.append_loop(stream, cell, None, signer, what, |state, _| Ok((decide(state)?, Vec::new()))).await
     }
 
     /// Runs a message command in a channel, decided against its guild as it is now. Each
@@ -228,11 +201,9 @@ impl Commands {
         cmd: &MessageCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
-        self.message_with(actor, id, now, None, |guild, state| channel::decide(guild, id, state, actor, cmd, now)).await
+        self.message_with(actor, id, now, None, |g, state| channel::decide(g, id, state, actor, cmd, now)).await
     }
 
-    /// The append loop of a channel's stream, for a decision against the guild and the
-    /// channel as they are now.
     async fn message_with(
         &self,
         actor: &UserId,
@@ -245,35 +216,71 @@ impl Commands {
         let guild_id = self.guild_of(id).await?;
         let guild_cell = self.guild_cell(guild_id).await?;
         let cell = self.channel_cell(id).await?;
+        let decide = |state: &ChannelState, guild: Option<&Guild>| {
+            let guild = guild.ok_or(DomainError::NotFound { what: "guild", id: guild_id.to_string() })?;
+            self.owned_here(guild)?;
+            Ok((decide(guild, state)?, guild.head.into_iter().collect()))
+        };
+        self.append_loop(&stream, &cell, Some((guild_id, &*guild_cell)), (actor, now, seal), "channel", decide).await
+    }
+
+    async fn append_loop<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        cell: &Mutex<A>,
+        guild: Option<(GuildId, &Mutex<Guild>)>,
+        (sender, now, seal): (&UserId, Timestamp, Option<&Seal>),
+        what: &'static str,
+        decide: impl Fn(&A, Option<&Guild>) -> Result<(Vec<EventBody>, Vec<EventId>), DomainError>,
+    ) -> Result<Executed, CommandError> {
         for attempt in 0..ATTEMPTS {
-            let mut state = cell.lock().await;
-            let (bodies, auth) = {
-                let guild = guild_cell.lock().await;
-                self.owned_here(&guild)?;
-                (decide(&guild, &state)?, guild.head.into_iter().collect())
-            };
-            let signed = self.sign(&stream, state.version, state.head, auth, actor, now, bodies, seal)?;
-            let expected =
-                if state.version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
-            match self.store.append(&stream, expected, signed.clone()).await {
-                Ok(result) => {
-                    let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-                    for e in &events {
-                        *state = channel::evolve(std::mem::take(&mut *state), e);
-                    }
-                    return Ok(Executed { events, position: last(&result.positions) });
+            let (queued, events) = {
+                let mut state = cell.lock().await;
+                let (bodies, auth) = match guild {
+                    Some((_, g)) => decide(&state, Some(&*g.lock().await))?,
+                    None => decide(&state, None)?,
+                };
+                if bodies.is_empty() {
+                    return Ok(Executed { events: Vec::new(), position: 0 });
                 }
-                Err(StoreError::Conflict { .. }) => {
-                    *state = load_channel(&*self.store, id).await?;
-                    // The guild may have moved too (a ban, a lock) on another node.
-                    *guild_cell.lock().await = load_guild(&*self.store, guild_id).await?;
+                let version = state.version();
+                let signed = self.sign(stream, version, state.head(), auth, sender, now, bodies, seal)?;
+                let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+                let events: Vec<Event> = signed.iter().map(|s| s.event.clone()).collect();
+                let queued = self.store.queue(stream, expected, signed).await?;
+                for e in &events {
+                    *state = std::mem::take(&mut *state).apply(e);
+                }
+                (queued, events)
+            };
+            match queued.committed().await {
+                Ok(result) => return Ok(Executed { events, position: last(&result.positions) }),
+                Err(e) => {
+                    let mut state = cell.lock().await;
+                    // If this read fails too, the commands queued next fail with a
+                    // conflict and read it again. The guild may have moved too (a ban, a
+                    // lock) on another node.
+                    let reload = async {
+                        if let Some((id, g)) = guild {
+                            *g.lock().await = load_guild(&*self.store, id).await?;
+                        }
+                        Ok::<_, StoreError>(A::replay(&read_whole(&*self.store, stream).await?))
+                    };
+                    match (reload.await, e) {
+                        (Ok(fresh), StoreError::Conflict { .. }) => *state = fresh,
+                        (Ok(fresh), e) => {
+                            *state = fresh;
+                            return Err(e.into());
+                        }
+                        (Err(why), StoreError::Conflict { .. }) => return Err(why.into()),
+                        (Err(_), e) => return Err(e.into()),
+                    }
                     drop(state);
                     backoff(attempt).await;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
-        Err(CommandError::Contended("channel"))
+        Err(CommandError::Contended(what))
     }
 
     /// What `cmd` by `actor` would make of a guild's stream as this hub's copy stands, without
