@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openguild_domain::guild::Guild;
+use openguild_domain::channel::MessageCommand;
+use openguild_domain::guild::{Guild, GuildCommand};
 use openguild_domain::{ChannelId, EventBody, GuildId, InviteCode, ServerName, StreamId, UserId};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ use openguild_projections::queries;
 
 use crate::Api;
 use crate::clock::now;
-use crate::commands::{Executed, random16};
+use crate::commands::{CommandError, Executed, random16};
 use crate::errors::ApiError;
 use crate::federation::WireEvent;
 use crate::proposals::Proposal;
@@ -46,6 +47,52 @@ impl Api {
         let Some(body) = one_body(owner, bodies)? else { return Ok(Executed { events: Vec::new(), position: 0 }) };
         let wire = self.send_proposal(owner, &stream, sender, &body).await?;
         self.take_answer(owner, &wire).await
+    }
+
+    /// What `cmd` of `user` makes of `guild`, owned by `owner`, decided against this hub's
+    /// copy. The copy may be behind the owner's (a member who joined a moment ago): a
+    /// refusal is checked again after catching up with the owner, and stands if the owner
+    /// cannot be reached.
+    pub(crate) async fn decide_guild_elsewhere(
+        &self,
+        owner: &ServerName,
+        user: &UserId,
+        guild: GuildId,
+        cmd: &GuildCommand,
+    ) -> Result<Vec<EventBody>, ApiError> {
+        match self.commands.decide_guild(user, guild, cmd, now()).await {
+            Err(CommandError::Domain(refused)) => {
+                if self.pull_stream(owner, &StreamId::Guild(guild)).await.is_err() {
+                    return Err(refused.into());
+                }
+                Ok(self.commands.decide_guild(user, guild, cmd, now()).await?)
+            }
+            decided => Ok(decided?),
+        }
+    }
+
+    /// [`Api::decide_guild_elsewhere`] for a message command in a channel.
+    pub(crate) async fn decide_message_elsewhere(
+        &self,
+        owner: &ServerName,
+        user: &UserId,
+        channel: ChannelId,
+        cmd: &MessageCommand,
+    ) -> Result<Vec<EventBody>, ApiError> {
+        match self.commands.decide_message(user, channel, cmd, now()).await {
+            Err(CommandError::Domain(refused)) => {
+                let guild = self.commands.guild_of(channel).await?;
+                let caught_up = async {
+                    self.pull_stream(owner, &StreamId::Guild(guild)).await?;
+                    self.pull_stream(owner, &StreamId::Channel(channel)).await
+                };
+                if caught_up.await.is_err() {
+                    return Err(refused.into());
+                }
+                Ok(self.commands.decide_message(user, channel, cmd, now()).await?)
+            }
+            decided => Ok(decided?),
+        }
     }
 
     /// Seals `body` and proposes it to `owner`: the event the owner appended, as it travels.

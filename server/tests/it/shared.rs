@@ -2,7 +2,8 @@
 //! joins it from B with A's invite (`CODE@hub-a.test`) and chats in it through B's own
 //! GraphQL — his acts are proposed to A, A's answer is his — while ann on A chats back and
 //! A's events reach B: posts, edits, reactions, deletions, typing. A ban issued on A then
-//! stops bob on B.
+//! stops bob on B. Three hubs: every kind of act from each reaches all three, live, in one
+//! order; a moderator on C acts on a member on B; partitions and restarts converge.
 
 use std::time::{Duration, Instant};
 
@@ -674,4 +675,126 @@ async fn posts_made_while_the_owner_is_down_wait_and_arrive_in_order_once() {
     // And nothing more arrives later.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(bodies(&a, &ann, &channel).await, want);
+}
+
+/// A channel's last messages as `token` reads them on `hub`: id, body, deleted, author,
+/// reactions.
+async fn timeline(hub: &Server, token: &str, channel: &str) -> Value {
+    let m = hub
+        .gql(
+            Some(token),
+            "query($c: ID!) { channel(id: $c) { messages(last: 10) { nodes { id body deleted author { id } reactions { emoji count } } } } }",
+            json!({ "c": channel }),
+        )
+        .await;
+    m["data"]["channel"]["messages"]["nodes"].clone()
+}
+
+/// The kinds and event ids a `channelEvents` subscription delivers, typing left out, until
+/// it has `n` of them.
+async fn live_events(ws: &mut Ws, n: usize) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let got = ws.next().await.unwrap_or_else(|| panic!("the subscription ended after {seen:?}"));
+        let event = &got["payload"]["data"]["channelEvents"];
+        assert!(event.is_object(), "{got}");
+        if event["kind"] != "TYPING" {
+            seen.push((event["kind"].as_str().unwrap().to_owned(), event["eventId"].as_str().unwrap().to_owned()));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_edits_reactions_and_deletions_from_three_hubs_reach_all_three_live_in_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Hubs { a, b, c, data } = three_hubs(dir.path());
+    let ann = a.register("ann").await;
+    let (guild, channel) = guild_with_channel(&a, &ann, "Everyone").await;
+    let code = format!("{}@hub-a.test", invite_code(&a, &ann, &guild).await);
+    let bob = b.register("bob").await;
+    let carol = c.register("carol").await;
+    let join = "mutation($c: String!) { joinGuild(code: $c) { id } }";
+    b.ok(Some(&bob), join, json!({ "c": code })).await;
+    c.ok(Some(&carol), join, json!({ "c": code })).await;
+    let people = [(&a, &ann, "ann"), (&b, &bob, "bob"), (&c, &carol, "carol")];
+    for (hub, token, name) in &people[1..] {
+        until(Duration::from_secs(10), &format!("the channel on {name}'s hub"), || async {
+            let seen = hub.gql(Some(token), "query($c: ID!) { channel(id: $c) { id } }", json!({ "c": channel })).await;
+            seen["data"]["channel"]["id"] == channel.as_str()
+        })
+        .await;
+    }
+
+    // Each of the three follows the channel live on their own hub.
+    let subscription = "subscription($c: ID!) { channelEvents(channelId: $c) { kind eventId } }";
+    let mut follows = Vec::new();
+    for (hub, token, _) in people {
+        let mut ws = Ws::connect(&hub.ws_url(), token).await;
+        ws.subscribe("1", subscription, json!({ "c": channel })).await;
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.unwrap()["type"], "pong");
+        follows.push(ws);
+    }
+
+    // Each posts twice from their own hub, edits their first post, reacts to the next
+    // one's first post, and deletes their second.
+    let post = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+    let mut firsts = Vec::new();
+    let mut seconds = Vec::new();
+    for (hub, token, name) in people {
+        for (n, into) in [(1, &mut firsts), (2, &mut seconds)] {
+            let sent = hub.ok(Some(token), post, json!({ "c": channel, "b": format!("{name} {n}") })).await;
+            into.push(sent["sendMessage"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    for (i, (hub, token, name)) in people.into_iter().enumerate() {
+        let emoji = ["👍", "🎉", "👀"][i];
+        hub.ok(
+            Some(token),
+            "mutation($m: ID!, $b: String!) { editMessage(id: $m, body: $b) { id } }",
+            json!({ "m": firsts[i], "b": format!("{name} 1, edited") }),
+        )
+        .await;
+        hub.ok(
+            Some(token),
+            "mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) }",
+            json!({ "m": firsts[(i + 1) % 3], "e": emoji }),
+        )
+        .await;
+        hub.ok(Some(token), "mutation($m: ID!) { deleteMessage(id: $m) }", json!({ "m": seconds[i] })).await;
+    }
+
+    // Every subscription saw the same fifteen events in the same order: the owner's.
+    let mut orders = Vec::new();
+    for ws in &mut follows {
+        orders.push(live_events(ws, 15).await);
+    }
+    let kinds: Vec<&str> = orders[0].iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "MESSAGE_POSTED").count(), 6, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "MESSAGE_EDITED").count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "REACTION_ADDED").count(), 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "MESSAGE_DELETED").count(), 3, "{kinds:?}");
+    assert_eq!(orders[1], orders[0], "B's live order is A's");
+    assert_eq!(orders[2], orders[0], "C's live order is A's");
+
+    // And every hub's timeline reads the same: edited firsts with one reaction each,
+    // deleted seconds, in the order they were posted.
+    let on_a = timeline(&a, &ann, &channel).await;
+    let bodies: Vec<&str> = on_a.as_array().unwrap().iter().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(bodies, ["ann 1, edited", "bob 1, edited", "carol 1, edited"], "{on_a}");
+    assert_eq!(on_a.as_array().unwrap().iter().filter(|m| m["deleted"] == true).count(), 3, "{on_a}");
+    assert_eq!(on_a[0]["reactions"], json!([{ "emoji": "👀", "count": 1 }]), "{on_a}");
+    for (hub, token, name) in [(&b, &bob, "B"), (&c, &carol, "C")] {
+        until(Duration::from_secs(10), &format!("{name}'s timeline equal to A's"), || async {
+            timeline(hub, token, &channel).await == on_a
+        })
+        .await;
+    }
+    drop((a, b, c));
+    for (d, hub) in data.iter().zip(["hub-a.test", "hub-b.test", "hub-c.test"]) {
+        let verify = openguild(d, hub, &["events", "verify"], &[]);
+        let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+        assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+    }
 }
