@@ -107,7 +107,7 @@ export type UpdateRoleInput = {
   permissions?: Array<Permission> | null | undefined;
 };
 
-export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> };
+export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> };
 
 export type ChanFragment = { id: string, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null };
 
@@ -214,7 +214,7 @@ export type HistoryQueryVariables = Exact<{
 }>;
 
 
-export type HistoryQuery = { channel: { messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
+export type HistoryQuery = { channel: { messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
 
 export type ChannelEventsSubscriptionVariables = Exact<{
   id: string | number;
@@ -222,7 +222,7 @@ export type ChannelEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } | null } };
+export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } | null } };
 
 export type SearchQueryVariables = Exact<{
   guildId: string | number;
@@ -230,14 +230,14 @@ export type SearchQueryVariables = Exact<{
 }>;
 
 
-export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }> } };
+export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }> } };
 
 export type SendMessageMutationVariables = Exact<{
   input: SendMessageInput;
 }>;
 
 
-export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } };
+export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } };
 
 export type EditMessageMutationVariables = Exact<{
   id: string | number;
@@ -574,6 +574,7 @@ export const MsgFragmentDoc = new TypedDocumentString(`
   editedAt
   deleted
   pinned
+  pending
   cursor
   reactions {
     emoji
@@ -804,6 +805,7 @@ export const HistoryDocument = new TypedDocumentString(`
   editedAt
   deleted
   pinned
+  pending
   cursor
   reactions {
     emoji
@@ -842,6 +844,7 @@ export const ChannelEventsDocument = new TypedDocumentString(`
   editedAt
   deleted
   pinned
+  pending
   cursor
   reactions {
     emoji
@@ -869,6 +872,7 @@ export const SearchDocument = new TypedDocumentString(`
   editedAt
   deleted
   pinned
+  pending
   cursor
   reactions {
     emoji
@@ -894,6 +898,7 @@ export const SendMessageDocument = new TypedDocumentString(`
   editedAt
   deleted
   pinned
+  pending
   cursor
   reactions {
     emoji

@@ -27,6 +27,7 @@ const message = (id: string, over: Partial<Message> = {}): Message =>
     editedAt: null,
     deleted: false,
     pinned: false,
+    pending: false,
     cursor: '1',
     reactions: [],
     ...over,
@@ -231,5 +232,23 @@ describe('cursorNum', () => {
     expect(cursorNum(undefined)).toBe(0);
     expect(cursorNum('')).toBe(0);
     expect(cursorNum('abc')).toBe(0);
+  });
+});
+
+describe('a post that waited for the owning hub', () => {
+  it('takes the place of its pending copy when it arrives', () => {
+    const pending = message('provisional', { author: me, body: 'sent while away', pending: true, cursor: '0' });
+    const other = message('m1');
+    const real = message('m9', { author: me, body: 'sent while away', cursor: '9' });
+    const step = apply(live({ messages: [pending, other] }), event('MESSAGE_POSTED', { message: real, actor: me }));
+    expect(step.live.messages.map((m) => m.id)).toEqual(['m9', 'm1']);
+    expect(step.live.messages[0].pending).toBe(false);
+  });
+
+  it('leaves another pending post of different text waiting', () => {
+    const pending = message('provisional', { author: me, body: 'still waiting', pending: true, cursor: '0' });
+    const real = message('m9', { author: me, body: 'something else', cursor: '9' });
+    const step = apply(live({ messages: [pending] }), event('MESSAGE_POSTED', { message: real, actor: me }));
+    expect(step.live.messages.map((m) => m.id)).toEqual(['provisional', 'm9']);
   });
 });

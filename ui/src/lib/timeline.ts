@@ -61,8 +61,12 @@ export function applyEvent(live: Live, e: ChannelEvent, me: string | null, now: 
   if (e.kind === 'MESSAGE_POSTED') {
     const m = e.message;
     if (!m || live.messages.some((x) => x.id === m.id)) return { live: next };
+    // A post of mine that waited for its guild's owning hub arrives: it takes the place
+    // of the pending copy the send answered with (the first pending one of the same text).
+    const waited = m.author.id === me ? live.messages.findIndex((x) => x.pending && x.author.id === me && x.body === m.body) : -1;
+    const messages = waited < 0 ? [...live.messages, m] : live.messages.map((x, i) => (i === waited ? m : x));
     return {
-      live: { ...next, messages: [...live.messages, m], typing: without(live.typing, m.author.handle) },
+      live: { ...next, messages, typing: without(live.typing, m.author.handle) },
       read: m.cursor,
       announcement: m.author.id === me ? undefined : `${m.author.handle}: ${plainText(m.body ?? '')}`,
     };
