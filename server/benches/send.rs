@@ -1,0 +1,175 @@
+//! The send path under a Matrix-style load: `USERS` users of one guild, each with one
+//! `sendMessage` in flight (a closed loop over HTTP/1.1 keep-alive), `MESSAGES` messages in
+//! all, against one release `openguild serve` on its embedded SQLite on this machine.
+//!
+//! `cargo bench -p openguild --bench send`. Reports messages per second, send latency
+//! (request to answer) p50/p99, and the server's CPU per message, read from
+//! `/proc/<pid>/stat` before and after the measured run. `OPENGUILD_BENCH_MESSAGES`
+//! changes the count (a longer run to profile: `perf record -g -p <pid>` with the pid the
+//! benchmark prints).
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const USERS: usize = 20;
+const MESSAGES: usize = 4_000;
+const WARM_UP: usize = 400;
+
+struct Hub {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path) -> Hub {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_openguild"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("OPENGUILD_DATA_DIR", data)
+        // Twenty people sending as fast as the server answers, registered from one address.
+        .env("OPENGUILD_API__LIMITS__MUTATIONS_PER_SECOND", "1000000")
+        .env("OPENGUILD_API__LIMITS__MUTATION_BURST", "1000000")
+        .env("OPENGUILD_API__LIMITS__REGISTRATIONS_PER_ADDRESS", "1000")
+        .env("OPENGUILD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Hub { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+async fn gql(client: &reqwest::Client, hub: &Hub, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut req = client.post(format!("{}/graphql", hub.url)).json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let v: Value = req.send().await.unwrap().json().await.unwrap();
+    assert!(v["errors"].is_null(), "{query}: {v}");
+    v["data"].clone()
+}
+
+/// User plus system CPU time of a process so far (`/proc/<pid>/stat`, fields 14 and 15).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+const POST: &str = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
+
+/// `count` messages sent by `tokens`, each with one request in flight: the latencies.
+async fn closed_loop(client: &reqwest::Client, hub: &Hub, tokens: &[String], channel: &str, count: usize) -> Vec<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let sends = tokens.iter().map(|token| {
+        let next = next.clone();
+        async move {
+            let mut took = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let t0 = Instant::now();
+                gql(
+                    client,
+                    hub,
+                    Some(token),
+                    POST,
+                    json!({ "c": channel, "b": "a message of everyday length, about sixty bytes" }),
+                )
+                .await;
+                took.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            took
+        }
+    });
+    futures::future::join_all(sends).await.into_iter().flatten().collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = std::env::var("OPENGUILD_BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(MESSAGES);
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(USERS).build().unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{}/healthz", hub.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server did not start");
+
+    let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
+    let mut tokens = Vec::new();
+    for i in 0..USERS {
+        let d = gql(&client, &hub, None, register, json!({ "h": format!("user{i}") })).await;
+        tokens.push(d["register"]["token"].as_str().unwrap().to_owned());
+    }
+    let g = gql(&client, &hub, Some(&tokens[0]), "mutation { createGuild(input: {name: \"Send\"}) { id } }", json!({}))
+        .await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let ch = gql(
+        &client,
+        &hub,
+        Some(&tokens[0]),
+        "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
+        json!({ "g": guild }),
+    )
+    .await;
+    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
+    let inv = gql(
+        &client,
+        &hub,
+        Some(&tokens[0]),
+        "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }",
+        json!({ "g": guild }),
+    )
+    .await;
+    let code = inv["createInvite"]["code"].as_str().unwrap().to_owned();
+    for t in &tokens[1..] {
+        gql(&client, &hub, Some(t), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    }
+
+    let pid = hub.child.id();
+    println!("server pid {pid}; warming up with {WARM_UP} messages…");
+    closed_loop(&client, &hub, &tokens, &channel, WARM_UP).await;
+
+    println!("{USERS} users × 1 sendMessage in flight, {messages} messages…");
+    let (cpu0, own0, t0) = (cpu_time(pid), cpu_time(std::process::id()), Instant::now());
+    let mut took = closed_loop(&client, &hub, &tokens, &channel, messages).await;
+    let (cpu, own, elapsed) = (cpu_time(pid) - cpu0, cpu_time(std::process::id()) - own0, t0.elapsed());
+    took.sort_by(f64::total_cmp);
+    println!(
+        "send path: {:.0} messages/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+         server CPU {:.3} ms per message ({:.2} cores); load client {:.3} ms per message",
+        messages as f64 / elapsed.as_secs_f64(),
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        took[took.len() - 1],
+        cpu.as_secs_f64() * 1000.0 / messages as f64,
+        cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        own.as_secs_f64() * 1000.0 / messages as f64,
+    );
+}
