@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p openguild --bench send`. Reports messages per second, send latency
 //! (request to answer) p50/p99, and the server's CPU per message, read from
-//! `/proc/<pid>/stat` before and after the measured run. `OPENGUILD_BENCH_MESSAGES`
+//! `/proc/<pid>/stat` before and after the measured run. `SEND_BENCH_MESSAGES`
 //! changes the count (a longer run to profile: `perf record -g -p <pid>` with the pid the
 //! benchmark prints).
 
@@ -107,7 +107,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let messages = std::env::var("OPENGUILD_BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(MESSAGES);
+    let messages = std::env::var("SEND_BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(MESSAGES);
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path());
     let client = reqwest::Client::builder().pool_max_idle_per_host(USERS).build().unwrap();
