@@ -139,6 +139,8 @@ pub struct Api {
     pub limiter: Limiter,
     pub fanout: Arc<Fanout>,
     pub schema: gql::AppSchema,
+    /// Parsed GraphQL documents by query text.
+    pub(crate) documents: http::Documents,
     /// Federation outbox pull: bearer token → the peer it authenticates.
     pub peer_tokens: HashMap<String, String>,
     /// The configured peer hubs, and what federation keeps about them on this node.
@@ -208,6 +210,7 @@ impl Api {
                 peers.retry_max,
             ),
             trusted_proxies,
+            documents: http::Documents::new(),
             writes: Default::default(),
             sockets: Default::default(),
             token_last_used: Default::default(),

@@ -35,7 +35,7 @@ use crate::clock::now;
 use crate::fanout::Live;
 use crate::gql::SubMode;
 use crate::gql::live::{Registered, Verdict};
-use crate::http::{ClientAddr, measure};
+use crate::http::{ClientAddr, measure_doc};
 
 const PROTOCOL: &str = "graphql-transport-ws";
 /// Most live items written to one socket before a flush.
@@ -311,7 +311,8 @@ impl Connection {
                 .send_json(&json!({ "id": id, "type": "error", "payload": errors(message, "RATE_LIMITED") }))
                 .await;
         }
-        if let Err(e) = measure(&payload.query, self.api.settings.limits.max_fields, false) {
+        let doc = self.api.documents.parse(&payload.query);
+        if let Some(Err(e)) = doc.as_deref().map(|doc| measure_doc(doc, self.api.settings.limits.max_fields, false)) {
             return self.send_json(&json!({ "id": id, "type": "error", "payload": errors(e.message, e.code) })).await;
         }
         let variables = payload.variables.unwrap_or(Value::Null);
@@ -322,7 +323,10 @@ impl Connection {
             request = request.data(v.clone());
         }
         // A query or mutation over the socket runs once: next, then complete.
-        let is_subscription = async_graphql::parser::parse_query(&payload.query).is_ok_and(|doc| {
+        if let Some(doc) = &doc {
+            request.set_parsed_query(async_graphql::parser::types::ExecutableDocument::clone(doc));
+        }
+        let is_subscription = doc.is_some_and(|doc| {
             let op = match &doc.operations {
                 async_graphql::parser::types::DocumentOperations::Single(op) => Some(op),
                 async_graphql::parser::types::DocumentOperations::Multiple(ops) => match &payload.operation_name {
