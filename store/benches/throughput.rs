@@ -62,15 +62,15 @@ async fn appends(store: Arc<dyn EventStore>, writers: u8, per_append: usize, in_
                         batch.push(e);
                     }
                     let expected = ExpectedVersion::Exact(seq - per_append as u64);
-                    let (store, stream) = (store.clone(), stream.clone());
-                    pending.push_back(tokio::spawn(async move { store.append(&stream, expected, batch).await }));
+                    // Queued in order: the next append is checked against this one.
+                    pending.push_back(store.queue(&stream, expected, batch).await.unwrap());
                     if pending.len() >= in_flight {
-                        pending.pop_front().unwrap().await.unwrap().unwrap();
+                        pending.pop_front().unwrap().committed().await.unwrap();
                         written += per_append as u64;
                     }
                 }
                 for p in pending {
-                    p.await.unwrap().unwrap();
+                    p.committed().await.unwrap();
                     written += per_append as u64;
                 }
                 written
@@ -98,7 +98,7 @@ async fn read_all(store: Arc<dyn EventStore>) -> (u64, f64) {
 
 async fn run(name: &str, store: Arc<dyn EventStore>) {
     let mut tag = 0;
-    for (writers, per_append, in_flight) in [(1u8, 1usize, 1usize), (16, 1, 1), (16, 16, 1)] {
+    for (writers, per_append, in_flight) in [(1u8, 1usize, 1usize), (16, 1, 1), (16, 16, 1), (16, 16, 2), (16, 1, 4)] {
         tag += 1;
         let rate = appends(store.clone(), writers, per_append, in_flight, tag).await;
         println!(
