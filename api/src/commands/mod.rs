@@ -204,6 +204,8 @@ impl Commands {
         self.message_with(actor, id, now, None, |g, state| channel::decide(g, id, state, actor, cmd, now)).await
     }
 
+    /// A message command's run through the append loop: decided against the guild and the
+    /// channel as they are now, its events' `auth` naming the guild's head.
     async fn message_with(
         &self,
         actor: &UserId,
@@ -224,6 +226,14 @@ impl Commands {
         self.append_loop(&stream, &cell, Some((guild_id, &*guild_cell)), (actor, now, seal), "channel", decide).await
     }
 
+    /// The one append loop. Under the aggregate's lock (and, for a message, reading its
+    /// guild under the guild's): decide, sign with the version decided against, queue the
+    /// append, and move the aggregate on at once. Then, with the lock released, wait for
+    /// the append to be durable. So the next command on the same stream is decided and
+    /// queued while this one commits, and a busy channel's posts share commits. An append
+    /// that fails leaves the aggregate ahead of the stream: it is read again, and the
+    /// commands queued on top of it fail with a conflict and run again. A version conflict
+    /// (another node wrote) decides again, a few times, with a random pause.
     async fn append_loop<A: Aggregate>(
         &self,
         stream: &StreamId,
