@@ -18,6 +18,22 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
+/// Checks an append's shape and hands it to a group-commit writer's queue (`wrap` makes it
+/// the writer's job): what answers it once committed.
+pub(crate) async fn enqueue<J>(
+    jobs: &tokio::sync::mpsc::Sender<J>,
+    wrap: impl FnOnce(Request) -> J,
+    (stream, expected, events): (&StreamId, ExpectedVersion, Vec<SignedEvent>),
+    max_bytes: usize,
+) -> Result<crate::Queued, StoreError> {
+    check_shape(stream, &events, max_bytes)?;
+    let (reply, rx) = oneshot::channel();
+    jobs.send(wrap(Request { stream: stream.clone(), expected, events, reply }))
+        .await
+        .map_err(|_| StoreError::Closed)?;
+    Ok(crate::Queued::writer(rx))
+}
+
 /// Takes what the writer commits together: `first` and every append already queued
 /// behind it, up to `max_events` events. Any other job ends the batch, and is returned to
 /// run after it (so it sees the appends queued before it).

@@ -251,11 +251,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedVersion,
         events: Vec<SignedEvent>,
     ) -> Result<Queued, StoreError> {
-        batch::check_shape(stream, &events, self.options.max_event_bytes)?;
-        let (reply, rx) = oneshot::channel();
-        let request = Request { stream: stream.clone(), expected, events, reply };
-        self.jobs.send(Job::Append(request)).await.map_err(|_| StoreError::Closed)?;
-        Ok(Queued::writer(rx))
+        batch::enqueue(&self.jobs, Job::Append, (stream, expected, events), self.options.max_event_bytes).await
     }
 
     async fn read_stream(
