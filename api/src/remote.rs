@@ -37,7 +37,7 @@ const OWNER_TIMEOUT: Duration = Duration::from_secs(10);
 impl Api {
     /// Proposes the one event `bodies` holds, on `stream` of a guild `owner` owns, as
     /// `sender` (a user of this hub): the event the owner appended.
-    pub(crate) async fn propose_to_owner(
+    async fn propose_to_owner(
         &self,
         owner: &ServerName,
         stream: StreamId,
@@ -49,47 +49,79 @@ impl Api {
         self.take_answer(owner, &wire).await
     }
 
-    /// What `cmd` of `user` makes of `guild`, owned by `owner`, decided against this hub's
-    /// copy. The copy may be behind the owner's (a member who joined a moment ago): a
-    /// refusal is checked again after catching up with the owner, and stands if the owner
-    /// cannot be reached.
-    pub(crate) async fn decide_guild_elsewhere(
+    /// Runs `cmd` of `user` on `guild`, owned by `owner`: decided against this hub's copy,
+    /// then proposed to the owner, whose answer is the client's.
+    pub(crate) async fn guild_cmd_elsewhere(
         &self,
         owner: &ServerName,
         user: &UserId,
         guild: GuildId,
         cmd: &GuildCommand,
-    ) -> Result<Vec<EventBody>, ApiError> {
-        match self.commands.decide_guild(user, guild, cmd, now()).await {
-            Err(CommandError::Domain(refused)) => {
-                if self.pull_stream(owner, &StreamId::Guild(guild)).await.is_err() {
-                    return Err(refused.into());
-                }
-                Ok(self.commands.decide_guild(user, guild, cmd, now()).await?)
-            }
-            decided => Ok(decided?),
-        }
+    ) -> Result<Executed, ApiError> {
+        let stream = StreamId::Guild(guild);
+        let decide = || self.commands.decide_guild(user, guild, cmd, now());
+        let bodies = self.decide_elsewhere(owner, std::slice::from_ref(&stream), decide).await?;
+        self.propose_to_owner(owner, stream, user, bodies).await
     }
 
-    /// [`Api::decide_guild_elsewhere`] for a message command in a channel.
-    pub(crate) async fn decide_message_elsewhere(
+    /// [`Api::guild_cmd_elsewhere`] for a message command in a channel.
+    pub(crate) async fn message_cmd_elsewhere(
+        &self,
+        owner: &ServerName,
+        user: &UserId,
+        channel: ChannelId,
+        cmd: &MessageCommand,
+    ) -> Result<Executed, ApiError> {
+        let bodies = self.decide_message_elsewhere(owner, user, channel, cmd).await?;
+        self.propose_to_owner(owner, StreamId::Channel(channel), user, bodies).await
+    }
+
+    /// A post of `user` in `channel` of a guild `owner` owns: decided here, then delivered,
+    /// or queued while the owner cannot be reached ([`Api::post_to_owner`]).
+    pub(crate) async fn post_elsewhere(
+        self: &Arc<Self>,
+        owner: &ServerName,
+        user: &UserId,
+        channel: ChannelId,
+        cmd: &MessageCommand,
+    ) -> Result<Posted, ApiError> {
+        let bodies = self.decide_message_elsewhere(owner, user, channel, cmd).await?;
+        self.post_to_owner(owner, StreamId::Channel(channel), user, bodies).await
+    }
+
+    async fn decide_message_elsewhere(
         &self,
         owner: &ServerName,
         user: &UserId,
         channel: ChannelId,
         cmd: &MessageCommand,
     ) -> Result<Vec<EventBody>, ApiError> {
-        match self.commands.decide_message(user, channel, cmd, now()).await {
+        let streams = [StreamId::Guild(self.commands.guild_of(channel).await?), StreamId::Channel(channel)];
+        let decide = || self.commands.decide_message(user, channel, cmd, now());
+        self.decide_elsewhere(owner, &streams, decide).await
+    }
+
+    /// A decision against this hub's copy of `streams` of a guild `owner` owns. The copy may
+    /// be behind the owner's (a member who joined a moment ago): a refusal is decided again
+    /// after pulling the streams from the owner, and stands if the owner cannot be reached.
+    async fn decide_elsewhere<F, Fut>(
+        &self,
+        owner: &ServerName,
+        streams: &[StreamId],
+        decide: F,
+    ) -> Result<Vec<EventBody>, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<EventBody>, CommandError>>,
+    {
+        match decide().await {
             Err(CommandError::Domain(refused)) => {
-                let guild = self.commands.guild_of(channel).await?;
-                let caught_up = async {
-                    self.pull_stream(owner, &StreamId::Guild(guild)).await?;
-                    self.pull_stream(owner, &StreamId::Channel(channel)).await
-                };
-                if caught_up.await.is_err() {
-                    return Err(refused.into());
+                for stream in streams {
+                    if self.pull_stream(owner, stream).await.is_err() {
+                        return Err(refused.into());
+                    }
                 }
-                Ok(self.commands.decide_message(user, channel, cmd, now()).await?)
+                Ok(decide().await?)
             }
             decided => Ok(decided?),
         }
@@ -134,7 +166,7 @@ impl Api {
     /// Posts as `sender` in a channel of a guild `owner` owns, or, if the owner cannot be
     /// reached now (or posts to it already wait), queues the sealed proposal to be delivered
     /// in order, once, when it can.
-    pub(crate) async fn post_to_owner(
+    async fn post_to_owner(
         self: &Arc<Self>,
         owner: &ServerName,
         stream: StreamId,

@@ -91,8 +91,7 @@ impl Api {
         let me = self.actor(ctx).await?;
         let done = match self.commands.guild(&me, guild, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                let bodies = self.decide_guild_elsewhere(&owner, &me, guild, &cmd).await?;
-                self.propose_to_owner(&owner, StreamId::Guild(guild), &me, bodies).await?
+                self.guild_cmd_elsewhere(&owner, &me, guild, &cmd).await?
             }
             done => done?,
         };
@@ -126,8 +125,7 @@ impl Api {
         let me = self.actor(ctx).await?;
         let done = match self.commands.message(&me, channel, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                let bodies = self.decide_message_elsewhere(&owner, &me, channel, &cmd).await?;
-                self.propose_to_owner(&owner, StreamId::Channel(channel), &me, bodies).await?
+                self.message_cmd_elsewhere(&owner, &me, channel, &cmd).await?
             }
             done => done?,
         };
@@ -342,8 +340,7 @@ impl Mutation {
         // In a guild another hub owns, a post waits in a queue while the owner is away.
         let done = match api.commands.message(&me, channel, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                let bodies = api.decide_message_elsewhere(&owner, &me, channel, &cmd).await?;
-                api.post_to_owner(&owner, StreamId::Channel(channel), &me, bodies).await?
+                api.post_elsewhere(&owner, &me, channel, &cmd).await?
             }
             done => crate::remote::Posted::Appended(done.map_err(ApiError::from)?),
         };
