@@ -219,6 +219,14 @@ fn signed(
 }
 
 /// Runs `openguild ARGS` on the hub `server` whose data lives in `data`, with `env` more.
+/// Runs `openguild events verify` on a stopped hub's data and fails the test unless every
+/// event verifies.
+pub(crate) fn verify_on(data: &std::path::Path, hub: &str) {
+    let verify = openguild(data, hub, &["events", "verify"], &[]);
+    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+}
+
 pub(crate) fn openguild(
     data: &std::path::Path,
     server: &str,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::federation::{free_port, openguild, stream_ids};
+use crate::federation::{free_port, stream_ids, verify_on};
 use crate::support::{Server, Ws};
 
 /// A guild made by `token` on `hub`, with a text channel `chat`: their ids.
@@ -223,9 +223,7 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
 
     drop((a, b));
     for (data, hub) in [(&a_data, "hub-a.test"), (&b_data, "hub-b.test")] {
-        let verify = openguild(data, hub, &["events", "verify"], &[]);
-        let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-        assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+        verify_on(data, hub);
     }
 }
 
@@ -423,9 +421,7 @@ async fn a_moderator_living_on_a_third_hub_times_out_and_kicks_a_member_living_o
     assert!(err["message"].as_str().unwrap_or_default().contains("cannot be reached"), "{err}");
     drop((b, c));
     for (d, hub) in data.iter().zip(["hub-a.test", "hub-b.test", "hub-c.test"]) {
-        let verify = openguild(d, hub, &["events", "verify"], &[]);
-        let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-        assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+        verify_on(d, hub);
     }
 }
 
@@ -613,9 +609,7 @@ async fn three_hubs_behind_a_bad_network_and_a_partition_end_with_the_same_read_
     assert_eq!(bodies.len(), n, "every post, and nothing else: {bodies:?}");
     drop(hubs);
     for (d, hub) in data.iter().zip(names) {
-        let verify = openguild(d, hub, &["events", "verify"], &[]);
-        let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-        assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+        verify_on(d, hub);
     }
 }
 
@@ -793,8 +787,6 @@ async fn posts_edits_reactions_and_deletions_from_three_hubs_reach_all_three_liv
     }
     drop((a, b, c));
     for (d, hub) in data.iter().zip(["hub-a.test", "hub-b.test", "hub-c.test"]) {
-        let verify = openguild(d, hub, &["events", "verify"], &[]);
-        let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-        assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
+        verify_on(d, hub);
     }
 }

@@ -7,18 +7,12 @@ use std::time::Duration;
 
 use openguild_domain::{ServerKey, StreamId};
 
-use crate::federation::{b_key, free_port, openguild, seed_guild_with};
+use crate::federation::{b_key, free_port, seed_guild_with, verify_on};
 use crate::partition::{Writer, converge};
 use crate::support::Server;
 
 fn c_key() -> ServerKey {
     ServerKey::from_seed("hub-c.test".parse().unwrap(), "ed25519:a1".parse().unwrap(), [9; 32])
-}
-
-fn verify_on(data: &std::path::Path, hub: &str) {
-    let verify = openguild(data, hub, &["events", "verify"], &[]);
-    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
-    assert!(verify.status.success() && said.contains("ok:"), "events verify on {hub}: {said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
