@@ -9,31 +9,22 @@
 //! benchmark prints).
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod support;
+use support::{Hub, free_port, gql, percentile, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
 const WARM_UP: usize = 400;
 
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(data: &Path) -> Hub {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_openguild"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("OPENGUILD_DATA_DIR", data)
@@ -46,16 +37,6 @@ fn start(data: &Path) -> Hub {
         .spawn()
         .unwrap();
     Hub { child, url: format!("http://127.0.0.1:{port}") }
-}
-
-async fn gql(client: &reqwest::Client, hub: &Hub, token: Option<&str>, query: &str, variables: Value) -> Value {
-    let mut req = client.post(format!("{}/graphql", hub.url)).json(&json!({ "query": query, "variables": variables }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let v: Value = req.send().await.unwrap().json().await.unwrap();
-    assert!(v["errors"].is_null(), "{query}: {v}");
-    v["data"].clone()
 }
 
 /// User plus system CPU time of a process so far (`/proc/<pid>/stat`, fields 14 and 15).
@@ -101,25 +82,13 @@ async fn closed_loop(client: &reqwest::Client, hub: &Hub, tokens: &[String], cha
     futures::future::join_all(sends).await.into_iter().flatten().collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     let messages = std::env::var("SEND_BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(MESSAGES);
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path());
     let client = reqwest::Client::builder().pool_max_idle_per_host(USERS).build().unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{}/healthz", hub.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not start");
+    ready(&client, &hub).await;
 
     let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
     let mut tokens = Vec::new();

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,25 +21,12 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod support;
+use support::{Hub, free_port, gql, percentile, ready, register};
+
 const RATE: f64 = 20.0;
 const SECONDS: f64 = 30.0;
 const SENDERS: usize = 10;
-
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn start(data: &Path, name: &str, port: u16, peers: &str, seed: u8) -> Hub {
     std::fs::create_dir_all(data).unwrap();
@@ -61,36 +48,6 @@ fn start(data: &Path, name: &str, port: u16, peers: &str, seed: u8) -> Hub {
         .spawn()
         .unwrap();
     Hub { child, url: format!("http://127.0.0.1:{port}") }
-}
-
-async fn gql(client: &reqwest::Client, hub: &Hub, token: Option<&str>, query: &str, variables: Value) -> Value {
-    let mut req = client.post(format!("{}/graphql", hub.url)).json(&json!({ "query": query, "variables": variables }));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let v: Value = req.send().await.unwrap().json().await.unwrap();
-    assert!(v["errors"].is_null(), "{query}: {v}");
-    v["data"].clone()
-}
-
-async fn ready(client: &reqwest::Client, hub: &Hub) {
-    for _ in 0..200 {
-        if client.get(format!("{}/healthz", hub.url)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{} did not start", hub.url);
-}
-
-async fn register(client: &reqwest::Client, hub: &Hub, handle: &str) -> String {
-    let query = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
-    let d = gql(client, hub, None, query, json!({ "h": handle })).await;
-    d["register"]["token"].as_str().unwrap().to_owned()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 const POST: &str = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";

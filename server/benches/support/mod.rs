@@ -1,0 +1,54 @@
+//! What the server benchmarks share: a hub process killed when dropped, GraphQL calls that
+//! fail the run on an error, and percentiles. (Each benchmark uses a part of it.)
+#![allow(dead_code)]
+
+use std::process::Child;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub struct Hub {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn gql(client: &reqwest::Client, hub: &Hub, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut req = client.post(format!("{}/graphql", hub.url)).json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let v: Value = req.send().await.unwrap().json().await.unwrap();
+    assert!(v["errors"].is_null(), "{query}: {v}");
+    v["data"].clone()
+}
+
+pub async fn ready(client: &reqwest::Client, hub: &Hub) {
+    for _ in 0..200 {
+        if client.get(format!("{}/healthz", hub.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} did not start", hub.url);
+}
+
+pub async fn register(client: &reqwest::Client, hub: &Hub, handle: &str) -> String {
+    let query = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
+    let d = gql(client, hub, None, query, json!({ "h": handle })).await;
+    d["register"]["token"].as_str().unwrap().to_owned()
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
