@@ -244,7 +244,11 @@ impl Commands {
         decide: impl Fn(&A, Option<&Guild>) -> Result<(Vec<EventBody>, Vec<EventId>), DomainError>,
     ) -> Result<Executed, CommandError> {
         for attempt in 0..ATTEMPTS {
-            let (queued, events) = {
+            // Only a channel's aggregate moves on before its append is durable: guilds,
+            // accounts and the hub are read outside the command path too (sessions,
+            // provisioning, permissions), which must never see an event not yet written.
+            let pipelined = guild.is_some();
+            let (committed, events) = {
                 let mut state = cell.lock().await;
                 let (bodies, auth) = match guild {
                     Some((_, g)) => decide(&state, Some(&*g.lock().await))?,
@@ -258,12 +262,24 @@ impl Commands {
                 let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
                 let events: Vec<Event> = signed.iter().map(|s| s.event.clone()).collect();
                 let queued = self.store.queue(stream, expected, signed).await?;
-                for e in &events {
-                    *state = std::mem::take(&mut *state).apply(e);
-                }
-                (queued, events)
+                let committed = if pipelined {
+                    for e in &events {
+                        *state = std::mem::take(&mut *state).apply(e);
+                    }
+                    drop(state);
+                    queued.committed().await
+                } else {
+                    let committed = queued.committed().await;
+                    if committed.is_ok() {
+                        for e in &events {
+                            *state = std::mem::take(&mut *state).apply(e);
+                        }
+                    }
+                    committed
+                };
+                (committed, events)
             };
-            match queued.committed().await {
+            match committed {
                 Ok(result) => return Ok(Executed { events, position: last(&result.positions) }),
                 Err(e) => {
                     let mut state = cell.lock().await;
