@@ -228,9 +228,10 @@ impl Commands {
 
     /// The one append loop. Under the aggregate's lock (and, for a message, reading its
     /// guild under the guild's): decide, sign with the version decided against, queue the
-    /// append, and move the aggregate on at once. Then, with the lock released, wait for
-    /// the append to be durable. So the next command on the same stream is decided and
-    /// queued while this one commits, and a busy channel's posts share commits. An append
+    /// append. A channel's aggregate moves on at once and the append is awaited with the
+    /// lock released, so the next post is decided and queued while this one commits, and a
+    /// busy channel's posts share commits; any other aggregate waits under its lock and
+    /// moves on once the append is durable. An append
     /// that fails leaves the aggregate ahead of the stream: it is read again, and the
     /// commands queued on top of it fail with a conflict and run again. A version conflict
     /// (another node wrote) decides again, a few times, with a random pause.
