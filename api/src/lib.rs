@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod clock;
 pub mod commands;
+mod dms;
 pub mod errors;
 pub mod fanout;
 pub mod federation;
@@ -154,6 +155,8 @@ pub struct Api {
     pub oidc: oidc::Oidc,
     /// When each service token was last used on this node (token hash → ms).
     pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
+    /// DMs are opened one at a time on a node.
+    dm_opening: tokio::sync::Mutex<()>,
 }
 
 pub type AppState = Arc<Api>;
@@ -214,6 +217,7 @@ impl Api {
             writes: Default::default(),
             sockets: Default::default(),
             token_last_used: Default::default(),
+            dm_opening: Default::default(),
         });
         // Presence: renew the marks of this node's connected users on every node's view.
         let marker = Arc::downgrade(&api);

@@ -1,5 +1,5 @@
-//! Provisioning workflows for host applications: a guild, a channel or a role by the host's
-//! own id or name, made the first time and the same one ever after. Each is safe to retry and
+//! Provisioning workflows for host applications: a guild, a channel, a role or a DM among
+//! its users by the host's own ids or name, made the first time and the same one ever after. Each is safe to retry and
 //! to race:
 //!
 //! - **Link first, then create.** The hub stream, which serialises every link, decides who
@@ -13,6 +13,9 @@
 //!
 //! The resolvers in `gql::hub` check who may call and map the answers; the logic is here.
 
+use std::collections::BTreeSet;
+
+use openguild_domain::channel::MessageCommand;
 use openguild_domain::guild::{self, GuildCommand};
 use openguild_domain::hub::{HubActor, HubCommand};
 use openguild_domain::permissions::{Overwrite, OverwriteTarget};
@@ -203,4 +206,81 @@ impl Api {
 
 fn other_guild(external_id: &str, guild: GuildId) -> ApiError {
     ApiError::new("CONFLICT", format!("external id {external_id:?} is a channel of guild {guild}"))
+}
+
+/// The hub-stream key under which a host application's DM among `users` is linked.
+fn dm_link(users: &BTreeSet<UserId>) -> String {
+    let joined: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    let hash = blake3::derive_key("openguild 2026-12 provisioned dm", joined.join("\n").as_bytes());
+    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("dm:{hex}")
+}
+
+impl Api {
+    /// The DM a host application keeps among the users it knows as `external_ids`: opened
+    /// the first time by the hub's service identity (which stays in it, like a bot, to post
+    /// `message` as its first message), the same DM ever after. Linked on the hub stream as
+    /// `dm:<hash of its people>`, so two calls at once make one.
+    pub async fn ensure_dm(
+        &self,
+        sender: &UserId,
+        actor: &HubActor,
+        external_ids: &[String],
+        message: Option<&str>,
+    ) -> Result<GuildId, ApiError> {
+        let services = self.hub_identity("_services")?;
+        let mut users = BTreeSet::new();
+        for external_id in external_ids {
+            let user = self.linked_user(external_id).await?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no user is linked to external id {external_id:?}; provision them with ensureUser first"
+                ))
+            })?;
+            users.insert(user);
+        }
+        let key = dm_link(&users);
+        let nonce = guild_nonce(&key);
+        let linked = self.commands.hub_cell().await?.lock().await.external_guilds.get(&key).copied();
+        let (dm, at) = match linked {
+            Some(dm) => (dm, None),
+            None => {
+                let at = now();
+                let (dm, _) = guild::create_dm(&services, &self.server, &users, nonce, at)?;
+                let link = HubCommand::LinkExternalGuild { external_id: key.clone(), guild: dm };
+                match self.commands.hub(sender, actor, &link, at).await {
+                    Ok(_) => (dm, Some(at)),
+                    Err(CommandError::Domain(DomainError::Conflict(_))) => {
+                        let hub = self.commands.hub_cell().await?;
+                        let winner = hub.lock().await.external_guilds.get(&key).copied();
+                        (winner.ok_or_else(|| ApiError::internal("an external DM link vanished"))?, None)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if self.commands.guild_cell(dm).await.is_ok() {
+            return Ok(dm);
+        }
+        let at = match at {
+            Some(at) => at,
+            None => self.link_time(&key).await?,
+        };
+        match self.commands.create_dm(&services, &users, nonce, at).await {
+            Ok((id, _)) if id == dm => {}
+            Ok(_) => return Err(ApiError::internal(format!("the DM linked as {key} was made with another id"))),
+            Err(CommandError::Store(StoreError::Conflict { .. })) => return Ok(dm),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(text) = message.filter(|t| !t.trim().is_empty()) {
+            let post = MessageCommand::Post {
+                text: text.to_owned(),
+                reply_to: None,
+                mentions: BTreeSet::new(),
+                mentions_everyone: false,
+            };
+            let done = self.commands.message(&services, crate::dms::dm_channel(dm), &post, now()).await?;
+            self.wrote(sender, done.position);
+        }
+        Ok(dm)
+    }
 }

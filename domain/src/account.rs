@@ -1,17 +1,18 @@
 //! Local accounts: a user's own stream (`user:@handle:server`) holds their registration,
 //! their password (as an argon2id PHC string, hashed by the caller) and their sessions (as
-//! hashes of the bearer tokens, never the tokens).
+//! hashes of the bearer tokens, never the tokens), and what they decided about others:
+//! whom they blocked, whether strangers may DM them, how far they read each channel.
 //!
 //! The stream is the account: a handle is taken exactly when its stream exists, so two
 //! registrations of one handle race on "no stream yet" and only one can win. User streams
 //! stay on their hub; the federation outbox carries guild events only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::body::EventBody;
 use crate::error::DomainError;
 use crate::event::Event;
-use crate::ids::{EventId, Timestamp, UserId};
+use crate::ids::{ChannelId, EventId, MessageId, Timestamp, UserId};
 
 /// How long a display name may be, in characters.
 pub const MAX_DISPLAY_NAME: usize = 64;
@@ -28,6 +29,10 @@ pub struct Account {
     /// Live sessions: token hash → expiry.
     pub sessions: BTreeMap<[u8; 32], Timestamp>,
     pub created_at: Timestamp,
+    /// Users this account blocked.
+    pub blocked: BTreeSet<UserId>,
+    /// Refuses DMs opened by people it shares no guild with.
+    pub refuses_strangers: bool,
     pub version: u64,
     pub head: Option<EventId>,
 }
@@ -51,6 +56,21 @@ pub enum AccountCommand {
     },
     /// Ends every session (a bot's tokens revoked, or "log out everywhere").
     RevokeAllSessions,
+    Block {
+        user: UserId,
+    },
+    Unblock {
+        user: UserId,
+    },
+    SetDmPolicy {
+        strangers: bool,
+    },
+    /// Moves the read marker of a channel or DM to `message` (the caller checked the user
+    /// may read it and that it is in `channel`).
+    MarkRead {
+        channel: ChannelId,
+        message: MessageId,
+    },
 }
 
 /// Decides a command on `user`'s account.
@@ -99,6 +119,28 @@ pub fn decide(
             }
             Ok(vec![EventBody::SessionRevoked { token_hash: *token_hash }])
         }
+        C::Block { user: other } => {
+            if other == user {
+                return Err(DomainError::invalid("userId", "you cannot block yourself"));
+            }
+            if account.blocked.contains(other) {
+                return Err(DomainError::conflict(format!("you already blocked {other}")));
+            }
+            Ok(vec![EventBody::Blocked { user: other.clone() }])
+        }
+        C::Unblock { user: other } => {
+            if !account.blocked.contains(other) {
+                return Err(DomainError::not_found("blocked user", other));
+            }
+            Ok(vec![EventBody::Unblocked { user: other.clone() }])
+        }
+        C::SetDmPolicy { strangers } => {
+            if account.refuses_strangers != *strangers {
+                return Ok(Vec::new());
+            }
+            Ok(vec![EventBody::DmPolicySet { strangers: *strangers }])
+        }
+        C::MarkRead { channel, message } => Ok(vec![EventBody::Read { channel: *channel, message: *message }]),
         C::RevokeAllSessions => Ok(account
             .sessions
             .keys()
@@ -127,6 +169,13 @@ pub fn evolve(mut account: Account, event: &Event) -> Account {
         EventBody::SessionRevoked { token_hash } => {
             account.sessions.remove(token_hash);
         }
+        EventBody::Blocked { user } => {
+            account.blocked.insert(user.clone());
+        }
+        EventBody::Unblocked { user } => {
+            account.blocked.remove(user);
+        }
+        EventBody::DmPolicySet { strangers } => account.refuses_strangers = !strangers,
         _ => {}
     }
     account

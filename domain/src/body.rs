@@ -147,6 +147,19 @@ pub enum EventBody {
         token_hash: [u8; 32],
     },
 
+    /// The account's user blocks `user`: no new DM between them, and `user`'s messages are
+    /// hidden from this account.
+    #[serde(rename = "account.blocked")]
+    Blocked { user: UserId },
+    #[serde(rename = "account.unblocked")]
+    Unblocked { user: UserId },
+    /// Whether people this user shares no guild with may open a DM with them.
+    #[serde(rename = "account.dm_policy_set")]
+    DmPolicySet { strangers: bool },
+    /// The account's user has read `channel` (a guild's channel or a DM's) up to `message`.
+    #[serde(rename = "account.read")]
+    Read { channel: ChannelId, message: MessageId },
+
     // ---- hub stream
     #[serde(rename = "hub.operator_granted")]
     OperatorGranted { user: UserId },
@@ -198,6 +211,12 @@ pub struct GuildCreated {
     #[serde(with = "crate::canonical::bytes")]
     pub nonce: [u8; 16],
     pub name: String,
+    /// Present for a direct-message conversation, not a guild: everyone in it, the creator
+    /// included (2 to [`crate::guild::MAX_DM_MEMBERS`]). A DM is a guild of one channel
+    /// whose members have fixed rights and no roles, invites or moderators; its channel's
+    /// id has its guild id's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<BTreeSet<UserId>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -206,6 +225,10 @@ pub enum ChannelKind {
     Text,
     Voice,
     Announcement,
+    /// The one channel of a two-person direct message (never created by a command).
+    Dm,
+    /// The one channel of a group direct message.
+    GroupDm,
 }
 
 /// A channel or a category: the places that carry permission overwrites.
@@ -296,6 +319,10 @@ impl EventBody {
             PasswordSet { .. } => "account.password_set",
             SessionOpened { .. } => "session.opened",
             SessionRevoked { .. } => "session.revoked",
+            Blocked { .. } => "account.blocked",
+            Unblocked { .. } => "account.unblocked",
+            DmPolicySet { .. } => "account.dm_policy_set",
+            Read { .. } => "account.read",
             OperatorGranted { .. } => "hub.operator_granted",
             OperatorRevoked { .. } => "hub.operator_revoked",
             CreatorGranted { .. } => "hub.creator_granted",

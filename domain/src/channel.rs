@@ -199,7 +199,8 @@ pub fn decide(
         C::Pin { message: id } | C::Unpin { message: id } => {
             let pin = matches!(cmd, C::Pin { .. });
             let m = message(id)?;
-            require(Permissions::MANAGE_MESSAGES)?;
+            // In a DM anyone in it pins, as on Discord; in a guild, moderators do.
+            require(if guild.dm { Permissions::VIEW_CHANNEL } else { Permissions::MANAGE_MESSAGES })?;
             if m.pinned == pin {
                 return Err(DomainError::conflict(if pin {
                     "the message is already pinned"

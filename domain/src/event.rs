@@ -273,8 +273,12 @@ pub fn hash(context: &str, bytes: &[u8]) -> [u8; 32] {
 
 /// The id a guild gets from its create event: the hash of creator, origin, time and nonce.
 pub fn guild_id_for(body: &GuildCreated) -> Result<GuildId, CanonicalError> {
-    let bytes =
-        canonical::encode(&(&body.creator, &body.origin, body.created_at, serde_bytes::Bytes::new(&body.nonce)))?;
+    let nonce = serde_bytes::Bytes::new(&body.nonce);
+    // A DM's id covers its members too; a guild's keeps the bytes it always had.
+    let bytes = match &body.dm {
+        None => canonical::encode(&(&body.creator, &body.origin, body.created_at, nonce))?,
+        Some(members) => canonical::encode(&(&body.creator, &body.origin, body.created_at, nonce, members))?,
+    };
     let full = hash(context::GUILD_ID, &bytes);
     let mut id = [0u8; 16];
     id.copy_from_slice(&full[..16]);

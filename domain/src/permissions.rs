@@ -57,6 +57,16 @@ impl Permissions {
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK);
 
+    /// What everyone in a direct message may do there: talk, react, attach and pin, never
+    /// moderate each other.
+    pub const DM_MEMBER: Permissions = Permissions::VIEW_CHANNEL
+        .union(Permissions::SEND_MESSAGES)
+        .union(Permissions::READ_MESSAGE_HISTORY)
+        .union(Permissions::ADD_REACTIONS)
+        .union(Permissions::ATTACH_FILES)
+        .union(Permissions::CONNECT)
+        .union(Permissions::SPEAK);
+
     /// The names of the set bits, e.g. `["VIEW_CHANNEL", "SEND_MESSAGES"]`.
     pub fn names(self) -> Vec<&'static str> {
         self.iter_names().map(|(name, _)| name).collect()

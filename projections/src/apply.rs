@@ -5,6 +5,7 @@
 
 use openguild_domain::body::Place;
 use openguild_domain::permissions::OverwriteTarget;
+use openguild_store::StoredEvent;
 
 use crate::db::{DbError, Tables};
 use crate::writer::Writer;
@@ -38,12 +39,29 @@ pub(crate) async fn guild_of(
     c.lookup(format!("guild-of:{id}"), sql, vec![id.into()]).await
 }
 
+/// Adds the channel `e` opens (if any) to a projection's own table of channels (`id`,
+/// `guild`), for [`guild_of`].
+pub(crate) async fn note_channel(
+    c: &mut Writer<'_>,
+    t: &Tables,
+    channels: &str,
+    e: &StoredEvent,
+) -> Result<(), DbError> {
+    if let Some((channel, guild)) = openguild_domain::guild::opened_channel(&e.event) {
+        exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n(channels)), channel.to_string(), guild.to_string());
+        c.remember(format!("guild-of:{channel}"), guild.to_string());
+    }
+    Ok(())
+}
+
 /// A channel kind as rows store it.
 pub(crate) fn kind_name(kind: openguild_domain::ChannelKind) -> &'static str {
     match kind {
         openguild_domain::ChannelKind::Text => "text",
         openguild_domain::ChannelKind::Voice => "voice",
         openguild_domain::ChannelKind::Announcement => "announcement",
+        openguild_domain::ChannelKind::Dm => "dm",
+        openguild_domain::ChannelKind::GroupDm => "group_dm",
     }
 }
 

@@ -10,7 +10,7 @@ use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 use serde_json::{Value, json};
 
-use crate::apply::{exec, guild_of, ins, kind_name, place_key, target_key};
+use crate::apply::{exec, guild_of, ins, kind_name, note_channel, place_key, target_key};
 use crate::db::{DbKind, Tables};
 use crate::writer::Writer;
 use crate::{ApplyError, Projection};
@@ -67,10 +67,7 @@ impl Projection for AuditLog {
             }
             _ => return Ok(()),
         };
-        if let E::ChannelCreated { channel, .. } = content {
-            exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n("audit_channels")), channel.to_string(), &guild);
-            c.remember(format!("guild-of:{channel}"), guild.clone());
-        }
+        note_channel(c, t, "audit_channels", e).await?;
         let entry = describe(content, &core.stream);
         let before = match &entry.key {
             Some(k) => {

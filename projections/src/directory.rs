@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use openguild_domain::body::Place;
 use openguild_domain::permissions::OverwriteTarget;
-use openguild_domain::{EventBody, RoleId, StreamId};
+use openguild_domain::{ChannelId, ChannelKind, EventBody, RoleId, StreamId};
 use openguild_store::StoredEvent;
 
 use crate::apply::{exec, kind_name, place_key, target_key};
@@ -118,15 +118,36 @@ impl Projection for Directory {
                     format!("INSERT INTO {} VALUES ($1, $2, '@everyone', $3, 0)", t.n("dir_roles")),
                     &g,
                     RoleId::EVERYONE.to_string(),
-                    openguild_domain::Permissions::DEFAULT_EVERYONE.bits() as i64
+                    match created.dm {
+                        Some(_) => openguild_domain::Permissions::DM_MEMBER.bits() as i64,
+                        None => openguild_domain::Permissions::DEFAULT_EVERYONE.bits() as i64,
+                    }
                 );
-                exec!(
-                    c,
-                    format!("INSERT INTO {} VALUES ($1, $2, NULL, $3)", t.n("dir_members")),
-                    &g,
-                    created.creator.to_string(),
-                    ts
-                );
+                let one = std::slice::from_ref(&created.creator);
+                let people: Vec<&openguild_domain::UserId> = match &created.dm {
+                    Some(people) => people.iter().collect(),
+                    None => one.iter().collect(),
+                };
+                for user in people {
+                    exec!(
+                        c,
+                        format!("INSERT INTO {} VALUES ($1, $2, NULL, $3)", t.n("dir_members")),
+                        &g,
+                        user.to_string(),
+                        ts
+                    );
+                }
+                if let Some(people) = &created.dm {
+                    // A DM's one channel, named by the DM's bytes.
+                    let kind = if people.len() > 2 { ChannelKind::GroupDm } else { ChannelKind::Dm };
+                    exec!(
+                        c,
+                        format!("INSERT INTO {} VALUES ($1, $2, NULL, '', $3, 0, '', 0, 0)", t.n("dir_channels")),
+                        ChannelId::from_bytes(*guild_id.as_bytes()).to_string(),
+                        &g,
+                        kind_name(kind)
+                    );
+                }
             }
             E::GuildUpdated { name, description } => {
                 if let Some(name) = name {

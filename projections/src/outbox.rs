@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::apply::{exec, guild_of, ins};
+use crate::apply::{exec, guild_of, ins, note_channel};
 use crate::db::{DbKind, Tables};
 use crate::writer::Writer;
 use crate::{ApplyError, Projection};
@@ -70,17 +70,17 @@ impl Projection for FederationOutbox {
             },
             _ => return Ok(()),
         };
-        if let E::ChannelCreated { channel, .. } = content {
-            exec!(c, format!("INSERT INTO {} VALUES ($1, $2)", t.n("outbox_channels")), channel.to_string(), &guild);
-            c.remember(format!("guild-of:{channel}"), guild.clone());
-        }
+        note_channel(c, t, "outbox_channels", e).await?;
         // A server's user joining is delivered to that server; one leaving is delivered
         // before the count drops. This hub's own members are not counted.
         let remote = |user: &openguild_domain::UserId| Some(user.server().to_string()).filter(|s| *s != self.us);
-        let joined = match content {
-            E::GuildCreated(created) => remote(&created.creator),
-            E::MemberJoined { user, .. } => remote(user),
-            _ => None,
+        let joined: Vec<String> = match content {
+            E::GuildCreated(created) => match &created.dm {
+                Some(people) => people.iter().filter_map(remote).collect(),
+                None => remote(&created.creator).into_iter().collect(),
+            },
+            E::MemberJoined { user, .. } => remote(user).into_iter().collect(),
+            _ => Vec::new(),
         };
         let left = match content {
             E::MemberLeft { user } | E::MemberKicked { user, .. } | E::MemberBanned { user, .. } => remote(user),
@@ -88,7 +88,7 @@ impl Projection for FederationOutbox {
         };
         let servers = t.n("outbox_servers");
         let mut due = servers_of(c, db, &servers, &guild).await?;
-        if let Some(server) = &joined {
+        for server in &joined {
             let members = members(c, &servers, &guild, server).await? + 1;
             exec!(
                 c,

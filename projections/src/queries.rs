@@ -113,6 +113,18 @@ pub async fn messages(db: &ReadDb, channel: ChannelId, page: Page) -> Result<Vec
     Ok(out)
 }
 
+/// The messages pinned in a channel and not deleted, newest first (at most 50, as on Discord).
+pub async fn pins(db: &ReadDb, channel: ChannelId) -> Result<Vec<MessageRow>, ProjectionError> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM tl_messages WHERE channel = $1 AND pinned = 1 AND redacted = 0 \
+         ORDER BY position DESC LIMIT 50"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel.to_string()).fetch_all(&db.pool).await?;
+    let mut out = rows.iter().map(message_row).collect::<Result<Vec<_>, _>>()?;
+    with_reactions(db, &mut out).await?;
+    Ok(out)
+}
+
 /// Messages by id (those the timeline knows), in the order asked.
 pub async fn messages_by_id(db: &ReadDb, ids: &[MessageId]) -> Result<Vec<MessageRow>, ProjectionError> {
     let mut out = Vec::with_capacity(ids.len());

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, EventId, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::apply::{exec, guild_of, ins};
+use crate::apply::{guild_of, ins, note_channel};
 use crate::db::{self, DbKind, Tables, Val, set};
 use crate::writer::Writer;
 use crate::{ApplyError, Projection};
@@ -66,16 +66,8 @@ impl Projection for Search {
 
     async fn apply(&self, c: &mut Writer<'_>, db: DbKind, t: &Tables, e: &StoredEvent) -> Result<(), ApplyError> {
         let text_table = t.n("search_text");
+        note_channel(c, t, "search_channels", e).await?;
         match (&e.event.core.stream, e.event.content()) {
-            (StreamId::Guild(g), EventBody::ChannelCreated { channel, .. }) => {
-                exec!(
-                    c,
-                    format!("INSERT INTO {} VALUES ($1, $2)", t.n("search_channels")),
-                    channel.to_string(),
-                    g.to_string()
-                );
-                c.remember(format!("guild-of:{channel}"), g.to_string());
-            }
             (StreamId::Channel(ch), EventBody::MessagePosted { .. }) => {
                 let Some(EventBody::MessagePosted { text, .. }) = &e.event.body else { return Ok(()) };
                 let Some(guild) = guild_of(c, t, "search_channels", ch).await? else {

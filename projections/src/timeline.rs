@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use openguild_domain::{EventBody, StreamId};
 use openguild_store::StoredEvent;
 
-use crate::apply::{exec, guild_of, ins};
+use crate::apply::{exec, guild_of, ins, note_channel};
 use crate::db::{self, DbKind, Tables, Val, set};
 use crate::writer::Writer;
 use crate::{ApplyError, Projection};
@@ -64,16 +64,8 @@ impl Projection for Timeline {
         let core = &e.event.core;
         let sender = core.sender.to_string();
         let ts = core.ts.as_millis() as i64;
+        note_channel(c, t, "tl_channels", e).await?;
         match (&core.stream, e.event.content()) {
-            (StreamId::Guild(g), E::ChannelCreated { channel, .. }) => {
-                exec!(
-                    c,
-                    format!("INSERT INTO {} VALUES ($1, $2)", t.n("tl_channels")),
-                    channel.to_string(),
-                    g.to_string()
-                );
-                c.remember(format!("guild-of:{channel}"), g.to_string());
-            }
             (StreamId::Guild(g), E::MemberBanned { user, purge_since: Some(since), .. }) => {
                 exec!(
                     c,

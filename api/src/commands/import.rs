@@ -16,7 +16,7 @@
 use openguild_domain::channel::{self, ChannelState};
 use openguild_domain::guild::{self, Guild};
 use openguild_domain::replica::{self, Unauthorised};
-use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, SignedEvent, StreamId};
+use openguild_domain::{ChannelId, DomainError, EventId, GuildId, SignedEvent, StreamId};
 use openguild_store::{ExpectedVersion, StoreError};
 
 use super::{CommandError, Commands, last, load_channel, load_guild, read_whole};
@@ -107,8 +107,8 @@ impl Commands {
             }
         };
         *state = guild::evolve(std::mem::take(&mut *state), &event);
-        if let EventBody::ChannelCreated { channel, .. } = event.content() {
-            self.channel_guild.lock().await.insert(*channel, id);
+        if let Some((channel, _)) = openguild_domain::guild::opened_channel(&event) {
+            self.channel_guild.lock().await.insert(channel, id);
         }
         if seq == 1 {
             // A guild that did not exist here is not kept by `get_or_load`: keep it now.

@@ -131,6 +131,29 @@ impl Commands {
         Ok((id, Executed { events, position: last(&result.positions) }))
     }
 
+    /// Opens a direct message between `actor` and `others`, owned by this hub: a guild of
+    /// one channel (`guild::create_dm`); the nonce and time fix its id. Finding an existing
+    /// one is the caller's part.
+    pub async fn create_dm(
+        &self,
+        actor: &UserId,
+        others: &std::collections::BTreeSet<UserId>,
+        nonce: [u8; 16],
+        now: Timestamp,
+    ) -> Result<(GuildId, Executed), CommandError> {
+        let (id, body) = guild::create_dm(actor, self.key.server(), others, nonce, now)?;
+        let stream = StreamId::Guild(id);
+        let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
+        let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
+        let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
+        let dm = Guild::from_events(&events);
+        if let Some(channel) = dm.dm_channel() {
+            self.channel_guild.lock().await.insert(channel, id);
+        }
+        self.guilds.insert(id, dm);
+        Ok((id, Executed { events, position: last(&result.positions) }))
+    }
+
     /// Runs a command on a guild's stream.
     pub async fn guild(
         &self,
@@ -466,8 +489,8 @@ impl Commands {
     pub async fn observe(&self, e: &Event) {
         match &e.core.stream {
             StreamId::Guild(id) => {
-                if let EventBody::ChannelCreated { channel, .. } = e.content() {
-                    self.channel_guild.lock().await.insert(*channel, *id);
+                if let Some((channel, _)) = guild::opened_channel(e) {
+                    self.channel_guild.lock().await.insert(channel, *id);
                 }
                 self.guilds.observe(id, e).await;
             }

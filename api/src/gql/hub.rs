@@ -135,7 +135,7 @@ impl Api {
     }
 
     /// The caller, if the hub lets them provision users and guilds (`policy::may_provision`).
-    async fn provisioner(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
+    pub(crate) async fn provisioner(&self, ctx: &Context<'_>) -> Result<(UserId, HubActor), ApiError> {
         let (sender, actor) = self.hub_actor(ctx)?;
         self.hub_allows(|hub| policy::may_provision(hub, &actor)).await?;
         Ok((sender, actor))

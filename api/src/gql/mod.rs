@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries over the read models and aggregates, one mutation per
 //! command, and subscriptions delivered by [`crate::ws`].
 
+mod dm;
 mod door;
 mod hub;
 pub mod ids;
@@ -32,12 +33,13 @@ pub type AppSchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The query root: the client API and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct RootQuery(Query, hub::HubQuery, hub::ProvisionQuery, hub::OperatorQuery, hub::BotQuery);
+pub struct RootQuery(Query, dm::DmQuery, hub::HubQuery, hub::ProvisionQuery, hub::OperatorQuery, hub::BotQuery);
 
 /// The mutation root: one mutation per command, and the hub's.
 #[derive(async_graphql::MergedObject, Default)]
 pub struct RootMutation(
     Mutation,
+    dm::DmMutation,
     hub::HubMutation,
     hub::BotMutation,
     hub::ProvisionMutation,
@@ -195,7 +197,10 @@ impl Query {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             // The directory may be a moment behind a leave or a kick: the aggregate decides.
-            if let Ok(g) = api.member_view(&me, id).await {
+            // DMs are listed by `dms`.
+            if let Ok(g) = api.member_view(&me, id).await
+                && !g.dm
+            {
                 out.push(GuildObj { g, viewer: me.clone() });
             }
         }
@@ -206,6 +211,13 @@ impl Query {
     async fn guild(&self, ctx: &Context<'_>, id: Id<GuildId>) -> Res<GuildObj> {
         let me = me(ctx)?;
         let g = api(ctx).member_view(&me, id.0).await?;
+        if g.dm {
+            return Err(ApiError::not_found(format!(
+                "{} is a direct message, not a guild; ask for channel(id:)",
+                id.0
+            ))
+            .into());
+        }
         Ok(GuildObj { g, viewer: me })
     }
 

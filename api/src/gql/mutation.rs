@@ -337,6 +337,7 @@ impl Mutation {
         let (mentions, mentions_everyone) = mentions(&input.body);
         let cmd = MessageCommand::Post { text: input.body.clone(), reply_to, mentions, mentions_everyone };
         let me = api.actor(ctx).await?;
+        api.may_post_in(&me, channel).await?;
         // In a guild another hub owns, a post waits in a queue while the owner is away.
         let done = match api.commands.message(&me, channel, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
@@ -405,6 +406,23 @@ impl Mutation {
         let message: MessageId = message_id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::Unreact { message, emoji }).await?;
+        Ok(true)
+    }
+
+    /// Pins a message to its channel (MANAGE_MESSAGES in a guild; anyone in a DM).
+    async fn pin_message(&self, ctx: &Context<'_>, message_id: Id<MessageId>) -> Res<bool> {
+        let api = api(ctx);
+        let message: MessageId = message_id.0;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::Pin { message }).await?;
+        Ok(true)
+    }
+
+    async fn unpin_message(&self, ctx: &Context<'_>, message_id: Id<MessageId>) -> Res<bool> {
+        let api = api(ctx);
+        let message: MessageId = message_id.0;
+        let channel = api.channel_of_message(&message).await?;
+        api.message_cmd(ctx, channel, MessageCommand::Unpin { message }).await?;
         Ok(true)
     }
 

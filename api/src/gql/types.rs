@@ -94,13 +94,16 @@ pub fn permissions_of(list: &[Permission]) -> Permissions {
     list.iter().fold(Permissions::empty(), |acc, p| acc | p.bits())
 }
 
-/// What a channel is for: text chat, voice, or announcements.
+/// What a channel is for: text chat, voice, or announcements in a guild; or a direct
+/// message (`DM` between two people, `GROUP_DM` among up to ten), outside any guild.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "Kind")]
 pub enum ChannelKind {
     Text,
     Voice,
     Announcement,
+    Dm,
+    GroupDm,
 }
 
 /// A person (or bot) on some hub.
@@ -413,11 +416,30 @@ impl ChannelObj {
     async fn id(&self) -> ID {
         ID(self.id.to_string())
     }
-    async fn guild_id(&self) -> ID {
-        ID(self.g.id.map(|g| g.to_string()).unwrap_or_default())
+    /// The guild; `null` for a direct message, which belongs to none.
+    async fn guild_id(&self) -> Option<ID> {
+        self.g.id.filter(|_| !self.g.dm).map(|g| ID(g.to_string()))
     }
-    async fn name(&self) -> Res<&str> {
-        Ok(&self.channel()?.name)
+    /// A guild channel's name; a group DM's name if it was given one, else its people's
+    /// handles.
+    async fn name(&self) -> Res<String> {
+        let name = &self.channel()?.name;
+        if !self.g.dm {
+            return Ok(name.clone());
+        }
+        if !self.g.name.is_empty() {
+            return Ok(self.g.name.clone());
+        }
+        let others: Vec<&str> = self.g.members.keys().filter(|u| **u != self.viewer).map(|u| u.handle()).collect();
+        Ok(others.join(", "))
+    }
+    /// For a direct message, the people in it other than the viewer; empty for a guild's
+    /// channel.
+    async fn recipients(&self) -> Vec<User> {
+        if !self.g.dm {
+            return Vec::new();
+        }
+        self.g.members.keys().filter(|u| **u != self.viewer).cloned().map(User).collect()
     }
     async fn kind(&self) -> Res<ChannelKind> {
         Ok(self.channel()?.kind.into())
@@ -481,6 +503,17 @@ impl ChannelObj {
         };
         Ok(position.map(|p| p.to_string()))
     }
+    /// The pinned messages, newest first (at most 50).
+    async fn pins(&self, ctx: &Context<'_>) -> Res<Vec<Message>> {
+        let perms = self.g.channel_permissions(&self.viewer, self.id, now());
+        if !perms.contains(Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY) {
+            return Err(ApiError::forbidden("reading pins needs VIEW_CHANNEL and READ_MESSAGE_HISTORY").into());
+        }
+        let api = api(ctx);
+        api.read_your_writes(ctx, &["timeline"]).await?;
+        let rows = queries::pins(api.projections.db(), self.id).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Message).collect())
+    }
     /// Messages, oldest first within the page. `last`/`before` page back from the newest;
     /// `first`/`after` page forward. Cursors are positions.
     #[graphql(complexity = "page_cost(first, last, 50, child_complexity)")]
@@ -526,7 +559,14 @@ impl ChannelObj {
         }
         let (has_prev, has_next) = if forward { (false, more) } else { (more, false) };
         let mut conn = Connection::new(has_prev, has_next);
-        conn.edges.extend(rows.into_iter().map(|m| Edge::new(m.position.to_string(), Message(m))));
+        // What people the viewer blocked wrote is hidden from them (the page keeps its
+        // cursors, so paging goes on past it).
+        let blocked = api.blocked_by(&self.viewer).await?;
+        conn.edges.extend(
+            rows.into_iter()
+                .filter(|m| !blocked.contains(&m.author))
+                .map(|m| Edge::new(m.position.to_string(), Message(m))),
+        );
         Ok(conn)
     }
 }

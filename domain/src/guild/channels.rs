@@ -68,6 +68,12 @@ pub(super) fn create_channel(
     if guild.channels.contains_key(channel) {
         return Err(DomainError::conflict(format!("channel {channel} already exists")));
     }
+    if matches!(kind, ChannelKind::Dm | ChannelKind::GroupDm) {
+        return Err(DomainError::invalid(
+            "kind",
+            "a guild's channel is TEXT, VOICE or ANNOUNCEMENT; open a DM with openDm",
+        ));
+    }
     match category {
         Some(cat) => {
             guild.category(&cat)?;

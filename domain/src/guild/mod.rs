@@ -23,6 +23,8 @@ pub use channels::MAX_SLOW_MODE_SECONDS;
 pub use moderation::{MAX_PURGE_SECONDS, MAX_TIMEOUT_MS};
 pub use state::{Ban, Category, Channel, Guild, Invite, Member, Opening, Report, Role, evolve};
 
+use std::collections::BTreeSet;
+
 use crate::body::{ChannelKind, EventBody, GuildCreated, Place, ReportAction, ReportTarget};
 use crate::error::{DomainError, Refusal};
 use crate::event::guild_id_for;
@@ -206,9 +208,94 @@ pub fn create(
         created_at: now,
         nonce,
         name: validate::name("name", name)?,
+        dm: None,
     };
     let id = guild_id_for(&created).map_err(|e| DomainError::invalid("name", e.to_string()))?;
     Ok((id, EventBody::GuildCreated(created)))
+}
+
+/// The channel an event of a guild's stream opens, with its guild: a `channel.created`, or
+/// the one channel of a DM, which comes with the DM's `guild.created` and has its bytes.
+pub fn opened_channel(event: &crate::event::Event) -> Option<(ChannelId, GuildId)> {
+    let crate::ids::StreamId::Guild(guild) = &event.core.stream else { return None };
+    match event.content() {
+        EventBody::ChannelCreated { channel, .. } => Some((*channel, *guild)),
+        EventBody::GuildCreated(created) if created.dm.is_some() => {
+            Some((ChannelId::from_bytes(*guild.as_bytes()), *guild))
+        }
+        _ => None,
+    }
+}
+
+/// The most people a group DM holds, its creator included.
+pub const MAX_DM_MEMBERS: usize = 10;
+
+/// The body of a new direct message's first event and the id it names: a conversation of
+/// `creator` and `others` (1 to 9 people), owned by the creator's hub.
+pub fn create_dm(
+    creator: &UserId,
+    origin: &ServerName,
+    others: &BTreeSet<UserId>,
+    nonce: [u8; 16],
+    now: Timestamp,
+) -> Result<(GuildId, EventBody), DomainError> {
+    check_dm_people(creator, others)?;
+    let mut members = others.clone();
+    members.insert(creator.clone());
+    let created = GuildCreated {
+        creator: creator.clone(),
+        origin: origin.clone(),
+        created_at: now,
+        nonce,
+        name: String::new(),
+        dm: Some(members),
+    };
+    let id = guild_id_for(&created).map_err(|e| DomainError::invalid("userIds", e.to_string()))?;
+    Ok((id, EventBody::GuildCreated(created)))
+}
+
+/// Whether `creator` and `others` make a DM: 1 to 9 others, the creator not among them.
+pub fn check_dm_people(creator: &UserId, others: &BTreeSet<UserId>) -> Result<(), DomainError> {
+    if others.contains(creator) {
+        return Err(DomainError::invalid("userIds", "list the others in the conversation, not yourself"));
+    }
+    if others.is_empty() || others.len() >= MAX_DM_MEMBERS {
+        return Err(DomainError::invalid(
+            "userIds",
+            format!("a direct message is you and 1 to {} others; {} were given", MAX_DM_MEMBERS - 1, others.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// What a direct message's people may do to it: leave a group DM, or rename it. It has no
+/// roles, channels, invites or moderators to change.
+fn decide_dm(guild: &Guild, actor: &UserId, cmd: &GuildCommand) -> Result<Vec<EventBody>, DomainError> {
+    use GuildCommand as C;
+    if !guild.members.contains_key(actor) {
+        return Err(DomainError::Forbidden(Refusal::NotMember));
+    }
+    let group = guild.members.len() > 2
+        || guild.dm_channel().and_then(|c| guild.channels.get(&c)).is_some_and(|c| c.kind == ChannelKind::GroupDm);
+    let body = match cmd {
+        C::Leave if group => EventBody::MemberLeft { user: actor.clone() },
+        C::UpdateGuild { name: Some(name), description: None } if group => {
+            EventBody::GuildUpdated { name: Some(validate::name("name", name)?), description: None }
+        }
+        C::FileReport { .. } => {
+            return Err(DomainError::invalid(
+                "command",
+                "a direct message has no moderators to report to; block the user instead",
+            ));
+        }
+        _ => {
+            return Err(DomainError::invalid(
+                "command",
+                "a direct message has no roles, channels, invites or moderators; a group DM can only be renamed or left",
+            ));
+        }
+    };
+    Ok(vec![body])
 }
 
 /// Decides what a command on an existing guild does.
@@ -220,6 +307,9 @@ pub fn decide(
 ) -> Result<Vec<EventBody>, DomainError> {
     use GuildCommand as C;
     guild.exists()?;
+    if guild.dm {
+        return decide_dm(guild, actor, cmd);
+    }
     if let C::Join { invite } = cmd {
         return membership::join(guild, actor, invite, now);
     }

@@ -21,6 +21,8 @@ pub struct Guild {
     pub created_at: Timestamp,
     pub archived: bool,
     pub deleted: bool,
+    /// A direct-message conversation (`guild.created` with `dm`), not a guild.
+    pub dm: bool,
     /// The seq of the last event applied (0 before the first).
     pub version: u64,
     /// The id of the last event applied.
@@ -137,6 +139,32 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                 Role { name: "@everyone".into(), permissions: Permissions::DEFAULT_EVERYONE },
             );
             guild.members.insert(c.creator, Member { roles: BTreeSet::new(), nickname: None, joined_at: ts });
+            if let (Some(members), Some(id)) = (c.dm, guild.id) {
+                guild.dm = true;
+                let kind = if members.len() > 2 { ChannelKind::GroupDm } else { ChannelKind::Dm };
+                if let Some(everyone) = guild.roles.get_mut(&RoleId::EVERYONE) {
+                    everyone.permissions = Permissions::DM_MEMBER;
+                }
+                for user in members {
+                    guild.members.entry(user).or_insert(Member {
+                        roles: BTreeSet::new(),
+                        nickname: None,
+                        joined_at: ts,
+                    });
+                }
+                let channel = Channel {
+                    name: String::new(),
+                    kind,
+                    category: None,
+                    position: 0,
+                    topic: String::new(),
+                    overwrites: Overwrites::new(),
+                    slow_mode_seconds: 0,
+                    locked: false,
+                    archived: false,
+                };
+                guild.channels.insert(ChannelId::from_bytes(*id.as_bytes()), channel);
+            }
         }
         E::GuildUpdated { name, description } => {
             if let Some(name) = name {
@@ -319,6 +347,10 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::PasswordSet { .. }
         | E::SessionOpened { .. }
         | E::SessionRevoked { .. }
+        | E::Blocked { .. }
+        | E::Unblocked { .. }
+        | E::DmPolicySet { .. }
+        | E::Read { .. }
         | E::OperatorGranted { .. }
         | E::OperatorRevoked { .. }
         | E::CreatorGranted { .. }
@@ -343,6 +375,11 @@ impl Guild {
     /// Folds a stream's events into a guild.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Guild {
         events.into_iter().fold(Guild::default(), evolve)
+    }
+
+    /// A DM's one channel (the same bytes as its id); `None` for a guild.
+    pub fn dm_channel(&self) -> Option<ChannelId> {
+        self.id.filter(|_| self.dm).map(|id| ChannelId::from_bytes(*id.as_bytes()))
     }
 
     pub fn is_owner(&self, user: &UserId) -> bool {
@@ -389,7 +426,8 @@ impl Guild {
         }
         Some(PermissionInput {
             user,
-            is_owner: self.is_owner(user),
+            // A DM's creator is one of its people, with no more rights than the others.
+            is_owner: self.is_owner(user) && !self.dm,
             everyone: self.roles.get(&RoleId::EVERYONE).map_or(Permissions::empty(), |r| r.permissions),
             roles,
             layers,

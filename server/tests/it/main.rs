@@ -4,6 +4,7 @@
 //!   data directory written through the store.
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
+//! - `dms`: direct messages, group DMs, blocks, a host application's DM, and a DM across hubs.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
 //!   under the test's control, and two real hubs.
@@ -29,6 +30,7 @@
 mod allowlist;
 mod cli;
 mod crash;
+mod dms;
 mod faults;
 mod federation;
 mod graphql;

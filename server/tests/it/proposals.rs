@@ -31,8 +31,24 @@ fn post(text: &str) -> EventBody {
     }
 }
 
-/// The channel's last messages, as `token` reads them.
+/// The channel's messages stored before now, as `token` reads them. A proposal's answer
+/// means its event is stored, not yet projected; `token` posts a fence first, so its
+/// read waits (read-your-writes) for everything stored before it. The fence is left out.
 async fn messages(hub: &Server, token: &str, channel: &str) -> Vec<Value> {
+    hub.ok(
+        Some(token),
+        "mutation($c: ID!) { sendMessage(input: {channelId: $c, body: \"fence\"}) { id } }",
+        json!({ "c": channel }),
+    )
+    .await;
+    let mut seen = last_messages(hub, token, channel).await;
+    assert_eq!(seen.pop().map(|m| m["body"].clone()), Some(json!("fence")), "{seen:?}");
+    seen.retain(|m| m["body"] != "fence");
+    seen
+}
+
+/// The channel's last messages, as `token` reads them.
+async fn last_messages(hub: &Server, token: &str, channel: &str) -> Vec<Value> {
     let m = hub
         .ok(
             Some(token),

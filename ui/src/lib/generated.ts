@@ -24,11 +24,16 @@ export type ChannelEventKind =
   | 'MESSAGE_UNPINNED'
   | 'TYPING';
 
-/** What a channel is for: text chat, voice, or announcements. */
+/**
+ * What a channel is for: text chat, voice, or announcements in a guild; or a direct
+ * message (`DM` between two people, `GROUP_DM` among up to ten), outside any guild.
+ */
 export type ChannelKind =
   | 'TEXT'
   | 'VOICE'
-  | 'ANNOUNCEMENT';
+  | 'ANNOUNCEMENT'
+  | 'DM'
+  | 'GROUP_DM';
 
 export type CreateCategoryInput = {
   guildId: string | number;
