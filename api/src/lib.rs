@@ -187,6 +187,10 @@ impl Api {
             .collect::<Result<Vec<_>, _>>()?;
         let read_db = projections.db().clone();
         let commands = Arc::new(Commands::new(store.clone(), key).with_directory(projections.db().clone()));
+        // The live feed tells DM posts from others by this set; the rest join it as they come.
+        for channel in openguild_projections::queries::dm_channels(projections.db()).await? {
+            commands.note_dm(channel);
+        }
         let limiter = match &settings.redis_url {
             Some(url) => Limiter::redis(url)
                 .await

@@ -13,7 +13,7 @@
 //! - `runner`: the live runner; `rebuild`: rebuilding beside the live tables and swapping.
 //! - What both share: `batch`, one projection's batch in one transaction; `checkpoint`,
 //!   every statement on the checkpoint table.
-//! - The read models (`directory`, `timeline`, `audit`, `reports`, `outbox`, `search`),
+//! - The read models (`directory`, `timeline`, `audit`, `reports`, `outbox`, `search`, `reads`),
 //!   which share `apply`'s helpers and never import each other; `queries` reads them.
 //! - [`writer`]: the transaction projections write through, to sqlx or to `pipe`, a
 //!   rebuild's SQLite writer thread; [`db`]: the database, table names, values, errors.
@@ -29,6 +29,7 @@ pub mod lease;
 pub mod outbox;
 mod pipe;
 pub mod queries;
+pub mod reads;
 mod rebuild;
 pub mod replay;
 pub mod reports;
@@ -107,6 +108,7 @@ pub fn all(us: &str) -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(reports::Reports),
         std::sync::Arc::new(outbox::FederationOutbox::new(us)),
         std::sync::Arc::new(search::Search),
+        std::sync::Arc::new(reads::Reads),
     ]
 }
 

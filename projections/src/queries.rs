@@ -42,6 +42,13 @@ pub async fn channel_guild(db: &ReadDb, channel: ChannelId) -> Result<Option<Gui
         .transpose()
 }
 
+/// The channels of every DM the directory knows.
+pub async fn dm_channels(db: &ReadDb) -> Result<Vec<ChannelId>, ProjectionError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM dir_channels WHERE kind IN ('dm', 'group_dm')").fetch_all(&db.pool).await?;
+    ids.iter().map(|c| parse(c, "directory channel row")).collect()
+}
+
 /// The guilds `user` is a member of, by id.
 pub async fn guilds_of(db: &ReadDb, user: &UserId) -> Result<Vec<GuildId>, ProjectionError> {
     let ids: Vec<String> =
@@ -68,6 +75,8 @@ pub struct MessageRow {
     pub pinned: bool,
     /// Emoji with their count, in order of first use.
     pub reactions: Vec<(String, u64)>,
+    /// The emoji the reader reacted with (filled by [`mark_mine`]; empty otherwise).
+    pub mine: Vec<String>,
 }
 
 /// Which page of a channel's messages, by position.
@@ -110,6 +119,102 @@ pub async fn messages(db: &ReadDb, channel: ChannelId, page: Page) -> Result<Vec
     let mut out = rows.iter().map(message_row).collect::<Result<Vec<_>, _>>()?;
     out.sort_by_key(|m| m.position);
     with_reactions(db, &mut out).await?;
+    Ok(out)
+}
+
+/// Fills in which of `messages`' reactions are `user`'s: one statement for the page.
+pub async fn mark_mine(db: &ReadDb, user: &UserId, messages: &mut [MessageRow]) -> Result<(), ProjectionError> {
+    if messages.iter().all(|m| m.reactions.is_empty()) {
+        return Ok(());
+    }
+    let ids: Vec<String> = messages.iter().filter(|m| !m.reactions.is_empty()).map(|m| m.id.to_string()).collect();
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql =
+        format!("SELECT message, emoji FROM tl_reactions WHERE user_id = $1 AND message IN ({})", marks.join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.as_str());
+    for id in &ids {
+        query = query.bind(id.as_str());
+    }
+    let rows = query.fetch_all(&db.pool).await?;
+    for row in rows {
+        let (message, emoji): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if let Some(m) = messages.iter_mut().find(|m| m.id.to_string() == message) {
+            m.mine.push(emoji);
+        }
+    }
+    Ok(())
+}
+
+/// Where a person stands in a channel: how much is new since their read marker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// The last message they marked read (`None`: never, or it is gone).
+    pub last_read: Option<MessageId>,
+    /// Messages after the marker by others, not deleted, counted up to [`UNREAD_CAP`].
+    pub unread: u32,
+    /// Of those, the ones that mention them or everyone, up to [`UNREAD_CAP`].
+    pub mentions: u32,
+}
+
+/// Counting stops here: "999+" is as useful as the exact figure, and the cost of a count is
+/// that of the messages it reads, never of the whole backlog.
+pub const UNREAD_CAP: u32 = 1_000;
+
+/// `user`'s read state in each of `channels` (same order): two bounded range counts on the
+/// `(channel, position)` keys of the timeline and of `reads`' mentions.
+pub async fn read_states(
+    db: &ReadDb,
+    user: &UserId,
+    channels: &[ChannelId],
+) -> Result<Vec<ReadState>, ProjectionError> {
+    let mut out = Vec::with_capacity(channels.len());
+    for channel in channels {
+        let (c, me) = (channel.to_string(), user.as_str());
+        let marker: Option<String> =
+            sqlx::query_scalar("SELECT message FROM rd_markers WHERE user_id = $1 AND channel = $2")
+                .bind(me)
+                .bind(&c)
+                .fetch_optional(&db.pool)
+                .await?;
+        let mut state = ReadState::default();
+        let mut after = 0i64;
+        if let Some(m) = marker {
+            let id: MessageId = parse(&m, "read marker")?;
+            let at: Option<i64> = sqlx::query_scalar("SELECT position FROM tl_messages WHERE mkey = $1 AND id = $2")
+                .bind(crate::db::id_key(&id))
+                .bind(&m)
+                .fetch_optional(&db.pool)
+                .await?;
+            if let Some(at) = at {
+                after = at;
+                state.last_read = Some(id);
+            }
+        }
+        let unread: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM tl_messages WHERE channel = $1 AND position > $2 AND redacted = 0 \
+             AND author <> $3 LIMIT $4) AS unread",
+        )
+        .bind(&c)
+        .bind(after)
+        .bind(me)
+        .bind(i64::from(UNREAD_CAP))
+        .fetch_one(&db.pool)
+        .await?;
+        let mentions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM rd_mentions WHERE channel = $1 AND position > $2 \
+             AND (user_id = $3 OR user_id = $4) AND author <> $3 LIMIT $5) AS mentions",
+        )
+        .bind(&c)
+        .bind(after)
+        .bind(me)
+        .bind(crate::reads::EVERYONE)
+        .bind(i64::from(UNREAD_CAP))
+        .fetch_one(&db.pool)
+        .await?;
+        state.unread = u32::try_from(unread).unwrap_or(UNREAD_CAP);
+        state.mentions = u32::try_from(mentions).unwrap_or(UNREAD_CAP);
+        out.push(state);
+    }
     Ok(out)
 }
 
@@ -202,6 +307,7 @@ fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow, ProjectionError> {
         deleted: row.try_get::<i64, _>(8)? != 0,
         pinned: row.try_get::<i64, _>(9)? != 0,
         reactions: Vec::new(),
+        mine: Vec::new(),
     })
 }
 

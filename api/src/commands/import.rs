@@ -107,9 +107,7 @@ impl Commands {
             }
         };
         *state = guild::evolve(std::mem::take(&mut *state), &event);
-        if let Some((channel, _)) = openguild_domain::guild::opened_channel(&event) {
-            self.channel_guild.lock().await.insert(channel, id);
-        }
+        self.index_channel(&event).await;
         if seq == 1 {
             // A guild that did not exist here is not kept by `get_or_load`: keep it now.
             self.guilds.insert(id, state.clone());

@@ -67,6 +67,9 @@ pub struct Commands {
     hub: Cells<(), Hub>,
     /// Which guild each channel belongs to (a channel never moves between guilds).
     channel_guild: Mutex<HashMap<ChannelId, GuildId>>,
+    /// The channels of the DMs this node has seen: the live feed asks it of every post, so
+    /// it is a plain set behind a lock that is never held across an await.
+    dm_channels: std::sync::RwLock<std::collections::HashSet<ChannelId>>,
     /// Where to look up a channel's guild that no loaded guild knows yet.
     directory: Option<openguild_projections::ReadDb>,
 }
@@ -81,6 +84,7 @@ impl Commands {
             accounts: Cells::new(ACCOUNTS_CACHED, false),
             hub: Cells::new(1, true),
             channel_guild: Mutex::default(),
+            dm_channels: Default::default(),
             directory: None,
         }
     }
@@ -146,11 +150,10 @@ impl Commands {
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-        let dm = Guild::from_events(&events);
-        if let Some(channel) = dm.dm_channel() {
-            self.channel_guild.lock().await.insert(channel, id);
+        for e in &events {
+            self.index_channel(e).await;
         }
-        self.guilds.insert(id, dm);
+        self.guilds.insert(id, Guild::from_events(&events));
         Ok((id, Executed { events, position: last(&result.positions) }))
     }
 
@@ -194,11 +197,8 @@ impl Commands {
             decide(g)
         };
         let done = self.execute(&StreamId::Guild(id), &cell, (actor, now, None), "guild", decide).await?;
-        let mut index = self.channel_guild.lock().await;
         for e in &done.events {
-            if let EventBody::ChannelCreated { channel, .. } = e.content() {
-                index.insert(*channel, id);
-            }
+            self.index_channel(e).await;
         }
         Ok(done)
     }
@@ -453,6 +453,9 @@ impl Commands {
             for channel in state.channels.keys() {
                 index.insert(*channel, id);
             }
+            if let Some(channel) = state.dm_channel() {
+                self.note_dm(channel);
+            }
             Ok(state)
         };
         let cell = self.guilds.get_or_load(&id, load).await?;
@@ -489,9 +492,7 @@ impl Commands {
     pub async fn observe(&self, e: &Event) {
         match &e.core.stream {
             StreamId::Guild(id) => {
-                if let Some((channel, _)) = guild::opened_channel(e) {
-                    self.channel_guild.lock().await.insert(channel, *id);
-                }
+                self.index_channel(e).await;
                 self.guilds.observe(id, e).await;
             }
             StreamId::Channel(id) => {
@@ -505,6 +506,27 @@ impl Commands {
             }
             StreamId::Dm(_) => {}
         }
+    }
+
+    /// Records the channel a guild event opens (and whether it is a DM's).
+    async fn index_channel(&self, e: &Event) {
+        if let Some((channel, guild)) = guild::opened_channel(e) {
+            self.channel_guild.lock().await.insert(channel, guild);
+            if matches!(e.content(), EventBody::GuildCreated(_)) {
+                self.note_dm(channel);
+            }
+        }
+    }
+
+    /// Remembers `channel` as a DM's.
+    pub fn note_dm(&self, channel: ChannelId) {
+        self.dm_channels.write().unwrap_or_else(|p| p.into_inner()).insert(channel);
+    }
+
+    /// Whether `channel` is a DM's, as far as this node has seen (every DM the directory
+    /// knows is noted at start).
+    pub fn is_dm(&self, channel: &ChannelId) -> bool {
+        self.dm_channels.read().unwrap_or_else(|p| p.into_inner()).contains(channel)
     }
 
     /// The guild a channel belongs to: known once its guild is loaded; otherwise from the

@@ -41,15 +41,32 @@ pub enum SubMode {
 }
 
 impl Topic {
-    /// Whether `live` belongs to this topic (who may see it is checked apart).
-    pub fn matches(&self, live: &Live) -> bool {
+    /// Whether `live` belongs to this topic (who may see it is checked apart). `is_dm` says
+    /// whether a channel is a DM's: every post in one is news to the others in it.
+    pub fn matches(&self, live: &Live, is_dm: impl Fn(&ChannelId) -> bool) -> bool {
         match (self, live) {
             (Topic::Channel { channel, .. }, Live::Typing { channel: c, .. }) => channel == c,
             (Topic::Channel { channel, .. }, Live::Event(e)) => e.event.core.stream == StreamId::Channel(*channel),
             (Topic::Guild(g), Live::Event(e)) => e.event.core.stream == StreamId::Guild(*g),
             (Topic::Me(me), Live::Event(e)) => match &e.event.core.stream {
                 StreamId::Guild(_) => target_of(e.event.content()).is_some_and(|t| t == me),
-                StreamId::User(u) => u == me && matches!(e.event.content(), EventBody::SessionRevoked { .. }),
+                StreamId::User(u) => {
+                    u == me
+                        && matches!(
+                            e.event.content(),
+                            EventBody::SessionRevoked { .. }
+                                | EventBody::Read { .. }
+                                | EventBody::Blocked { .. }
+                                | EventBody::Unblocked { .. }
+                        )
+                }
+                // Posts that mention them or everyone, and every post by others in their DMs.
+                StreamId::Channel(c) => match e.event.content() {
+                    EventBody::MessagePosted { mentions, mentions_everyone, .. } => {
+                        e.event.core.sender != *me && (*mentions_everyone || mentions.contains(me) || is_dm(c))
+                    }
+                    _ => false,
+                },
                 _ => false,
             },
             _ => false,
@@ -149,8 +166,17 @@ pub struct GuildEvent {
 #[derive(SimpleObject)]
 pub struct MyEvent {
     pub cursor: String,
+    /// The event's kind: `member.kicked`, …; `message.posted` for a post that mentions the
+    /// viewer or everyone, or in one of their DMs; `account.read` when one of their devices
+    /// moved a read marker.
     pub kind: String,
     pub guild_id: Option<ID>,
+    /// `message.posted` and `account.read`: the channel (or DM).
+    pub channel_id: Option<ID>,
+    /// `message.posted`: the message.
+    pub message: Option<Message>,
+    /// `account.read`: the message read up to.
+    pub message_id: Option<ID>,
     pub actor: User,
     pub at: DateTime,
     pub event_id: ID,
@@ -214,6 +240,7 @@ fn channel_event(live: &Live) -> Option<ChannelEvent> {
                 edited_at: None,
                 pinned: false,
                 reactions: Vec::new(),
+                mine: Vec::new(),
             }));
         }
         E::MessageEdited { message, .. } => {
@@ -286,7 +313,20 @@ fn my_event(live: &Live) -> Option<MyEvent> {
         StreamId::Guild(g) => Some(ID(g.to_string())),
         _ => None,
     };
+    let (channel_id, message, message_id) = match (&e.event.core.stream, e.event.content()) {
+        (StreamId::Channel(_), EventBody::MessagePosted { .. }) => {
+            let event = channel_event(live)?;
+            (Some(event.channel_id), event.message, None)
+        }
+        (StreamId::User(_), EventBody::Read { channel, message }) => {
+            (Some(ID(channel.to_string())), None, Some(ID(message.to_string())))
+        }
+        _ => (None, None, None),
+    };
     Some(MyEvent {
+        channel_id,
+        message,
+        message_id,
         cursor: e.position.to_string(),
         kind: e.event.content().kind().to_owned(),
         guild_id: guild,
@@ -382,6 +422,24 @@ impl Subscription {
     }
 }
 
+impl crate::Api {
+    /// Whether `me` may hear, on `myEvents`, of a post in a channel: one they can see, by
+    /// someone they did not block.
+    async fn may_hear_of(&self, me: &UserId, live: &Live) -> Verdict {
+        let Live::Event(e) = live else { return Verdict::Deliver };
+        let StreamId::Channel(channel) = &e.event.core.stream else { return Verdict::Deliver };
+        let Ok(guild) = self.commands.guild_of(*channel).await else { return Verdict::Skip };
+        let Ok(cell) = self.commands.guild_cell(guild).await else { return Verdict::Skip };
+        if !cell.lock().await.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
+            return Verdict::Skip;
+        }
+        match self.blocked_by(me).await {
+            Ok(blocked) if blocked.contains(&e.event.core.sender) => Verdict::Skip,
+            _ => Verdict::Deliver,
+        }
+    }
+}
+
 /// Whether a subscriber may still receive events of `topic`.
 pub enum Verdict {
     Deliver,
@@ -394,7 +452,7 @@ pub enum Verdict {
 impl crate::Api {
     pub async fn may_receive(&self, me: &UserId, topic: &Topic, live: &Live) -> Verdict {
         let guild = match topic {
-            Topic::Me(_) => return Verdict::Deliver,
+            Topic::Me(_) => return self.may_hear_of(me, live).await,
             Topic::Channel { guild, .. } | Topic::Guild(guild) => *guild,
         };
         let Ok(cell) = self.commands.guild_cell(guild).await else { return Verdict::End("the guild is gone") };

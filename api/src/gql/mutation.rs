@@ -365,6 +365,7 @@ impl Mutation {
             deleted: false,
             pinned: false,
             reactions: Vec::new(),
+            mine: Vec::new(),
         }))
     }
 
@@ -406,6 +407,27 @@ impl Mutation {
         let message: MessageId = message_id.0;
         let channel = api.channel_of_message(&message).await?;
         api.message_cmd(ctx, channel, MessageCommand::Unreact { message, emoji }).await?;
+        Ok(true)
+    }
+
+    /// Moves the viewer's read marker in a channel or DM to `messageId` (a message of that
+    /// channel); their other devices hear of it on `myEvents`.
+    async fn mark_read(&self, ctx: &Context<'_>, channel_id: Id<ChannelId>, message_id: Id<MessageId>) -> Res<bool> {
+        let api = api(ctx);
+        let (channel, message): (ChannelId, MessageId) = (channel_id.0, message_id.0);
+        let me = api.actor(ctx).await?;
+        api.channel_view(&me, channel).await?;
+        if api.channel_of_message(&message).await? != channel {
+            return Err(
+                ApiError::invalid("messageId", format!("{message} is not a message of channel {channel}")).into()
+            );
+        }
+        let done = api
+            .commands
+            .account(&me, &openguild_domain::account::AccountCommand::MarkRead { channel, message }, now())
+            .await
+            .map_err(ApiError::from)?;
+        api.wrote(&me, done.position);
         Ok(true)
     }
 

@@ -138,6 +138,24 @@ pub struct GuildObj {
     pub viewer: UserId,
 }
 
+impl GuildObj {
+    /// The viewer's unread and mention counts summed over the channels they can see.
+    async fn read_totals(&self, ctx: &Context<'_>) -> Result<(i32, i32), ApiError> {
+        let now = now();
+        let visible: Vec<ChannelId> = self
+            .g
+            .channels
+            .keys()
+            .filter(|id| self.g.channel_permissions(&self.viewer, **id, now).contains(Permissions::VIEW_CHANNEL))
+            .copied()
+            .collect();
+        let api = api(ctx);
+        api.read_your_writes(ctx, &["reads", "timeline"]).await?;
+        let states = queries::read_states(api.projections.db(), &self.viewer, &visible).await?;
+        Ok(states.iter().fold((0, 0), |(u, m), s| (u + s.unread as i32, m + s.mentions as i32)))
+    }
+}
+
 #[Object(name = "Guild")]
 impl GuildObj {
     async fn id(&self) -> ID {
@@ -194,12 +212,18 @@ impl GuildObj {
         Ok(ids
             .into_iter()
             .map(|(_, _, id)| ChannelObj {
-                g: self.g.clone(),
-                id,
-                viewer: self.viewer.clone(),
                 last_message: last.as_ref().map(|l| l.get(&id).copied()),
+                ..ChannelObj::new(self.g.clone(), id, self.viewer.clone())
             })
             .collect())
+    }
+    /// Unread messages in the channels the viewer can see (each counted up to 1,000).
+    async fn unread_count(&self, ctx: &Context<'_>) -> Res<i32> {
+        Ok(self.read_totals(ctx).await?.0)
+    }
+    /// Unread messages that mention the viewer, a role of theirs or everyone.
+    async fn mention_count(&self, ctx: &Context<'_>) -> Res<i32> {
+        Ok(self.read_totals(ctx).await?.1)
     }
     /// Roles, highest first; `@everyone` last.
     async fn roles(&self) -> Vec<RoleObj> {
@@ -385,11 +409,24 @@ pub struct ChannelObj {
     /// The newest message's position, when the guild's channel list fetched them all at
     /// once (`None`: ask the timeline when the field is wanted).
     pub last_message: Option<Option<u64>>,
+    /// The viewer's read state here, read once for the fields that show it.
+    read: tokio::sync::OnceCell<queries::ReadState>,
 }
 
 impl ChannelObj {
     pub fn new(g: Arc<Guild>, id: ChannelId, viewer: UserId) -> Self {
-        Self { g, id, viewer, last_message: None }
+        Self { g, id, viewer, last_message: None, read: tokio::sync::OnceCell::new() }
+    }
+
+    async fn read_state(&self, ctx: &Context<'_>) -> Result<&queries::ReadState, ApiError> {
+        self.read
+            .get_or_try_init(|| async {
+                let api = api(ctx);
+                api.read_your_writes(ctx, &["reads", "timeline"]).await?;
+                let found = queries::read_states(api.projections.db(), &self.viewer, &[self.id]).await?;
+                Ok(found.into_iter().next().unwrap_or_default())
+            })
+            .await
     }
 }
 
@@ -503,6 +540,18 @@ impl ChannelObj {
         };
         Ok(position.map(|p| p.to_string()))
     }
+    /// Messages by others since the viewer's read marker (`markRead`), counted up to 1,000.
+    async fn unread_count(&self, ctx: &Context<'_>) -> Res<i32> {
+        Ok(self.read_state(ctx).await?.unread as i32)
+    }
+    /// Of the unread messages, those that mention the viewer or everyone (up to 1,000).
+    async fn mention_count(&self, ctx: &Context<'_>) -> Res<i32> {
+        Ok(self.read_state(ctx).await?.mentions as i32)
+    }
+    /// The last message the viewer marked read here, if any: the first unread is the next.
+    async fn last_read_message_id(&self, ctx: &Context<'_>) -> Res<Option<ID>> {
+        Ok(self.read_state(ctx).await?.last_read.map(|m| ID(m.to_string())))
+    }
     /// The pinned messages, newest first (at most 50).
     async fn pins(&self, ctx: &Context<'_>) -> Res<Vec<Message>> {
         let perms = self.g.channel_permissions(&self.viewer, self.id, now());
@@ -511,7 +560,8 @@ impl ChannelObj {
         }
         let api = api(ctx);
         api.read_your_writes(ctx, &["timeline"]).await?;
-        let rows = queries::pins(api.projections.db(), self.id).await.map_err(ApiError::from)?;
+        let mut rows = queries::pins(api.projections.db(), self.id).await.map_err(ApiError::from)?;
+        queries::mark_mine(api.projections.db(), &self.viewer, &mut rows).await?;
         Ok(rows.into_iter().map(Message).collect())
     }
     /// Messages, oldest first within the page. `last`/`before` page back from the newest;
@@ -549,6 +599,7 @@ impl ChannelObj {
             Page::First { limit, .. } | Page::Last { limit, .. } => limit as usize - 1,
         };
         let mut rows = queries::messages(&api.projections.db().clone(), self.id, page).await.map_err(ApiError::from)?;
+        queries::mark_mine(api.projections.db(), &self.viewer, &mut rows).await?;
         let more = rows.len() > want;
         if more {
             if forward {
@@ -616,7 +667,15 @@ impl Message {
         self.0.position == 0
     }
     async fn reactions(&self) -> Vec<Reaction> {
-        self.0.reactions.iter().map(|(emoji, count)| Reaction { emoji: emoji.clone(), count: *count as i32 }).collect()
+        self.0
+            .reactions
+            .iter()
+            .map(|(emoji, count)| Reaction {
+                emoji: emoji.clone(),
+                count: *count as i32,
+                me: self.0.mine.contains(emoji),
+            })
+            .collect()
     }
 }
 
@@ -624,6 +683,8 @@ impl Message {
 pub struct Reaction {
     pub emoji: String,
     pub count: i32,
+    /// Whether the viewer is among those who reacted with it.
+    pub me: bool,
 }
 
 /// One audit log entry: who did what to whom, where, why, when, before → after, and the

@@ -5,6 +5,7 @@
 //! - `crash`: SIGKILL the server while its projections catch up; after a restart every read
 //!   model equals a rebuild.
 //! - `dms`: direct messages, group DMs, blocks, a host application's DM, and a DM across hubs.
+//! - `reads`: unread and mention counts, read markers synced live, `myEvents` mentions, `Reaction.me`.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
 //!   under the test's control, and two real hubs.
@@ -41,6 +42,7 @@ mod oidc;
 mod outbox;
 mod partition;
 mod proposals;
+mod reads;
 mod shared;
 mod support;
 mod three;

@@ -59,6 +59,7 @@ fn each_projection_names_only_its_own_tables() {
         ("reports", "reports.rs"),
         ("federation_outbox", "outbox.rs"),
         ("search", "search.rs"),
+        ("reads", "reads.rs"),
     ]
     .into_iter()
     .collect();
