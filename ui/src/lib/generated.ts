@@ -112,11 +112,15 @@ export type UpdateRoleInput = {
   permissions?: Array<Permission> | null | undefined;
 };
 
-export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> };
+export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> };
 
-export type ChanFragment = { id: string, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null };
+export type ChanFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> };
 
-export type GuildSummaryFragment = { id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null }> };
+export type ReadCountsFragment = { id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number };
+
+export type GuildSummaryFragment = { id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> };
+
+export type DmFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> };
 
 export type LoginMutationVariables = Exact<{
   handle: string;
@@ -150,12 +154,17 @@ export type LogoutMutation = { logout: boolean };
 export type MeAndGuildsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type MeAndGuildsQuery = { liveCursor: string, me: { id: string, handle: string }, guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null }> }> };
+export type MeAndGuildsQuery = { liveCursor: string, me: { id: string, handle: string }, guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> }>, dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }>, blockedUsers: Array<{ id: string, handle: string }> };
 
 export type GuildsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type GuildsQuery = { guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null }> }> };
+export type GuildsQuery = { guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> }> };
+
+export type DmsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type DmsQuery = { dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }> };
 
 export type LiveCursorQueryVariables = Exact<{ [key: string]: never; }>;
 
@@ -167,14 +176,14 @@ export type MyEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type MyEventsSubscription = { myEvents: { cursor: string, kind: string, guildId: string | null, reason: string | null } };
+export type MyEventsSubscription = { myEvents: { cursor: string, kind: string, guildId: string | null, reason: string | null, channelId: string | null, messageId: string | null, message: { id: string, cursor: string, body: string | null, author: { id: string, handle: string } } | null } };
 
 export type GuildQueryVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type GuildQuery = { guild: { id: string, name: string, archived: boolean, myPermissions: Array<Permission>, owner: { id: string, handle: string } | null, categories: Array<{ id: string, name: string, position: number }>, channels: Array<{ id: string, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null }>, roles: Array<{ id: string, name: string, permissions: Array<Permission>, position: number }>, me: { roles: Array<string>, timedOutUntil: string | null } | null } };
+export type GuildQuery = { guild: { id: string, name: string, archived: boolean, myPermissions: Array<Permission>, owner: { id: string, handle: string } | null, categories: Array<{ id: string, name: string, position: number }>, channels: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> }>, roles: Array<{ id: string, name: string, permissions: Array<Permission>, position: number }>, me: { roles: Array<string>, timedOutUntil: string | null } | null } };
 
 export type MembersQueryVariables = Exact<{
   id: string | number;
@@ -219,7 +228,7 @@ export type HistoryQueryVariables = Exact<{
 }>;
 
 
-export type HistoryQuery = { channel: { messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
+export type HistoryQuery = { channel: { lastReadMessageId: string | null, unreadCount: number, messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
 
 export type ChannelEventsSubscriptionVariables = Exact<{
   id: string | number;
@@ -227,7 +236,7 @@ export type ChannelEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } | null } };
+export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> } | null } };
 
 export type SearchQueryVariables = Exact<{
   guildId: string | number;
@@ -235,14 +244,14 @@ export type SearchQueryVariables = Exact<{
 }>;
 
 
-export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> }> } };
+export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> }> } };
 
 export type SendMessageMutationVariables = Exact<{
   input: SendMessageInput;
 }>;
 
 
-export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number }> } };
+export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> } };
 
 export type EditMessageMutationVariables = Exact<{
   id: string | number;
@@ -289,6 +298,61 @@ export type TypingMutationVariables = Exact<{
 
 
 export type TypingMutation = { typing: boolean };
+
+export type MarkReadMutationVariables = Exact<{
+  channelId: string | number;
+  messageId: string | number;
+}>;
+
+
+export type MarkReadMutation = { markRead: boolean };
+
+export type PinsQueryVariables = Exact<{
+  id: string | number;
+}>;
+
+
+export type PinsQuery = { channel: { pins: Array<{ id: string, body: string | null, createdAt: string, author: { id: string, handle: string } }> } };
+
+export type PinMessageMutationVariables = Exact<{
+  messageId: string | number;
+}>;
+
+
+export type PinMessageMutation = { pinMessage: boolean };
+
+export type UnpinMessageMutationVariables = Exact<{
+  messageId: string | number;
+}>;
+
+
+export type UnpinMessageMutation = { unpinMessage: boolean };
+
+export type OpenDmMutationVariables = Exact<{
+  userIds: Array<string | number> | string | number;
+}>;
+
+
+export type OpenDmMutation = { openDm: { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> } };
+
+export type BlockUserMutationVariables = Exact<{
+  userId: string | number;
+}>;
+
+
+export type BlockUserMutation = { blockUser: boolean };
+
+export type UnblockUserMutationVariables = Exact<{
+  userId: string | number;
+}>;
+
+
+export type UnblockUserMutation = { unblockUser: boolean };
+
+export type BlockedUsersQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type BlockedUsersQuery = { blockedUsers: Array<{ id: string, handle: string }> };
 
 export type KickMemberMutationVariables = Exact<{
   guildId: string | number;
@@ -584,12 +648,36 @@ export const MsgFragmentDoc = new TypedDocumentString(`
   reactions {
     emoji
     count
+    me
   }
 }
     `, {"fragmentName":"Msg"}) as unknown as TypedDocumentString<MsgFragment, unknown>;
+export const ReadCountsFragmentDoc = new TypedDocumentString(`
+    fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}
+    `, {"fragmentName":"ReadCounts"}) as unknown as TypedDocumentString<ReadCountsFragment, unknown>;
+export const GuildSummaryFragmentDoc = new TypedDocumentString(`
+    fragment GuildSummary on Guild {
+  id
+  name
+  channels {
+    ...ReadCounts
+  }
+}
+    fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}`, {"fragmentName":"GuildSummary"}) as unknown as TypedDocumentString<GuildSummaryFragment, unknown>;
 export const ChanFragmentDoc = new TypedDocumentString(`
     fragment Chan on Channel {
   id
+  guildId
   name
   kind
   topic
@@ -599,19 +687,36 @@ export const ChanFragmentDoc = new TypedDocumentString(`
   locked
   archived
   myPermissions
-  lastMessageCursor
 }
     `, {"fragmentName":"Chan"}) as unknown as TypedDocumentString<ChanFragment, unknown>;
-export const GuildSummaryFragmentDoc = new TypedDocumentString(`
-    fragment GuildSummary on Guild {
-  id
-  name
-  channels {
+export const DmFragmentDoc = new TypedDocumentString(`
+    fragment Dm on Channel {
+  ...Chan
+  ...ReadCounts
+  recipients {
     id
-    lastMessageCursor
+    handle
   }
 }
-    `, {"fragmentName":"GuildSummary"}) as unknown as TypedDocumentString<GuildSummaryFragment, unknown>;
+    fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}`, {"fragmentName":"Dm"}) as unknown as TypedDocumentString<DmFragment, unknown>;
 export const LoginDocument = new TypedDocumentString(`
     mutation Login($handle: String!, $password: String!) {
   login(handle: $handle, password: $password) {
@@ -647,14 +752,47 @@ export const MeAndGuildsDocument = new TypedDocumentString(`
   guilds {
     ...GuildSummary
   }
+  dms {
+    ...Dm
+  }
+  blockedUsers {
+    id
+    handle
+  }
   liveCursor
 }
-    fragment GuildSummary on Guild {
+    fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}
+fragment GuildSummary on Guild {
   id
   name
   channels {
+    ...ReadCounts
+  }
+}
+fragment Dm on Channel {
+  ...Chan
+  ...ReadCounts
+  recipients {
     id
-    lastMessageCursor
+    handle
   }
 }`) as unknown as TypedDocumentString<MeAndGuildsQuery, MeAndGuildsQueryVariables>;
 export const GuildsDocument = new TypedDocumentString(`
@@ -663,14 +801,52 @@ export const GuildsDocument = new TypedDocumentString(`
     ...GuildSummary
   }
 }
-    fragment GuildSummary on Guild {
+    fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}
+fragment GuildSummary on Guild {
   id
   name
   channels {
-    id
-    lastMessageCursor
+    ...ReadCounts
   }
 }`) as unknown as TypedDocumentString<GuildsQuery, GuildsQueryVariables>;
+export const DmsDocument = new TypedDocumentString(`
+    query Dms {
+  dms {
+    ...Dm
+  }
+}
+    fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}
+fragment Dm on Channel {
+  ...Chan
+  ...ReadCounts
+  recipients {
+    id
+    handle
+  }
+}`) as unknown as TypedDocumentString<DmsQuery, DmsQueryVariables>;
 export const LiveCursorDocument = new TypedDocumentString(`
     query LiveCursor {
   liveCursor
@@ -683,6 +859,17 @@ export const MyEventsDocument = new TypedDocumentString(`
     kind
     guildId
     reason
+    channelId
+    messageId
+    message {
+      id
+      cursor
+      body
+      author {
+        id
+        handle
+      }
+    }
   }
 }
     `) as unknown as TypedDocumentString<MyEventsSubscription, MyEventsSubscriptionVariables>;
@@ -719,6 +906,7 @@ export const GuildDocument = new TypedDocumentString(`
 }
     fragment Chan on Channel {
   id
+  guildId
   name
   kind
   topic
@@ -728,7 +916,6 @@ export const GuildDocument = new TypedDocumentString(`
   locked
   archived
   myPermissions
-  lastMessageCursor
 }`) as unknown as TypedDocumentString<GuildQuery, GuildQueryVariables>;
 export const MembersDocument = new TypedDocumentString(`
     query Members($id: ID!, $after: String) {
@@ -786,6 +973,8 @@ export const LeaveGuildDocument = new TypedDocumentString(`
 export const HistoryDocument = new TypedDocumentString(`
     query History($id: ID!, $before: String) {
   channel(id: $id) {
+    lastReadMessageId
+    unreadCount
     messages(last: 50, before: $before) {
       nodes {
         ...Msg
@@ -815,6 +1004,7 @@ export const HistoryDocument = new TypedDocumentString(`
   reactions {
     emoji
     count
+    me
   }
 }`) as unknown as TypedDocumentString<HistoryQuery, HistoryQueryVariables>;
 export const ChannelEventsDocument = new TypedDocumentString(`
@@ -854,6 +1044,7 @@ export const ChannelEventsDocument = new TypedDocumentString(`
   reactions {
     emoji
     count
+    me
   }
 }`) as unknown as TypedDocumentString<ChannelEventsSubscription, ChannelEventsSubscriptionVariables>;
 export const SearchDocument = new TypedDocumentString(`
@@ -882,6 +1073,7 @@ export const SearchDocument = new TypedDocumentString(`
   reactions {
     emoji
     count
+    me
   }
 }`) as unknown as TypedDocumentString<SearchQuery, SearchQueryVariables>;
 export const SendMessageDocument = new TypedDocumentString(`
@@ -908,6 +1100,7 @@ export const SendMessageDocument = new TypedDocumentString(`
   reactions {
     emoji
     count
+    me
   }
 }`) as unknown as TypedDocumentString<SendMessageMutation, SendMessageMutationVariables>;
 export const EditMessageDocument = new TypedDocumentString(`
@@ -944,6 +1137,87 @@ export const TypingDocument = new TypedDocumentString(`
   typing(channelId: $channelId)
 }
     `) as unknown as TypedDocumentString<TypingMutation, TypingMutationVariables>;
+export const MarkReadDocument = new TypedDocumentString(`
+    mutation MarkRead($channelId: ID!, $messageId: ID!) {
+  markRead(channelId: $channelId, messageId: $messageId)
+}
+    `) as unknown as TypedDocumentString<MarkReadMutation, MarkReadMutationVariables>;
+export const PinsDocument = new TypedDocumentString(`
+    query Pins($id: ID!) {
+  channel(id: $id) {
+    pins {
+      id
+      body
+      createdAt
+      author {
+        id
+        handle
+      }
+    }
+  }
+}
+    `) as unknown as TypedDocumentString<PinsQuery, PinsQueryVariables>;
+export const PinMessageDocument = new TypedDocumentString(`
+    mutation PinMessage($messageId: ID!) {
+  pinMessage(messageId: $messageId)
+}
+    `) as unknown as TypedDocumentString<PinMessageMutation, PinMessageMutationVariables>;
+export const UnpinMessageDocument = new TypedDocumentString(`
+    mutation UnpinMessage($messageId: ID!) {
+  unpinMessage(messageId: $messageId)
+}
+    `) as unknown as TypedDocumentString<UnpinMessageMutation, UnpinMessageMutationVariables>;
+export const OpenDmDocument = new TypedDocumentString(`
+    mutation OpenDm($userIds: [ID!]!) {
+  openDm(userIds: $userIds) {
+    ...Dm
+  }
+}
+    fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment ReadCounts on Channel {
+  id
+  lastMessageCursor
+  unreadCount
+  mentionCount
+}
+fragment Dm on Channel {
+  ...Chan
+  ...ReadCounts
+  recipients {
+    id
+    handle
+  }
+}`) as unknown as TypedDocumentString<OpenDmMutation, OpenDmMutationVariables>;
+export const BlockUserDocument = new TypedDocumentString(`
+    mutation BlockUser($userId: ID!) {
+  blockUser(userId: $userId)
+}
+    `) as unknown as TypedDocumentString<BlockUserMutation, BlockUserMutationVariables>;
+export const UnblockUserDocument = new TypedDocumentString(`
+    mutation UnblockUser($userId: ID!) {
+  unblockUser(userId: $userId)
+}
+    `) as unknown as TypedDocumentString<UnblockUserMutation, UnblockUserMutationVariables>;
+export const BlockedUsersDocument = new TypedDocumentString(`
+    query BlockedUsers {
+  blockedUsers {
+    id
+    handle
+  }
+}
+    `) as unknown as TypedDocumentString<BlockedUsersQuery, BlockedUsersQueryVariables>;
 export const KickMemberDocument = new TypedDocumentString(`
     mutation KickMember($guildId: ID!, $userId: ID!, $reason: String!) {
   kickMember(guildId: $guildId, userId: $userId, reason: $reason)

@@ -254,8 +254,14 @@ describe('messageActions', () => {
     ]);
   });
 
-  it('lets MANAGE_MESSAGES delete others’ messages but not edit them', () => {
-    expect(messageActions({ myPerms: ['MANAGE_MESSAGES'], isAuthor: false, deleted: false })).toEqual(['delete', 'report']);
+  it('lets MANAGE_MESSAGES pin and delete others’ messages but not edit them', () => {
+    expect(messageActions({ myPerms: ['MANAGE_MESSAGES'], isAuthor: false, deleted: false })).toEqual(['pin', 'delete', 'report']);
+  });
+
+  it('lets anyone in a direct message pin, without MANAGE_MESSAGES', () => {
+    const dm = ['VIEW_CHANNEL', 'SEND_MESSAGES', 'READ_MESSAGE_HISTORY', 'ADD_REACTIONS'];
+    expect(messageActions({ myPerms: dm, isAuthor: false, deleted: false, inDm: true })).toEqual(['reply', 'react', 'pin', 'report']);
+    expect(messageActions({ myPerms: dm, isAuthor: false, deleted: false })).not.toContain('pin');
   });
 
   it('offers nothing on a deleted message', () => {

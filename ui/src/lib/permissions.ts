@@ -227,16 +227,20 @@ export function memberActions(input: {
   return actions;
 }
 
-export type MessageAction = 'reply' | 'react' | 'edit' | 'delete' | 'report';
+export type MessageAction = 'reply' | 'react' | 'edit' | 'pin' | 'delete' | 'report';
 
-/** Actions on a message, in display order. None on a deleted message. */
-export function messageActions(input: { myPerms: string[]; isAuthor: boolean; deleted: boolean }): MessageAction[] {
+/**
+ * Actions on a message, in display order. None on a deleted message. Pinning takes
+ * MANAGE_MESSAGES in a guild; in a direct message (`inDm`) anyone in it may pin.
+ */
+export function messageActions(input: { myPerms: string[]; isAuthor: boolean; deleted: boolean; inDm?: boolean }): MessageAction[] {
   if (input.deleted) return [];
   const p = input.myPerms;
   const actions: MessageAction[] = [];
   if (can(p, 'SEND_MESSAGES')) actions.push('reply');
   if (can(p, 'ADD_REACTIONS')) actions.push('react');
   if (input.isAuthor) actions.push('edit');
+  if (input.inDm || can(p, 'MANAGE_MESSAGES')) actions.push('pin');
   if (input.isAuthor || can(p, 'MANAGE_MESSAGES')) actions.push('delete');
   if (!input.isAuthor) actions.push('report');
   return actions;

@@ -4,9 +4,12 @@ import { gql, setToken, subscribe, getToken, whenLoggedOut, type Unsubscribe } f
 import { describeError } from './errors';
 import {
   AddReactionDocument,
+  BlockedUsersDocument,
+  BlockUserDocument,
   ChannelEventsDocument,
   CreateGuildDocument,
   DeleteMessageDocument,
+  DmsDocument,
   EditMessageDocument,
   GuildDocument,
   GuildEventsDocument,
@@ -16,22 +19,30 @@ import {
   LeaveGuildDocument,
   LiveCursorDocument,
   LogoutDocument,
+  MarkReadDocument,
   MeAndGuildsDocument,
   MembersDocument,
   MyEventsDocument,
+  OpenDmDocument,
+  PinMessageDocument,
+  PinsDocument,
   RemoveReactionDocument,
   ReportMessageDocument,
   SendMessageDocument,
   TypingDocument,
+  UnblockUserDocument,
+  UnpinMessageDocument,
   type GuildEventsSubscription,
   type MembersQuery,
   type MyEventsSubscription,
 } from './generated';
-import type { User, GuildSummary, Guild, Member, Message, ChannelEvent } from './types';
-import { applyEvent, cursorNum, withMessage, withOlder } from './timeline';
+import type { User, GuildSummary, Guild, Member, Message, ChannelEvent, Dm, Pin, MyEvent } from './types';
+import { applyEvent, cursorNum, withMessage, withMyReaction, withOlder } from './timeline';
+import { addressed, badge, firstUnread, mentions, newestMarkable, NO_BADGE, planMark, stillHeard, total, withHeard, type Badge, type Heard, type Known } from './unread';
 import { router } from './router.svelte';
 
-const READ_KEY = 'og.read.';
+/** Where read cursors were kept before the server kept read markers: cleared once. */
+const OLD_READ_KEY = 'og.read.';
 
 class Store {
   me = $state<User | null>(null);
@@ -47,12 +58,21 @@ class Store {
   notice = $state<string | null>(null);
   /** What the live region reads out: the newest message, in words. */
   announcement = $state('');
-  /** Read cursors per channel, so unread markers survive a reload. */
-  read = $state<Record<string, number>>({});
+  /** My direct messages, newest first. */
+  dms = $state<Dm[]>([]);
+  /** The people I blocked. */
+  blocked = $state<User[]>([]);
+  /** Posts by others heard live per channel, not yet counted by an answer (unread.ts). */
+  heard = $state<Record<string, Heard[]>>({});
+  /** The cursor each channel is read up to, as this client knows: its own or another device's marker. */
+  readUpTo = $state<Record<string, number>>({});
+  /** The open channel's unread messages when it was opened: the "N new messages" bar and divider. */
+  newSince = $state<{ channelId: string; lastReadId: string | null; count: number; bar: boolean } | null>(null);
+  /** The open channel's pins while their panel is open. */
+  pins = $state<Pin[] | null>(null);
+  pinsOpen = $state(false);
   /** When I last sent in each channel (for slow mode). */
   lastSentAt = $state<Record<string, number>>({});
-  /** Reactions I made (message:emoji), so pressing one again removes it. */
-  mine = $state<Record<string, true>>({});
   /** A moment to jump to in the timeline (a reply's original). */
   highlight = $state<string | null>(null);
   /** The message being edited in place, and the one the composer replies to. */
@@ -65,15 +85,31 @@ class Store {
   #mySub: Unsubscribe | null = null;
   #refresh: ReturnType<typeof setInterval> | null = null;
   #guildReload: ReturnType<typeof setTimeout> | null = null;
+  #countsReload: ReturnType<typeof setTimeout> | null = null;
+  #pinsReload: ReturnType<typeof setTimeout> | null = null;
   /** Events already applied per channel (a reconnect may replay them). */
   #applied = new Map<string, number>();
+  /** Whether the reader is at the newest message of the open channel (the timeline says). */
+  #atBottom = false;
+  #lastMarkAt = 0;
+  #markTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** The server's counts for every channel and DM, by id. */
+  known = $derived.by(() => {
+    const out = new Map<string, Known>();
+    for (const g of this.guilds) for (const c of g.channels) out.set(c.id, c);
+    for (const d of this.dms) out.set(d.id, d);
+    return out;
+  });
 
   constructor() {
-    for (let i = 0; i < localStorage.length; i++) {
-      const k = localStorage.key(i)!;
-      if (k.startsWith(READ_KEY)) this.read[k.slice(READ_KEY.length)] = Number(localStorage.getItem(k)) || 0;
+    for (let i = localStorage.length - 1; i >= 0; i--) {
+      const k = localStorage.key(i);
+      if (k?.startsWith(OLD_READ_KEY)) localStorage.removeItem(k);
     }
     whenLoggedOut(() => this.reset('Your session has ended. Please log in again.'));
+    // Coming back to the tab counts as seeing the channel, if it is scrolled to the end.
+    document.addEventListener('visibilitychange', () => this.seeNewest());
   }
 
   get loggedIn(): boolean {
@@ -104,15 +140,19 @@ class Store {
       const d = await gql(MeAndGuildsDocument);
       this.me = d.me;
       this.guilds = d.guilds;
+      this.dms = d.dms;
+      this.blocked = d.blockedUsers;
     } catch (e) {
       this.say(e);
       return;
     }
     this.#mySub?.();
     this.#mySub = subscribe(MyEventsDocument, {}, (d) => this.#onMyEvent(d.myEvents));
-    // Unread markers and presence have no live event: refresh them every 20 s.
+    // Posts that do not mention me (outside DMs) and presence have no live event for me:
+    // refresh the counts and members every 20 s.
     this.#refresh ??= setInterval(() => {
       void this.refreshGuilds();
+      void this.refreshDms();
       void this.loadMembers();
     }, 20_000);
   }
@@ -139,8 +179,17 @@ class Store {
     this.#channelSub = this.#guildSub = this.#mySub = null;
     if (this.#refresh) clearInterval(this.#refresh);
     this.#refresh = null;
+    if (this.#markTimer) clearTimeout(this.#markTimer);
+    this.#markTimer = null;
     this.me = null;
     this.guilds = [];
+    this.dms = [];
+    this.blocked = [];
+    this.heard = {};
+    this.readUpTo = {};
+    this.newSince = null;
+    this.pins = null;
+    this.pinsOpen = false;
     this.guild = null;
     this.members = [];
     this.messages = [];
@@ -160,27 +209,119 @@ class Store {
     }
   }
 
-  unread(channelId: string, lastMessageCursor: string | null): boolean {
-    if (channelId === this.channelId) return false;
-    return cursorNum(lastMessageCursor) > (this.read[channelId] ?? 0);
-  }
-
-  guildUnread(g: GuildSummary): boolean {
-    return g.channels.some((c) => this.unread(c.id, c.lastMessageCursor));
-  }
-
-  markRead(channelId: string, cursor: string | null): void {
-    const n = cursorNum(cursor);
-    if (n > (this.read[channelId] ?? 0)) {
-      this.read[channelId] = n;
-      localStorage.setItem(READ_KEY + channelId, String(n));
+  #dmsAsked = 0;
+  async refreshDms(): Promise<void> {
+    const asked = ++this.#dmsAsked;
+    try {
+      const d = await gql(DmsDocument);
+      if (asked === this.#dmsAsked) this.dms = d.dms;
+    } catch {
+      // A background refresh; the next one tries again.
     }
+  }
+
+  /** Asks for every count again soon (coalescing bursts): another device moved a marker. */
+  refreshCountsSoon(): void {
+    if (this.#countsReload) clearTimeout(this.#countsReload);
+    this.#countsReload = setTimeout(() => {
+      this.#countsReload = null;
+      void this.refreshGuilds();
+      void this.refreshDms();
+    }, 250);
+  }
+
+  // ---- unread and mentions ----
+
+  /** A channel's or DM's badge; none for the open one, which is being read. */
+  badge(channelId: string): Badge {
+    if (channelId === this.channelId) return NO_BADGE;
+    const b = badge(this.known.get(channelId), this.heard[channelId] ?? [], this.readUpTo[channelId] ?? 0);
+    return this.dms.some((d) => d.id === channelId) ? addressed(b) : b;
+  }
+
+  guildBadge(g: GuildSummary): Badge {
+    return total(g.channels.map((c) => this.badge(c.id)));
+  }
+
+  dmsBadge(): Badge {
+    return total(this.dms.map((d) => this.badge(d.id)));
+  }
+
+  /** Everything up to `cursor` in `channelId` is read (here or on another device). */
+  #readTo(channelId: string, cursor: number): void {
+    if (cursor > (this.readUpTo[channelId] ?? 0)) this.readUpTo[channelId] = cursor;
+    const left = (this.heard[channelId] ?? []).filter((h) => h.cursor > cursor);
+    if (left.length !== (this.heard[channelId]?.length ?? 0)) this.heard[channelId] = left;
+  }
+
+  /** The timeline says whether the reader is at its end; there, the newest message is seen. */
+  viewing(atBottom: boolean): void {
+    this.#atBottom = atBottom;
+    if (atBottom) this.seeNewest();
+  }
+
+  /**
+   * The reader sees the newest message of the open channel: move the read marker there, at
+   * most once a second and only forward.
+   */
+  seeNewest(): void {
+    const channelId = this.channelId;
+    if (!channelId || !this.#atBottom || document.visibilityState !== 'visible') return;
+    const m = newestMarkable(this.messages);
+    if (!m) return;
+    const cursor = cursorNum(m.cursor);
+    const plan = planMark(this.readUpTo[channelId] ?? 0, cursor, this.#lastMarkAt, Date.now());
+    if (plan.do === 'skip') return;
+    if (plan.do === 'wait') {
+      this.#markTimer ??= setTimeout(() => {
+        this.#markTimer = null;
+        this.seeNewest();
+      }, plan.ms);
+      return;
+    }
+    this.#lastMarkAt = Date.now();
+    this.#readTo(channelId, cursor);
+    gql(MarkReadDocument, { channelId, messageId: m.id }).catch((e) => this.say(e));
+  }
+
+  /** Loads older pages until the first unread message is there, then shows it. */
+  async jumpToFirstUnread(): Promise<void> {
+    const since = this.newSince;
+    if (!since || since.channelId !== this.channelId) return;
+    const find = () => firstUnread(this.messages, since.lastReadId, this.me?.id ?? null, this.hasOlder);
+    for (let i = 0; i < 20 && !find() && this.hasOlder; i++) await this.loadOlder();
+    const m = find();
+    since.bar = false;
+    if (m) this.highlight = m.id;
+    else this.say('The first unread message is no longer in this channel.');
+  }
+
+  #heardPost(e: MyEvent): void {
+    const m = e.message;
+    if (!e.channelId || !m || m.author.id === this.me?.id) return;
+    const channelId = e.channelId;
+    const dm = this.dms.find((d) => d.id === channelId);
+    const inGuild = !dm && this.guilds.some((g) => g.channels.some((c) => c.id === channelId));
+    // Outside DMs, myEvents only carries posts that mention me or everyone.
+    const mention = inGuild || mentions(m.body, this.me?.handle ?? '');
+    this.heard[channelId] = withHeard(this.heard[channelId] ?? [], { cursor: cursorNum(m.cursor), mention });
+    if (dm) this.dms = [dm, ...this.dms.filter((d) => d !== dm)];
+    else if (!inGuild) void this.refreshDms(); // a DM someone just opened with me
+  }
+
+  #heardRead(e: MyEvent): void {
+    if (!e.channelId || !e.messageId) return;
+    const m = e.channelId === this.channelId ? this.messages.find((x) => x.id === e.messageId) : undefined;
+    // Where the marker is, only a loaded message tells; otherwise the server counts again.
+    if (m) this.#readTo(e.channelId, cursorNum(m.cursor));
+    else this.refreshCountsSoon();
   }
 
   // ---- guilds ----
 
   async openGuild(id: string): Promise<boolean> {
     if (this.guild?.id === id) return true;
+    this.pinsOpen = false;
     this.#guildSub?.();
     this.#guildSub = null;
     this.members = [];
@@ -250,7 +391,11 @@ class Store {
   }
 
   #onMyEvent(e: MyEventsSubscription['myEvents']): void {
+    if (e.kind === 'message.posted') return this.#heardPost(e);
+    if (e.kind === 'account.read') return this.#heardRead(e);
+    if (e.kind.startsWith('account.block') || e.kind.startsWith('account.unblock')) void this.loadBlocked();
     void this.refreshGuilds();
+    void this.refreshDms();
     if (e.guildId && e.guildId === this.guild?.id) {
       if (e.kind === 'member.kicked' || e.kind === 'member.banned') {
         const what = e.kind === 'member.kicked' ? 'kicked from' : 'banned from';
@@ -277,6 +422,10 @@ class Store {
     this.typing = {};
     this.editing = null;
     this.replyTo = null;
+    this.newSince = null;
+    this.pins = null;
+    this.pinsOpen = false;
+    this.#atBottom = false;
     const channel = this.guild?.channels.find((c) => c.id === channelId);
     if (channel?.kind === 'VOICE') return;
     // Follow first (from the live cursor), then read history: nothing falls in between.
@@ -310,8 +459,14 @@ class Store {
       this.messages = withOlder(this.messages, page.nodes);
       this.hasOlder = page.pageInfo.hasPreviousPage;
       this.#olderCursor = page.pageInfo.startCursor;
-      const last = this.messages.at(-1);
-      if (last) this.markRead(channelId, last.cursor);
+      if (before === null) {
+        // The newest page: where the reader left off, for the bar and the divider.
+        const { lastReadMessageId: lastReadId, unreadCount: count } = d.channel;
+        this.newSince = count > 0 ? { channelId, lastReadId, count, bar: true } : null;
+        const marker = lastReadId ? this.messages.find((m) => m.id === lastReadId) : undefined;
+        if (marker) this.#readTo(channelId, cursorNum(marker.cursor));
+        this.seeNewest();
+      }
     } catch (e) {
       this.say(e);
     } finally {
@@ -328,14 +483,13 @@ class Store {
 
   #onChannelEvent(e: ChannelEvent): void {
     if (e.channelId !== this.channelId) return;
-    const live = { messages: this.messages, applied: this.#applied.get(e.channelId) ?? 0, typing: this.typing, mine: this.mine };
+    const live = { messages: this.messages, applied: this.#applied.get(e.channelId) ?? 0, typing: this.typing };
     const step = applyEvent(live, e, this.me?.id ?? null, Date.now());
     this.#applied.set(e.channelId, step.live.applied);
     this.messages = step.live.messages;
     this.typing = step.live.typing;
-    this.mine = step.live.mine;
-    if (step.read) this.markRead(e.channelId, step.read);
     if (step.announcement) this.announcement = step.announcement;
+    if (e.kind === 'MESSAGE_PINNED' || e.kind === 'MESSAGE_UNPINNED') this.#reloadPinsSoon();
   }
 
   async send(body: string, replyTo: string | null): Promise<boolean> {
@@ -346,7 +500,6 @@ class Store {
     this.lastSentAt[channelId] = Date.now();
     const msg = m.sendMessage;
     if (this.channelId === channelId) this.messages = withMessage(this.messages, msg);
-    this.markRead(channelId, msg.cursor);
     return true;
   }
 
@@ -366,23 +519,82 @@ class Store {
     await this.act(() => gql(DeleteMessageDocument, { id }));
   }
 
+  /** Adds my reaction, or takes it back if it is mine already (`Reaction.me`). */
   async react(id: string, emoji: string): Promise<void> {
-    const key = `${id}:${emoji}`;
     const v = { messageId: id, emoji };
-    try {
-      if (this.mine[key]) {
-        await gql(RemoveReactionDocument, v);
-        delete this.mine[key];
-      } else {
-        await gql(AddReactionDocument, v);
-        this.mine[key] = true;
-      }
-    } catch (e: any) {
-      // Reacted before this page was loaded: pressing it again means taking it back.
-      if (e?.code === 'CONFLICT' && !this.mine[key]) {
-        await this.act(() => gql(RemoveReactionDocument, v));
-      } else this.say(e);
+    const mine = !!this.messages.find((m) => m.id === id)?.reactions.find((r) => r.emoji === emoji)?.me;
+    const done = await this.act<unknown>(() => (mine ? gql(RemoveReactionDocument, v) : gql(AddReactionDocument, v)));
+    // The live event brings the count; this makes the button mine at once.
+    if (done) this.messages = this.messages.map((m) => (m.id === id ? withMyReaction(m, emoji, !mine) : m));
+  }
+
+  // ---- pins ----
+
+  async loadPins(): Promise<void> {
+    const channelId = this.channelId;
+    if (!channelId) return;
+    const d = await this.act(() => gql(PinsDocument, { id: channelId }));
+    if (d && this.channelId === channelId && this.pinsOpen) this.pins = d.channel.pins;
+  }
+
+  togglePins(): void {
+    this.pinsOpen = !this.pinsOpen;
+    this.pins = null;
+    if (this.pinsOpen) void this.loadPins();
+  }
+
+  #reloadPinsSoon(): void {
+    if (!this.pinsOpen) return;
+    if (this.#pinsReload) clearTimeout(this.#pinsReload);
+    this.#pinsReload = setTimeout(() => void this.loadPins(), 50);
+  }
+
+  async pin(id: string, pinned: boolean): Promise<void> {
+    const done = await this.act<unknown>(() => (pinned ? gql(PinMessageDocument, { messageId: id }) : gql(UnpinMessageDocument, { messageId: id })));
+    if (done) {
+      this.messages = this.messages.map((m) => (m.id === id ? { ...m, pinned } : m));
+      this.#reloadPinsSoon();
     }
+  }
+
+  // ---- direct messages and blocks ----
+
+  /** Shows a DM: no guild is open while one is. */
+  async openDmView(channelId: string): Promise<void> {
+    if (this.guild) this.closeGuild();
+    if (!this.dms.some((d) => d.id === channelId)) await this.refreshDms();
+    await this.openChannel(channelId);
+  }
+
+  /** Leaves whatever channel is open (the DM list with none chosen). */
+  closeChannel(): void {
+    this.#channelSub?.();
+    this.#channelSub = null;
+    this.channelId = null;
+    this.messages = [];
+    this.newSince = null;
+    this.pinsOpen = false;
+  }
+
+  /** The DM with `userIds` (the one there is, or a new one); its id, or null if refused. */
+  async startDm(userIds: string[]): Promise<string | null> {
+    const r = await this.act(() => gql(OpenDmDocument, { userIds }));
+    if (!r) return null;
+    const dm = r.openDm;
+    this.dms = [dm, ...this.dms.filter((d) => d.id !== dm.id)];
+    return dm.id;
+  }
+
+  async loadBlocked(): Promise<void> {
+    const d = await this.act(() => gql(BlockedUsersDocument));
+    if (d) this.blocked = d.blockedUsers;
+  }
+
+  async block(userId: string, blocked: boolean): Promise<boolean> {
+    const done = await this.act<unknown>(() => (blocked ? gql(BlockUserDocument, { userId }) : gql(UnblockUserDocument, { userId })));
+    if (!done) return false;
+    await this.loadBlocked();
+    return true;
   }
 
   async report(id: string, reason: string): Promise<boolean> {

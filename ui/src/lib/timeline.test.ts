@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChannelEventKind } from './generated';
-import { applyEvent, cursorNum, TYPING_MS, withMessage, withOlder, type Live } from './timeline';
+import { applyEvent, cursorNum, TYPING_MS, withMessage, withMyReaction, withOlder, type Live } from './timeline';
 import type { ChannelEvent, Message } from './types';
 
 const ann = { id: '@ann:hub', handle: 'ann' };
@@ -48,7 +48,7 @@ const event = (kind: ChannelEventKind, over: Partial<ChannelEvent> = {}): Channe
     ...over,
   });
 
-const live = (over: Partial<Live> = {}): Live => frozen({ messages: [], applied: 0, typing: {}, mine: {}, ...over });
+const live = (over: Partial<Live> = {}): Live => frozen({ messages: [], applied: 0, typing: {}, ...over });
 const apply = (l: Live, e: ChannelEvent) => applyEvent(l, e, me.id, NOW);
 const applyAll = (l: Live, events: ChannelEvent[]) => events.reduce((acc, e) => apply(acc, e).live, l);
 const react = (messageId: string, emoji: string, actor = ann, added = true) =>
@@ -56,18 +56,16 @@ const react = (messageId: string, emoji: string, actor = ann, added = true) =>
 const reactions = (l: Live, id: string) => l.messages.find((m) => m.id === id)?.reactions;
 
 describe('a posted message', () => {
-  it('is appended, read up to, and announced in words', () => {
+  it('is appended and announced in words', () => {
     const m = message('m2', { body: '**hi** there', cursor: '7' });
     const step = apply(live({ messages: [message('m1')] }), event('MESSAGE_POSTED', { message: m }));
     expect(step.live.messages.map((x) => x.id)).toEqual(['m1', 'm2']);
-    expect(step.read).toBe('7');
     expect(step.announcement).toBe('ann: hi there');
   });
 
-  it('of mine is read up to but not announced', () => {
+  it('of mine is shown but not announced', () => {
     const step = apply(live(), event('MESSAGE_POSTED', { actor: me, message: message('m1', { author: me }) }));
     expect(step.live.messages).toHaveLength(1);
-    expect(step.read).toBe('1');
     expect(step.announcement).toBeUndefined();
   });
 
@@ -82,7 +80,6 @@ describe('a posted message', () => {
     const start = live({ messages: [m] });
     const step = apply(start, event('MESSAGE_POSTED', { message: m }));
     expect(step.live.messages).toBe(start.messages);
-    expect(step.read).toBeUndefined();
     expect(step.announcement).toBeUndefined();
   });
 
@@ -91,7 +88,6 @@ describe('a posted message', () => {
     const e = event('MESSAGE_POSTED');
     const step = apply(start, e);
     expect(step.live).toEqual({ ...start, applied: Number(e.cursor) });
-    expect(step.read).toBeUndefined();
   });
 });
 
@@ -99,7 +95,7 @@ describe('events are applied once per cursor', () => {
   it('a replayed event is ignored and returns the same state', () => {
     const e = react('m1', '👍');
     const once = apply(live({ messages: [message('m1')] }), e).live;
-    expect(reactions(once, 'm1')).toEqual([{ emoji: '👍', count: 1 }]);
+    expect(reactions(once, 'm1')).toEqual([{ emoji: '👍', count: 1, me: false }]);
     expect(apply(once, e).live).toBe(once);
   });
 
@@ -113,7 +109,7 @@ describe('events are applied once per cursor', () => {
     const once = applyAll(live({ messages: [message('m1')] }), run);
     expect(applyAll(once, run)).toEqual(once);
     expect(once.messages.map((m) => m.id)).toEqual(['m1', 'm2']);
-    expect(reactions(once, 'm1')).toEqual([{ emoji: '🎉', count: 1 }]);
+    expect(reactions(once, 'm1')).toEqual([{ emoji: '🎉', count: 1, me: false }]);
   });
 
   it('an event older than the last one applied is ignored', () => {
@@ -129,7 +125,7 @@ describe('events are applied once per cursor', () => {
       { ...react('m1', '👍', me), cursor: '10' },
     ]);
     expect(after.applied).toBe(10);
-    expect(reactions(after, 'm1')).toEqual([{ emoji: '👍', count: 2 }]);
+    expect(reactions(after, 'm1')).toEqual([{ emoji: '👍', count: 2, me: true }]);
   });
 
   it('an event for a message not loaded (older history) only moves the cursor', () => {
@@ -140,7 +136,7 @@ describe('events are applied once per cursor', () => {
 });
 
 describe('changes to a message', () => {
-  const start = live({ messages: [message('m1'), message('m2', { reactions: [{ emoji: '👍', count: 2 }] })] });
+  const start = live({ messages: [message('m1'), message('m2', { reactions: [{ emoji: '👍', count: 2, me: false }] })] });
 
   it('an edit replaces the body and records when, leaving the others as they were', () => {
     const after = apply(start, event('MESSAGE_EDITED', { messageId: 'm1', body: 'new text', at: '2026-12-02T11:00:00Z' })).live;
@@ -162,30 +158,45 @@ describe('changes to a message', () => {
 });
 
 describe('reactions', () => {
-  const start = live({ messages: [message('m1', { reactions: [{ emoji: '👍', count: 1 }] })] });
+  const start = live({ messages: [message('m1', { reactions: [{ emoji: '👍', count: 1, me: false }] })] });
 
   it('a new emoji counts 1, after the ones already there; another adds to its count', () => {
     const after = applyAll(start, [react('m1', '🎉'), react('m1', '🎉', me), react('m1', '👍', me)]);
     expect(reactions(after, 'm1')).toEqual([
-      { emoji: '👍', count: 2 },
-      { emoji: '🎉', count: 2 },
+      { emoji: '👍', count: 2, me: true },
+      { emoji: '🎉', count: 2, me: true },
     ]);
   });
 
   it('taking one back lowers the count, and a count of 0 disappears', () => {
     const after = applyAll(start, [react('m1', '👍', me), react('m1', '👍', ann, false)]);
-    expect(reactions(after, 'm1')).toEqual([{ emoji: '👍', count: 1 }]);
+    expect(reactions(after, 'm1')).toEqual([{ emoji: '👍', count: 1, me: true }]);
     expect(reactions(apply(after, react('m1', '👍', me, false)).live, 'm1')).toEqual([]);
   });
 
   it('taking back one that is not counted changes no count', () => {
-    expect(reactions(apply(start, react('m1', '❤️', ann, false)).live, 'm1')).toEqual([{ emoji: '👍', count: 1 }]);
+    expect(reactions(apply(start, react('m1', '❤️', ann, false)).live, 'm1')).toEqual([{ emoji: '👍', count: 1, me: false }]);
   });
 
-  it('mine are remembered, so pressing one again removes it; others are not mine', () => {
+  it('mine are marked me, so pressing one again removes it; others leave me as it was', () => {
     const added = applyAll(start, [react('m1', '🎉', me), react('m1', '👀')]);
-    expect(added.mine).toEqual({ 'm1:🎉': true });
-    expect(applyAll(added, [react('m1', '🎉', me, false)]).mine).toEqual({});
+    expect(reactions(added, 'm1')).toEqual([
+      { emoji: '👍', count: 1, me: false },
+      { emoji: '🎉', count: 1, me: true },
+      { emoji: '👀', count: 1, me: false },
+    ]);
+    const other = applyAll(added, [react('m1', '🎉', ann)]);
+    expect(reactions(other, 'm1')?.[1]).toEqual({ emoji: '🎉', count: 2, me: true });
+    const back = applyAll(other, [react('m1', '🎉', me, false)]);
+    expect(reactions(back, 'm1')?.[1]).toEqual({ emoji: '🎉', count: 1, me: false });
+  });
+
+  it('the answer to my own toggle marks only that emoji', () => {
+    const m = message('m1', { reactions: [{ emoji: '👍', count: 2, me: false }, { emoji: '🎉', count: 1, me: false }] });
+    expect(withMyReaction(m, '👍', true).reactions).toEqual([
+      { emoji: '👍', count: 2, me: true },
+      { emoji: '🎉', count: 1, me: false },
+    ]);
   });
 
   it('one without an emoji only moves the cursor', () => {

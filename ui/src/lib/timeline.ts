@@ -1,6 +1,7 @@
 // The open channel's timeline as pure functions: what one live `channelEvents` payload, a
-// page of history or a sent message changes in the messages shown, who is typing and which
-// reactions are mine. Nothing here is mutated; the state (state.svelte.ts) keeps the results.
+// page of history or a sent message changes in the messages shown and who is typing (a
+// reaction's `me` included). Nothing here is mutated; the state (state.svelte.ts) keeps the
+// results. When the channel counts as read is the viewer's scrolling, not an event: unread.ts.
 import { plainText } from './markdown';
 import type { ChannelEvent, Message } from './types';
 
@@ -15,15 +16,11 @@ export interface Live {
   applied: number;
   /** Who is typing (by handle), until when (ms since the epoch). */
   typing: Record<string, number>;
-  /** Reactions I made, as `messageId:emoji`, so pressing one again removes it. */
-  mine: Record<string, true>;
 }
 
 /** One event applied: the new `Live`, and what the state should do besides keeping it. */
 export interface Step {
   live: Live;
-  /** A newly shown message's cursor: the channel is read up to it. */
-  read?: string;
   /** Someone else's new message in words, for the screen reader's live region. */
   announcement?: string;
 }
@@ -67,7 +64,6 @@ export function applyEvent(live: Live, e: ChannelEvent, me: string | null, now: 
     const messages = waited < 0 ? [...live.messages, m] : live.messages.map((x, i) => (i === waited ? m : x));
     return {
       live: { ...next, messages, typing: without(live.typing, m.author.handle) },
-      read: m.cursor,
       announcement: m.author.id === me ? undefined : `${m.author.handle}: ${plainText(m.body ?? '')}`,
     };
   }
@@ -93,18 +89,20 @@ function replace(live: Live, m: Message): Live {
   return { ...live, messages: live.messages.map((x) => (x.id === m.id ? m : x)) };
 }
 
-/** A reaction added or taken back: counts that reach 0 disappear; mine are remembered. */
+/** A reaction added or taken back: counts that reach 0 disappear; `me` follows my own. */
 function reacted(live: Live, m: Message, emoji: string, added: boolean, byMe: boolean): Live {
   const delta = added ? 1 : -1;
   const counted = m.reactions.some((r) => r.emoji === emoji)
-    ? m.reactions.map((r) => (r.emoji === emoji ? { ...r, count: r.count + delta } : r))
+    ? m.reactions.map((r) => (r.emoji === emoji ? { ...r, count: r.count + delta, me: byMe ? added : r.me } : r))
     : added
-      ? [...m.reactions, { emoji, count: 1 }]
+      ? [...m.reactions, { emoji, count: 1, me: byMe }]
       : m.reactions;
-  const out = replace(live, { ...m, reactions: counted.filter((r) => r.count > 0) });
-  if (!byMe) return out;
-  const key = `${m.id}:${emoji}`;
-  return { ...out, mine: added ? { ...live.mine, [key]: true } : without(live.mine, key) };
+  return replace(live, { ...m, reactions: counted.filter((r) => r.count > 0) });
+}
+
+/** The message with my reaction `emoji` marked as mine or not (the answer to my own toggle). */
+export function withMyReaction(m: Message, emoji: string, me: boolean): Message {
+  return { ...m, reactions: m.reactions.map((r) => (r.emoji === emoji ? { ...r, me } : r)) };
 }
 
 /** A copy of `record` without `key`. */
