@@ -38,7 +38,7 @@ import {
 } from './generated';
 import type { User, GuildSummary, Guild, Member, Message, ChannelEvent, Dm, Pin, MyEvent } from './types';
 import { applyEvent, cursorNum, withMessage, withMyReaction, withOlder } from './timeline';
-import { addressed, badge, firstUnread, mentions, newestMarkable, NO_BADGE, planMark, stillHeard, total, withHeard, type Badge, type Heard, type Known } from './unread';
+import { addressed, badge, firstUnread, newestMarkable, NO_BADGE, planMark, stillHeard, total, withHeard, type Badge, type Heard, type Known } from './unread';
 import { router } from './router.svelte';
 
 /** Where read cursors were kept before the server kept read markers: cleared once. */
@@ -302,9 +302,9 @@ class Store {
     const channelId = e.channelId;
     const dm = this.dms.find((d) => d.id === channelId);
     const inGuild = !dm && this.guilds.some((g) => g.channels.some((c) => c.id === channelId));
-    // Outside DMs, myEvents only carries posts that mention me or everyone.
-    const mention = inGuild || mentions(m.body, this.me?.handle ?? '');
-    this.heard[channelId] = withHeard(this.heard[channelId] ?? [], { cursor: cursorNum(m.cursor), mention });
+    // Outside DMs, myEvents only carries posts that mention me or everyone (the server
+    // decides who a post names); in a DM every post counts as addressed to me anyway.
+    this.heard[channelId] = withHeard(this.heard[channelId] ?? [], { cursor: cursorNum(m.cursor), mention: true });
     if (dm) this.dms = [dm, ...this.dms.filter((d) => d !== dm)];
     else if (!inGuild) void this.refreshDms(); // a DM someone just opened with me
   }

@@ -4,7 +4,6 @@ import {
   badge,
   countLabel,
   firstUnread,
-  mentions,
   newestMarkable,
   planMark,
   stillHeard,
@@ -98,21 +97,6 @@ describe('total and labels', () => {
   it('shows the counting bound as 999+', () => {
     expect(countLabel(3)).toBe('3');
     expect(countLabel(1000)).toBe('999+');
-  });
-});
-
-describe('mentions', () => {
-  it('finds the handle, everyone and here, with or without the hub', () => {
-    expect(mentions('hi @bob', 'bob')).toBe(true);
-    expect(mentions('@bob:hub.test look', 'bob')).toBe(true);
-    expect(mentions('@everyone lunch', 'bob')).toBe(true);
-    expect(mentions('@HERE now', 'bob')).toBe(true);
-  });
-
-  it('not a longer handle, an e-mail address or nothing', () => {
-    expect(mentions('hi @bobby', 'bob')).toBe(false);
-    expect(mentions('mail ann@bob.test', 'bob')).toBe(false);
-    expect(mentions(null, 'bob')).toBe(false);
   });
 });
 

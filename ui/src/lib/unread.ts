@@ -83,13 +83,6 @@ export function countLabel(n: number): string {
   return n >= 1000 ? '999+' : String(n);
 }
 
-/** Whether a post's text names `handle`, or everyone (`@everyone`, `@here`). */
-export function mentions(body: string | null | undefined, handle: string): boolean {
-  if (!body) return false;
-  const esc = handle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`(^|[^\\w@])@(${esc}|everyone|here)(?![\\w-])`, 'i').test(body);
-}
-
 /**
  * The first message after the read marker not written by `me`: where "jump to first unread"
  * lands. `lastReadId` null means never read: the first message by someone else. `undefined`
