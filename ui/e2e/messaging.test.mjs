@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, startBrowser, person, shot } from './harness.mjs';
 
-let server, browser, ann, bob;
+let server, browser, ann, bob, bob2;
 let channelName, bobId;
 
 before(async () => {
@@ -19,7 +19,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.stop();
-  for (const p of [ann, bob]) if (p?.errors.length) console.error('page errors:', p.errors);
+  for (const p of [ann, bob, bob2]) if (p?.errors.length) console.error('page errors:', p.errors);
 });
 
 async function register(page, handle) {
@@ -133,6 +133,31 @@ test('bob pins the message; it shows in the pins panel on both sides', async () 
   await a.getByRole('button', { name: 'Pinned messages' }).click();
 });
 
+test("bob's other device hears that he read the DM, and its badge clears", async () => {
+  const a = ann.page, b = bob.page;
+  bob2 = await person(browser, server.url);
+  const b2 = bob2.page;
+  await b2.goto('/');
+  await b2.getByLabel('Handle').fill('bob');
+  await b2.getByLabel('Password').fill('correct horse battery');
+  await b2.getByRole('button', { name: 'Log in', exact: true }).click();
+  await servers(b2).waitFor();
+  await labelBecomes(dmIcon(b2), 'Direct messages', "bob's second device, all read");
+  await guildIcon(b).click();
+  await b.getByRole('textbox', { name: `Message #${channelName}` }).waitFor();
+
+  const box = a.getByRole('textbox', { name: 'Message @bob' });
+  await box.fill('one more thing');
+  await box.press('Enter');
+  await labelBecomes(dmIcon(b2), 'Direct messages, 1 mention', "bob's second device");
+  await labelBecomes(dmIcon(b), 'Direct messages, 1 mention', "bob's first device");
+  // Bob reads it on his first device; the second hears of the marker (account.read).
+  await dmIcon(b).click();
+  await b.getByRole('link', { name: /^ann, direct message/ }).click();
+  await message(b, 'one more thing').waitFor();
+  await labelBecomes(dmIcon(b2), 'Direct messages', "bob's second device once he read on the first");
+});
+
 test('a guild channel gets a badge for a mention by ann, and it clears once bob reads it', async () => {
   const a = ann.page, b = bob.page;
   // Bob stays in the DM; ann writes in the guild.
@@ -195,7 +220,8 @@ test('a reaction of mine is highlighted, still mine after a reload, and pressing
   await message(ann.page, 'shared folder').getByRole('button', { name: /^🎉/ }).waitFor({ state: 'detached' });
 });
 
-test('no errors in either page', () => {
+test('no errors in any page', () => {
   assert.deepEqual(ann.errors.map(String), []);
   assert.deepEqual(bob.errors.map(String), []);
+  assert.deepEqual(bob2?.errors.map(String) ?? [], []);
 });

@@ -91,8 +91,9 @@ class Store {
   #applied = new Map<string, number>();
   /** Whether the reader is at the newest message of the open channel (the timeline says). */
   #atBottom = false;
-  #lastMarkAt = 0;
-  #markTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Per channel: the marker the server has (sent or heard of), when the last went out, and
+   * the one waiting for the rest of its second (sent even if the reader has moved on). */
+  #marks = new Map<string, { sent: number; lastAt: number; pending: { id: string; cursor: number } | null; timer: ReturnType<typeof setTimeout> | null }>();
 
   /** The server's counts for every channel and DM, by id. */
   known = $derived.by(() => {
@@ -179,8 +180,8 @@ class Store {
     this.#channelSub = this.#guildSub = this.#mySub = null;
     if (this.#refresh) clearInterval(this.#refresh);
     this.#refresh = null;
-    if (this.#markTimer) clearTimeout(this.#markTimer);
-    this.#markTimer = null;
+    for (const m of this.#marks.values()) if (m.timer) clearTimeout(m.timer);
+    this.#marks.clear();
     this.me = null;
     this.guilds = [];
     this.dms = [];
@@ -247,6 +248,19 @@ class Store {
     return total(this.dms.map((d) => this.badge(d.id)));
   }
 
+  #mark(channelId: string) {
+    let m = this.#marks.get(channelId);
+    if (!m) this.#marks.set(channelId, (m = { sent: 0, lastAt: 0, pending: null, timer: null }));
+    return m;
+  }
+
+  /** The server's marker is at `cursor` (its answer or another device said so). */
+  #serverRead(channelId: string, cursor: number): void {
+    const m = this.#mark(channelId);
+    m.sent = Math.max(m.sent, cursor);
+    this.#readTo(channelId, cursor);
+  }
+
   /** Everything up to `cursor` in `channelId` is read (here or on another device). */
   #readTo(channelId: string, cursor: number): void {
     if (cursor > (this.readUpTo[channelId] ?? 0)) this.readUpTo[channelId] = cursor;
@@ -267,21 +281,29 @@ class Store {
   seeNewest(): void {
     const channelId = this.channelId;
     if (!channelId || !this.#atBottom || document.visibilityState !== 'visible') return;
-    const m = newestMarkable(this.messages);
-    if (!m) return;
-    const cursor = cursorNum(m.cursor);
-    const plan = planMark(this.readUpTo[channelId] ?? 0, cursor, this.#lastMarkAt, Date.now());
-    if (plan.do === 'skip') return;
-    if (plan.do === 'wait') {
-      this.#markTimer ??= setTimeout(() => {
-        this.#markTimer = null;
-        this.seeNewest();
-      }, plan.ms);
-      return;
-    }
-    this.#lastMarkAt = Date.now();
+    const newest = newestMarkable(this.messages);
+    if (!newest) return;
+    const cursor = cursorNum(newest.cursor);
+    // Seen is seen: the badge goes now, whenever the marker goes out.
     this.#readTo(channelId, cursor);
-    gql(MarkReadDocument, { channelId, messageId: m.id }).catch((e) => this.say(e));
+    const m = this.#mark(channelId);
+    const plan = planMark(Math.max(m.sent, m.pending?.cursor ?? 0), cursor, m.lastAt, Date.now());
+    if (plan.do === 'skip') return;
+    m.pending = { id: newest.id, cursor };
+    if (plan.do === 'send') this.#sendMark(channelId);
+    else m.timer ??= setTimeout(() => this.#sendMark(channelId), plan.ms);
+  }
+
+  #sendMark(channelId: string): void {
+    const m = this.#mark(channelId);
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = null;
+    const p = m.pending;
+    m.pending = null;
+    if (!p || p.cursor <= m.sent) return;
+    m.sent = p.cursor;
+    m.lastAt = Date.now();
+    gql(MarkReadDocument, { channelId, messageId: p.id }).catch((e) => this.say(e));
   }
 
   /** Loads older pages until the first unread message is there, then shows it. */
@@ -313,7 +335,7 @@ class Store {
     if (!e.channelId || !e.messageId) return;
     const m = e.channelId === this.channelId ? this.messages.find((x) => x.id === e.messageId) : undefined;
     // Where the marker is, only a loaded message tells; otherwise the server counts again.
-    if (m) this.#readTo(e.channelId, cursorNum(m.cursor));
+    if (m) this.#serverRead(e.channelId, cursorNum(m.cursor));
     else this.refreshCountsSoon();
   }
 
@@ -464,7 +486,7 @@ class Store {
         const { lastReadMessageId: lastReadId, unreadCount: count } = d.channel;
         this.newSince = count > 0 ? { channelId, lastReadId, count, bar: true } : null;
         const marker = lastReadId ? this.messages.find((m) => m.id === lastReadId) : undefined;
-        if (marker) this.#readTo(channelId, cursorNum(marker.cursor));
+        if (marker) this.#serverRead(channelId, cursorNum(marker.cursor));
         this.seeNewest();
       }
     } catch (e) {
