@@ -220,6 +220,23 @@ test('a reaction of mine is highlighted, still mine after a reload, and pressing
   await message(ann.page, 'shared folder').getByRole('button', { name: /^🎉/ }).waitFor({ state: 'detached' });
 });
 
+test("a member's menu opens the DM there is, and blocks and unblocks", async () => {
+  const b = bob.page;
+  await b.getByRole('complementary', { name: 'Members' }).getByRole('button', { name: /^ann, / }).click();
+  await b.getByRole('button', { name: 'Message', exact: true }).click();
+  await message(b, 'just between us').waitFor();
+  assert.equal(await b.getByRole('navigation', { name: 'Channels' }).getByRole('link', { name: /^ann, direct message/ }).count(), 1, 'the same DM, not a second one');
+  // In the DM, the author's name opens the same menu, without the guild's actions.
+  await message(b, 'just between us').getByRole('button', { name: 'ann' }).click();
+  const menu = b.getByRole('dialog', { name: '@ann' });
+  b.once('dialog', (d) => d.accept());
+  await menu.getByRole('button', { name: 'Block' }).click();
+  await menu.getByText('· blocked').waitFor();
+  await menu.getByRole('button', { name: 'Unblock' }).click();
+  await menu.getByRole('button', { name: 'Block' }).waitFor();
+  await b.keyboard.press('Escape');
+});
+
 test('no errors in any page', () => {
   assert.deepEqual(ann.errors.map(String), []);
   assert.deepEqual(bob.errors.map(String), []);

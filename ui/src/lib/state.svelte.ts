@@ -327,7 +327,7 @@ class Store {
     // Outside DMs, myEvents only carries posts that mention me or everyone (the server
     // decides who a post names); in a DM every post counts as addressed to me anyway.
     this.heard[channelId] = withHeard(this.heard[channelId] ?? [], { cursor: cursorNum(m.cursor), mention: true });
-    if (dm) this.dms = [dm, ...this.dms.filter((d) => d !== dm)];
+    if (dm) this.dms = [dm, ...this.dms.filter((d) => d.id !== channelId)];
     else if (!inGuild) void this.refreshDms(); // a DM someone just opened with me
   }
 
