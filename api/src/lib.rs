@@ -17,6 +17,7 @@ pub mod gql;
 mod http;
 pub mod limits;
 pub mod listen;
+pub mod media;
 mod metrics;
 pub mod moderation;
 pub mod oidc;
@@ -78,6 +79,8 @@ pub struct ApiSettings {
     /// OpenID Connect providers for single sign-on, by name.
     pub oidc: std::collections::BTreeMap<String, oidc::ProviderSettings>,
     pub limits: ApiLimits,
+    /// Uploads: where they are kept and how large they may be.
+    pub media: media::MediaSettings,
 }
 
 /// Who may create guilds on this hub: a rule of the hub's, so it lives in the domain
@@ -98,6 +101,7 @@ impl Default for ApiSettings {
             trusted_proxies: Vec::new(),
             public_url: None,
             oidc: Default::default(),
+            media: Default::default(),
             limits: ApiLimits::default(),
         }
     }
@@ -155,6 +159,8 @@ pub struct Api {
     pub oidc: oidc::Oidc,
     /// When each service token was last used on this node (token hash → ms).
     pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
+    /// Where uploads are kept (`None`: none configured, as in a bare test harness).
+    pub media: Option<media::Media>,
     /// DMs are opened one at a time on a node.
     dm_opening: tokio::sync::Mutex<()>,
 }
@@ -186,6 +192,10 @@ impl Api {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let read_db = projections.db().clone();
+        let media_store = match (&settings.media.s3_bucket, settings.media.dir.is_empty()) {
+            (None, true) => None,
+            _ => Some(media::Media::open(&settings.media)?),
+        };
         let commands = Arc::new(Commands::new(store.clone(), key).with_directory(projections.db().clone()));
         // The live feed tells DM posts from others by this set; the rest join it as they come.
         for channel in openguild_projections::queries::dm_channels(projections.db()).await? {
@@ -222,6 +232,7 @@ impl Api {
             sockets: Default::default(),
             token_last_used: Default::default(),
             dm_opening: Default::default(),
+            media: media_store,
         });
         // Presence: renew the marks of this node's connected users on every node's view.
         let marker = Arc::downgrade(&api);
@@ -280,6 +291,7 @@ impl Api {
                     break;
                 }
                 for id in &ids {
+                    self.erase_files_of(id).await?;
                     self.store.erase_body(id).await?;
                 }
                 queries::forget_bodies(db, &ids).await?;
@@ -449,6 +461,12 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/auth/oidc/{provider}/start", get(oidc::start))
         .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/auth/oidc/{provider}/id-token", axum::routing::post(oidc::id_token))
+        .route(
+            "/media/upload",
+            // Streamed and bounded by `api.media` as it arrives, not buffered.
+            axum::routing::post(media::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/media/{id}", get(media::download))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
         .route(

@@ -42,6 +42,18 @@ pub(crate) fn federation_sent(peer: &str, ok: bool) {
         .inc();
 }
 
+/// Uploads accepted and their bytes.
+static UPLOADS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+static UPLOADED_BYTES: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Counts an accepted upload of `bytes`.
+pub(crate) fn uploaded(bytes: u64) {
+    UPLOADS.inc();
+    UPLOADED_BYTES.inc_by(bytes);
+}
+
 /// Counts a connection refused over a connection cap.
 pub(crate) fn connection_refused() {
     refused("connection");
@@ -64,6 +76,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Transactions sent to peers, by peer and outcome",
         FEDERATION_SENT.clone(),
     );
+    registry.register("uploads", "Files uploaded", UPLOADS.clone());
+    registry.register("uploaded_bytes", "Bytes of the files uploaded", UPLOADED_BYTES.clone());
     let queue = ByProjection::default();
     registry.register("federation_queue_depth", "Events waiting to be sent to each peer", queue.clone());
     for peer in state.allowed_peers().await.unwrap_or_default() {

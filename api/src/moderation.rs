@@ -113,6 +113,9 @@ impl Api {
                 _ => None,
             }));
         }
+        if let EventBody::MessagePosted { attachments, .. } = posted.event.content() {
+            self.erase_attachments(attachments).await?;
+        }
         for id in &erase {
             self.store.erase_body(id).await?;
         }

@@ -109,7 +109,15 @@ pub enum EventBody {
 
     // ---- channel stream: messages
     #[serde(rename = "message.posted")]
-    MessagePosted { text: String, reply_to: Option<MessageId>, mentions: BTreeSet<UserId>, mentions_everyone: bool },
+    MessagePosted {
+        text: String,
+        reply_to: Option<MessageId>,
+        mentions: BTreeSet<UserId>,
+        mentions_everyone: bool,
+        /// Uploads shown with the message (absent from older events, which keep their bytes).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
     #[serde(rename = "message.edited")]
     MessageEdited { message: MessageId, text: String },
     #[serde(rename = "message.redacted")]
@@ -199,6 +207,25 @@ pub enum EventBody {
     /// configuration lists it.
     #[serde(rename = "hub.peer_denied")]
     PeerDenied { name: ServerName },
+}
+
+/// A file attached to a message, as uploaded: what a client needs to show it, and the hash
+/// of its bytes, so a copy fetched from anywhere can be checked against the signed event.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: crate::ids::MediaId,
+    /// The name the uploader gave (erased with the message's text).
+    pub filename: String,
+    /// Sniffed from the bytes, never taken from the client.
+    pub content_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// BLAKE3 of the stored bytes.
+    #[serde(with = "crate::canonical::bytes")]
+    pub hash: [u8; 32],
 }
 
 /// The body of a guild's first event. The guild's id is derived from the creator, origin,
@@ -364,9 +391,12 @@ impl EventBody {
             | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,
-            MessagePosted { text, mentions, .. } => {
+            MessagePosted { text, mentions, attachments, .. } => {
                 text.clear();
                 mentions.clear();
+                for a in attachments {
+                    a.filename.clear();
+                }
             }
             MessageEdited { text, .. } => text.clear(),
             PasswordSet { phc } => phc.clear(),
@@ -397,9 +427,13 @@ pub mod legacy {
     impl LegacyBody {
         pub fn upcast(self) -> EventBody {
             match self {
-                LegacyBody::MessageText { text, reply_to } => {
-                    EventBody::MessagePosted { text, reply_to, mentions: Default::default(), mentions_everyone: false }
-                }
+                LegacyBody::MessageText { text, reply_to } => EventBody::MessagePosted {
+                    text,
+                    reply_to,
+                    mentions: Default::default(),
+                    mentions_everyone: false,
+                    attachments: Vec::new(),
+                },
             }
         }
     }

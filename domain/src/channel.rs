@@ -6,13 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::body::{EventBody, ReportTarget};
+use crate::body::{Attachment, EventBody, ReportTarget};
 use crate::error::{DomainError, Refusal};
 use crate::event::Event;
 use crate::guild::Guild;
 use crate::ids::{ChannelId, EventId, MessageId, Timestamp, UserId};
 use crate::permissions::Permissions;
 use crate::validate;
+
+/// The most files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 /// What deciding on a channel's messages needs to know about them.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -43,6 +46,8 @@ pub enum MessageCommand {
         reply_to: Option<MessageId>,
         mentions: BTreeSet<UserId>,
         mentions_everyone: bool,
+        /// Uploads to show with it, as the uploader's hub described them.
+        attachments: Vec<Attachment>,
     },
     Edit {
         message: MessageId,
@@ -132,7 +137,7 @@ pub fn decide(
         }
     };
     let body = match cmd {
-        C::Post { text, reply_to, mentions, mentions_everyone } => {
+        C::Post { text, reply_to, mentions, mentions_everyone, attachments } => {
             require(Permissions::SEND_MESSAGES)?;
             if channel.locked && !perms.contains(Permissions::MANAGE_CHANNELS) {
                 return Err(DomainError::Forbidden(Refusal::ChannelLocked));
@@ -153,11 +158,31 @@ pub fn decide(
             if mentions.len() > 100 {
                 return Err(DomainError::invalid("mentions", "at most 100 users can be mentioned"));
             }
+            if !attachments.is_empty() {
+                require(Permissions::ATTACH_FILES)?;
+            }
+            if attachments.len() > MAX_ATTACHMENTS {
+                return Err(DomainError::invalid(
+                    "attachments",
+                    format!("a message has at most {MAX_ATTACHMENTS} files"),
+                ));
+            }
+            let ids: BTreeSet<_> = attachments.iter().map(|a| a.id).collect();
+            if ids.len() != attachments.len() {
+                return Err(DomainError::invalid("attachments", "the same file is attached twice"));
+            }
+            // A message of files alone may have no text.
+            let text = if attachments.is_empty() {
+                validate::message(text)?
+            } else {
+                validate::text_or_empty("body", text, 4000)?
+            };
             EventBody::MessagePosted {
-                text: validate::message(text)?,
+                text,
                 reply_to: *reply_to,
                 mentions: mentions.clone(),
                 mentions_everyone: *mentions_everyone,
+                attachments: attachments.clone(),
             }
         }
         C::Edit { message: id, text } => {

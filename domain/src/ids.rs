@@ -291,6 +291,11 @@ id128!(
     DmId,
     "dm id"
 );
+id128!(
+    /// An uploaded file (`POST /media/upload`), attached to at most one message.
+    MediaId,
+    "media id"
+);
 
 impl RoleId {
     /// `@everyone`: the same id in every guild, like Discord's role named after its guild.

@@ -24,7 +24,7 @@ pub use body::{ChannelKind, EventBody, Place, ReportAction, ReportTarget};
 pub use error::{DomainError, IdError, Refusal};
 pub use event::{Event, EventCore, KeyRing, RawEvent, ServerKey, SignedEvent, UnsignedEvent, VerifyError};
 pub use ids::{
-    CategoryId, ChannelId, EventId, GuildId, InviteCode, KeyId, MessageId, ReportId, RoleId, ServerName, StreamId,
-    Timestamp, UserId,
+    CategoryId, ChannelId, EventId, GuildId, InviteCode, KeyId, MediaId, MessageId, ReportId, RoleId, ServerName,
+    StreamId, Timestamp, UserId,
 };
 pub use permissions::Permissions;

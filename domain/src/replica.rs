@@ -227,11 +227,12 @@ fn message_command(body: &EventBody) -> Option<MessageCommand> {
     use EventBody as E;
     use MessageCommand as C;
     Some(match body {
-        E::MessagePosted { text, reply_to, mentions, mentions_everyone } => C::Post {
+        E::MessagePosted { text, reply_to, mentions, mentions_everyone, attachments } => C::Post {
             text: written(text),
             reply_to: *reply_to,
             mentions: mentions.clone(),
             mentions_everyone: *mentions_everyone,
+            attachments: attachments.clone(),
         },
         E::MessageEdited { message, text } => C::Edit { message: *message, text: written(text) },
         E::MessageRedacted { message, reason } => C::Redact { message: *message, reason: reason.clone() },

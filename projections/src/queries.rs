@@ -77,6 +77,8 @@ pub struct MessageRow {
     pub reactions: Vec<(String, u64)>,
     /// The emoji the reader reacted with (filled by [`mark_mine`]; empty otherwise).
     pub mine: Vec<String>,
+    /// The files shown with it, in order.
+    pub attachments: Vec<openguild_domain::body::Attachment>,
 }
 
 /// Which page of a channel's messages, by position.
@@ -143,6 +145,18 @@ pub async fn mark_mine(db: &ReadDb, user: &UserId, messages: &mut [MessageRow]) 
         }
     }
     Ok(())
+}
+
+/// The message (and its channel) a file is attached to, if any.
+pub async fn attachment_message(
+    db: &ReadDb,
+    media: &openguild_domain::MediaId,
+) -> Result<Option<(MessageId, ChannelId)>, ProjectionError> {
+    let row: Option<(String, String)> = sqlx::query_as("SELECT message, channel FROM tl_attachments WHERE media = $1")
+        .bind(media.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|(m, c)| Ok((parse(&m, "attachment row")?, parse(&c, "attachment row")?))).transpose()
 }
 
 /// Where a person stands in a channel: how much is new since their read marker.
@@ -277,6 +291,14 @@ pub async fn last_message_positions(
 
 async fn with_reactions(db: &ReadDb, messages: &mut [MessageRow]) -> Result<(), ProjectionError> {
     for m in messages.iter_mut() {
+        let metas: Vec<String> = sqlx::query_scalar("SELECT meta FROM tl_attachments WHERE message = $1 ORDER BY ord")
+            .bind(m.id.to_string())
+            .fetch_all(&db.pool)
+            .await?;
+        m.attachments = metas
+            .iter()
+            .map(|j| serde_json::from_str(j).map_err(|e| ProjectionError::Corrupt(format!("attachment row: {e}"))))
+            .collect::<Result<_, _>>()?;
         let rows = sqlx::query(
             "SELECT emoji, COUNT(*), MIN(position) AS first FROM tl_reactions WHERE message = $1 \
              GROUP BY emoji ORDER BY first",
@@ -308,6 +330,7 @@ fn message_row(row: &sqlx::any::AnyRow) -> Result<MessageRow, ProjectionError> {
         pinned: row.try_get::<i64, _>(9)? != 0,
         reactions: Vec::new(),
         mine: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::{ApplyError, Projection};
 
 pub struct Timeline;
 
-const TABLES: &[&str] = &["tl_channels", "tl_messages", "tl_reactions"];
+const TABLES: &[&str] = &["tl_channels", "tl_messages", "tl_reactions", "tl_attachments"];
 
 /// Columns of a `tl_messages` row, for changing rows still held back.
 const ID: usize = 1;
@@ -29,7 +29,8 @@ impl Projection for Timeline {
 
     fn version(&self) -> i64 {
         // 3: messages keyed by position, found by the compact key of their id.
-        3
+        // 4: attachments (`tl_attachments`).
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -56,6 +57,13 @@ impl Projection for Timeline {
                  PRIMARY KEY (message, emoji, user_id))",
                 t.n("tl_reactions")
             ),
+            // One row per attached file: the message and channel it is in (who may fetch
+            // it), and what the event said of it, as JSON.
+            format!(
+                "CREATE TABLE {} (media TEXT PRIMARY KEY, message TEXT NOT NULL, channel TEXT NOT NULL, \
+                 ord BIGINT NOT NULL, meta TEXT NOT NULL, UNIQUE (message, ord))",
+                t.n("tl_attachments")
+            ),
         ]
     }
 
@@ -80,7 +88,20 @@ impl Projection for Timeline {
                     since.as_millis() as i64
                 );
             }
-            (StreamId::Channel(ch), E::MessagePosted { reply_to, mentions, mentions_everyone, .. }) => {
+            (StreamId::Channel(ch), E::MessagePosted { reply_to, mentions, mentions_everyone, attachments, .. }) => {
+                for (ord, a) in attachments.iter().enumerate() {
+                    let meta = serde_json::to_string(a).map_err(|err| ApplyError::Invalid(err.to_string()))?;
+                    ins!(
+                        c,
+                        t.n("tl_attachments"),
+                        "ON CONFLICT DO NOTHING",
+                        a.id.to_string(),
+                        e.event.id.to_string(),
+                        ch.to_string(),
+                        ord as i64,
+                        meta
+                    );
+                }
                 let text = match &e.event.body {
                     Some(E::MessagePosted { text, .. }) => Some(text.clone()),
                     _ => None,

@@ -61,6 +61,9 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
         place.federation.peer_tokens.iter().map(|(peer, token)| (token.expose().to_owned(), peer.clone())).collect();
     let listener =
         tokio::net::TcpListener::bind(place.listen).await.with_context(|| format!("listening on {}", place.listen))?;
+    if place.api.media.dir.is_empty() {
+        place.api.media.dir = place.data_dir.join("media").display().to_string();
+    }
     if place.api.public_url.is_none() {
         place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
     }

@@ -222,7 +222,7 @@ fn channel_event(live: &Live) -> Option<ChannelEvent> {
     };
     let id = |m: &openguild_domain::MessageId| Some(ID(m.to_string()));
     match e.event.content() {
-        E::MessagePosted { reply_to, .. } => {
+        E::MessagePosted { reply_to, attachments, .. } => {
             let text = match &e.event.body {
                 Some(E::MessagePosted { text, .. }) => Some(text.clone()),
                 _ => None,
@@ -241,6 +241,7 @@ fn channel_event(live: &Live) -> Option<ChannelEvent> {
                 pinned: false,
                 reactions: Vec::new(),
                 mine: Vec::new(),
+                attachments: attachments.clone(),
             }));
         }
         E::MessageEdited { message, .. } => {

@@ -60,8 +60,13 @@ pub struct CreateInviteInput {
 #[derive(InputObject)]
 pub struct SendMessageInput {
     pub channel_id: Id<ChannelId>,
+    /// The text; may be empty when files are attached.
+    #[graphql(default)]
     pub body: String,
     pub reply_to: Option<Id<MessageId>>,
+    /// Uploads of the viewer's (`POST /media/upload`) to show with it, up to 10.
+    #[graphql(default)]
+    pub attachments: Vec<Id<openguild_domain::MediaId>>,
 }
 
 #[derive(InputObject)]
@@ -335,8 +340,16 @@ impl Mutation {
         let channel: ChannelId = input.channel_id.0;
         let reply_to = input.reply_to.map(|r| r.0);
         let (mentions, mentions_everyone) = mentions(&input.body);
-        let cmd = MessageCommand::Post { text: input.body.clone(), reply_to, mentions, mentions_everyone };
         let me = api.actor(ctx).await?;
+        let ids: Vec<openguild_domain::MediaId> = input.attachments.iter().map(|a| a.0).collect();
+        let attachments = api.attachments_of(&me, &ids).await?;
+        let cmd = MessageCommand::Post {
+            text: input.body.clone(),
+            reply_to,
+            mentions,
+            mentions_everyone,
+            attachments: attachments.clone(),
+        };
         api.may_post_in(&me, channel).await?;
         // In a guild another hub owns, a post waits in a queue while the owner is away.
         let done = match api.commands.message(&me, channel, &cmd, now()).await {
@@ -366,6 +379,7 @@ impl Mutation {
             pinned: false,
             reactions: Vec::new(),
             mine: Vec::new(),
+            attachments,
         }))
     }
 

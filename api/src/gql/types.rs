@@ -666,6 +666,21 @@ impl Message {
     async fn pending(&self) -> bool {
         self.0.position == 0
     }
+    async fn attachments(&self) -> Vec<AttachmentObj> {
+        self.0
+            .attachments
+            .iter()
+            .map(|a| AttachmentObj {
+                id: ID(a.id.to_string()),
+                url: format!("/media/{}", a.id),
+                filename: a.filename.clone(),
+                content_type: a.content_type.clone(),
+                size: a.size as f64,
+                width: a.width.map(|w| w as i32),
+                height: a.height.map(|h| h as i32),
+            })
+            .collect()
+    }
     async fn reactions(&self) -> Vec<Reaction> {
         self.0
             .reactions
@@ -677,6 +692,20 @@ impl Message {
             })
             .collect()
     }
+}
+
+/// A file shown with a message. `url` is served to those who may read the message, with
+/// the viewer's bearer token.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Attachment")]
+pub struct AttachmentObj {
+    pub id: ID,
+    pub url: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: f64,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
 }
 
 #[derive(SimpleObject, Clone)]

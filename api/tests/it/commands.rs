@@ -19,7 +19,13 @@ fn user(h: &str) -> UserId {
 }
 
 fn post(text: &str) -> MessageCommand {
-    MessageCommand::Post { text: text.into(), reply_to: None, mentions: Default::default(), mentions_everyone: false }
+    MessageCommand::Post {
+        attachments: Vec::new(),
+        text: text.into(),
+        reply_to: None,
+        mentions: Default::default(),
+        mentions_everyone: false,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

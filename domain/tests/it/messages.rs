@@ -14,7 +14,13 @@ use crate::guild::{GENERAL, populated};
 use crate::support::{chan, check_msg, user};
 
 fn post(text: &str) -> M {
-    M::Post { text: text.into(), reply_to: None, mentions: BTreeSet::new(), mentions_everyone: false }
+    M::Post {
+        attachments: Vec::new(),
+        text: text.into(),
+        reply_to: None,
+        mentions: BTreeSet::new(),
+        mentions_everyone: false,
+    }
 }
 
 #[test]
@@ -22,6 +28,7 @@ fn posting_replies_and_mentions() {
     let mut w = populated();
     let first = w.post("bob", chan(GENERAL), "hello");
     let reply = M::Post {
+        attachments: Vec::new(),
         text: "hi @bob".into(),
         reply_to: Some(first),
         mentions: [user("bob")].into(),
@@ -32,11 +39,10 @@ fn posting_replies_and_mentions() {
         "carol",
         chan(GENERAL),
         reply,
-        expect![[
-            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false }"#
-        ]],
+        expect![[r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, attachments: [] }"#]],
     );
     let to_nowhere = M::Post {
+        attachments: Vec::new(),
         text: "?".into(),
         reply_to: Some(EventId::from_hash([9; 32])),
         mentions: BTreeSet::new(),
@@ -51,8 +57,13 @@ fn posting_replies_and_mentions() {
             r#"refused: message $cGfHiC6Kgg3FpFZvgwGcswsCRtp4aBP2fzuXRQPizuN not found  (NotFound { what: "message", id: "$cGfHiC6Kgg3FpFZvgwGcswsCRtp4aBP2fzuXRQPizuN" })"#
         ]],
     );
-    let everyone =
-        M::Post { text: "@everyone".into(), reply_to: None, mentions: BTreeSet::new(), mentions_everyone: true };
+    let everyone = M::Post {
+        attachments: Vec::new(),
+        text: "@everyone".into(),
+        reply_to: None,
+        mentions: BTreeSet::new(),
+        mentions_everyone: true,
+    };
     check_msg(
         &mut w,
         "carol",
@@ -121,7 +132,7 @@ fn slow_mode_refuses_a_second_message_inside_the_window() {
         "bob",
         chan(GENERAL),
         post("two, later"),
-        expect![[r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false }"#]],
+        expect![[r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
     );
 }
 
@@ -143,7 +154,7 @@ fn a_locked_channel_refuses_posts_from_members_without_manage_channels() {
         "alice",
         chan(GENERAL),
         post("calm down"),
-        expect![[r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false }"#]],
+        expect![[r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
     );
 }
 
@@ -177,7 +188,7 @@ fn a_timed_out_member_cannot_post_or_react() {
         "bob",
         chan(GENERAL),
         post("I'm back"),
-        expect![[r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false }"#]],
+        expect![[r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
     );
 }
 
@@ -217,7 +228,7 @@ fn overwrites_decide_who_posts_and_sees() {
         "bob",
         chan(GENERAL),
         post("hi"),
-        expect![[r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false }"#]],
+        expect![[r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
     );
     w.ok(
         "owner",
@@ -411,8 +422,6 @@ fn message_bodies_keep_direction_marks() {
         "bob",
         chan(GENERAL),
         post("\u{2067}שלום\u{2069} and \u{200F}!"),
-        expect![[
-            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false }"#
-        ]],
+        expect![[r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
     );
 }

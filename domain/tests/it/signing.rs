@@ -47,11 +47,13 @@ fn an_erased_body_still_verifies_but_a_changed_body_does_not() {
             reply_to: None,
             mentions: {},
             mentions_everyone: false,
+            attachments: [],
         }
     "#]]
     .assert_debug_eq(event.content());
 
     let other = EventBody::MessagePosted {
+        attachments: Vec::new(),
         text: "something else".into(),
         reply_to: None,
         mentions: Default::default(),
@@ -161,6 +163,7 @@ fn old_event_bodies_are_upcast_on_read_and_never_rewritten() {
                 reply_to: None,
                 mentions: {},
                 mentions_everyone: false,
+                attachments: [],
             },
         )
     "#]]

@@ -185,6 +185,7 @@ impl TestHub {
 
     pub async fn post(&mut self, channel: ChannelId, actor: &str, text: &str) -> (openguild_domain::EventId, u64) {
         let cmd = MessageCommand::Post {
+            attachments: Vec::new(),
             text: text.into(),
             reply_to: None,
             mentions: Default::default(),
@@ -203,6 +204,7 @@ impl TestHub {
 /// A plain message's body.
 pub fn posted(text: &str) -> EventBody {
     EventBody::MessagePosted {
+        attachments: Vec::new(),
         text: text.into(),
         reply_to: None,
         mentions: Default::default(),

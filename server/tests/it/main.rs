@@ -6,6 +6,7 @@
 //!   model equals a rebuild.
 //! - `dms`: direct messages, group DMs, blocks, a host application's DM, and a DM across hubs.
 //! - `reads`: unread and mention counts, read markers synced live, `myEvents` mentions, `Reaction.me`.
+//! - `media`: uploads on local disk and in S3 (moto): stripped, attached, served, refused, erased.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
 //!   under the test's control, and two real hubs.
@@ -37,6 +38,7 @@ mod federation;
 mod graphql;
 mod hardening;
 mod hub;
+mod media;
 mod nodes;
 mod oidc;
 mod outbox;
