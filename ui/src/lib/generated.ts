@@ -101,8 +101,11 @@ export type ReportStatus =
 
 export type SendMessageInput = {
   channelId: string | number;
-  body: string;
+  /** The text; may be empty when files are attached. */
+  body?: string;
   replyTo?: string | number | null | undefined;
+  /** Uploads of the viewer's (`POST /media/upload`) to show with it, up to 10. */
+  attachments?: Array<string | number>;
 };
 
 export type UpdateRoleInput = {
