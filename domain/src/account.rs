@@ -33,6 +33,8 @@ pub struct Account {
     pub blocked: BTreeSet<UserId>,
     /// Refuses DMs opened by people it shares no guild with.
     pub refuses_strangers: bool,
+    /// The threads this account follows.
+    pub following: BTreeSet<ChannelId>,
     pub version: u64,
     pub head: Option<EventId>,
 }
@@ -64,6 +66,11 @@ pub enum AccountCommand {
     },
     SetDmPolicy {
         strangers: bool,
+    },
+    /// Follows or unfollows a thread (the caller checked the user can see it).
+    FollowThread {
+        thread: ChannelId,
+        follow: bool,
     },
     /// Moves the read marker of a channel or DM to `message` (the caller checked the user
     /// may read it and that it is in `channel`).
@@ -140,6 +147,12 @@ pub fn decide(
             }
             Ok(vec![EventBody::DmPolicySet { strangers: *strangers }])
         }
+        C::FollowThread { thread, follow } => {
+            if account.following.contains(thread) == *follow {
+                return Ok(Vec::new());
+            }
+            Ok(vec![EventBody::ThreadFollowed { thread: *thread, follow: *follow }])
+        }
         C::MarkRead { channel, message } => Ok(vec![EventBody::Read { channel: *channel, message: *message }]),
         C::RevokeAllSessions => Ok(account
             .sessions
@@ -176,6 +189,13 @@ pub fn evolve(mut account: Account, event: &Event) -> Account {
             account.blocked.remove(user);
         }
         EventBody::DmPolicySet { strangers } => account.refuses_strangers = !strangers,
+        EventBody::ThreadFollowed { thread, follow } => {
+            if *follow {
+                account.following.insert(*thread);
+            } else {
+                account.following.remove(thread);
+            }
+        }
         _ => {}
     }
     account

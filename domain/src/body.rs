@@ -43,6 +43,10 @@ pub enum EventBody {
         position: u32,
         topic: String,
     },
+    /// A thread under `message` of `parent`: a channel of its own (messages in
+    /// `channel:<thread>`), with the parent's permissions.
+    #[serde(rename = "thread.started")]
+    ThreadStarted { thread: ChannelId, parent: ChannelId, message: MessageId, name: String },
     #[serde(rename = "channel.updated")]
     ChannelUpdated { channel: ChannelId, name: String, topic: String },
     #[serde(rename = "channel.moved")]
@@ -164,6 +168,9 @@ pub enum EventBody {
     /// Whether people this user shares no guild with may open a DM with them.
     #[serde(rename = "account.dm_policy_set")]
     DmPolicySet { strangers: bool },
+    /// The account's user follows (or stops following) a thread.
+    #[serde(rename = "account.thread_followed")]
+    ThreadFollowed { thread: ChannelId, follow: bool },
     /// The account's user has read `channel` (a guild's channel or a DM's) up to `message`.
     #[serde(rename = "account.read")]
     Read { channel: ChannelId, message: MessageId },
@@ -256,6 +263,8 @@ pub enum ChannelKind {
     Dm,
     /// The one channel of a group direct message.
     GroupDm,
+    /// A thread under a message (`thread.started`; never created by `CreateChannel`).
+    Thread,
 }
 
 /// A channel or a category: the places that carry permission overwrites.
@@ -336,6 +345,7 @@ impl EventBody {
             ReportResolved { .. } => "report.resolved",
             ReportAssigned { .. } => "report.assigned",
             MessagePosted { .. } => "message.posted",
+            ThreadStarted { .. } => "thread.started",
             MessageEdited { .. } => "message.edited",
             MessageRedacted { .. } => "message.redacted",
             ReactionAdded { .. } => "reaction.added",
@@ -350,6 +360,7 @@ impl EventBody {
             Unblocked { .. } => "account.unblocked",
             DmPolicySet { .. } => "account.dm_policy_set",
             Read { .. } => "account.read",
+            ThreadFollowed { .. } => "account.thread_followed",
             OperatorGranted { .. } => "hub.operator_granted",
             OperatorRevoked { .. } => "hub.operator_revoked",
             CreatorGranted { .. } => "hub.creator_granted",

@@ -115,9 +115,13 @@ pub fn decide(
             Refusal::NotMember
         }));
     }
-    if guild.archived || channel.archived {
+    let parent_archived = channel.thread.and_then(|t| guild.channels.get(&t.parent)).is_some_and(|p| p.archived);
+    if guild.archived || channel.archived || parent_archived {
         return Err(DomainError::Forbidden(Refusal::Archived));
     }
+    // In a thread, talking takes its own permission (the rest is the parent's).
+    let send =
+        if channel.thread.is_some() { Permissions::SEND_MESSAGES_IN_THREADS } else { Permissions::SEND_MESSAGES };
     let perms = guild.channel_permissions(actor, channel_id, now);
     let timed_out = guild.timed_out_until(actor, now);
     let require = |needed: Permissions| -> Result<(), DomainError> {
@@ -138,7 +142,7 @@ pub fn decide(
     };
     let body = match cmd {
         C::Post { text, reply_to, mentions, mentions_everyone, attachments } => {
-            require(Permissions::SEND_MESSAGES)?;
+            require(send)?;
             if channel.locked && !perms.contains(Permissions::MANAGE_CHANNELS) {
                 return Err(DomainError::Forbidden(Refusal::ChannelLocked));
             }
@@ -190,7 +194,7 @@ pub fn decide(
             if m.author != *actor {
                 return Err(DomainError::Forbidden(Refusal::NotAuthor));
             }
-            require(Permissions::SEND_MESSAGES)?;
+            require(send)?;
             EventBody::MessageEdited { message: *id, text: validate::message(text)? }
         }
         C::Redact { message: id, reason } => {

@@ -39,6 +39,8 @@ bitflags::bitflags! {
         const MUTE_MEMBERS = 1 << 22;
         const MOVE_MEMBERS = 1 << 24;
         const MANAGE_ROLES = 1 << 28;
+        const CREATE_PUBLIC_THREADS = 1 << 35;
+        const SEND_MESSAGES_IN_THREADS = 1 << 38;
         const MODERATE_MEMBERS = 1 << 40;
     }
 }
@@ -54,6 +56,8 @@ impl Permissions {
         .union(Permissions::ADD_REACTIONS)
         .union(Permissions::ATTACH_FILES)
         .union(Permissions::CREATE_INVITE)
+        .union(Permissions::CREATE_PUBLIC_THREADS)
+        .union(Permissions::SEND_MESSAGES_IN_THREADS)
         .union(Permissions::CONNECT)
         .union(Permissions::SPEAK);
 

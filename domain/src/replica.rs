@@ -157,6 +157,9 @@ fn guild_command(body: &EventBody, ts: Timestamp) -> Option<GuildCommand> {
             topic: topic.clone(),
             overwrites: Vec::new(),
         },
+        E::ThreadStarted { thread, parent, message, name } => {
+            C::StartThread { thread: *thread, parent: *parent, message: *message, name: name.clone() }
+        }
         E::ChannelUpdated { channel, name, topic } => {
             C::UpdateChannel { channel: *channel, name: Some(name.clone()), topic: Some(topic.clone()) }
         }

@@ -62,6 +62,7 @@ pub(crate) fn kind_name(kind: openguild_domain::ChannelKind) -> &'static str {
         openguild_domain::ChannelKind::Announcement => "announcement",
         openguild_domain::ChannelKind::Dm => "dm",
         openguild_domain::ChannelKind::GroupDm => "group_dm",
+        openguild_domain::ChannelKind::Thread => "thread",
     }
 }
 

@@ -159,6 +159,16 @@ pub async fn attachment_message(
     row.map(|(m, c)| Ok((parse(&m, "attachment row")?, parse(&c, "attachment row")?))).transpose()
 }
 
+/// A thread's messages not deleted and the time of its newest (ms), from the timeline.
+pub async fn thread_stats(db: &ReadDb, thread: ChannelId) -> Result<(u64, Option<u64>), ProjectionError> {
+    let (count, last): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MAX(created_at) FROM tl_messages WHERE channel = $1 AND redacted = 0")
+            .bind(thread.to_string())
+            .fetch_one(&db.pool)
+            .await?;
+    Ok((count as u64, last.map(|l| l as u64)))
+}
+
 /// Where a person stands in a channel: how much is new since their read marker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadState {

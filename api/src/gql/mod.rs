@@ -7,6 +7,7 @@ mod hub;
 pub mod ids;
 pub mod live;
 mod mutation;
+mod threads;
 mod types;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ pub struct RootQuery(Query, dm::DmQuery, hub::HubQuery, hub::ProvisionQuery, hub
 pub struct RootMutation(
     Mutation,
     dm::DmMutation,
+    threads::ThreadMutation,
     hub::HubMutation,
     hub::BotMutation,
     hub::ProvisionMutation,

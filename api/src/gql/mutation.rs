@@ -92,7 +92,12 @@ impl Api {
 
     /// A guild command: run here, or, in a guild another hub owns, decided against this
     /// hub's copy and proposed to the owner (`remote`).
-    async fn guild_cmd(&self, ctx: &Context<'_>, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
+    pub(super) async fn guild_cmd(
+        &self,
+        ctx: &Context<'_>,
+        guild: GuildId,
+        cmd: GuildCommand,
+    ) -> Result<Executed, ApiError> {
         let me = self.actor(ctx).await?;
         let done = match self.commands.guild(&me, guild, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
@@ -139,7 +144,7 @@ impl Api {
     }
 
     /// The channel a message was posted in (a message id is its event's id).
-    async fn channel_of_message(&self, message: &MessageId) -> Result<ChannelId, ApiError> {
+    pub(super) async fn channel_of_message(&self, message: &MessageId) -> Result<ChannelId, ApiError> {
         match self.store.get(message).await? {
             Some(e) => match (&e.event.core.stream, e.event.content()) {
                 (StreamId::Channel(c), EventBody::MessagePosted { .. }) => Ok(*c),
@@ -159,7 +164,7 @@ impl Api {
         Ok(Category { id: ID(category.to_string()), name: c.name.clone(), position: c.position })
     }
 
-    async fn channel_obj(&self, me: &UserId, channel: ChannelId) -> Result<ChannelObj, ApiError> {
+    pub(super) async fn channel_obj(&self, me: &UserId, channel: ChannelId) -> Result<ChannelObj, ApiError> {
         Ok(ChannelObj::new(self.channel_view(me, channel).await?, channel, me.clone()))
     }
 }

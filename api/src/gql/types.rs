@@ -87,6 +87,8 @@ permission_enum!(
     MUTE_MEMBERS,
     MOVE_MEMBERS,
     MANAGE_ROLES,
+    CREATE_PUBLIC_THREADS,
+    SEND_MESSAGES_IN_THREADS,
     MODERATE_MEMBERS,
 );
 
@@ -104,6 +106,8 @@ pub enum ChannelKind {
     Announcement,
     Dm,
     GroupDm,
+    /// A thread: a channel under a message of its parent channel.
+    Thread,
 }
 
 /// A person (or bot) on some hub.
@@ -194,6 +198,8 @@ impl GuildObj {
             .g
             .channels
             .iter()
+            // Threads are listed under their channel (`Channel.threads`).
+            .filter(|(_, c)| c.thread.is_none())
             .filter(|(id, _)| self.g.channel_permissions(&self.viewer, **id, now).contains(Permissions::VIEW_CHANNEL))
             .map(|(id, c)| (c.category.and_then(|k| self.g.categories.get(&k)).map(|k| k.position), c.position, *id))
             .collect();
@@ -418,6 +424,27 @@ impl ChannelObj {
         Self { g, id, viewer, last_message: None, read: tokio::sync::OnceCell::new() }
     }
 
+    async fn is_archived(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        let c = self
+            .g
+            .channels
+            .get(&self.id)
+            .ok_or_else(|| ApiError::not_found(format!("channel {} not found", self.id)))?;
+        let parent = c.thread.and_then(|t| self.g.channels.get(&t.parent));
+        if c.archived || self.g.archived || parent.is_some_and(|p| p.archived) {
+            return Ok(true);
+        }
+        let Some(thread) = c.thread else { return Ok(false) };
+        let last = self.thread_stats(ctx).await?.1.unwrap_or(0).max(thread.started_at.as_millis());
+        Ok(last + super::threads::ARCHIVE_AFTER_MS < now().as_millis())
+    }
+
+    async fn thread_stats(&self, ctx: &Context<'_>) -> Result<(u64, Option<u64>), ApiError> {
+        let api = api(ctx);
+        api.read_your_writes(ctx, &["timeline"]).await?;
+        Ok(queries::thread_stats(api.projections.db(), self.id).await?)
+    }
+
     async fn read_state(&self, ctx: &Context<'_>) -> Result<&queries::ReadState, ApiError> {
         self.read
             .get_or_try_init(|| async {
@@ -496,9 +523,10 @@ impl ChannelObj {
     async fn locked(&self) -> Res<bool> {
         Ok(self.channel()?.locked)
     }
-    /// Read-only for good (its text is erased after the hub's retention).
-    async fn archived(&self) -> Res<bool> {
-        Ok(self.channel()?.archived || self.g.archived)
+    /// Read-only for good (its text is erased after the hub's retention); a thread quiet
+    /// for three days shows as archived until its next message.
+    async fn archived(&self, ctx: &Context<'_>) -> Res<bool> {
+        Ok(self.is_archived(ctx).await?)
     }
     /// What the viewer may do here.
     async fn my_permissions(&self) -> Vec<Permission> {
@@ -553,6 +581,52 @@ impl ChannelObj {
         Ok(self.read_state(ctx).await?.last_read.map(|m| ID(m.to_string())))
     }
     /// The pinned messages, newest first (at most 50).
+    /// A thread's channel (`null` for any other).
+    async fn parent(&self) -> Res<Option<ChannelObj>> {
+        Ok(self.channel()?.thread.map(|t| ChannelObj::new(self.g.clone(), t.parent, self.viewer.clone())))
+    }
+    /// A thread's first message: the one it was started from.
+    async fn starter_message(&self, ctx: &Context<'_>) -> Res<Option<Message>> {
+        let Some(t) = self.channel()?.thread else { return Ok(None) };
+        let api = api(ctx);
+        let rows = queries::messages_by_id(api.projections.db(), &[t.message]).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().next().map(Message))
+    }
+    /// A thread's messages not deleted.
+    async fn message_count(&self, ctx: &Context<'_>) -> Res<i32> {
+        Ok(self.thread_stats(ctx).await?.0 as i32)
+    }
+    /// When the newest message was posted (a thread's start if none).
+    async fn last_activity(&self, ctx: &Context<'_>) -> Res<Option<DateTime>> {
+        let started = self.channel()?.thread.map(|t| t.started_at.as_millis());
+        Ok(self.thread_stats(ctx).await?.1.max(started).map(DateTime))
+    }
+    /// Whether the viewer follows this thread.
+    async fn following(&self, ctx: &Context<'_>) -> Res<bool> {
+        let api = api(ctx);
+        if self.viewer.server() != api.server {
+            return Ok(false);
+        }
+        let cell = api.commands.account_cell(&self.viewer).await.map_err(ApiError::from)?;
+        Ok(cell.lock().await.following.contains(&self.id))
+    }
+    /// The threads started from this channel's messages, newest first; `archived: false`
+    /// leaves out those quiet for three days.
+    async fn threads(&self, ctx: &Context<'_>, archived: Option<bool>) -> Res<Vec<ChannelObj>> {
+        let mut out = Vec::new();
+        for (id, c) in self.g.channels.iter().filter(|(_, c)| c.thread.is_some_and(|t| t.parent == self.id)) {
+            let _ = c;
+            let t = ChannelObj::new(self.g.clone(), *id, self.viewer.clone());
+            if let Some(want) = archived
+                && t.is_archived(ctx).await? != want
+            {
+                continue;
+            }
+            out.push(t);
+        }
+        out.reverse();
+        Ok(out)
+    }
     async fn pins(&self, ctx: &Context<'_>) -> Res<Vec<Message>> {
         let perms = self.g.channel_permissions(&self.viewer, self.id, now());
         if !perms.contains(Permissions::VIEW_CHANNEL | Permissions::READ_MESSAGE_HISTORY) {
@@ -665,6 +739,15 @@ impl Message {
     /// queue, under a provisional id; it arrives as `MESSAGE_POSTED` under its own id.
     async fn pending(&self) -> bool {
         self.0.position == 0
+    }
+    /// The thread started from this message, if there is one the viewer can see.
+    async fn thread(&self, ctx: &Context<'_>) -> Res<Option<ChannelObj>> {
+        let Some(me) = ctx.data_opt::<crate::auth::Viewer>().map(|v| v.user.clone()) else { return Ok(None) };
+        let api = api(ctx);
+        let Ok(guild) = api.commands.guild_of(self.0.channel).await else { return Ok(None) };
+        let cell = api.commands.guild_cell(guild).await.map_err(ApiError::from)?;
+        let Some(thread) = cell.lock().await.thread_of(&self.0.id) else { return Ok(None) };
+        Ok(api.channel_view(&me, thread).await.ok().map(|g| ChannelObj::new(g, thread, me)))
     }
     async fn attachments(&self) -> Vec<AttachmentObj> {
         self.0

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::body::{ChannelKind, EventBody, Place};
 use crate::error::{DomainError, Refusal};
-use crate::ids::{CategoryId, ChannelId, RoleId};
+use crate::ids::{CategoryId, ChannelId, MessageId, RoleId};
 use crate::permissions::{Overwrite, OverwriteTarget, Permissions};
 use crate::validate;
 
@@ -68,10 +68,10 @@ pub(super) fn create_channel(
     if guild.channels.contains_key(channel) {
         return Err(DomainError::conflict(format!("channel {channel} already exists")));
     }
-    if matches!(kind, ChannelKind::Dm | ChannelKind::GroupDm) {
+    if matches!(kind, ChannelKind::Dm | ChannelKind::GroupDm | ChannelKind::Thread) {
         return Err(DomainError::invalid(
             "kind",
-            "a guild's channel is TEXT, VOICE or ANNOUNCEMENT; open a DM with openDm",
+            "a guild's channel is TEXT, VOICE or ANNOUNCEMENT; open a DM with openDm, a thread with startThread",
         ));
     }
     match category {
@@ -125,6 +125,41 @@ pub(super) fn new_channel_overwrite(
         return Ok(None);
     }
     Ok(Some(EventBody::OverwriteSet { place: Place::Channel(channel), target: target.clone(), allow, deny }))
+}
+
+/// The longest thread name, as on Discord.
+const MAX_THREAD_NAME: usize = 100;
+
+/// Starts a thread under `message` of `parent` (the caller has checked that the message is
+/// in that channel and not deleted: the guild's stream does not hold messages).
+pub(super) fn start_thread(
+    ctx: &Ctx,
+    thread: &ChannelId,
+    parent: &ChannelId,
+    message: &MessageId,
+    name: &str,
+) -> Result<EventBody, DomainError> {
+    let guild = ctx.guild;
+    let p = guild.channel(parent)?;
+    if p.kind != ChannelKind::Text && p.kind != ChannelKind::Announcement {
+        return Err(DomainError::invalid("messageId", "threads start from messages of text and announcement channels"));
+    }
+    if p.archived {
+        return Err(DomainError::Forbidden(Refusal::Archived));
+    }
+    ctx.require_in(Place::Channel(*parent), Permissions::VIEW_CHANNEL | Permissions::CREATE_PUBLIC_THREADS)?;
+    if let Some(existing) = guild.thread_of(message) {
+        return Err(DomainError::conflict(format!("the message already has thread {existing}")));
+    }
+    if guild.channels.contains_key(thread) {
+        return Err(DomainError::conflict(format!("channel {thread} already exists")));
+    }
+    Ok(EventBody::ThreadStarted {
+        thread: *thread,
+        parent: *parent,
+        message: *message,
+        name: validate::text("name", name, MAX_THREAD_NAME)?,
+    })
 }
 
 pub(super) fn update_channel(

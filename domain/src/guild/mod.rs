@@ -21,7 +21,7 @@ mod state;
 
 pub use channels::MAX_SLOW_MODE_SECONDS;
 pub use moderation::{MAX_PURGE_SECONDS, MAX_TIMEOUT_MS};
-pub use state::{Ban, Category, Channel, Guild, Invite, Member, Opening, Report, Role, evolve};
+pub use state::{Ban, Category, Channel, Guild, Invite, Member, Opening, Report, Role, ThreadOf, evolve};
 
 use std::collections::BTreeSet;
 
@@ -69,6 +69,13 @@ pub enum GuildCommand {
         category: Option<CategoryId>,
         topic: String,
         overwrites: Vec<(OverwriteTarget, Overwrite)>,
+    },
+    /// Starts a thread (a channel of kind `Thread`) under a message of `parent`.
+    StartThread {
+        thread: ChannelId,
+        parent: ChannelId,
+        message: crate::ids::MessageId,
+        name: String,
     },
     UpdateChannel {
         channel: ChannelId,
@@ -219,7 +226,9 @@ pub fn create(
 pub fn opened_channel(event: &crate::event::Event) -> Option<(ChannelId, GuildId)> {
     let crate::ids::StreamId::Guild(guild) = &event.core.stream else { return None };
     match event.content() {
-        EventBody::ChannelCreated { channel, .. } => Some((*channel, *guild)),
+        EventBody::ChannelCreated { channel, .. } | EventBody::ThreadStarted { thread: channel, .. } => {
+            Some((*channel, *guild))
+        }
         EventBody::GuildCreated(created) if created.dm.is_some() => {
             Some((ChannelId::from_bytes(*guild.as_bytes()), *guild))
         }
@@ -338,6 +347,7 @@ pub fn decide(
         C::CreateChannel { channel, name, kind, category, topic, overwrites } => {
             return channels::create_channel(ctx, channel, name, *kind, *category, topic, overwrites);
         }
+        C::StartThread { thread, parent, message, name } => channels::start_thread(ctx, thread, parent, message, name),
         C::UpdateChannel { channel, name, topic } => {
             channels::update_channel(ctx, channel, name.as_deref(), topic.as_deref())
         }

@@ -44,6 +44,8 @@ pub struct Guild {
     pub opening: Option<Opening>,
     /// The proposals' seals this stream carried lately, against replays.
     pub seals: crate::proposal::Recent,
+    /// The thread started from each message that has one.
+    pub threads: BTreeMap<crate::ids::MessageId, ChannelId>,
 }
 
 /// A channel being created: see [`Guild::opening`].
@@ -73,6 +75,16 @@ pub struct Channel {
     pub locked: bool,
     /// Read-only for everyone, for good.
     pub archived: bool,
+    /// A thread's channel and the message it started from.
+    pub thread: Option<ThreadOf>,
+}
+
+/// Where a thread hangs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ThreadOf {
+    pub parent: ChannelId,
+    pub message: crate::ids::MessageId,
+    pub started_at: Timestamp,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -162,6 +174,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     slow_mode_seconds: 0,
                     locked: false,
                     archived: false,
+                    thread: None,
                 };
                 guild.channels.insert(ChannelId::from_bytes(*id.as_bytes()), channel);
             }
@@ -205,6 +218,25 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     slow_mode_seconds: 0,
                     locked: false,
                     archived: false,
+                    thread: None,
+                },
+            );
+        }
+        E::ThreadStarted { thread, parent, message, name } => {
+            guild.threads.insert(message, thread);
+            guild.channels.insert(
+                thread,
+                Channel {
+                    name,
+                    kind: ChannelKind::Thread,
+                    category: None,
+                    position: 0,
+                    topic: String::new(),
+                    overwrites: Overwrites::new(),
+                    slow_mode_seconds: 0,
+                    locked: false,
+                    archived: false,
+                    thread: Some(ThreadOf { parent, message, started_at: ts }),
                 },
             );
         }
@@ -351,6 +383,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::Unblocked { .. }
         | E::DmPolicySet { .. }
         | E::Read { .. }
+        | E::ThreadFollowed { .. }
         | E::OperatorGranted { .. }
         | E::OperatorRevoked { .. }
         | E::CreatorGranted { .. }
@@ -375,6 +408,11 @@ impl Guild {
     /// Folds a stream's events into a guild.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Guild {
         events.into_iter().fold(Guild::default(), evolve)
+    }
+
+    /// The thread started from `message`, if any.
+    pub fn thread_of(&self, message: &crate::ids::MessageId) -> Option<ChannelId> {
+        self.threads.get(message).copied()
     }
 
     /// A DM's one channel (the same bytes as its id); `None` for a guild.
@@ -415,6 +453,8 @@ impl Guild {
         let mut layers: Vec<(Scope, &Overwrites)> = Vec::new();
         match place {
             Some(Place::Channel(c)) => {
+                // A thread has its parent's permissions.
+                let c = self.channels.get(&c)?.thread.map_or(c, |t| t.parent);
                 let channel = self.channels.get(&c)?;
                 if let Some(cat) = channel.category.and_then(|cat| self.categories.get(&cat)) {
                     layers.push((Scope::Category, &cat.overwrites));

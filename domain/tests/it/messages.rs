@@ -39,7 +39,9 @@ fn posting_replies_and_mentions() {
         "carol",
         chan(GENERAL),
         reply,
-        expect![[r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
     let to_nowhere = M::Post {
         attachments: Vec::new(),
@@ -132,7 +134,9 @@ fn slow_mode_refuses_a_second_message_inside_the_window() {
         "bob",
         chan(GENERAL),
         post("two, later"),
-        expect![[r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
 }
 
@@ -154,7 +158,9 @@ fn a_locked_channel_refuses_posts_from_members_without_manage_channels() {
         "alice",
         chan(GENERAL),
         post("calm down"),
-        expect![[r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
 }
 
@@ -188,7 +194,9 @@ fn a_timed_out_member_cannot_post_or_react() {
         "bob",
         chan(GENERAL),
         post("I'm back"),
-        expect![[r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
 }
 
@@ -228,7 +236,9 @@ fn overwrites_decide_who_posts_and_sees() {
         "bob",
         chan(GENERAL),
         post("hi"),
-        expect![[r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
     w.ok(
         "owner",
@@ -422,6 +432,8 @@ fn message_bodies_keep_direction_marks() {
         "bob",
         chan(GENERAL),
         post("\u{2067}שלום\u{2069} and \u{200F}!"),
-        expect![[r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#]],
+        expect![[
+            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+        ]],
     );
 }

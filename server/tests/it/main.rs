@@ -17,6 +17,7 @@
 //!   partitions their traffic; afterwards the peer holds exactly the owner's events.
 //! - `shared`: a guild of hub A joined and used from hubs B and C by their users
 //!   (proposals): chat, typing, moderation across hubs, and convergence through faults.
+//! - `threads`: threads under messages, followed, with the parent's permissions and their refusals.
 //! - `three`: three real hubs; a guild's events reach both of its member hubs, one of them
 //!   killed and restarted on the way.
 //! - `graphql`: the client API over real HTTP and websockets (`support` starts servers).
@@ -47,6 +48,7 @@ mod proposals;
 mod reads;
 mod shared;
 mod support;
+mod threads;
 mod three;
 mod tidy;
 mod webclient;

@@ -33,7 +33,9 @@ export type ChannelKind =
   | 'VOICE'
   | 'ANNOUNCEMENT'
   | 'DM'
-  | 'GROUP_DM';
+  | 'GROUP_DM'
+  /** A thread: a channel under a message of its parent channel. */
+  | 'THREAD';
 
 export type CreateCategoryInput = {
   guildId: string | number;
@@ -83,6 +85,8 @@ export type Permission =
   | 'MUTE_MEMBERS'
   | 'MOVE_MEMBERS'
   | 'MANAGE_ROLES'
+  | 'CREATE_PUBLIC_THREADS'
+  | 'SEND_MESSAGES_IN_THREADS'
   | 'MODERATE_MEMBERS';
 
 /** What a moderator did about a report. */

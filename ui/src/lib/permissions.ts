@@ -25,6 +25,8 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'MUTE_MEMBERS',
   'MOVE_MEMBERS',
   'MANAGE_ROLES',
+  'CREATE_PUBLIC_THREADS',
+  'SEND_MESSAGES_IN_THREADS',
   'MODERATE_MEMBERS',
 ];
 
@@ -105,6 +107,14 @@ export const PERMISSION_INFO: Record<Permission, { label: string; description: s
   MANAGE_ROLES: {
     label: 'Manage roles',
     description: 'Members can create and edit roles below their own and assign them to members.',
+  },
+  CREATE_PUBLIC_THREADS: {
+    label: 'Create threads',
+    description: 'Members can start a thread under a message of a channel they can see.',
+  },
+  SEND_MESSAGES_IN_THREADS: {
+    label: 'Send messages in threads',
+    description: 'Members can talk in threads; the rest of a thread\'s permissions are its channel\'s.',
   },
   MODERATE_MEMBERS: {
     label: 'Time out members',
