@@ -119,7 +119,7 @@ export type UpdateRoleInput = {
   permissions?: Array<Permission> | null | undefined;
 };
 
-export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> };
+export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null };
 
 export type ChanFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> };
 
@@ -235,7 +235,7 @@ export type HistoryQueryVariables = Exact<{
 }>;
 
 
-export type HistoryQuery = { channel: { lastReadMessageId: string | null, unreadCount: number, messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
+export type HistoryQuery = { channel: { lastReadMessageId: string | null, unreadCount: number, messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
 
 export type ChannelEventsSubscriptionVariables = Exact<{
   id: string | number;
@@ -243,7 +243,7 @@ export type ChannelEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> } | null } };
+export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type SearchQueryVariables = Exact<{
   guildId: string | number;
@@ -251,14 +251,14 @@ export type SearchQueryVariables = Exact<{
 }>;
 
 
-export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> }> } };
+export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }> } };
 
 export type SendMessageMutationVariables = Exact<{
   input: SendMessageInput;
 }>;
 
 
-export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }> } };
+export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } };
 
 export type EditMessageMutationVariables = Exact<{
   id: string | number;
@@ -334,6 +334,44 @@ export type UnpinMessageMutationVariables = Exact<{
 
 
 export type UnpinMessageMutation = { unpinMessage: boolean };
+
+export type ThreadFragment = { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null };
+
+export type ThreadQueryVariables = Exact<{
+  id: string | number;
+}>;
+
+
+export type ThreadQuery = { channel: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+
+export type ThreadsQueryVariables = Exact<{
+  id: string | number;
+}>;
+
+
+export type ThreadsQuery = { channel: { threads: Array<{ id: string, name: string, messageCount: number, lastActivity: string | null, starterMessage: { id: string, body: string | null, author: { id: string, handle: string } } | null }> } };
+
+export type StartThreadMutationVariables = Exact<{
+  messageId: string | number;
+  name: string;
+}>;
+
+
+export type StartThreadMutation = { startThread: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+
+export type FollowThreadMutationVariables = Exact<{
+  threadId: string | number;
+}>;
+
+
+export type FollowThreadMutation = { followThread: boolean };
+
+export type UnfollowThreadMutationVariables = Exact<{
+  threadId: string | number;
+}>;
+
+
+export type UnfollowThreadMutation = { unfollowThread: boolean };
 
 export type OpenDmMutationVariables = Exact<{
   userIds: Array<string | number> | string | number;
@@ -636,29 +674,6 @@ export class TypedDocumentString<TResult, TVariables>
     return this.value;
   }
 }
-export const MsgFragmentDoc = new TypedDocumentString(`
-    fragment Msg on Message {
-  id
-  channelId
-  author {
-    id
-    handle
-  }
-  body
-  replyToId
-  createdAt
-  editedAt
-  deleted
-  pinned
-  pending
-  cursor
-  reactions {
-    emoji
-    count
-    me
-  }
-}
-    `, {"fragmentName":"Msg"}) as unknown as TypedDocumentString<MsgFragment, unknown>;
 export const ReadCountsFragmentDoc = new TypedDocumentString(`
     fragment ReadCounts on Channel {
   id
@@ -724,6 +739,106 @@ fragment ReadCounts on Channel {
   unreadCount
   mentionCount
 }`, {"fragmentName":"Dm"}) as unknown as TypedDocumentString<DmFragment, unknown>;
+export const MsgFragmentDoc = new TypedDocumentString(`
+    fragment Msg on Message {
+  id
+  channelId
+  author {
+    id
+    handle
+  }
+  body
+  replyToId
+  createdAt
+  editedAt
+  deleted
+  pinned
+  pending
+  cursor
+  reactions {
+    emoji
+    count
+    me
+  }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
+}
+    `, {"fragmentName":"Msg"}) as unknown as TypedDocumentString<MsgFragment, unknown>;
+export const ThreadFragmentDoc = new TypedDocumentString(`
+    fragment Thread on Channel {
+  ...Chan
+  parent {
+    id
+  }
+  following
+  messageCount
+  lastActivity
+  starterMessage {
+    ...Msg
+  }
+}
+    fragment Msg on Message {
+  id
+  channelId
+  author {
+    id
+    handle
+  }
+  body
+  replyToId
+  createdAt
+  editedAt
+  deleted
+  pinned
+  pending
+  cursor
+  reactions {
+    emoji
+    count
+    me
+  }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
+}
+fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}`, {"fragmentName":"Thread"}) as unknown as TypedDocumentString<ThreadFragment, unknown>;
 export const LoginDocument = new TypedDocumentString(`
     mutation Login($handle: String!, $password: String!) {
   login(handle: $handle, password: $password) {
@@ -1013,6 +1128,21 @@ export const HistoryDocument = new TypedDocumentString(`
     count
     me
   }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
 }`) as unknown as TypedDocumentString<HistoryQuery, HistoryQueryVariables>;
 export const ChannelEventsDocument = new TypedDocumentString(`
     subscription ChannelEvents($id: ID!, $since: String) {
@@ -1053,6 +1183,21 @@ export const ChannelEventsDocument = new TypedDocumentString(`
     count
     me
   }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
 }`) as unknown as TypedDocumentString<ChannelEventsSubscription, ChannelEventsSubscriptionVariables>;
 export const SearchDocument = new TypedDocumentString(`
     query Search($guildId: ID!, $query: String!) {
@@ -1082,6 +1227,21 @@ export const SearchDocument = new TypedDocumentString(`
     count
     me
   }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
 }`) as unknown as TypedDocumentString<SearchQuery, SearchQueryVariables>;
 export const SendMessageDocument = new TypedDocumentString(`
     mutation SendMessage($input: SendMessageInput!) {
@@ -1108,6 +1268,21 @@ export const SendMessageDocument = new TypedDocumentString(`
     emoji
     count
     me
+  }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
   }
 }`) as unknown as TypedDocumentString<SendMessageMutation, SendMessageMutationVariables>;
 export const EditMessageDocument = new TypedDocumentString(`
@@ -1174,6 +1349,170 @@ export const UnpinMessageDocument = new TypedDocumentString(`
   unpinMessage(messageId: $messageId)
 }
     `) as unknown as TypedDocumentString<UnpinMessageMutation, UnpinMessageMutationVariables>;
+export const ThreadDocument = new TypedDocumentString(`
+    query Thread($id: ID!) {
+  channel(id: $id) {
+    ...Thread
+  }
+}
+    fragment Msg on Message {
+  id
+  channelId
+  author {
+    id
+    handle
+  }
+  body
+  replyToId
+  createdAt
+  editedAt
+  deleted
+  pinned
+  pending
+  cursor
+  reactions {
+    emoji
+    count
+    me
+  }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
+}
+fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment Thread on Channel {
+  ...Chan
+  parent {
+    id
+  }
+  following
+  messageCount
+  lastActivity
+  starterMessage {
+    ...Msg
+  }
+}`) as unknown as TypedDocumentString<ThreadQuery, ThreadQueryVariables>;
+export const ThreadsDocument = new TypedDocumentString(`
+    query Threads($id: ID!) {
+  channel(id: $id) {
+    threads(archived: false) {
+      id
+      name
+      messageCount
+      lastActivity
+      starterMessage {
+        id
+        body
+        author {
+          id
+          handle
+        }
+      }
+    }
+  }
+}
+    `) as unknown as TypedDocumentString<ThreadsQuery, ThreadsQueryVariables>;
+export const StartThreadDocument = new TypedDocumentString(`
+    mutation StartThread($messageId: ID!, $name: String!) {
+  startThread(messageId: $messageId, name: $name) {
+    ...Thread
+  }
+}
+    fragment Msg on Message {
+  id
+  channelId
+  author {
+    id
+    handle
+  }
+  body
+  replyToId
+  createdAt
+  editedAt
+  deleted
+  pinned
+  pending
+  cursor
+  reactions {
+    emoji
+    count
+    me
+  }
+  attachments {
+    id
+    url
+    filename
+    contentType
+    size
+    width
+    height
+  }
+  thread {
+    id
+    name
+    messageCount
+    lastActivity
+  }
+}
+fragment Chan on Channel {
+  id
+  guildId
+  name
+  kind
+  topic
+  categoryId
+  position
+  slowModeSeconds
+  locked
+  archived
+  myPermissions
+}
+fragment Thread on Channel {
+  ...Chan
+  parent {
+    id
+  }
+  following
+  messageCount
+  lastActivity
+  starterMessage {
+    ...Msg
+  }
+}`) as unknown as TypedDocumentString<StartThreadMutation, StartThreadMutationVariables>;
+export const FollowThreadDocument = new TypedDocumentString(`
+    mutation FollowThread($threadId: ID!) {
+  followThread(threadId: $threadId)
+}
+    `) as unknown as TypedDocumentString<FollowThreadMutation, FollowThreadMutationVariables>;
+export const UnfollowThreadDocument = new TypedDocumentString(`
+    mutation UnfollowThread($threadId: ID!) {
+  unfollowThread(threadId: $threadId)
+}
+    `) as unknown as TypedDocumentString<UnfollowThreadMutation, UnfollowThreadMutationVariables>;
 export const OpenDmDocument = new TypedDocumentString(`
     mutation OpenDm($userIds: [ID!]!) {
   openDm(userIds: $userIds) {

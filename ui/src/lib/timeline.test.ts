@@ -30,6 +30,8 @@ const message = (id: string, over: Partial<Message> = {}): Message =>
     pending: false,
     cursor: '1',
     reactions: [],
+    attachments: [],
+    thread: null,
     ...over,
   });
 

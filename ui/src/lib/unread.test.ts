@@ -30,6 +30,8 @@ const msg = (id: string, cursor: number, over: Partial<Message> = {}): Message =
   pending: false,
   cursor: String(cursor),
   reactions: [],
+  attachments: [],
+  thread: null,
   ...over,
 });
 
