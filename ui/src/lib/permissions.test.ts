@@ -273,3 +273,26 @@ describe('messageActions', () => {
     expect(messageActions({ myPerms: [], isAuthor: true, deleted: false })).toEqual(['edit', 'delete']);
   });
 });
+
+describe('threads', () => {
+  const perms = ['SEND_MESSAGES', 'ADD_REACTIONS', 'CREATE_PUBLIC_THREADS', 'SEND_MESSAGES_IN_THREADS'];
+  it('offers to start a thread with CREATE_PUBLIC_THREADS, under a message without one, outside DMs and threads', () => {
+    expect(messageActions({ myPerms: perms, isAuthor: false, deleted: false })).toEqual(['reply', 'react', 'thread', 'report']);
+    expect(messageActions({ myPerms: perms, isAuthor: false, deleted: false, hasThread: true })).not.toContain('thread');
+    expect(messageActions({ myPerms: perms, isAuthor: false, deleted: false, inDm: true })).not.toContain('thread');
+    expect(messageActions({ myPerms: perms, isAuthor: false, deleted: false, inThread: true })).not.toContain('thread');
+    expect(messageActions({ myPerms: ['SEND_MESSAGES'], isAuthor: false, deleted: false })).not.toContain('thread');
+  });
+  it('replies in a thread with SEND_MESSAGES_IN_THREADS, not SEND_MESSAGES', () => {
+    expect(messageActions({ myPerms: ['SEND_MESSAGES_IN_THREADS'], isAuthor: false, deleted: false, inThread: true })).toContain('reply');
+    expect(messageActions({ myPerms: ['SEND_MESSAGES'], isAuthor: false, deleted: false, inThread: true })).not.toContain('reply');
+  });
+  const thread = (over: Partial<ComposerInput['channel']>) => ({ kind: 'THREAD', locked: false, archived: false, slowModeSeconds: 0, myPermissions: ['SEND_MESSAGES_IN_THREADS'], ...over });
+  it('lets the composer send in a thread with SEND_MESSAGES_IN_THREADS only', () => {
+    expect(composerState({ channel: thread({}), now: 0 })).toEqual({ kind: 'ok' });
+    expect(composerState({ channel: thread({ myPermissions: ['SEND_MESSAGES'] }), now: 0 })).toMatchObject({ kind: 'blocked', reason: 'no_permission' });
+  });
+  it('keeps a quiet ("archived") thread open: the next post wakes it', () => {
+    expect(composerState({ channel: thread({ archived: true }), now: 0 })).toEqual({ kind: 'ok' });
+  });
+});

@@ -158,7 +158,9 @@ export function composerState(input: ComposerInput): ComposerState {
   if (channel.kind === 'VOICE') {
     return { kind: 'blocked', reason: 'voice', text: 'Voice channels have no text chat.' };
   }
-  if (channel.archived) {
+  const thread = channel.kind === 'THREAD';
+  // A thread quiet for three days shows as archived until its next post: it stays open.
+  if (channel.archived && !thread) {
     return { kind: 'blocked', reason: 'archived', text: 'This channel is archived: it is read-only for good.' };
   }
   if (input.timedOutUntil) {
@@ -181,7 +183,7 @@ export function composerState(input: ComposerInput): ComposerState {
       text: 'This channel is locked. Only moderators can send messages.',
     };
   }
-  if (!can(perms, 'SEND_MESSAGES')) {
+  if (!can(perms, thread ? 'SEND_MESSAGES_IN_THREADS' : 'SEND_MESSAGES')) {
     return {
       kind: 'blocked',
       reason: 'no_permission',
@@ -237,18 +239,28 @@ export function memberActions(input: {
   return actions;
 }
 
-export type MessageAction = 'reply' | 'react' | 'edit' | 'pin' | 'delete' | 'report';
+export type MessageAction = 'reply' | 'react' | 'thread' | 'edit' | 'pin' | 'delete' | 'report';
 
 /**
  * Actions on a message, in display order. None on a deleted message. Pinning takes
- * MANAGE_MESSAGES in a guild; in a direct message (`inDm`) anyone in it may pin.
+ * MANAGE_MESSAGES in a guild; in a direct message (`inDm`) anyone in it may pin. A thread
+ * starts under a message of a guild channel (not in a DM, not inside a thread) with
+ * CREATE_PUBLIC_THREADS, once: a message that has one opens it instead (`hasThread`).
  */
-export function messageActions(input: { myPerms: string[]; isAuthor: boolean; deleted: boolean; inDm?: boolean }): MessageAction[] {
+export function messageActions(input: {
+  myPerms: string[];
+  isAuthor: boolean;
+  deleted: boolean;
+  inDm?: boolean;
+  inThread?: boolean;
+  hasThread?: boolean;
+}): MessageAction[] {
   if (input.deleted) return [];
   const p = input.myPerms;
   const actions: MessageAction[] = [];
-  if (can(p, 'SEND_MESSAGES')) actions.push('reply');
+  if (can(p, input.inThread ? 'SEND_MESSAGES_IN_THREADS' : 'SEND_MESSAGES')) actions.push('reply');
   if (can(p, 'ADD_REACTIONS')) actions.push('react');
+  if (!input.inDm && !input.inThread && !input.hasThread && can(p, 'CREATE_PUBLIC_THREADS')) actions.push('thread');
   if (input.isAuthor) actions.push('edit');
   if (input.inDm || can(p, 'MANAGE_MESSAGES')) actions.push('pin');
   if (input.isAuthor || can(p, 'MANAGE_MESSAGES')) actions.push('delete');
