@@ -40,6 +40,8 @@ import type { User, GuildSummary, Guild, Member, Message, ChannelEvent, Dm, Pin,
 import { applyEvent, cursorNum, withMessage, withMyReaction, withOlder } from './timeline';
 import { addressed, badge, firstUnread, newestMarkable, NO_BADGE, planMark, stillHeard, total, withHeard, type Badge, type Heard, type Known } from './unread';
 import { router } from './router.svelte';
+import { media, Uploads } from './uploads.svelte';
+import { withThread, withThreadActivity, withThreadsFrom, type ThreadSummary } from './threads';
 
 /** Where read cursors were kept before the server kept read markers: cleared once. */
 const OLD_READ_KEY = 'og.read.';
@@ -78,6 +80,8 @@ class Store {
   /** The message being edited in place, and the one the composer replies to. */
   editing = $state<string | null>(null);
   replyTo = $state<Message | null>(null);
+  /** Files waiting to go with the open channel's next message. */
+  uploads = new Uploads();
 
   #olderCursor: string | null = null;
   #channelSub: Unsubscribe | null = null;
@@ -195,6 +199,8 @@ class Store {
     this.members = [];
     this.messages = [];
     this.channelId = null;
+    this.uploads.clear();
+    media.release();
     if (notice) this.say(notice);
   }
 
@@ -404,6 +410,8 @@ class Store {
   }
 
   #onGuildEvent(e: GuildEventsSubscription['guildEvents']): void {
+    // A thread started (here or by someone else) shows under its message in the open channel.
+    if (e.kind.startsWith('thread.')) this.#threadsChangedSoon();
     // Structure changed: reload it (coalescing bursts), and members if they changed.
     if (this.#guildReload) clearTimeout(this.#guildReload);
     this.#guildReload = setTimeout(() => {
@@ -444,6 +452,7 @@ class Store {
     this.typing = {};
     this.editing = null;
     this.replyTo = null;
+    this.uploads.clear();
     this.newSince = null;
     this.pins = null;
     this.pinsOpen = false;
@@ -514,10 +523,10 @@ class Store {
     if (e.kind === 'MESSAGE_PINNED' || e.kind === 'MESSAGE_UNPINNED') this.#reloadPinsSoon();
   }
 
-  async send(body: string, replyTo: string | null): Promise<boolean> {
+  async send(body: string, replyTo: string | null, attachments: string[] = []): Promise<boolean> {
     const channelId = this.channelId;
     if (!channelId) return false;
-    const m = await this.act(() => gql(SendMessageDocument, { input: { channelId, body, replyTo } }));
+    const m = await this.act(() => gql(SendMessageDocument, { input: { channelId, body, replyTo, attachments } }));
     if (!m) return false;
     this.lastSentAt[channelId] = Date.now();
     const msg = m.sendMessage;
@@ -542,12 +551,40 @@ class Store {
   }
 
   /** Adds my reaction, or takes it back if it is mine already (`Reaction.me`). */
-  async react(id: string, emoji: string): Promise<void> {
+  async react(id: string, emoji: string, mine?: boolean): Promise<void> {
     const v = { messageId: id, emoji };
-    const mine = !!this.messages.find((m) => m.id === id)?.reactions.find((r) => r.emoji === emoji)?.me;
+    // The message may be in the open thread rather than here: its caller knows then.
+    mine ??= !!this.messages.find((m) => m.id === id)?.reactions.find((r) => r.emoji === emoji)?.me;
     const done = await this.act<unknown>(() => (mine ? gql(RemoveReactionDocument, v) : gql(AddReactionDocument, v)));
     // The live event brings the count; this makes the button mine at once.
     if (done) this.messages = this.messages.map((m) => (m.id === id ? withMyReaction(m, emoji, !mine) : m));
+  }
+
+  // ---- threads (the open one is thread.svelte.ts) ----
+
+  #threadsReload: ReturnType<typeof setTimeout> | null = null;
+  #threadsChangedSoon(): void {
+    if (this.#threadsReload) clearTimeout(this.#threadsReload);
+    this.#threadsReload = setTimeout(async () => {
+      const channelId = this.channelId;
+      if (!channelId) return;
+      try {
+        const d = await gql(HistoryDocument, { id: channelId, before: null });
+        if (this.channelId === channelId) this.messages = withThreadsFrom(this.messages, d.channel.messages.nodes);
+      } catch {
+        // Shown at the next load.
+      }
+    }, 100);
+  }
+
+  /** A thread was started from `messageId` (this answer came before the guild's event). */
+  threadStarted(messageId: string, thread: ThreadSummary): void {
+    this.messages = withThread(this.messages, messageId, thread);
+  }
+
+  /** The open thread heard a post or a deletion: its line under the message follows. */
+  threadActivity(threadId: string, messageCount: number, lastActivity: string | null): void {
+    this.messages = withThreadActivity(this.messages, threadId, messageCount, lastActivity);
   }
 
   // ---- pins ----
