@@ -125,6 +125,10 @@ impl Media {
         Path::from(format!("media/{id}.json"))
     }
 
+    fn preview_path(id: &MediaId) -> Path {
+        Path::from(format!("media/{id}.preview"))
+    }
+
     /// What is known of upload `id`, if it exists.
     pub async fn meta(&self, id: &MediaId) -> Result<Option<MediaMeta>, ApiError> {
         match self.store.get(&Self::meta_path(id)).await {
@@ -139,7 +143,7 @@ impl Media {
 
     /// Deletes an upload's bytes and record (nothing if they are already gone).
     pub async fn erase(&self, id: &MediaId) -> Result<(), ApiError> {
-        for path in [Self::bytes_path(id), Self::meta_path(id)] {
+        for path in [Self::bytes_path(id), Self::preview_path(id), Self::meta_path(id)] {
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(ApiError::internal(format!("media store: deleting {path}: {e}"))),
@@ -273,6 +277,13 @@ async fn receive(api: &Api, headers: &HeaderMap, filename: Option<String>, body:
         }
         let clean = strip_metadata(&content_type, all.into())?;
         let size = imagesize::blob_size(&clean).ok();
+        if let Some(preview) = preview_of(&content_type, clean.clone()).await? {
+            media
+                .store
+                .put(&Media::preview_path(&id), PutPayload::from(preview))
+                .await
+                .map_err(|e| ApiError::internal(format!("media store: {e}")))?;
+        }
         hasher.update(&clean);
         let len = clean.len() as u64;
         media
@@ -359,6 +370,42 @@ fn sniff(head: &[u8], claimed: Option<&str>) -> Result<String, Refused> {
     }
 }
 
+/// The longest side of a preview, in pixels.
+const PREVIEW_SIDE: u32 = 320;
+
+/// A small JPEG of a JPEG or PNG image, decoded within bounds (no more than 64 MiB of pixels,
+/// 16,384 pixels a side) on a blocking thread. An image that does not decode is refused.
+async fn preview_of(content_type: &str, bytes: bytes::Bytes) -> Result<Option<Vec<u8>>, Refused> {
+    let format = match content_type {
+        "image/jpeg" => image::ImageFormat::Jpeg,
+        "image/png" => image::ImageFormat::Png,
+        _ => return Ok(None),
+    };
+    let made = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(16_384);
+        limits.max_image_height = Some(16_384);
+        limits.max_alloc = Some(64 * 1024 * 1024);
+        reader.limits(limits);
+        let image = reader.decode().map_err(|e| e.to_string())?;
+        let small = image.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE).to_rgb8();
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+            .encode_image(&small)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match made {
+        Ok(preview) => Ok(Some(preview)),
+        Err(why) => {
+            Err(ApiError::invalid("body", format!("the image cannot be decoded ({why}); send a whole image")).into())
+        }
+    }
+}
+
 fn is_image(content_type: &str) -> bool {
     matches!(content_type, "image/jpeg" | "image/png" | "image/webp" | "image/gif")
 }
@@ -413,13 +460,22 @@ pub(crate) async fn download(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    match serve(&api, &headers, &id).await {
+    match serve(&api, &headers, &id, false).await {
         Ok(r) => r,
         Err(refused) => refused.into_response(),
     }
 }
 
-async fn serve(api: &Api, headers: &HeaderMap, id: &str) -> Result<Response, Refused> {
+/// `GET /media/{id}/preview`: a JPEG image's or PNG image's small JPEG preview, to the same
+/// people as the file.
+pub(crate) async fn preview(State(api): State<Arc<Api>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    match serve(&api, &headers, &id, true).await {
+        Ok(r) => r,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn serve(api: &Api, headers: &HeaderMap, id: &str, preview: bool) -> Result<Response, Refused> {
     let user = match viewer_of(api, headers).await? {
         Some(Caller::User(v)) => v.user,
         Some(Caller::Service(_)) => return Err(ApiError::forbidden("files are served to people").into()),
@@ -432,19 +488,22 @@ async fn serve(api: &Api, headers: &HeaderMap, id: &str) -> Result<Response, Ref
     if meta.owner != user && !api.may_see_attachment(&user, &id).await? {
         return Err(not_found());
     }
-    let found = match media.store.get(&Media::bytes_path(&id)).await {
+    let path = if preview { Media::preview_path(&id) } else { Media::bytes_path(&id) };
+    let found = match media.store.get(&path).await {
         Ok(found) => found,
         Err(object_store::Error::NotFound { .. }) => return Err(not_found()),
         Err(e) => return Err(ApiError::internal(format!("media store: {e}")).into()),
     };
     let a = &meta.attachment;
     let disposition = if is_image(&a.content_type) { "inline" } else { "attachment" };
+    let length = found.meta.size;
     let mut response = Body::from_stream(found.into_stream()).into_response();
     let h = response.headers_mut();
     let value =
         |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    h.insert(header::CONTENT_TYPE, value(&a.content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.size));
+    let content_type = if preview { HeaderValue::from_static("image/jpeg") } else { value(&a.content_type) };
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     h.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&format!(

@@ -589,6 +589,7 @@ impl ChannelObj {
     async fn starter_message(&self, ctx: &Context<'_>) -> Res<Option<Message>> {
         let Some(t) = self.channel()?.thread else { return Ok(None) };
         let api = api(ctx);
+        api.read_your_writes(ctx, &["timeline"]).await?;
         let rows = queries::messages_by_id(api.projections.db(), &[t.message]).await.map_err(ApiError::from)?;
         Ok(rows.into_iter().next().map(Message))
     }
@@ -756,6 +757,8 @@ impl Message {
             .map(|a| AttachmentObj {
                 id: ID(a.id.to_string()),
                 url: format!("/media/{}", a.id),
+                preview_url: matches!(a.content_type.as_str(), "image/jpeg" | "image/png")
+                    .then(|| format!("/media/{}/preview", a.id)),
                 filename: a.filename.clone(),
                 content_type: a.content_type.clone(),
                 size: a.size as f64,
@@ -784,6 +787,8 @@ impl Message {
 pub struct AttachmentObj {
     pub id: ID,
     pub url: String,
+    /// A small JPEG (at most 320 pixels a side) of a JPEG or PNG image; `null` otherwise.
+    pub preview_url: Option<String>,
     pub filename: String,
     pub content_type: String,
     pub size: f64,

@@ -127,7 +127,7 @@ async fn unread_and_mention_counts_follow_posts_reads_and_deletions_and_markers_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_viewers_own_reactions_are_known_after_a_reload() {
+async fn the_viewers_own_reactions_are_known_after_a_reload_and_pins_are_for_moderators() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Server::start(&dir.path().join("data"), "", &[]);
     let ann = hub.register("ann").await;
@@ -136,6 +136,17 @@ async fn the_viewers_own_reactions_are_known_after_a_reload() {
     let code = invite_code(&hub, &ann, &guild).await;
     hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
     let m = post(&hub, &ann, &chat, "vote").await;
+    // Pins in a guild are the moderators'.
+    let pin = "mutation($m: ID!) { pinMessage(messageId: $m) }";
+    let refused = hub.gql(Some(&bob), pin, json!({ "m": m })).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("MANAGE_MESSAGES"), "{refused}");
+    hub.ok(Some(&ann), pin, json!({ "m": m })).await;
+    let pins = hub.ok(Some(&bob), "query($c: ID!) { channel(id: $c) { pins { id } } }", json!({ "c": chat })).await;
+    assert_eq!(pins["channel"]["pins"], json!([{ "id": m }]));
+    hub.ok(Some(&ann), "mutation($m: ID!) { unpinMessage(messageId: $m) }", json!({ "m": m })).await;
+    let pins = hub.ok(Some(&bob), "query($c: ID!) { channel(id: $c) { pins { id } } }", json!({ "c": chat })).await;
+    assert_eq!(pins["channel"]["pins"], json!([]));
     let react = "mutation($m: ID!, $e: String!) { addReaction(messageId: $m, emoji: $e) }";
     hub.ok(Some(&bob), react, json!({ "m": m, "e": "👍" })).await;
     hub.ok(Some(&ann), react, json!({ "m": m, "e": "🎉" })).await;
