@@ -54,6 +54,8 @@ class ThreadPanel {
       const t = known ?? (await gql(ThreadDocument, { id })).channel;
       this.thread = t;
       this.#count = t.messageCount;
+      // The line under its message says what the server counts now.
+      store.threadActivity(t.id, t.messageCount, t.lastActivity);
       const since = (await gql(LiveCursorDocument)).liveCursor;
       if (this.thread?.id !== id) return;
       this.#sub = subscribe(ChannelEventsDocument, { id, since }, (d) => this.#onEvent(d.channelEvents), (e) => store.say(e));
