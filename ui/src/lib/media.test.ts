@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filesOf, formatSize, isImage, MediaCache, pastedName, previewSize, upload, uploadError, uploadRequest, type XhrLike } from './media';
+import { filesOf, formatSize, isImage, MediaCache, pastedName, previewSize, retrying, upload, uploadError, uploadRequest, type XhrLike } from './media';
 
 describe('uploadRequest', () => {
   it('names the file in the query, escaped, and sends its type and the token', () => {
@@ -176,5 +176,19 @@ describe('MediaCache', () => {
     expect(cache.size).toBe(0);
     await expect(cache.get('m1')).rejects.toThrow();
     expect(calls).toHaveLength(2);
+  });
+});
+
+describe('retrying', () => {
+  it('tries again with growing pauses until it works', async () => {
+    const waits: number[] = [];
+    let n = 0;
+    const r = await retrying(async () => (++n < 3 ? Promise.reject(new Error('not yet')) : 'ok'), 5, 100, async (ms) => void waits.push(ms));
+    expect(r).toBe('ok');
+    expect(waits).toEqual([100, 200]);
+  });
+  it('gives up after the tries with the last error', async () => {
+    let n = 0;
+    await expect(retrying(async () => Promise.reject(new Error(`no ${++n}`)), 3, 1, async () => {})).rejects.toThrow('no 3');
   });
 });

@@ -192,3 +192,18 @@ export class MediaCache {
     this.#urls.clear();
   }
 }
+
+/**
+ * `f()`, tried again after 250 ms, 500 ms, 1 s… up to `tries` times in all when it fails: a
+ * file of a post heard live may be refused until the server's read model has caught up.
+ */
+export async function retrying<T>(f: () => Promise<T>, tries = 5, firstDelayMs = 250, sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (i + 1 >= tries) throw e;
+      await sleep(firstDelayMs * 2 ** i);
+    }
+  }
+}
