@@ -46,6 +46,7 @@ bench:
 	cargo bench -p openguild-domain --bench signing
 	cargo bench -p openguild-store --bench throughput
 	cargo bench -p openguild-projections --bench rebuild
+	cargo bench -p openguild-projections --bench unread
 	cargo bench -p openguild --bench send
 	cargo bench -p openguild --bench federation
 	cargo bench -p openguild --bench shared

@@ -468,6 +468,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         )
         .route("/media/{id}", get(media::download))
         .route("/media/{id}/preview", get(media::preview))
+        .route("/_openguild/federation/v1/media/{id}", get(media::for_peer))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
         .route(

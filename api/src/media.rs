@@ -170,6 +170,12 @@ impl From<ApiError> for Refused {
     }
 }
 
+impl From<openguild_projections::ProjectionError> for Refused {
+    fn from(e: openguild_projections::ProjectionError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let Refused(status, e) = self;
@@ -466,6 +472,40 @@ pub(crate) async fn download(
     }
 }
 
+/// `GET /_openguild/federation/v1/media/{id}` (signed): a file uploaded here, to a peer hub
+/// with members in the guild (or DM) of the message it is attached to.
+pub(crate) async fn for_peer(
+    State(api): State<Arc<Api>>,
+    UrlPath(id): UrlPath<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let peer = match api.peer_request("GET", &uri, &headers, b"").await {
+        Ok(peer) => peer,
+        Err(response) => return response,
+    };
+    let not_found = || Refused::from(ApiError::not_found(format!("no file {id} here for {peer}")));
+    let serve = async {
+        let id: MediaId = id.parse().map_err(|_| not_found())?;
+        let media = api.media.as_ref().ok_or_else(not_found)?;
+        media.meta(&id).await?.filter(|m| m.owner.server() == api.server).ok_or_else(not_found)?;
+        let (_, channel) = openguild_projections::queries::attachment_message(api.projections.db(), &id)
+            .await?
+            .ok_or_else(not_found)?;
+        let guild = api.commands.guild_of(channel).await.map_err(|_| not_found())?;
+        let cell = api.commands.guild_cell(guild).await.map_err(|_| not_found())?;
+        if !cell.lock().await.members.keys().any(|u| u.server() == peer) {
+            return Err(not_found());
+        }
+        let found = media.store.get(&Media::bytes_path(&id)).await.map_err(|_| not_found())?;
+        Ok::<_, Refused>(Body::from_stream(found.into_stream()).into_response())
+    };
+    match serve.await {
+        Ok(r) => r,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 /// `GET /media/{id}/preview`: a JPEG image's or PNG image's small JPEG preview, to the same
 /// people as the file.
 pub(crate) async fn preview(State(api): State<Arc<Api>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
@@ -484,10 +524,17 @@ async fn serve(api: &Api, headers: &HeaderMap, id: &str, preview: bool) -> Resul
     let not_found = || Refused::from(ApiError::not_found(format!("no file {id}, or you cannot see it")));
     let id: MediaId = id.parse().map_err(|_| not_found())?;
     let media = api.media.as_ref().ok_or_else(not_found)?;
-    let meta = media.meta(&id).await?.ok_or_else(not_found)?;
-    if meta.owner != user && !api.may_see_attachment(&user, &id).await? {
-        return Err(not_found());
-    }
+    let meta = match media.meta(&id).await? {
+        Some(meta) => {
+            if meta.owner != user && !api.may_see_attachment(&user, &id).await? {
+                return Err(not_found());
+            }
+            meta
+        }
+        // Attached by someone of another hub: fetched from there once, for a reader.
+        None if api.may_see_attachment(&user, &id).await? => api.fetch_remote(&id).await?.ok_or_else(not_found)?,
+        None => return Err(not_found()),
+    };
     let path = if preview { Media::preview_path(&id) } else { Media::bytes_path(&id) };
     let found = match media.store.get(&path).await {
         Ok(found) => found,
@@ -554,6 +601,72 @@ impl Api {
         let perms = g.channel_permissions(me, channel, crate::clock::now());
         Ok(perms.contains(openguild_domain::Permissions::READ_MESSAGE_HISTORY)
             && !self.commands.is_redacted(channel, &message).await)
+    }
+
+    /// Brings a file attached by a person of another hub from their hub (signed request),
+    /// checks it against the hash its signed message carries, and keeps it here with its
+    /// preview. `None` when the message names no such file or it is not this hub's to ask.
+    async fn fetch_remote(&self, id: &MediaId) -> Result<Option<MediaMeta>, Refused> {
+        let Some(media) = &self.media else { return Ok(None) };
+        let Some((message, _)) = openguild_projections::queries::attachment_message(self.projections.db(), id).await?
+        else {
+            return Ok(None);
+        };
+        let Some(posted) = self.store.get(&message).await.map_err(ApiError::from)? else { return Ok(None) };
+        let openguild_domain::EventBody::MessagePosted { attachments, .. } = posted.event.content() else {
+            return Ok(None);
+        };
+        let Some(attachment) = attachments.iter().find(|a| a.id == *id).cloned() else { return Ok(None) };
+        let owner = posted.event.core.sender.clone();
+        let hub = owner.server();
+        if hub == self.server {
+            return Ok(None);
+        }
+        let unavailable = |why: String| Refused(StatusCode::BAD_GATEWAY, ApiError::new("UNAVAILABLE", why));
+        let url = self
+            .peer(&hub)
+            .await?
+            .and_then(|p| p.url)
+            .ok_or_else(|| unavailable(format!("the file is on {hub}, which is not a peer of this hub now")))?;
+        let target = format!("/_openguild/federation/v1/media/{id}");
+        let request = openguild_federation::request::Request { method: "GET", target: &target, body: b"" };
+        let authorization =
+            openguild_federation::request::authorization(self.commands.key(), &hub, &request, crate::clock::now());
+        let answer = self
+            .federation
+            .http()
+            .get(format!("{url}{target}"))
+            .header("authorization", authorization)
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("the file is on {hub}, which cannot be reached now: {e}")))?;
+        if !answer.status().is_success() {
+            return Err(unavailable(format!("{hub} did not give the file: {}", answer.status())));
+        }
+        let mut bytes = Vec::with_capacity(attachment.size.min(64 * 1024 * 1024) as usize);
+        let mut body = answer.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| unavailable(format!("the file from {hub} broke off: {e}")))?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > attachment.size {
+                return Err(unavailable(format!("{hub} sent more bytes than the message says the file has")));
+            }
+        }
+        if *blake3::hash(&bytes).as_bytes() != attachment.hash {
+            return Err(unavailable(format!("the file {hub} sent is not the one its message was signed with")));
+        }
+        let bytes = bytes::Bytes::from(bytes);
+        if let Ok(Some(preview)) = preview_of(&attachment.content_type, bytes.clone()).await {
+            let _ = media.store.put(&Media::preview_path(id), PutPayload::from(preview)).await;
+        }
+        let put = |path: Path, payload: PutPayload| async move {
+            media.store.put(&path, payload).await.map_err(|e| ApiError::internal(format!("media store: {e}")))
+        };
+        put(Media::bytes_path(id), PutPayload::from_bytes(bytes)).await?;
+        let meta = MediaMeta { owner, attachment };
+        put(Media::meta_path(id), PutPayload::from(serde_json::to_vec(&meta).map_err(ApiError::internal)?)).await?;
+        Ok(Some(meta))
     }
 
     /// Deletes the files attached to the message `id` (its retention ran out).

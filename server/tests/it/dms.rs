@@ -310,7 +310,23 @@ async fn a_dm_between_people_of_two_hubs_is_owned_by_the_openers_hub_and_works_f
     }
     // Opening it from B finds the same conversation rather than a second one.
     assert_eq!(open(&b, &bob, &["@ann:hub-a.test"]).await["id"], channel.as_str());
-    post(&b, &bob, &channel, "hello from B").await;
+    // Bob attaches a file uploaded to his own hub; ann's hub fetches it from B for her,
+    // checked against the hash in the signed message.
+    let file: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let up: Value = reqwest::Client::new()
+        .post(format!("{}/media/upload?filename=notes.bin", b.url))
+        .bearer_auth(&bob)
+        .header("Content-Type", "application/octet-stream")
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let media = up["id"].as_str().unwrap().to_owned();
+    let send = "mutation($c: ID!, $a: [ID!]) { sendMessage(input: {channelId: $c, body: \"hello from B\", attachments: $a}) { id } }";
+    b.ok(Some(&bob), send, json!({ "c": channel, "a": [media] })).await;
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let on_a: Vec<String> =
@@ -323,4 +339,14 @@ async fn a_dm_between_people_of_two_hubs_is_owned_by_the_openers_hub_and_works_f
         assert!(Instant::now() < end, "A has {on_a:?}, B has {on_b:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let got = reqwest::Client::new().get(format!("{}/media/{media}", a.url)).bearer_auth(&ann).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.unwrap() == file, "hub A served other bytes than bob uploaded");
+    // A third party on A who is not in the DM gets nothing, and hub B gives nothing to a
+    // request that is not a peer's.
+    let eve = a.register("eve").await;
+    let peek = reqwest::Client::new().get(format!("{}/media/{media}", a.url)).bearer_auth(&eve).send().await.unwrap();
+    assert_eq!(peek.status().as_u16(), 404);
+    let unsigned = reqwest::get(format!("{}/_openguild/federation/v1/media/{media}", b.url)).await.unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
 }
