@@ -1,6 +1,7 @@
 // Files and threads with two people against a real server: ann attaches a PNG (made here),
 // its preview loads with the bearer token on both sides and opens in a lightbox; a file the
-// server refuses shows its reason on the chip; a thread started from the message gets a
+// server refuses shows its reason on the chip; a text file dropped on the timeline goes as a
+// download chip, and a pasted image gets a name; a thread started from the message gets a
 // reply in the side panel, and the message shows "1 reply"; bob opens it from the channel's
 // thread list.
 import { test, before, after } from 'node:test';
@@ -171,6 +172,20 @@ test('a file that is not an image goes as a chip, dropped onto the timeline, and
   assert.equal(download.suggestedFilename(), 'minutes.txt');
   const { readFileSync } = await import('node:fs');
   assert.equal(readFileSync(await download.path(), 'utf8'), 'minutes of the club meeting\n');
+});
+
+test('an image pasted into the composer uploads under a name of its own, and can be taken off', async () => {
+  const a = ann.page;
+  const bytes = [...png(8, 8, [20, 120, 220])];
+  await a.getByRole('textbox', { name: `Message #${channelName}` }).evaluate((el, bytes) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(bytes)], 'image.png', { type: 'image/png' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, bytes);
+  const chip = a.getByRole('list', { name: 'Files to send' }).getByRole('listitem').filter({ hasText: /^pasted-\d{8}-\d{6}\.png/ });
+  await chip.and(a.locator('[data-state="uploaded"]')).waitFor();
+  await chip.getByRole('button', { name: /^Remove pasted-/ }).click();
+  await chip.waitFor({ state: 'detached' });
 });
 
 test('ann starts a thread from the message, replies in the side panel, and the message shows 1 reply', async () => {
