@@ -128,6 +128,20 @@ impl Api {
         Ok(())
     }
 
+    /// The notification level `me` set for `channel` of `guild` (or the guild), `All` unless
+    /// set (and for people of other hubs, whose settings live there).
+    pub async fn notify_level(
+        &self,
+        me: &UserId,
+        guild: GuildId,
+        channel: Option<ChannelId>,
+    ) -> Result<openguild_domain::body::NotifyLevel, ApiError> {
+        if me.server() != self.server {
+            return Ok(Default::default());
+        }
+        Ok(self.commands.account_cell(me).await?.lock().await.notify_level(guild, channel))
+    }
+
     /// The users `me` blocked (empty for a person of another hub).
     pub async fn blocked_by(&self, me: &UserId) -> Result<BTreeSet<UserId>, ApiError> {
         if me.server() != self.server {

@@ -395,7 +395,9 @@ async fn preview_of(content_type: &str, bytes: bytes::Bytes) -> Result<Option<Ve
         limits.max_alloc = Some(64 * 1024 * 1024);
         reader.limits(limits);
         let image = reader.decode().map_err(|e| e.to_string())?;
-        let small = image.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE).to_rgb8();
+        // Shrunk to fit, never grown.
+        let (w, h) = (image.width().min(PREVIEW_SIDE), image.height().min(PREVIEW_SIDE));
+        let small = image.thumbnail(w, h).to_rgb8();
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
             .encode_image(&small)
@@ -590,8 +592,13 @@ impl Api {
         Ok(out)
     }
 
-    /// Whether `me` may read the message `id` is attached to.
+    /// Whether `me` may read the message `id` is attached to. Waits (bounded) for the
+    /// timeline to hold what this node has delivered live, so a file whose message a
+    /// client has just been shown is found.
     async fn may_see_attachment(&self, me: &UserId, id: &MediaId) -> Result<bool, ApiError> {
+        let wait = std::time::Duration::from_millis(self.settings.limits.read_your_writes_ms);
+        let seen = self.fanout.position().max(self.last_write(me));
+        self.projections.wait_for(&["timeline"], seen, wait).await?;
         let Some((message, channel)) =
             openguild_projections::queries::attachment_message(self.projections.db(), id).await?
         else {

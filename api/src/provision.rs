@@ -273,6 +273,7 @@ impl Api {
         }
         if let Some(text) = message.filter(|t| !t.trim().is_empty()) {
             let post = MessageCommand::Post {
+                mention_roles: Default::default(),
                 attachments: Vec::new(),
                 text: text.to_owned(),
                 reply_to: None,

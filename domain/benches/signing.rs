@@ -18,6 +18,7 @@ fn message() -> UnsignedEvent {
         sender: "@alice:hub.example.org".parse().unwrap(),
         ts: Timestamp::from_millis(1_790_000_000_000).unwrap(),
         body: EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: "Hello everyone! The meetup is on Saturday at 3pm, see the pinned post for details.".into(),
             reply_to: None,

@@ -35,6 +35,9 @@ pub struct Account {
     pub refuses_strangers: bool,
     /// The threads this account follows.
     pub following: BTreeSet<ChannelId>,
+    /// Notification levels set per guild and per channel.
+    pub guild_levels: BTreeMap<crate::ids::GuildId, crate::body::NotifyLevel>,
+    pub channel_levels: BTreeMap<ChannelId, crate::body::NotifyLevel>,
     pub version: u64,
     pub head: Option<EventId>,
 }
@@ -66,6 +69,13 @@ pub enum AccountCommand {
     },
     SetDmPolicy {
         strangers: bool,
+    },
+    /// Sets (or with `None` clears) the notification level of a guild or a channel the
+    /// user is in (the caller checked).
+    SetNotify {
+        guild: Option<crate::ids::GuildId>,
+        channel: Option<ChannelId>,
+        level: Option<crate::body::NotifyLevel>,
     },
     /// Follows or unfollows a thread (the caller checked the user can see it).
     FollowThread {
@@ -147,6 +157,12 @@ pub fn decide(
             }
             Ok(vec![EventBody::DmPolicySet { strangers: *strangers }])
         }
+        C::SetNotify { guild, channel, level } => {
+            if guild.is_some() == channel.is_some() {
+                return Err(DomainError::invalid("guildId", "name a guild or a channel, not both or neither"));
+            }
+            Ok(vec![EventBody::NotifySet { guild: *guild, channel: *channel, level: *level }])
+        }
         C::FollowThread { thread, follow } => {
             if account.following.contains(thread) == *follow {
                 return Ok(Vec::new());
@@ -189,6 +205,21 @@ pub fn evolve(mut account: Account, event: &Event) -> Account {
             account.blocked.remove(user);
         }
         EventBody::DmPolicySet { strangers } => account.refuses_strangers = !strangers,
+        EventBody::NotifySet { guild, channel, level } => match (guild, channel, level) {
+            (Some(g), _, Some(l)) => {
+                account.guild_levels.insert(*g, *l);
+            }
+            (Some(g), _, None) => {
+                account.guild_levels.remove(g);
+            }
+            (None, Some(c), Some(l)) => {
+                account.channel_levels.insert(*c, *l);
+            }
+            (None, Some(c), None) => {
+                account.channel_levels.remove(c);
+            }
+            (None, None, _) => {}
+        },
         EventBody::ThreadFollowed { thread, follow } => {
             if *follow {
                 account.following.insert(*thread);
@@ -202,6 +233,16 @@ pub fn evolve(mut account: Account, event: &Event) -> Account {
 }
 
 impl Account {
+    /// The level that holds in `channel` of `guild`: the channel's own, else the guild's,
+    /// else `All`.
+    pub fn notify_level(&self, guild: crate::ids::GuildId, channel: Option<ChannelId>) -> crate::body::NotifyLevel {
+        channel
+            .and_then(|c| self.channel_levels.get(&c))
+            .or_else(|| self.guild_levels.get(&guild))
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Account {
         events.into_iter().fold(Account::default(), evolve)
     }

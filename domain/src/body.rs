@@ -118,6 +118,9 @@ pub enum EventBody {
         reply_to: Option<MessageId>,
         mentions: BTreeSet<UserId>,
         mentions_everyone: bool,
+        /// Roles it calls on (`@&<role id>`): everyone holding one is mentioned.
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        mention_roles: BTreeSet<crate::ids::RoleId>,
         /// Uploads shown with the message (absent from older events, which keep their bytes).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<Attachment>,
@@ -168,6 +171,10 @@ pub enum EventBody {
     /// Whether people this user shares no guild with may open a DM with them.
     #[serde(rename = "account.dm_policy_set")]
     DmPolicySet { strangers: bool },
+    /// How loudly a guild or one of its channels may call on the account's user (`None`:
+    /// as its guild says, or the default, `All`). Exactly one of `guild` and `channel`.
+    #[serde(rename = "account.notify_set")]
+    NotifySet { guild: Option<GuildId>, channel: Option<ChannelId>, level: Option<NotifyLevel> },
     /// The account's user follows (or stops following) a thread.
     #[serde(rename = "account.thread_followed")]
     ThreadFollowed { thread: ChannelId, follow: bool },
@@ -214,6 +221,17 @@ pub enum EventBody {
     /// configuration lists it.
     #[serde(rename = "hub.peer_denied")]
     PeerDenied { name: ServerName },
+}
+
+/// How much of a guild or channel is news to someone: every message, only what mentions
+/// them (or everyone, or a role of theirs), or nothing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyLevel {
+    #[default]
+    All,
+    Mentions,
+    None,
 }
 
 /// A file attached to a message, as uploaded: what a client needs to show it, and the hash
@@ -361,6 +379,7 @@ impl EventBody {
             DmPolicySet { .. } => "account.dm_policy_set",
             Read { .. } => "account.read",
             ThreadFollowed { .. } => "account.thread_followed",
+            NotifySet { .. } => "account.notify_set",
             OperatorGranted { .. } => "hub.operator_granted",
             OperatorRevoked { .. } => "hub.operator_revoked",
             CreatorGranted { .. } => "hub.creator_granted",
@@ -402,9 +421,10 @@ impl EventBody {
             | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,
-            MessagePosted { text, mentions, attachments, .. } => {
+            MessagePosted { text, mentions, mention_roles, attachments, .. } => {
                 text.clear();
                 mentions.clear();
+                mention_roles.clear();
                 for a in attachments {
                     a.filename.clear();
                 }
@@ -439,6 +459,7 @@ pub mod legacy {
         pub fn upcast(self) -> EventBody {
             match self {
                 LegacyBody::MessageText { text, reply_to } => EventBody::MessagePosted {
+                    mention_roles: Default::default(),
                     text,
                     reply_to,
                     mentions: Default::default(),

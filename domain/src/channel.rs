@@ -46,6 +46,7 @@ pub enum MessageCommand {
         reply_to: Option<MessageId>,
         mentions: BTreeSet<UserId>,
         mentions_everyone: bool,
+        mention_roles: BTreeSet<crate::ids::RoleId>,
         /// Uploads to show with it, as the uploader's hub described them.
         attachments: Vec<Attachment>,
     },
@@ -141,7 +142,7 @@ pub fn decide(
         }
     };
     let body = match cmd {
-        C::Post { text, reply_to, mentions, mentions_everyone, attachments } => {
+        C::Post { text, reply_to, mentions, mentions_everyone, mention_roles, attachments } => {
             require(send)?;
             if channel.locked && !perms.contains(Permissions::MANAGE_CHANNELS) {
                 return Err(DomainError::Forbidden(Refusal::ChannelLocked));
@@ -161,6 +162,14 @@ pub fn decide(
             }
             if mentions.len() > 100 {
                 return Err(DomainError::invalid("mentions", "at most 100 users can be mentioned"));
+            }
+            if let Some(unknown) =
+                mention_roles.iter().find(|r| !guild.roles.contains_key(r) || **r == crate::ids::RoleId::EVERYONE)
+            {
+                return Err(DomainError::invalid(
+                    "mentions",
+                    format!("{unknown} is not a role of this guild to mention"),
+                ));
             }
             if !attachments.is_empty() {
                 require(Permissions::ATTACH_FILES)?;
@@ -186,6 +195,7 @@ pub fn decide(
                 reply_to: *reply_to,
                 mentions: mentions.clone(),
                 mentions_everyone: *mentions_everyone,
+                mention_roles: mention_roles.clone(),
                 attachments: attachments.clone(),
             }
         }

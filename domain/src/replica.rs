@@ -230,7 +230,8 @@ fn message_command(body: &EventBody) -> Option<MessageCommand> {
     use EventBody as E;
     use MessageCommand as C;
     Some(match body {
-        E::MessagePosted { text, reply_to, mentions, mentions_everyone, attachments } => C::Post {
+        E::MessagePosted { text, reply_to, mentions, mentions_everyone, mention_roles, attachments } => C::Post {
+            mention_roles: mention_roles.clone(),
             text: written(text),
             reply_to: *reply_to,
             mentions: mentions.clone(),

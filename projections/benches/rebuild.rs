@@ -124,6 +124,7 @@ async fn generate(store: Arc<dyn EventStore>, total: u64) {
                     let author = user((n % u64::from(MEMBERS)) as u32 + 1);
                     let body = match (n % 100, last_msg) {
                         (0..=84, _) | (_, None) => EventBody::MessagePosted {
+                            mention_roles: Default::default(),
                             attachments: Vec::new(),
                             text: format!("message {n} in this channel, with a few words to index for search"),
                             reply_to: None,

@@ -107,6 +107,7 @@ fn channel_events(
     for n in 1..=posts {
         let mentions: BTreeSet<UserId> = if n % 50 == 0 { readers.iter().cloned().collect() } else { BTreeSet::new() };
         let body = EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: format!("message {n} in this channel, with a few words to index for search"),
             reply_to: None,

@@ -191,6 +191,19 @@ pub async fn read_states(
     user: &UserId,
     channels: &[ChannelId],
 ) -> Result<Vec<ReadState>, ProjectionError> {
+    read_states_with_roles(db, user, &[], channels).await
+}
+
+/// [`read_states`], where mentions of `roles` (the user's, in these channels' guild) count
+/// as the user's too.
+pub async fn read_states_with_roles(
+    db: &ReadDb,
+    user: &UserId,
+    roles: &[openguild_domain::RoleId],
+    channels: &[ChannelId],
+) -> Result<Vec<ReadState>, ProjectionError> {
+    let role_keys: Vec<String> = roles.iter().map(crate::reads::role_key).collect();
+    let also = (0..role_keys.len()).map(|i| format!(" OR user_id = ${}", i + 6)).collect::<String>();
     let mut out = Vec::with_capacity(channels.len());
     for channel in channels {
         let (c, me) = (channel.to_string(), user.as_str());
@@ -224,17 +237,20 @@ pub async fn read_states(
         .bind(i64::from(UNREAD_CAP))
         .fetch_one(&db.pool)
         .await?;
-        let mentions: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM rd_mentions WHERE channel = $1 AND position > $2 \
-             AND (user_id = $3 OR user_id = $4) AND author <> $3 LIMIT $5) AS mentions",
-        )
-        .bind(&c)
-        .bind(after)
-        .bind(me)
-        .bind(crate::reads::EVERYONE)
-        .bind(i64::from(UNREAD_CAP))
-        .fetch_one(&db.pool)
-        .await?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT position FROM rd_mentions WHERE channel = $1 AND position > $2 \
+             AND (user_id = $3 OR user_id = $4{also}) AND author <> $3 LIMIT $5) AS mentions"
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&c)
+            .bind(after)
+            .bind(me)
+            .bind(crate::reads::EVERYONE)
+            .bind(i64::from(UNREAD_CAP));
+        for key in &role_keys {
+            query = query.bind(key.as_str());
+        }
+        let mentions: i64 = query.fetch_one(&db.pool).await?;
         state.unread = u32::try_from(unread).unwrap_or(UNREAD_CAP);
         state.mentions = u32::try_from(mentions).unwrap_or(UNREAD_CAP);
         out.push(state);

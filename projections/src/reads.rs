@@ -20,6 +20,11 @@ use crate::{ApplyError, Projection};
 /// The mention row of an `@everyone` (and `@here`): it counts for everyone who can see it.
 pub const EVERYONE: &str = "*";
 
+/// The mention row of a role: it counts for everyone holding the role.
+pub fn role_key(role: &openguild_domain::RoleId) -> String {
+    format!("&{role}")
+}
+
 pub struct Reads;
 
 #[async_trait]
@@ -66,11 +71,15 @@ impl Projection for Reads {
                     message.to_string()
                 );
             }
-            (StreamId::Channel(channel), EventBody::MessagePosted { mentions, mentions_everyone, .. }) => {
+            (
+                StreamId::Channel(channel),
+                EventBody::MessagePosted { mentions, mentions_everyone, mention_roles, .. },
+            ) => {
                 let (channel, message) = (channel.to_string(), e.event.id.to_string());
                 let author = e.event.core.sender.to_string();
                 let everyone = mentions_everyone.then(|| EVERYONE.to_owned());
-                for user in mentions.iter().map(ToString::to_string).chain(everyone) {
+                let roles = mention_roles.iter().map(role_key);
+                for user in mentions.iter().map(ToString::to_string).chain(everyone).chain(roles) {
                     ins!(
                         c,
                         t.n("rd_mentions"),

@@ -80,6 +80,7 @@ impl Writer {
 
 fn message(i: usize) -> EventBody {
     EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: format!("message {i}"),
         reply_to: None,

@@ -20,6 +20,7 @@ fn key() -> ServerKey {
 
 fn sign(key: &ServerKey, stream: &StreamId, seq: u64, prev: Option<EventId>) -> SignedEvent {
     let body = EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: format!("benchmark message number {seq}, about as long as a short chat line"),
         reply_to: None,

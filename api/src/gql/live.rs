@@ -62,8 +62,9 @@ impl Topic {
                 }
                 // Posts that mention them or everyone, and every post by others in their DMs.
                 StreamId::Channel(c) => match e.event.content() {
-                    EventBody::MessagePosted { mentions, mentions_everyone, .. } => {
-                        e.event.core.sender != *me && (*mentions_everyone || mentions.contains(me) || is_dm(c))
+                    EventBody::MessagePosted { mentions, mentions_everyone, mention_roles, .. } => {
+                        e.event.core.sender != *me
+                            && (*mentions_everyone || mentions.contains(me) || !mention_roles.is_empty() || is_dm(c))
                     }
                     _ => false,
                 },
@@ -431,7 +432,22 @@ impl crate::Api {
         let StreamId::Channel(channel) = &e.event.core.stream else { return Verdict::Deliver };
         let Ok(guild) = self.commands.guild_of(*channel).await else { return Verdict::Skip };
         let Ok(cell) = self.commands.guild_cell(guild).await else { return Verdict::Skip };
-        if !cell.lock().await.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
+        {
+            let g = cell.lock().await;
+            if !g.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
+                return Verdict::Skip;
+            }
+            // Called on by a role only: theirs?
+            if let EventBody::MessagePosted { mentions, mentions_everyone, mention_roles, .. } = e.event.content()
+                && !g.dm
+                && !*mentions_everyone
+                && !mentions.contains(me)
+                && !g.members.get(me).is_some_and(|m| m.roles.iter().any(|r| mention_roles.contains(r)))
+            {
+                return Verdict::Skip;
+            }
+        }
+        if let Ok(openguild_domain::body::NotifyLevel::None) = self.notify_level(me, guild, Some(*channel)).await {
             return Verdict::Skip;
         }
         match self.blocked_by(me).await {

@@ -185,6 +185,13 @@ fn mentions(body: &str) -> (BTreeSet<UserId>, bool) {
     (users, everyone)
 }
 
+/// `@&<role id>` words mention a role: everyone holding it.
+fn role_mentions(body: &str) -> BTreeSet<RoleId> {
+    body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c))
+        .filter_map(|w| w.trim_end_matches('.').strip_prefix("@&")?.parse().ok())
+        .collect()
+}
+
 /// A fresh invite code: 10 letters and digits.
 fn invite_code() -> InviteCode {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -345,10 +352,12 @@ impl Mutation {
         let channel: ChannelId = input.channel_id.0;
         let reply_to = input.reply_to.map(|r| r.0);
         let (mentions, mentions_everyone) = mentions(&input.body);
+        let mention_roles = role_mentions(&input.body);
         let me = api.actor(ctx).await?;
         let ids: Vec<openguild_domain::MediaId> = input.attachments.iter().map(|a| a.0).collect();
         let attachments = api.attachments_of(&me, &ids).await?;
         let cmd = MessageCommand::Post {
+            mention_roles,
             text: input.body.clone(),
             reply_to,
             mentions,
@@ -446,6 +455,33 @@ impl Mutation {
             .account(&me, &openguild_domain::account::AccountCommand::MarkRead { channel, message }, now())
             .await
             .map_err(ApiError::from)?;
+        api.wrote(&me, done.position);
+        Ok(true)
+    }
+
+    /// Sets how loudly a guild, or one of its channels (or a DM), may call on the viewer;
+    /// `level: null` goes back to the guild's level (for a channel) or `ALL`.
+    async fn set_notification_level(
+        &self,
+        ctx: &Context<'_>,
+        guild_id: Option<Id<GuildId>>,
+        channel_id: Option<Id<ChannelId>>,
+        level: Option<super::NotificationLevel>,
+    ) -> Res<bool> {
+        let api = api(ctx);
+        let me = api.actor(ctx).await?;
+        let (guild, channel) = (guild_id.map(|g| g.0), channel_id.map(|c| c.0));
+        match (guild, channel) {
+            (Some(g), None) => {
+                api.member_view(&me, g).await?;
+            }
+            (None, Some(c)) => {
+                api.channel_view(&me, c).await?;
+            }
+            _ => return Err(ApiError::invalid("guildId", "give guildId or channelId, not both or neither").into()),
+        }
+        let cmd = openguild_domain::account::AccountCommand::SetNotify { guild, channel, level: level.map(Into::into) };
+        let done = api.commands.account(&me, &cmd, now()).await.map_err(ApiError::from)?;
         api.wrote(&me, done.position);
         Ok(true)
     }

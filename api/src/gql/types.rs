@@ -110,6 +110,17 @@ pub enum ChannelKind {
     Thread,
 }
 
+/// How much of a guild or channel is news to the viewer: every message, only mentions (of
+/// them, a role of theirs, or everyone), or nothing. `myEvents` brings no mentions from
+/// where it is `NONE`; clients show badges accordingly.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "openguild_domain::body::NotifyLevel")]
+pub enum NotificationLevel {
+    All,
+    Mentions,
+    None,
+}
+
 /// A person (or bot) on some hub.
 #[derive(Clone, Debug)]
 pub struct User(pub UserId);
@@ -142,6 +153,11 @@ pub struct GuildObj {
     pub viewer: UserId,
 }
 
+/// The roles `user` holds in `g` (whose mentions are theirs).
+fn viewer_roles(g: &Guild, user: &UserId) -> Vec<RoleId> {
+    g.members.get(user).map(|m| m.roles.iter().copied().collect()).unwrap_or_default()
+}
+
 impl GuildObj {
     /// The viewer's unread and mention counts summed over the channels they can see.
     async fn read_totals(&self, ctx: &Context<'_>) -> Result<(i32, i32), ApiError> {
@@ -155,7 +171,8 @@ impl GuildObj {
             .collect();
         let api = api(ctx);
         api.read_your_writes(ctx, &["reads", "timeline"]).await?;
-        let states = queries::read_states(api.projections.db(), &self.viewer, &visible).await?;
+        let roles = viewer_roles(&self.g, &self.viewer);
+        let states = queries::read_states_with_roles(api.projections.db(), &self.viewer, &roles, &visible).await?;
         Ok(states.iter().fold((0, 0), |(u, m), s| (u + s.unread as i32, m + s.mentions as i32)))
     }
 }
@@ -222,6 +239,11 @@ impl GuildObj {
                 ..ChannelObj::new(self.g.clone(), id, self.viewer.clone())
             })
             .collect())
+    }
+    /// The viewer's notification level here (set with `setNotificationLevel`; `ALL` unless set).
+    async fn notification_level(&self, ctx: &Context<'_>) -> Res<NotificationLevel> {
+        let Some(id) = self.g.id else { return Ok(NotificationLevel::All) };
+        Ok(api(ctx).notify_level(&self.viewer, id, None).await?.into())
     }
     /// Unread messages in the channels the viewer can see (each counted up to 1,000).
     async fn unread_count(&self, ctx: &Context<'_>) -> Res<i32> {
@@ -450,7 +472,9 @@ impl ChannelObj {
             .get_or_try_init(|| async {
                 let api = api(ctx);
                 api.read_your_writes(ctx, &["reads", "timeline"]).await?;
-                let found = queries::read_states(api.projections.db(), &self.viewer, &[self.id]).await?;
+                let roles = viewer_roles(&self.g, &self.viewer);
+                let found =
+                    queries::read_states_with_roles(api.projections.db(), &self.viewer, &roles, &[self.id]).await?;
                 Ok(found.into_iter().next().unwrap_or_default())
             })
             .await
@@ -567,6 +591,12 @@ impl ChannelObj {
             }
         };
         Ok(position.map(|p| p.to_string()))
+    }
+    /// The viewer's notification level here: the channel's own, else its guild's (`ALL` unless
+    /// set).
+    async fn notification_level(&self, ctx: &Context<'_>) -> Res<NotificationLevel> {
+        let Some(guild) = self.g.id else { return Ok(NotificationLevel::All) };
+        Ok(api(ctx).notify_level(&self.viewer, guild, Some(self.id)).await?.into())
     }
     /// Messages by others since the viewer's read marker (`markRead`), counted up to 1,000.
     async fn unread_count(&self, ctx: &Context<'_>) -> Res<i32> {

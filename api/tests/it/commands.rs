@@ -20,6 +20,7 @@ fn user(h: &str) -> UserId {
 
 fn post(text: &str) -> MessageCommand {
     MessageCommand::Post {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: text.into(),
         reply_to: None,

@@ -384,6 +384,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::DmPolicySet { .. }
         | E::Read { .. }
         | E::ThreadFollowed { .. }
+        | E::NotifySet { .. }
         | E::OperatorGranted { .. }
         | E::OperatorRevoked { .. }
         | E::CreatorGranted { .. }

@@ -15,6 +15,7 @@ use crate::support::{chan, check_msg, user};
 
 fn post(text: &str) -> M {
     M::Post {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: text.into(),
         reply_to: None,
@@ -28,6 +29,7 @@ fn posting_replies_and_mentions() {
     let mut w = populated();
     let first = w.post("bob", chan(GENERAL), "hello");
     let reply = M::Post {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "hi @bob".into(),
         reply_to: Some(first),
@@ -40,10 +42,11 @@ fn posting_replies_and_mentions() {
         chan(GENERAL),
         reply,
         expect![[
-            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
     let to_nowhere = M::Post {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "?".into(),
         reply_to: Some(EventId::from_hash([9; 32])),
@@ -60,6 +63,7 @@ fn posting_replies_and_mentions() {
         ]],
     );
     let everyone = M::Post {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "@everyone".into(),
         reply_to: None,
@@ -135,7 +139,7 @@ fn slow_mode_refuses_a_second_message_inside_the_window() {
         chan(GENERAL),
         post("two, later"),
         expect![[
-            r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
 }
@@ -159,7 +163,7 @@ fn a_locked_channel_refuses_posts_from_members_without_manage_channels() {
         chan(GENERAL),
         post("calm down"),
         expect![[
-            r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
 }
@@ -195,7 +199,7 @@ fn a_timed_out_member_cannot_post_or_react() {
         chan(GENERAL),
         post("I'm back"),
         expect![[
-            r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
 }
@@ -237,7 +241,7 @@ fn overwrites_decide_who_posts_and_sees() {
         chan(GENERAL),
         post("hi"),
         expect![[
-            r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
     w.ok(
@@ -433,7 +437,7 @@ fn message_bodies_keep_direction_marks() {
         chan(GENERAL),
         post("\u{2067}שלום\u{2069} and \u{200F}!"),
         expect![[
-            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, attachments: [] }"#
+            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
         ]],
     );
 }

@@ -40,6 +40,7 @@ fn body() -> impl Strategy<Value = EventBody> {
             any::<bool>()
         )
             .prop_map(|(text, reply_to, mentions, mentions_everyone)| EventBody::MessagePosted {
+                mention_roles: Default::default(),
                 attachments: Vec::new(),
                 text,
                 reply_to,

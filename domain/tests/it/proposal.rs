@@ -109,6 +109,7 @@ fn the_owner_refuses_a_remote_member_what_the_rules_refuse_and_what_the_command_
 
     // A kind no command makes on this stream.
     let post = EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "hi".into(),
         reply_to: None,

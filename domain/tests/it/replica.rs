@@ -118,6 +118,7 @@ fn an_owner_cannot_append_what_its_rules_refuse() {
         chan(GENERAL),
         "carol",
         EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: "I'm back".into(),
             reply_to: None,
@@ -142,6 +143,7 @@ fn an_owner_cannot_append_what_its_rules_refuse() {
 fn each_stream_takes_only_its_own_kinds_and_one_start() {
     let w = busy();
     let message = EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "hi".into(),
         reply_to: None,

@@ -47,12 +47,14 @@ fn an_erased_body_still_verifies_but_a_changed_body_does_not() {
             reply_to: None,
             mentions: {},
             mentions_everyone: false,
+            mention_roles: {},
             attachments: [],
         }
     "#]]
     .assert_debug_eq(event.content());
 
     let other = EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "something else".into(),
         reply_to: None,
@@ -163,6 +165,7 @@ fn old_event_bodies_are_upcast_on_read_and_never_rewritten() {
                 reply_to: None,
                 mentions: {},
                 mentions_everyone: false,
+                mention_roles: {},
                 attachments: [],
             },
         )

@@ -131,6 +131,7 @@ impl World {
     /// Posts a plain message that must be accepted.
     pub fn post(&mut self, actor: &str, channel: ChannelId, text: &str) -> EventId {
         let cmd = MessageCommand::Post {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: text.into(),
             reply_to: None,

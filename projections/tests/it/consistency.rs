@@ -57,6 +57,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
     // A message in a channel no guild ever created: the timeline cannot place it.
     let stray = StreamId::Channel(ChannelId::from_bytes([9; 16]));
     let body = EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: "lost".into(),
         reply_to: None,

@@ -134,6 +134,7 @@ async fn run_case(ops: Vec<Op>) {
                     chan(c),
                     name(a),
                     MessageCommand::Post {
+                        mention_roles: Default::default(),
                         attachments: Vec::new(),
                         text: format!("message {i}"),
                         reply_to: messages.last().copied(),

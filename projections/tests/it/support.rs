@@ -185,6 +185,7 @@ impl TestHub {
 
     pub async fn post(&mut self, channel: ChannelId, actor: &str, text: &str) -> (openguild_domain::EventId, u64) {
         let cmd = MessageCommand::Post {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: text.into(),
             reply_to: None,
@@ -204,6 +205,7 @@ impl TestHub {
 /// A plain message's body.
 pub fn posted(text: &str) -> EventBody {
     EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: text.into(),
         reply_to: None,

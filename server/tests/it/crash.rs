@@ -44,6 +44,7 @@ async fn seed(data: &std::path::Path, messages: u64) -> u64 {
         for _ in 0..500.min(messages - seq) {
             seq += 1;
             let body = EventBody::MessagePosted {
+                mention_roles: Default::default(),
                 attachments: Vec::new(),
                 text: format!("message number {seq}"),
                 reply_to: None,

@@ -400,6 +400,7 @@ async fn the_inbox_refuses_what_the_guilds_rules_refuse_and_the_copy_is_changed_
         2,
         Some(create.event.id),
         EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: "hi".into(),
             reply_to: None,
@@ -1003,6 +1004,7 @@ async fn a_channel_created_and_its_first_messages_in_one_transaction_are_all_tak
         );
         let messages = openguild_domain::StreamId::Channel(channel);
         let post = |text: &str| openguild_domain::EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: text.into(),
             reply_to: None,

@@ -24,6 +24,7 @@ async fn propose(peer: &TestPeer, hub: &Server, proposal: &Proposal) -> (u16, Va
 
 fn post(text: &str) -> EventBody {
     EventBody::MessagePosted {
+        mention_roles: Default::default(),
         attachments: Vec::new(),
         text: text.into(),
         reply_to: None,

@@ -173,3 +173,69 @@ async fn the_viewers_own_reactions_are_known_after_a_reload_and_pins_are_for_mod
         json!([{ "emoji": "👍", "count": 1, "me": false }, { "emoji": "🎉", "count": 2, "me": true }])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_mentions_reach_the_roles_holders_and_a_muted_channel_stays_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(&dir.path().join("data"), "", &[]);
+    let ann = hub.register("ann").await;
+    let bob = hub.register("bob").await;
+    let carl = hub.register("carl").await;
+    let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
+    for token in [&bob, &carl] {
+        let code = invite_code(&hub, &ann, &guild).await;
+        hub.ok(Some(token), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    }
+    let role = hub
+        .ok(
+            Some(&ann),
+            "mutation($g: ID!) { createRole(input: {guildId: $g, name: \"crew\", permissions: []}) { id } }",
+            json!({ "g": guild }),
+        )
+        .await["createRole"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $r: ID!) { assignRole(guildId: $g, userId: \"@bob:hub.test\", roleId: $r) }",
+        json!({ "g": guild, "r": role }),
+    )
+    .await;
+    let mut bobs = my_events(&hub, &bob).await;
+    let mut carls = my_events(&hub, &carl).await;
+
+    // A role's mention reaches its holder, not the others.
+    let called = post(&hub, &ann, &chat, &format!("@&{role} deploy at 5")).await;
+    assert_eq!(next_mine(&mut bobs).await["message"]["id"], called.as_str());
+    let direct = post(&hub, &ann, &chat, "@carl:hub.test and you?").await;
+    assert_eq!(next_mine(&mut carls).await["message"]["id"], direct.as_str(), "carl heard of the crew's call first");
+    assert_eq!(counts(&hub, &bob, &chat).await.1, 1, "bob's mentions: the role's");
+    let unknown = hub.gql(Some(&ann), POST, json!({ "c": chat, "b": "@&11111111111111111111111 hi" })).await;
+    assert!(unknown.get("errors").is_none(), "a word that is no role id is just text: {unknown}");
+    let stranger_role = format!("@&{}", openguild_domain::RoleId::from_bytes([7; 16]));
+    let refused = hub.gql(Some(&ann), POST, json!({ "c": chat, "b": format!("{stranger_role} hi") })).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "INVALID_INPUT", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("not a role of this guild"), "{refused}");
+
+    // Bob mutes the channel: mentions there no longer reach him; his DM still does.
+    let level = "mutation($g: ID, $c: ID, $l: NotificationLevel) { setNotificationLevel(guildId: $g, channelId: $c, level: $l) }";
+    hub.ok(Some(&bob), level, json!({ "g": null, "c": chat, "l": "NONE" })).await;
+    post(&hub, &ann, &chat, "@bob:hub.test are you there?").await;
+    let dm = hub.ok(Some(&ann), "mutation { openDm(userIds: [\"@bob:hub.test\"]) { id } }", json!({})).await;
+    let dm = dm["openDm"]["id"].as_str().unwrap().to_owned();
+    let psst = post(&hub, &ann, &dm, "psst").await;
+    let heard = next_mine(&mut bobs).await;
+    assert_eq!(heard["message"]["id"], psst.as_str(), "the muted channel's mention came through: {heard}");
+    let levels =
+        "query($g: ID!, $c: ID!) { guild(id: $g) { notificationLevel } channel(id: $c) { notificationLevel } }";
+    let seen = hub.ok(Some(&bob), levels, json!({ "g": guild, "c": chat })).await;
+    assert_eq!(seen, json!({ "guild": { "notificationLevel": "ALL" }, "channel": { "notificationLevel": "NONE" } }));
+    // The channel back to its guild's level, the guild to mentions only.
+    hub.ok(Some(&bob), level, json!({ "g": null, "c": chat, "l": null })).await;
+    hub.ok(Some(&bob), level, json!({ "g": guild, "c": null, "l": "MENTIONS" })).await;
+    let seen = hub.ok(Some(&bob), levels, json!({ "g": guild, "c": chat })).await;
+    assert_eq!(seen["channel"]["notificationLevel"], "MENTIONS");
+    let both = hub.gql(Some(&bob), level, json!({ "g": guild, "c": chat, "l": "ALL" })).await;
+    assert_eq!(both["errors"][0]["extensions"]["code"], "INVALID_INPUT", "{both}");
+}

@@ -43,6 +43,7 @@ async fn main() {
                     let mut batch = Vec::with_capacity(n);
                     for i in 0..n as u64 {
                         let body = EventBody::MessagePosted {
+                            mention_roles: Default::default(),
                             attachments: Vec::new(),
                             text: format!("writer {w} message {}", seq + 1 + i),
                             reply_to: None,

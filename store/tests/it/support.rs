@@ -42,6 +42,7 @@ impl Chain {
     /// An event for an arbitrary place in the stream (does not move the chain).
     pub fn sign(&self, seq: u64, prev: Option<EventId>, text: &str) -> SignedEvent {
         let body = EventBody::MessagePosted {
+            mention_roles: Default::default(),
             attachments: Vec::new(),
             text: text.into(),
             reply_to: None,

@@ -119,7 +119,7 @@ export type UpdateRoleInput = {
   permissions?: Array<Permission> | null | undefined;
 };
 
-export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null };
+export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null };
 
 export type ChanFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> };
 
@@ -235,7 +235,7 @@ export type HistoryQueryVariables = Exact<{
 }>;
 
 
-export type HistoryQuery = { channel: { lastReadMessageId: string | null, unreadCount: number, messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
+export type HistoryQuery = { channel: { lastReadMessageId: string | null, unreadCount: number, messages: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }>, pageInfo: { hasPreviousPage: boolean, startCursor: string | null } } } };
 
 export type ChannelEventsSubscriptionVariables = Exact<{
   id: string | number;
@@ -243,7 +243,7 @@ export type ChannelEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+export type ChannelEventsSubscription = { channelEvents: { cursor: string, kind: ChannelEventKind, channelId: string, at: string, messageId: string | null, body: string | null, emoji: string | null, actor: { id: string, handle: string }, message: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type SearchQueryVariables = Exact<{
   guildId: string | number;
@@ -251,14 +251,14 @@ export type SearchQueryVariables = Exact<{
 }>;
 
 
-export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }> } };
+export type SearchQuery = { search: { nodes: Array<{ id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null }> } };
 
 export type SendMessageMutationVariables = Exact<{
   input: SendMessageInput;
 }>;
 
 
-export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } };
+export type SendMessageMutation = { sendMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } };
 
 export type EditMessageMutationVariables = Exact<{
   id: string | number;
@@ -335,14 +335,14 @@ export type UnpinMessageMutationVariables = Exact<{
 
 export type UnpinMessageMutation = { unpinMessage: boolean };
 
-export type ThreadFragment = { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null };
+export type ThreadFragment = { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null };
 
 export type ThreadQueryVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type ThreadQuery = { channel: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+export type ThreadQuery = { channel: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type ThreadsQueryVariables = Exact<{
   id: string | number;
@@ -357,7 +357,7 @@ export type StartThreadMutationVariables = Exact<{
 }>;
 
 
-export type StartThreadMutation = { startThread: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+export type StartThreadMutation = { startThread: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type FollowThreadMutationVariables = Exact<{
   threadId: string | number;
@@ -763,6 +763,7 @@ export const MsgFragmentDoc = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -813,6 +814,7 @@ export const ThreadFragmentDoc = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1131,6 +1133,7 @@ export const HistoryDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1186,6 +1189,7 @@ export const ChannelEventsDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1230,6 +1234,7 @@ export const SearchDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1272,6 +1277,7 @@ export const SendMessageDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1378,6 +1384,7 @@ export const ThreadDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size
@@ -1465,6 +1472,7 @@ export const StartThreadDocument = new TypedDocumentString(`
   attachments {
     id
     url
+    previewUrl
     filename
     contentType
     size

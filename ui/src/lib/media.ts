@@ -12,6 +12,8 @@ export interface Uploaded {
   filename: string;
   width: number | null;
   height: number | null;
+  /** A small JPEG of a JPEG or PNG image, drawn inline; the lightbox loads `url`. */
+  previewUrl?: string | null;
 }
 
 /** The widest an inline preview is drawn, and the tallest. */
