@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::federation::free_port;
 use crate::support::{Server, Ws};
 
 const OPEN: &str = "mutation($u: [ID!]!) { openDm(userIds: $u) { id kind guildId name recipients { id } } }";
@@ -268,25 +267,7 @@ async fn a_host_application_keeps_one_coordination_dm_per_set_of_its_users() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dm_between_people_of_two_hubs_is_owned_by_the_openers_hub_and_works_from_both() {
     let dir = tempfile::tempdir().unwrap();
-    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
-    let (a_port, b_port) = (free_port(), free_port());
-    for (data, seed) in [(&a_data, 17u8), (&b_data, 18)] {
-        std::fs::create_dir_all(data).unwrap();
-        std::fs::write(data.join("server.key"), [seed; 32]).unwrap();
-    }
-    let config = |peer: &str, port: u16| format!("[federation]\npeers = [\"{peer}=http://127.0.0.1:{port}\"]\n");
-    let a = Server::start_on(
-        &a_data,
-        &config("hub-b.test", b_port),
-        &[("OPENGUILD_SERVER_NAME", "hub-a.test")],
-        &format!("127.0.0.1:{a_port}"),
-    );
-    let b = Server::start_on(
-        &b_data,
-        &config("hub-a.test", a_port),
-        &[("OPENGUILD_SERVER_NAME", "hub-b.test")],
-        &format!("127.0.0.1:{b_port}"),
-    );
+    let (a, b) = crate::shared::two_hubs(dir.path(), (17, 18));
     let ann = a.register("ann").await;
     let bob = b.register("bob").await;
 

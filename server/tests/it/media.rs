@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::federation::free_port;
-use crate::shared::{guild_with_channel, invite_code};
+use crate::shared::{guild_with_channel, join_by_invite};
 use crate::support::Server;
 
 /// CRC-32 (IEEE), for building PNG chunks.
@@ -110,8 +110,7 @@ async fn attach_serve_and_erase(hub: &Server, gone: impl AsyncFn(&str) -> bool) 
     let bob = hub.register("bob").await;
     let eve = hub.register("eve").await;
     let (guild, chat) = guild_with_channel(hub, &ann, "G").await;
-    let code = invite_code(hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    join_by_invite(hub, &ann, &guild, &bob).await;
 
     let (status, up) = upload(hub, &ann, "image/png", "tower.png", png_with_metadata()).await;
     assert_eq!(status, 201, "{up}");
@@ -308,8 +307,7 @@ async fn lies_oversized_files_and_files_where_attaching_is_denied_are_refused_an
     // Where @everyone may not attach files, a message with one is refused.
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
     let bob = hub.register("bob").await;
-    let code = invite_code(&hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    join_by_invite(&hub, &ann, &guild, &bob).await;
     hub.ok(
         Some(&ann),
         "mutation($c: ID!) { setChannelOverwrite(channelId: $c, roleId: \"1111111111111111\", allow: [], deny: [ATTACH_FILES]) }",

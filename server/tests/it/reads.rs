@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::shared::{guild_with_channel, invite_code};
+use crate::shared::{guild_with_channel, join_by_invite};
 use crate::support::{Server, Ws};
 
 const POST: &str = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
@@ -48,8 +48,7 @@ async fn unread_and_mention_counts_follow_posts_reads_and_deletions_and_markers_
     let ann = hub.register("ann").await;
     let bob = hub.register("bob").await;
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
-    let code = invite_code(&hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    join_by_invite(&hub, &ann, &guild, &bob).await;
     let mut phone = my_events(&hub, &bob).await;
     let mut laptop = my_events(&hub, &bob).await;
 
@@ -133,8 +132,7 @@ async fn the_viewers_own_reactions_are_known_after_a_reload_and_pins_are_for_mod
     let ann = hub.register("ann").await;
     let bob = hub.register("bob").await;
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
-    let code = invite_code(&hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    join_by_invite(&hub, &ann, &guild, &bob).await;
     let m = post(&hub, &ann, &chat, "vote").await;
     // Pins in a guild are the moderators'.
     let pin = "mutation($m: ID!) { pinMessage(messageId: $m) }";
@@ -183,8 +181,7 @@ async fn role_mentions_reach_the_roles_holders_and_a_muted_channel_stays_quiet()
     let carl = hub.register("carl").await;
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
     for token in [&bob, &carl] {
-        let code = invite_code(&hub, &ann, &guild).await;
-        hub.ok(Some(token), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+        join_by_invite(&hub, &ann, &guild, token).await;
     }
     let role = hub
         .ok(

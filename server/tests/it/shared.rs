@@ -28,6 +28,37 @@ pub(crate) async fn guild_with_channel(hub: &Server, token: &str, name: &str) ->
     (guild, c["createChannel"]["id"].as_str().unwrap().to_owned())
 }
 
+/// Hubs `hub-a.test` and `hub-b.test`, each the other's peer, with keys from `seeds`, their
+/// data in `dir`'s `a` and `b`.
+pub(crate) fn two_hubs(dir: &std::path::Path, seeds: (u8, u8)) -> (Server, Server) {
+    let (a_data, b_data) = (dir.join("a"), dir.join("b"));
+    let (a_port, b_port) = (free_port(), free_port());
+    for (data, seed) in [(&a_data, seeds.0), (&b_data, seeds.1)] {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(data.join("server.key"), [seed; 32]).unwrap();
+    }
+    let config = |peer: &str, port: u16| format!("[federation]\npeers = [\"{peer}=http://127.0.0.1:{port}\"]\n");
+    let a = Server::start_on(
+        &a_data,
+        &config("hub-b.test", b_port),
+        &[("OPENGUILD_SERVER_NAME", "hub-a.test")],
+        &format!("127.0.0.1:{a_port}"),
+    );
+    let b = Server::start_on(
+        &b_data,
+        &config("hub-a.test", a_port),
+        &[("OPENGUILD_SERVER_NAME", "hub-b.test")],
+        &format!("127.0.0.1:{b_port}"),
+    );
+    (a, b)
+}
+
+/// `joiner` joins `guild` on `hub` with a fresh invite made by `owner`.
+pub(crate) async fn join_by_invite(hub: &Server, owner: &str, guild: &str, joiner: &str) {
+    let code = invite_code(hub, owner, guild).await;
+    hub.ok(Some(joiner), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+}
+
 /// A new invite code of `guild`, made by `token` on `hub`.
 pub(crate) async fn invite_code(hub: &Server, token: &str, guild: &str) -> String {
     let invite = hub
@@ -71,25 +102,7 @@ fn code_of(refused: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on_the_owner_stops_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
-    let (a_port, b_port) = (free_port(), free_port());
-    for (data, seed) in [(&a_data, 7u8), (&b_data, 8)] {
-        std::fs::create_dir_all(data).unwrap();
-        std::fs::write(data.join("server.key"), [seed; 32]).unwrap();
-    }
-    let config = |peer: &str, port: u16| format!("[federation]\npeers = [\"{peer}=http://127.0.0.1:{port}\"]\n");
-    let a = Server::start_on(
-        &a_data,
-        &config("hub-b.test", b_port),
-        &[("OPENGUILD_SERVER_NAME", "hub-a.test")],
-        &format!("127.0.0.1:{a_port}"),
-    );
-    let b = Server::start_on(
-        &b_data,
-        &config("hub-a.test", a_port),
-        &[("OPENGUILD_SERVER_NAME", "hub-b.test")],
-        &format!("127.0.0.1:{b_port}"),
-    );
+    let (a, b) = two_hubs(dir.path(), (7, 8));
 
     // ann on A runs a guild with a channel and an invite.
     let ann = a.register("ann").await;
@@ -222,8 +235,8 @@ async fn a_member_of_another_hub_joins_and_chats_from_their_own_hub_and_a_ban_on
     assert!(!bodies(&a, &ann, &channel).await.contains(&"after the ban".to_owned()));
 
     drop((a, b));
-    for (data, hub) in [(&a_data, "hub-a.test"), (&b_data, "hub-b.test")] {
-        verify_on(data, hub);
+    for (data, hub) in [(dir.path().join("a"), "hub-a.test"), (dir.path().join("b"), "hub-b.test")] {
+        verify_on(&data, hub);
     }
 }
 

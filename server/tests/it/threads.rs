@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::shared::{guild_with_channel, invite_code};
+use crate::shared::{guild_with_channel, join_by_invite};
 use crate::support::Server;
 
 const POST: &str = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
@@ -39,8 +39,7 @@ async fn a_thread_under_a_message_is_a_channel_of_its_own_listed_under_its_paren
     let ann = hub.register("ann").await;
     let bob = hub.register("bob").await;
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
-    let code_ = invite_code(&hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code_ })).await;
+    join_by_invite(&hub, &ann, &guild, &bob).await;
     let root = post(&hub, &ann, &chat, "who is coming on Saturday?").await;
 
     let t = hub.ok(Some(&bob), START, json!({ "m": root, "n": "Saturday" })).await["startThread"].clone();
@@ -111,8 +110,7 @@ async fn thread_permissions_come_from_the_parent_and_refusals_say_what_is_missin
     let ann = hub.register("ann").await;
     let bob = hub.register("bob").await;
     let (guild, chat) = guild_with_channel(&hub, &ann, "G").await;
-    let code_ = invite_code(&hub, &ann, &guild).await;
-    hub.ok(Some(&bob), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code_ })).await;
+    join_by_invite(&hub, &ann, &guild, &bob).await;
     let root = post(&hub, &ann, &chat, "topic").await;
     let thread = hub.ok(Some(&ann), START, json!({ "m": root, "n": "T" })).await["startThread"]["id"]
         .as_str()
