@@ -7,8 +7,7 @@ use async_graphql::{Context, Object};
 use openguild_domain::UserId;
 use openguild_domain::account::AccountCommand;
 
-use super::{ChannelObj, Id, User, api, now, viewer};
-use crate::Api;
+use super::{ChannelObj, Id, User, api, viewer};
 use crate::dms::dm_channel;
 use crate::errors::{ApiError, Res};
 
@@ -38,19 +37,6 @@ impl DmQuery {
 
 #[derive(Default)]
 pub struct DmMutation;
-
-impl Api {
-    /// Runs a command on the viewer's own account.
-    async fn own_account(&self, ctx: &Context<'_>, cmd: AccountCommand) -> Result<(), ApiError> {
-        let me = viewer(ctx)?.user.clone();
-        if me.server() != self.server {
-            return Err(ApiError::forbidden("only this hub's own accounts have settings here"));
-        }
-        let done = self.commands.account(&me, &cmd, now()).await?;
-        self.wrote(&me, done.position);
-        Ok(())
-    }
-}
 
 #[Object]
 impl DmMutation {

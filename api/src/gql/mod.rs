@@ -75,6 +75,24 @@ pub(crate) fn api<'a>(ctx: &Context<'a>) -> &'a Arc<Api> {
     ctx.data_unchecked::<Arc<Api>>()
 }
 
+impl Api {
+    /// Runs a command on the viewer's own account stream (blocks, read markers, follows,
+    /// notification levels); their next read waits for it.
+    pub(crate) async fn own_account(
+        &self,
+        ctx: &Context<'_>,
+        cmd: openguild_domain::account::AccountCommand,
+    ) -> Result<(), ApiError> {
+        let me = viewer(ctx)?.user.clone();
+        if me.server() != self.server {
+            return Err(ApiError::forbidden("only this hub's own accounts have settings here"));
+        }
+        let done = self.commands.account(&me, &cmd, now()).await?;
+        self.wrote(&me, done.position);
+        Ok(())
+    }
+}
+
 pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, ApiError> {
     ctx.data_opt::<Viewer>().ok_or_else(ApiError::login_required)
 }

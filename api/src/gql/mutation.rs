@@ -169,27 +169,30 @@ impl Api {
     }
 }
 
-/// `@handle:server` words are mentions; `@everyone` mentions everyone.
-fn mentions(body: &str) -> (BTreeSet<UserId>, bool) {
-    let mut users = BTreeSet::new();
-    let mut everyone = false;
-    for word in body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c)) {
-        if word == "@everyone" || word == "@here" {
-            everyone = true;
-        } else if word.starts_with('@')
-            && let Ok(u) = word.trim_end_matches('.').parse()
-        {
-            users.insert(u);
-        }
-    }
-    (users, everyone)
+/// Who a message's text calls on: `@handle:server` words name people, `@&<role id>` words
+/// roles, and `@everyone` (or `@here`) everyone.
+#[derive(Default)]
+struct Mentions {
+    users: BTreeSet<UserId>,
+    roles: BTreeSet<RoleId>,
+    everyone: bool,
 }
 
-/// `@&<role id>` words mention a role: everyone holding it.
-fn role_mentions(body: &str) -> BTreeSet<RoleId> {
-    body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c))
-        .filter_map(|w| w.trim_end_matches('.').strip_prefix("@&")?.parse().ok())
-        .collect()
+fn mentions(body: &str) -> Mentions {
+    let mut found = Mentions::default();
+    for word in body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c)) {
+        let word = word.trim_end_matches('.');
+        if word == "@everyone" || word == "@here" {
+            found.everyone = true;
+        } else if let Some(role) = word.strip_prefix("@&") {
+            found.roles.extend(role.parse::<RoleId>().ok());
+        } else if word.starts_with('@')
+            && let Ok(u) = word.parse()
+        {
+            found.users.insert(u);
+        }
+    }
+    found
 }
 
 /// A fresh invite code: 10 letters and digits.
@@ -351,17 +354,16 @@ impl Mutation {
         let api = api(ctx);
         let channel: ChannelId = input.channel_id.0;
         let reply_to = input.reply_to.map(|r| r.0);
-        let (mentions, mentions_everyone) = mentions(&input.body);
-        let mention_roles = role_mentions(&input.body);
+        let called = mentions(&input.body);
         let me = api.actor(ctx).await?;
         let ids: Vec<openguild_domain::MediaId> = input.attachments.iter().map(|a| a.0).collect();
         let attachments = api.attachments_of(&me, &ids).await?;
         let cmd = MessageCommand::Post {
-            mention_roles,
             text: input.body.clone(),
             reply_to,
-            mentions,
-            mentions_everyone,
+            mentions: called.users,
+            mentions_everyone: called.everyone,
+            mention_roles: called.roles,
             attachments: attachments.clone(),
         };
         api.may_post_in(&me, channel).await?;
@@ -450,12 +452,7 @@ impl Mutation {
                 ApiError::invalid("messageId", format!("{message} is not a message of channel {channel}")).into()
             );
         }
-        let done = api
-            .commands
-            .account(&me, &openguild_domain::account::AccountCommand::MarkRead { channel, message }, now())
-            .await
-            .map_err(ApiError::from)?;
-        api.wrote(&me, done.position);
+        api.own_account(ctx, openguild_domain::account::AccountCommand::MarkRead { channel, message }).await?;
         Ok(true)
     }
 
@@ -481,8 +478,7 @@ impl Mutation {
             _ => return Err(ApiError::invalid("guildId", "give guildId or channelId, not both or neither").into()),
         }
         let cmd = openguild_domain::account::AccountCommand::SetNotify { guild, channel, level: level.map(Into::into) };
-        let done = api.commands.account(&me, &cmd, now()).await.map_err(ApiError::from)?;
-        api.wrote(&me, done.position);
+        api.own_account(ctx, cmd).await?;
         Ok(true)
     }
 

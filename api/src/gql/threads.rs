@@ -8,7 +8,7 @@ use openguild_domain::account::AccountCommand;
 use openguild_domain::guild::GuildCommand;
 use openguild_domain::{ChannelId, MessageId};
 
-use super::{ChannelObj, Id, api, now, viewer};
+use super::{ChannelObj, Id, api, viewer};
 use crate::commands::random16;
 use crate::errors::{ApiError, Res};
 
@@ -38,9 +38,7 @@ impl ThreadMutation {
         let thread = ChannelId::from_bytes(random16());
         api.guild_cmd(ctx, guild, GuildCommand::StartThread { thread, parent, message, name }).await?;
         if me.server() == api.server {
-            let follow = AccountCommand::FollowThread { thread, follow: true };
-            let done = api.commands.account(&me, &follow, now()).await.map_err(ApiError::from)?;
-            api.wrote(&me, done.position);
+            api.own_account(ctx, AccountCommand::FollowThread { thread, follow: true }).await?;
         }
         Ok(api.channel_obj(&me, thread).await?)
     }
@@ -64,10 +62,5 @@ async fn follow(ctx: &Context<'_>, thread: ChannelId, on: bool) -> Result<(), Ap
     if g.channels.get(&thread).and_then(|c| c.thread).is_none() {
         return Err(ApiError::invalid("threadId", format!("{thread} is a channel, not a thread")));
     }
-    if me.server() != api.server {
-        return Err(ApiError::forbidden("only this hub's own accounts follow threads here"));
-    }
-    let done = api.commands.account(&me, &AccountCommand::FollowThread { thread, follow: on }, now()).await?;
-    api.wrote(&me, done.position);
-    Ok(())
+    api.own_account(ctx, AccountCommand::FollowThread { thread, follow: on }).await
 }
