@@ -87,7 +87,9 @@ export type Permission =
   | 'MANAGE_ROLES'
   | 'CREATE_PUBLIC_THREADS'
   | 'SEND_MESSAGES_IN_THREADS'
-  | 'MODERATE_MEMBERS';
+  | 'MODERATE_MEMBERS'
+  | 'STREAM'
+  | 'DEAFEN_MEMBERS';
 
 /** What a moderator did about a report. */
 export type ReportAction =
@@ -121,13 +123,13 @@ export type UpdateRoleInput = {
 
 export type MsgFragment = { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null };
 
-export type ChanFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> };
+export type ChanFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number };
 
 export type ReadCountsFragment = { id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number };
 
 export type GuildSummaryFragment = { id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> };
 
-export type DmFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> };
+export type DmFragment = { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> };
 
 export type LoginMutationVariables = Exact<{
   handle: string;
@@ -161,7 +163,7 @@ export type LogoutMutation = { logout: boolean };
 export type MeAndGuildsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type MeAndGuildsQuery = { liveCursor: string, me: { id: string, handle: string }, guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> }>, dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }>, blockedUsers: Array<{ id: string, handle: string }> };
+export type MeAndGuildsQuery = { liveCursor: string, me: { id: string, handle: string }, guilds: Array<{ id: string, name: string, channels: Array<{ id: string, lastMessageCursor: string | null, unreadCount: number, mentionCount: number }> }>, dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }>, blockedUsers: Array<{ id: string, handle: string }> };
 
 export type GuildsQueryVariables = Exact<{ [key: string]: never; }>;
 
@@ -171,7 +173,7 @@ export type GuildsQuery = { guilds: Array<{ id: string, name: string, channels: 
 export type DmsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type DmsQuery = { dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }> };
+export type DmsQuery = { dms: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> }> };
 
 export type LiveCursorQueryVariables = Exact<{ [key: string]: never; }>;
 
@@ -190,7 +192,7 @@ export type GuildQueryVariables = Exact<{
 }>;
 
 
-export type GuildQuery = { guild: { id: string, name: string, archived: boolean, myPermissions: Array<Permission>, owner: { id: string, handle: string } | null, categories: Array<{ id: string, name: string, position: number }>, channels: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission> }>, roles: Array<{ id: string, name: string, permissions: Array<Permission>, position: number }>, me: { roles: Array<string>, timedOutUntil: string | null } | null } };
+export type GuildQuery = { guild: { id: string, name: string, archived: boolean, myPermissions: Array<Permission>, owner: { id: string, handle: string } | null, categories: Array<{ id: string, name: string, position: number }>, channels: Array<{ id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number }>, roles: Array<{ id: string, name: string, permissions: Array<Permission>, position: number }>, me: { roles: Array<string>, timedOutUntil: string | null } | null } };
 
 export type MembersQueryVariables = Exact<{
   id: string | number;
@@ -206,7 +208,7 @@ export type GuildEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type GuildEventsSubscription = { guildEvents: { cursor: string, kind: string, channelId: string | null, target: { id: string } | null } };
+export type GuildEventsSubscription = { guildEvents: { cursor: string, kind: string, channelId: string | null, reason: string | null, target: { id: string } | null } };
 
 export type CreateGuildMutationVariables = Exact<{
   name: string;
@@ -335,14 +337,14 @@ export type UnpinMessageMutationVariables = Exact<{
 
 export type UnpinMessageMutation = { unpinMessage: boolean };
 
-export type ThreadFragment = { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null };
+export type ThreadFragment = { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null };
 
 export type ThreadQueryVariables = Exact<{
   id: string | number;
 }>;
 
 
-export type ThreadQuery = { channel: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+export type ThreadQuery = { channel: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type ThreadsQueryVariables = Exact<{
   id: string | number;
@@ -357,7 +359,7 @@ export type StartThreadMutationVariables = Exact<{
 }>;
 
 
-export type StartThreadMutation = { startThread: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
+export type StartThreadMutation = { startThread: { following: boolean, messageCount: number, lastActivity: string | null, id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, parent: { id: string } | null, starterMessage: { id: string, channelId: string, body: string | null, replyToId: string | null, createdAt: string, editedAt: string | null, deleted: boolean, pinned: boolean, pending: boolean, cursor: string, author: { id: string, handle: string }, reactions: Array<{ emoji: string, count: number, me: boolean }>, attachments: Array<{ id: string, url: string, previewUrl: string | null, filename: string, contentType: string, size: number, width: number | null, height: number | null }>, thread: { id: string, name: string, messageCount: number, lastActivity: string | null } | null } | null } };
 
 export type FollowThreadMutationVariables = Exact<{
   threadId: string | number;
@@ -373,12 +375,83 @@ export type UnfollowThreadMutationVariables = Exact<{
 
 export type UnfollowThreadMutation = { unfollowThread: boolean };
 
+export type VoiceMemberFragment = { muted: boolean, deafened: boolean, serverMuted: boolean, serverDeafened: boolean, camera: boolean, screenShare: boolean, joinedAt: string, user: { id: string, handle: string } };
+
+export type VoiceRosterQueryVariables = Exact<{
+  id: string | number;
+  after?: string | null | undefined;
+}>;
+
+
+export type VoiceRosterQuery = { channel: { id: string, userLimit: number, voiceParticipants: Array<{ muted: boolean, deafened: boolean, serverMuted: boolean, serverDeafened: boolean, camera: boolean, screenShare: boolean, joinedAt: string, user: { id: string, handle: string } }> } };
+
+export type JoinVoiceMutationVariables = Exact<{
+  channelId: string | number;
+}>;
+
+
+export type JoinVoiceMutation = { joinVoice: { url: string, token: string, expiresAt: string, room: string } };
+
+export type LeaveVoiceMutationVariables = Exact<{
+  channelId: string | number;
+}>;
+
+
+export type LeaveVoiceMutation = { leaveVoice: boolean };
+
+export type SetVoiceStateMutationVariables = Exact<{
+  channelId: string | number;
+  muted: boolean;
+  deafened: boolean;
+}>;
+
+
+export type SetVoiceStateMutation = { setVoiceState: boolean };
+
+export type ServerMuteMemberMutationVariables = Exact<{
+  channelId: string | number;
+  userId: string | number;
+  muted: boolean;
+  deafened: boolean;
+  reason: string;
+}>;
+
+
+export type ServerMuteMemberMutation = { serverMuteMember: boolean };
+
+export type DisconnectVoiceMemberMutationVariables = Exact<{
+  channelId: string | number;
+  userId: string | number;
+  reason: string;
+}>;
+
+
+export type DisconnectVoiceMemberMutation = { disconnectVoiceMember: boolean };
+
+export type MoveVoiceMemberMutationVariables = Exact<{
+  channelId: string | number;
+  userId: string | number;
+  toChannelId: string | number;
+  reason: string;
+}>;
+
+
+export type MoveVoiceMemberMutation = { moveVoiceMember: boolean };
+
+export type SetVoiceUserLimitMutationVariables = Exact<{
+  channelId: string | number;
+  limit: number;
+}>;
+
+
+export type SetVoiceUserLimitMutation = { setVoiceUserLimit: { id: string, userLimit: number } };
+
 export type OpenDmMutationVariables = Exact<{
   userIds: Array<string | number> | string | number;
 }>;
 
 
-export type OpenDmMutation = { openDm: { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> } };
+export type OpenDmMutation = { openDm: { id: string, guildId: string | null, name: string, kind: ChannelKind, topic: string, categoryId: string | null, position: number, slowModeSeconds: number, locked: boolean, archived: boolean, myPermissions: Array<Permission>, userLimit: number, lastMessageCursor: string | null, unreadCount: number, mentionCount: number, recipients: Array<{ id: string, handle: string }> } };
 
 export type BlockUserMutationVariables = Exact<{
   userId: string | number;
@@ -709,6 +782,7 @@ export const ChanFragmentDoc = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }
     `, {"fragmentName":"Chan"}) as unknown as TypedDocumentString<ChanFragment, unknown>;
 export const DmFragmentDoc = new TypedDocumentString(`
@@ -732,6 +806,7 @@ export const DmFragmentDoc = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment ReadCounts on Channel {
   id
@@ -840,7 +915,23 @@ fragment Chan on Channel {
   locked
   archived
   myPermissions
+  userLimit
 }`, {"fragmentName":"Thread"}) as unknown as TypedDocumentString<ThreadFragment, unknown>;
+export const VoiceMemberFragmentDoc = new TypedDocumentString(`
+    fragment VoiceMember on VoiceParticipant {
+  user {
+    id
+    handle
+  }
+  muted
+  deafened
+  serverMuted
+  serverDeafened
+  camera
+  screenShare
+  joinedAt
+}
+    `, {"fragmentName":"VoiceMember"}) as unknown as TypedDocumentString<VoiceMemberFragment, unknown>;
 export const LoginDocument = new TypedDocumentString(`
     mutation Login($handle: String!, $password: String!) {
   login(handle: $handle, password: $password) {
@@ -897,6 +988,7 @@ export const MeAndGuildsDocument = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment ReadCounts on Channel {
   id
@@ -956,6 +1048,7 @@ export const DmsDocument = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment ReadCounts on Channel {
   id
@@ -1040,6 +1133,7 @@ export const GuildDocument = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }`) as unknown as TypedDocumentString<GuildQuery, GuildQueryVariables>;
 export const MembersDocument = new TypedDocumentString(`
     query Members($id: ID!, $after: String) {
@@ -1072,6 +1166,7 @@ export const GuildEventsDocument = new TypedDocumentString(`
     target {
       id
     }
+    reason
   }
 }
     `) as unknown as TypedDocumentString<GuildEventsSubscription, GuildEventsSubscriptionVariables>;
@@ -1410,6 +1505,7 @@ fragment Chan on Channel {
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment Thread on Channel {
   ...Chan
@@ -1498,6 +1594,7 @@ fragment Chan on Channel {
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment Thread on Channel {
   ...Chan
@@ -1521,6 +1618,83 @@ export const UnfollowThreadDocument = new TypedDocumentString(`
   unfollowThread(threadId: $threadId)
 }
     `) as unknown as TypedDocumentString<UnfollowThreadMutation, UnfollowThreadMutationVariables>;
+export const VoiceRosterDocument = new TypedDocumentString(`
+    query VoiceRoster($id: ID!, $after: String) {
+  channel(id: $id) {
+    id
+    userLimit
+    voiceParticipants(after: $after) {
+      ...VoiceMember
+    }
+  }
+}
+    fragment VoiceMember on VoiceParticipant {
+  user {
+    id
+    handle
+  }
+  muted
+  deafened
+  serverMuted
+  serverDeafened
+  camera
+  screenShare
+  joinedAt
+}`) as unknown as TypedDocumentString<VoiceRosterQuery, VoiceRosterQueryVariables>;
+export const JoinVoiceDocument = new TypedDocumentString(`
+    mutation JoinVoice($channelId: ID!) {
+  joinVoice(channelId: $channelId) {
+    url
+    token
+    expiresAt
+    room
+  }
+}
+    `) as unknown as TypedDocumentString<JoinVoiceMutation, JoinVoiceMutationVariables>;
+export const LeaveVoiceDocument = new TypedDocumentString(`
+    mutation LeaveVoice($channelId: ID!) {
+  leaveVoice(channelId: $channelId)
+}
+    `) as unknown as TypedDocumentString<LeaveVoiceMutation, LeaveVoiceMutationVariables>;
+export const SetVoiceStateDocument = new TypedDocumentString(`
+    mutation SetVoiceState($channelId: ID!, $muted: Boolean!, $deafened: Boolean!) {
+  setVoiceState(channelId: $channelId, muted: $muted, deafened: $deafened)
+}
+    `) as unknown as TypedDocumentString<SetVoiceStateMutation, SetVoiceStateMutationVariables>;
+export const ServerMuteMemberDocument = new TypedDocumentString(`
+    mutation ServerMuteMember($channelId: ID!, $userId: ID!, $muted: Boolean!, $deafened: Boolean!, $reason: String!) {
+  serverMuteMember(
+    channelId: $channelId
+    userId: $userId
+    muted: $muted
+    deafened: $deafened
+    reason: $reason
+  )
+}
+    `) as unknown as TypedDocumentString<ServerMuteMemberMutation, ServerMuteMemberMutationVariables>;
+export const DisconnectVoiceMemberDocument = new TypedDocumentString(`
+    mutation DisconnectVoiceMember($channelId: ID!, $userId: ID!, $reason: String!) {
+  disconnectVoiceMember(channelId: $channelId, userId: $userId, reason: $reason)
+}
+    `) as unknown as TypedDocumentString<DisconnectVoiceMemberMutation, DisconnectVoiceMemberMutationVariables>;
+export const MoveVoiceMemberDocument = new TypedDocumentString(`
+    mutation MoveVoiceMember($channelId: ID!, $userId: ID!, $toChannelId: ID!, $reason: String!) {
+  moveVoiceMember(
+    channelId: $channelId
+    userId: $userId
+    toChannelId: $toChannelId
+    reason: $reason
+  )
+}
+    `) as unknown as TypedDocumentString<MoveVoiceMemberMutation, MoveVoiceMemberMutationVariables>;
+export const SetVoiceUserLimitDocument = new TypedDocumentString(`
+    mutation SetVoiceUserLimit($channelId: ID!, $limit: Int!) {
+  setVoiceUserLimit(channelId: $channelId, limit: $limit) {
+    id
+    userLimit
+  }
+}
+    `) as unknown as TypedDocumentString<SetVoiceUserLimitMutation, SetVoiceUserLimitMutationVariables>;
 export const OpenDmDocument = new TypedDocumentString(`
     mutation OpenDm($userIds: [ID!]!) {
   openDm(userIds: $userIds) {
@@ -1539,6 +1713,7 @@ export const OpenDmDocument = new TypedDocumentString(`
   locked
   archived
   myPermissions
+  userLimit
 }
 fragment ReadCounts on Channel {
   id

@@ -28,6 +28,8 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'CREATE_PUBLIC_THREADS',
   'SEND_MESSAGES_IN_THREADS',
   'MODERATE_MEMBERS',
+  'STREAM',
+  'DEAFEN_MEMBERS',
 ];
 
 /** Human labels and descriptions for the role editor: one for each of the schema's permissions. */
@@ -102,7 +104,15 @@ export const PERMISSION_INFO: Record<Permission, { label: string; description: s
   },
   MOVE_MEMBERS: {
     label: 'Move members',
-    description: 'Members can move other members between voice channels.',
+    description: 'Members can move other members between voice channels, and disconnect them from voice.',
+  },
+  DEAFEN_MEMBERS: {
+    label: 'Deafen members',
+    description: 'Members can stop other members from hearing anyone in voice channels (with Mute members).',
+  },
+  STREAM: {
+    label: 'Video',
+    description: 'Members can share their camera or their screen in voice channels.',
   },
   MANAGE_ROLES: {
     label: 'Manage roles',

@@ -32,6 +32,7 @@ import {
   TypingDocument,
   UnblockUserDocument,
   UnpinMessageDocument,
+  VoiceRosterDocument,
   type GuildEventsSubscription,
   type MembersQuery,
   type MyEventsSubscription,
@@ -42,6 +43,11 @@ import { addressed, badge, firstUnread, newestMarkable, NO_BADGE, planMark, stil
 import { router } from './router.svelte';
 import { media, Uploads } from './uploads.svelte';
 import { withThread, withThreadActivity, withThreadsFrom, type ThreadSummary } from './threads';
+import { rostersToRefetch, withAnswer, withSelf, type Roster, type VoiceParticipant } from './voice';
+
+/** The guild events that change who is in a voice channel, or how. */
+const VOICE_KINDS = new Set(['voice.joined', 'voice.left', 'voice.track', 'voice.self', 'voice.server_muted', 'voice.disconnected', 'voice.moved']);
+export type GuildEvent = GuildEventsSubscription['guildEvents'];
 
 /** Where read cursors were kept before the server kept read markers: cleared once. */
 const OLD_READ_KEY = 'og.read.';
@@ -82,6 +88,12 @@ class Store {
   replyTo = $state<Message | null>(null);
   /** Files waiting to go with the open channel's next message. */
   uploads = new Uploads();
+  /** Who is in each voice channel, as the server last answered (voice.ts). */
+  voiceRosters = $state<Record<string, Roster>>({});
+
+  /** Heard after a voice event's rosters are asked again (the voice session follows them). */
+  #voiceListeners: Array<(e: GuildEvent) => void> = [];
+  #resetListeners: Array<() => void> = [];
 
   #olderCursor: string | null = null;
   #channelSub: Unsubscribe | null = null;
@@ -115,6 +127,16 @@ class Store {
     whenLoggedOut(() => this.reset('Your session has ended. Please log in again.'));
     // Coming back to the tab counts as seeing the channel, if it is scrolled to the end.
     document.addEventListener('visibilitychange', () => this.seeNewest());
+  }
+
+  /** `f` hears each voice event of the open guild once the rosters it changed are read again. */
+  onVoiceEvent(f: (e: GuildEvent) => void): void {
+    this.#voiceListeners.push(f);
+  }
+
+  /** `f` runs when the session ends (logout, expiry). */
+  onReset(f: () => void): void {
+    this.#resetListeners.push(f);
   }
 
   get loggedIn(): boolean {
@@ -200,7 +222,9 @@ class Store {
     this.messages = [];
     this.channelId = null;
     this.uploads.clear();
+    this.voiceRosters = {};
     media.release();
+    for (const f of this.#resetListeners) f();
     if (notice) this.say(notice);
   }
 
@@ -363,6 +387,7 @@ class Store {
     }
     void this.loadMembers();
     this.#guildSub = subscribe(GuildEventsDocument, { id }, (d) => this.#onGuildEvent(d.guildEvents));
+    this.loadRosters();
     return true;
   }
 
@@ -375,7 +400,10 @@ class Store {
       if (this.guild?.id === id) this.guild = d.guild;
     } catch (e) {
       if (this.guild?.id === id) this.say(e);
+      return;
     }
+    // A voice channel just made (or just visible) has no roster yet.
+    this.loadRosters(true);
   }
 
   /** Stops following the open guild (left, kicked or banned). */
@@ -409,7 +437,49 @@ class Store {
     if (this.guild?.id === id) this.members = all;
   }
 
-  #onGuildEvent(e: GuildEventsSubscription['guildEvents']): void {
+  // ---- voice rosters (the connection itself is voice.svelte.ts) ----
+
+  /** Who is in a voice channel now. */
+  roster(channelId: string): VoiceParticipant[] {
+    return this.voiceRosters[channelId]?.list ?? [];
+  }
+
+  /** Reads the rosters of the open guild's voice channels (`missing`: only those not read yet). */
+  loadRosters(missing = false): void {
+    for (const c of this.guild?.channels ?? []) {
+      if (c.kind === 'VOICE' && (!missing || !this.voiceRosters[c.id])) void this.loadRoster(c.id, null);
+    }
+  }
+
+  /** Reads a voice channel's roster, as of guild event `after` (the server waits for it). */
+  async loadRoster(channelId: string, after: string | null): Promise<void> {
+    try {
+      const d = await gql(VoiceRosterDocument, { id: channelId, after });
+      this.voiceRosters = withAnswer(this.voiceRosters, channelId, d.channel.voiceParticipants, cursorNum(after));
+      const c = this.guild?.channels.find((x) => x.id === channelId);
+      if (c && c.userLimit !== d.channel.userLimit) c.userLimit = d.channel.userLimit;
+    } catch {
+      // A channel the viewer may not see (or one just deleted): no roster. The next event asks again.
+    }
+  }
+
+  /** My own mute and deafen in a roster, shown before the server's event comes back. */
+  voiceSelf(channelId: string, muted: boolean, deafened: boolean): void {
+    const r = this.voiceRosters[channelId];
+    const me = this.me?.id;
+    if (r && me) this.voiceRosters = { ...this.voiceRosters, [channelId]: { ...r, list: withSelf(r.list, me, muted, deafened) } };
+  }
+
+  #onVoiceEvent(e: GuildEvent): void {
+    const asked = rostersToRefetch(e, this.voiceRosters).map((id) => this.loadRoster(id, e.cursor));
+    void Promise.all(asked).then(() => {
+      for (const f of this.#voiceListeners) f(e);
+    });
+  }
+
+  #onGuildEvent(e: GuildEvent): void {
+    // Who is in voice changed: that roster only, not the guild's structure.
+    if (VOICE_KINDS.has(e.kind)) return this.#onVoiceEvent(e);
     // A thread started (here or by someone else) shows under its message in the open channel.
     if (e.kind.startsWith('thread.')) this.#threadsChangedSoon();
     // Structure changed: reload it (coalescing bursts), and members if they changed.
