@@ -447,7 +447,12 @@ class Store {
   /** Reads the rosters of the open guild's voice channels (`missing`: only those not read yet). */
   loadRosters(missing = false): void {
     for (const c of this.guild?.channels ?? []) {
-      if (c.kind === 'VOICE' && (!missing || !this.voiceRosters[c.id])) void this.loadRoster(c.id, null);
+      if (c.kind !== 'VOICE') continue;
+      const known = this.voiceRosters[c.id];
+      if (missing && known) continue;
+      // Shown until the answer comes; events heard while this guild was not open are not in it.
+      if (known) this.voiceRosters = { ...this.voiceRosters, [c.id]: { ...known, at: 0 } };
+      void this.loadRoster(c.id, null);
     }
   }
 
