@@ -24,6 +24,7 @@ import {
   joinBlock,
   joinRefusal,
   micFailure,
+  movedOut,
   movedTo,
   serverMuteArgs,
   type VoiceAction,
@@ -196,7 +197,6 @@ class Voice {
     }
     if (gen !== this.#gen) return;
     this.ticket = ticket;
-    if (this.muted || this.deafened) void this.#sendState();
     await this.#connect(gen, ticket);
   }
 
@@ -241,6 +241,11 @@ class Voice {
       })
       .on(lk.RoomEvent.MediaDevicesError, (e) => {
         if (current()) this.micProblem = micFailure(e);
+      })
+      .on(lk.RoomEvent.Moved, (name) => {
+        // A moderator moved me: the voice server moved the connection to the room `name`,
+        // which is the other channel's id.
+        if (current()) this.#movedTo(name);
       })
       .on(lk.RoomEvent.Disconnected, (reason) => {
         // Before the connection was up, connect() itself says what went wrong.
@@ -306,12 +311,25 @@ class Voice {
     void this.#sendState();
   }
 
-  /** Tells the hub my mute and deafen, so others see them; my roster entry shows them at once. */
+  /**
+   * Tells the hub my mute and deafen, so others see them; my roster entry shows them at once.
+   * Only once the roster lists me (the voice server said I joined): until then the hub has no
+   * seat to put them on, and they go when it does (`voice.joined`).
+   */
   async #sendState(): Promise<void> {
     const channelId = this.channelId;
-    if (!channelId) return;
+    if (!channelId || !this.mine) return;
     store.voiceSelf(channelId, this.muted, this.deafened);
     await gql(SetVoiceStateDocument, { channelId, muted: this.muted, deafened: this.deafened }).catch((e) => store.say(e));
+  }
+
+  /** The voice server moved my connection to the channel `to`. */
+  #movedTo(to: string): void {
+    if (to === this.channelId) return;
+    const c = store.guild?.channels.find((x) => x.id === to);
+    this.channelId = to;
+    this.channelName = c?.name ?? 'another channel';
+    store.say(`A moderator moved you to ${this.channelName}.`);
   }
 
   /** A voice event about me: a moderator muted, deafened, moved or disconnected me. */
@@ -326,13 +344,26 @@ class Voice {
       store.say(`A moderator disconnected you from voice${why}.`);
       return;
     }
-    const to = movedTo(e, me, this.channelId, store.voiceRosters);
-    if (to) {
-      const c = store.guild?.channels.find((x) => x.id === to);
-      this.channelId = to;
-      this.channelName = c?.name ?? 'another channel';
-      store.say(`A moderator moved you to ${this.channelName}${why}.`);
-      void this.#start(to);
+    if (e.kind === 'voice.joined' && e.channelId === this.channelId && (this.muted || this.deafened)) {
+      // Seated at last: my mute and deafen, set before, go to the hub now.
+      void this.#sendState();
+      return;
+    }
+    if (movedOut(e, me, this.channelId)) {
+      // Connected, the voice server moves the connection itself (RoomEvent.Moved says where).
+      if (this.#room && this.status !== 'failed') return;
+      // Not connected: join where I was moved, if the rosters know; else I am out.
+      const to = movedTo(e, me, this.channelId, store.voiceRosters);
+      if (to) {
+        this.#movedTo(to);
+        void this.#start(to);
+      } else {
+        const from = this.channelName;
+        this.#gen++;
+        this.#teardown();
+        this.#clear();
+        store.say(`A moderator moved you out of ${from}${why}.`);
+      }
       return;
     }
     if (e.kind === 'voice.server_muted') {

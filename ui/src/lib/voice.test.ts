@@ -12,6 +12,7 @@ import {
   joinBlock,
   joinRefusal,
   micFailure,
+  movedOut,
   movedTo,
   occupancy,
   parseLimit,
@@ -87,13 +88,18 @@ describe('the roster', () => {
 
   it('follows me when a moderator moves me', () => {
     const me = ann.user.id;
+    const moved = { kind: 'voice.moved', channelId: 'v1', target: { id: me } };
+    expect(movedOut(moved, me, 'v1')).toBe(true);
+    // Out of a channel this tab is not in (my other device), or someone else: not me here.
+    expect(movedOut({ ...moved, channelId: 'v3' }, me, 'v1')).toBe(false);
+    expect(movedOut({ ...moved, target: { id: bob.user.id } }, me, 'v1')).toBe(false);
+    expect(movedOut({ ...moved, kind: 'voice.left' }, me, 'v1')).toBe(false);
+    expect(movedOut(moved, me, null)).toBe(false);
+    // The event names the channel I left: the roster that lists me says where I went, once it does.
     const r: Record<string, Roster> = { v1: { at: 1, list: [] }, v2: { at: 2, list: [ann] } };
-    expect(movedTo({ kind: 'voice.moved', channelId: 'v2', target: { id: me } }, me, 'v1', r)).toBe('v2');
-    // The event names the channel I left: the roster that lists me says where I went.
-    expect(movedTo({ kind: 'voice.moved', channelId: 'v1', target: { id: me } }, me, 'v1', r)).toBe('v2');
-    expect(movedTo({ kind: 'voice.moved', channelId: 'v2', target: { id: bob.user.id } }, me, 'v1', r)).toBeNull();
-    expect(movedTo({ kind: 'voice.joined', channelId: 'v2', target: { id: me } }, me, 'v1', r)).toBeNull();
-    expect(movedTo({ kind: 'voice.moved', channelId: 'v2', target: { id: me } }, me, null, r)).toBeNull();
+    expect(movedTo(moved, me, 'v1', r)).toBe('v2');
+    expect(movedTo(moved, me, 'v1', { v1: { at: 1, list: [] }, v2: { at: 2, list: [] } })).toBeNull();
+    expect(movedTo({ ...moved, channelId: 'v3' }, me, 'v1', r)).toBeNull();
   });
 
   it('reads an entry out in words', () => {
@@ -122,8 +128,7 @@ describe("moderators' actions", () => {
 
   it('shows each action for its permission', () => {
     expect(voiceActions({ ...base, myPerms: ['MUTE_MEMBERS'] })).toEqual(['server_mute']);
-    // Deafening takes both.
-    expect(voiceActions({ ...base, myPerms: ['DEAFEN_MEMBERS'] })).toEqual([]);
+    expect(voiceActions({ ...base, myPerms: ['DEAFEN_MEMBERS'] })).toEqual(['server_deafen']);
     expect(voiceActions({ ...base, myPerms: ['MUTE_MEMBERS', 'DEAFEN_MEMBERS'] })).toEqual(['server_mute', 'server_deafen']);
     expect(voiceActions({ ...base, myPerms: ['MOVE_MEMBERS'] })).toEqual(['disconnect', 'move']);
     expect(voiceActions({ ...base, myPerms: ['MOVE_MEMBERS'], otherVoiceChannels: 0 })).toEqual(['disconnect']);
@@ -186,10 +191,14 @@ describe('who may join, and why not', () => {
     const forbidden = new ApiError('FORBIDDEN', '@bob:hub.test lacks the CONNECT permission in this channel');
     expect(joinRefusal(forbidden)).toBe('@bob:hub.test lacks the CONNECT permission in this channel.');
     expect(joinRefusal(new ApiError('CONFLICT', 'the voice channel is full'))).toBe('The voice channel is full.');
-    const unavailable = new ApiError('VOICE_UNAVAILABLE', 'no LiveKit configured');
+    const unavailable = new ApiError('VOICE_UNAVAILABLE', 'voice is not set up on this hub: its operator sets [voice] url, api_key and api_secret');
     expect(joinRefusal(unavailable)).toBe(VOICE_UNAVAILABLE);
     expect(isUnavailable(unavailable)).toBe(true);
     expect(isUnavailable(forbidden)).toBe(false);
+    // The same code for a call the voice server failed: the server's words, and Join stays on.
+    const failed = new ApiError('VOICE_UNAVAILABLE', "the hub's voice server did not do it: connection refused; try again shortly");
+    expect(isUnavailable(failed)).toBe(false);
+    expect(joinRefusal(failed)).toBe("The hub's voice server did not do it: connection refused; try again shortly.");
     expect(joinRefusal(new TypeError('Failed to fetch'))).toMatch(/Can't reach the server/);
   });
 });

@@ -61,9 +61,15 @@ export function rostersToRefetch(e: { channelId?: string | null; target?: { id: 
   return [...ids];
 }
 
+/** Whether this event says a moderator moved me out of the channel I am in. */
+export function movedOut(e: { kind: string; channelId?: string | null; target?: { id: string } | null }, me: string, current: string | null): boolean {
+  return e.kind === 'voice.moved' && e.target?.id === me && !!current && (!e.channelId || e.channelId === current);
+}
+
 /**
- * Where a moderator moved me, if this event says they did: the event's channel when it is not
- * the one I am in, else the other channel whose roster lists me now.
+ * Where a moderator moved me, if the rosters know yet: the other voice channel that lists me.
+ * (A `voice.moved` event names the channel left; the voice server moves the connection, and
+ * says where when it has joined the other room.)
  */
 export function movedTo(
   e: { kind: string; channelId?: string | null; target?: { id: string } | null },
@@ -71,8 +77,7 @@ export function movedTo(
   current: string | null,
   rosters: Record<string, Roster>,
 ): string | null {
-  if (e.kind !== 'voice.moved' || e.target?.id !== me || !current) return null;
-  if (e.channelId && e.channelId !== current) return e.channelId;
+  if (!movedOut(e, me, current)) return null;
   for (const [id, r] of Object.entries(rosters)) if (id !== current && r.list.some((p) => p.user.id === me)) return id;
   return null;
 }
@@ -81,9 +86,9 @@ export type VoiceAction = 'server_mute' | 'server_unmute' | 'server_deafen' | 's
 
 /**
  * What a moderator may do to someone in a voice channel, from their permissions in that
- * channel: server mute (MUTE_MEMBERS), server deafen (MUTE_MEMBERS and DEAFEN_MEMBERS),
- * disconnect and move (MOVE_MEMBERS; move only when there is another voice channel). None on
- * oneself: one's own mute, deafen and leave are in the voice panel.
+ * channel: server mute (MUTE_MEMBERS), server deafen (DEAFEN_MEMBERS), disconnect and move
+ * (MOVE_MEMBERS; move only when there is another voice channel). None on oneself: one's own
+ * mute, deafen and leave are in the voice panel.
  */
 export function voiceActions(input: {
   myPerms: readonly string[];
@@ -94,10 +99,8 @@ export function voiceActions(input: {
   if (input.isSelf) return [];
   const p = [...input.myPerms];
   const out: VoiceAction[] = [];
-  if (can(p, 'MUTE_MEMBERS')) {
-    out.push(input.target.serverMuted ? 'server_unmute' : 'server_mute');
-    if (can(p, 'DEAFEN_MEMBERS')) out.push(input.target.serverDeafened ? 'server_undeafen' : 'server_deafen');
-  }
+  if (can(p, 'MUTE_MEMBERS')) out.push(input.target.serverMuted ? 'server_unmute' : 'server_mute');
+  if (can(p, 'DEAFEN_MEMBERS')) out.push(input.target.serverDeafened ? 'server_undeafen' : 'server_deafen');
   if (can(p, 'MOVE_MEMBERS')) {
     out.push('disconnect');
     if (input.otherVoiceChannels > 0) out.push('move');
@@ -105,7 +108,10 @@ export function voiceActions(input: {
   return out;
 }
 
-/** `serverMuteMember`'s `muted` and `deafened` for an action: the other one stays as it is. */
+/**
+ * `serverMuteMember`'s `muted` and `deafened` for an action: the other one stays as it is
+ * (the server asks for the permission of what changes only).
+ */
 export function serverMuteArgs(
   action: 'server_mute' | 'server_unmute' | 'server_deafen' | 'server_undeafen',
   target: Pick<VoiceParticipant, 'serverMuted' | 'serverDeafened'>,
@@ -190,15 +196,18 @@ export function joinBlock(input: {
   return null;
 }
 
-/** The server's refusal of `joinVoice`, in words. */
-export function joinRefusal(e: unknown): string {
-  if (e instanceof ApiError && e.code === 'VOICE_UNAVAILABLE') return VOICE_UNAVAILABLE;
-  return describeError(e);
+/**
+ * Whether a refusal says the hub has no voice server at all (VOICE_UNAVAILABLE, "not set up"):
+ * Join stays off until a reload. The same code also says the voice server failed a call,
+ * which may pass: that is shown as the server words it, and Join stays on.
+ */
+export function isUnavailable(e: unknown): boolean {
+  return e instanceof ApiError && e.code === 'VOICE_UNAVAILABLE' && /not (set up|configured)/i.test(e.message);
 }
 
-/** Whether a refusal says the hub has no voice server: Join stays off until a reload. */
-export function isUnavailable(e: unknown): boolean {
-  return e instanceof ApiError && e.code === 'VOICE_UNAVAILABLE';
+/** The server's refusal of `joinVoice`, in words. */
+export function joinRefusal(e: unknown): string {
+  return isUnavailable(e) ? VOICE_UNAVAILABLE : describeError(e);
 }
 
 /** `ws://host:port/path` → `host:port`: where the voice server is, for people. */
