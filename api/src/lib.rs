@@ -27,7 +27,9 @@ pub mod provision;
 mod remote;
 pub mod sender;
 mod sockets;
+pub mod voice;
 mod webclient;
+mod worker;
 mod ws;
 
 use std::collections::HashMap;
@@ -81,6 +83,9 @@ pub struct ApiSettings {
     pub limits: ApiLimits,
     /// Uploads: where they are kept and how large they may be.
     pub media: media::MediaSettings,
+    /// The hub's LiveKit: set from the top-level `[voice]` section, not from `[api]`.
+    #[serde(skip)]
+    pub voice: openguild_voice::VoiceSettings,
 }
 
 /// Who may create guilds on this hub: a rule of the hub's, so it lives in the domain
@@ -103,6 +108,7 @@ impl Default for ApiSettings {
             oidc: Default::default(),
             media: Default::default(),
             limits: ApiLimits::default(),
+            voice: Default::default(),
         }
     }
 }
@@ -161,6 +167,9 @@ pub struct Api {
     pub token_last_used: std::sync::Mutex<HashMap<[u8; 32], u64>>,
     /// Where uploads are kept (`None`: none configured, as in a bare test harness).
     pub media: Option<media::Media>,
+    /// The hub's LiveKit (`None`: `[voice]` is not set; voice requests answer
+    /// `VOICE_UNAVAILABLE`).
+    pub voice: Option<voice::Voice>,
     /// DMs are opened one at a time on a node.
     dm_opening: tokio::sync::Mutex<()>,
 }
@@ -201,6 +210,14 @@ impl Api {
         for channel in openguild_projections::queries::dm_channels(projections.db()).await? {
             commands.note_dm(channel);
         }
+        for (channel, guild) in openguild_projections::queries::voice_channels(projections.db()).await? {
+            commands.note_voice(channel, guild);
+        }
+        let voice = match settings.voice.check() {
+            Ok(true) => Some(voice::Voice::new(settings.voice.clone())),
+            Ok(false) => None,
+            Err(why) => return Err(ApiError::invalid("voice", why)),
+        };
         let limiter = match &settings.redis_url {
             Some(url) => Limiter::redis(url)
                 .await
@@ -233,6 +250,7 @@ impl Api {
             token_last_used: Default::default(),
             dm_opening: Default::default(),
             media: media_store,
+            voice,
         });
         // Presence: renew the marks of this node's connected users on every node's view.
         let marker = Arc::downgrade(&api);
@@ -245,6 +263,7 @@ impl Api {
             }
         });
         moderation::start(Arc::downgrade(&api));
+        voice::start(&api);
         sender::start(&api);
         remote::start_queues(&api);
         let sweeper = Arc::downgrade(&api);
@@ -471,6 +490,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/_openguild/federation/v1/media/{id}", get(media::for_peer))
         .route("/_openguild/federation/v1/outbox", get(outbox::pull))
         .route("/_openguild/federation/v1/keys", get(federation::keys))
+        .route("/_openguild/voice/webhook", axum::routing::post(voice::webhook))
         .route(
             "/_openguild/federation/v1/send/{txn_id}",
             // Up to 50 events of up to 64 KiB each, in base64, with room for the JSON.

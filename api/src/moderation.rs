@@ -16,11 +16,10 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use futures::StreamExt;
 use openguild_domain::channel::MessageCommand;
 use openguild_domain::{ChannelId, EventBody, GuildId, MessageId, StreamId, UserId};
 use openguild_projections::queries;
-use openguild_store::{Direction, StoredEvent, subscribe_all};
+use openguild_store::{Direction, StoredEvent};
 
 use crate::Api;
 use crate::clock::now;
@@ -33,44 +32,7 @@ pub const PURGE_REASON: &str = "purged with a ban";
 
 /// Runs the worker until the API is dropped; failures are logged and retried.
 pub(crate) fn start(api: Weak<Api>) {
-    tokio::spawn(async move {
-        let mut pause = Duration::from_millis(200);
-        loop {
-            let Some(strong) = api.upgrade() else { return };
-            let store = strong.store.clone();
-            let from = match queries::worker_position(strong.projections.db(), NAME).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "moderation worker: reading its checkpoint failed; retrying");
-                    drop(strong);
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
-            };
-            drop(strong);
-            let mut feed = subscribe_all(store, from);
-            let failed = loop {
-                let Some(next) = feed.next().await else { break None };
-                let Some(api) = api.upgrade() else { return };
-                let e = match next {
-                    Ok(e) => e,
-                    Err(e) => break Some(ApiError::from(e)),
-                };
-                if let Err(e) = api.moderate(&e).await {
-                    break Some(e);
-                }
-                if let Err(e) = queries::set_worker_position(api.projections.db(), NAME, e.position).await {
-                    break Some(e.into());
-                }
-                pause = Duration::from_millis(200);
-            };
-            if let Some(e) = failed {
-                tracing::warn!(error = %e.message, "moderation worker: failed; it resumes from its checkpoint");
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(30));
-        }
-    });
+    crate::worker::follow(api, NAME, |api, e| Box::pin(api.moderate(e)));
 }
 
 impl Api {

@@ -438,7 +438,7 @@ impl Connection {
         let Some(sub) = self.subs.get(index) else { return Ok(None) };
         let cursor = live.cursor();
         let is_event = matches!(&**live, Live::Event(_));
-        if (is_event && cursor <= sub.last) || !sub.registered.topic.matches(live, |c| self.api.commands.is_dm(c)) {
+        if (is_event && cursor <= sub.last) || !sub.registered.topic.matches(live, &*self.api.commands) {
             return Ok(Some(()));
         }
         let Some(viewer) = &self.viewer else { return Ok(None) };

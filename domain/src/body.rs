@@ -60,6 +60,9 @@ pub enum EventBody {
     ChannelArchived { channel: ChannelId, reason: String },
     #[serde(rename = "channel.locked")]
     ChannelLocked { channel: ChannelId, locked: bool, reason: String },
+    /// How many people a voice channel holds at once (0: no limit).
+    #[serde(rename = "channel.user_limit")]
+    UserLimitSet { channel: ChannelId, limit: u32 },
     /// Sets (or, with both sets empty, removes) one overwrite on a channel or category.
     #[serde(rename = "overwrite.set")]
     OverwriteSet { place: Place, target: OverwriteTarget, allow: Permissions, deny: Permissions },
@@ -137,6 +140,30 @@ pub enum EventBody {
     MessagePinned { message: MessageId },
     #[serde(rename = "message.unpinned")]
     MessageUnpinned { message: MessageId },
+
+    // ---- channel stream: voice (see `crate::voice`). The SFU's reports are the
+    // participant's own events (sender = the participant); moderators' acts name the target.
+    /// The SFU let the sender into the channel's room as participant `session`.
+    #[serde(rename = "voice.joined")]
+    VoiceJoined { session: String },
+    /// The sender's participant `session` left the room (or was removed from it).
+    #[serde(rename = "voice.left")]
+    VoiceLeft { session: String },
+    /// The sender published (or stopped publishing) a track.
+    #[serde(rename = "voice.track")]
+    VoiceTrack { track: String, source: TrackSource, published: bool, muted: bool },
+    /// The sender's own microphone and speaker state, as their client says.
+    #[serde(rename = "voice.self")]
+    VoiceSelf { muted: bool, deafened: bool },
+    /// A moderator's mute and deafen of `user` (both false: lifted).
+    #[serde(rename = "voice.server_muted")]
+    VoiceServerMuted { user: UserId, muted: bool, deafened: bool, reason: String },
+    /// A moderator removed `user` from the channel's room.
+    #[serde(rename = "voice.disconnected")]
+    VoiceDisconnected { user: UserId, reason: String },
+    /// A moderator moved `user` to the voice channel `to`.
+    #[serde(rename = "voice.moved")]
+    VoiceMoved { user: UserId, to: ChannelId, reason: String },
 
     // ---- user stream: the account
     #[serde(rename = "account.registered")]
@@ -285,6 +312,17 @@ pub enum ChannelKind {
     Thread,
 }
 
+/// What a published track carries, as LiveKit names its sources.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    ScreenShare,
+    ScreenShareAudio,
+    Unknown,
+}
+
 /// A channel or a category: the places that carry permission overwrites.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -341,6 +379,7 @@ impl EventBody {
             ChannelDeleted { .. } => "channel.deleted",
             SlowModeSet { .. } => "channel.slow_mode",
             ChannelLocked { .. } => "channel.locked",
+            UserLimitSet { .. } => "channel.user_limit",
             ChannelArchived { .. } => "channel.archived",
             OverwriteSet { .. } => "overwrite.set",
             RoleCreated { .. } => "role.created",
@@ -370,6 +409,13 @@ impl EventBody {
             ReactionRemoved { .. } => "reaction.removed",
             MessagePinned { .. } => "message.pinned",
             MessageUnpinned { .. } => "message.unpinned",
+            VoiceJoined { .. } => "voice.joined",
+            VoiceLeft { .. } => "voice.left",
+            VoiceTrack { .. } => "voice.track",
+            VoiceSelf { .. } => "voice.self",
+            VoiceServerMuted { .. } => "voice.server_muted",
+            VoiceDisconnected { .. } => "voice.disconnected",
+            VoiceMoved { .. } => "voice.moved",
             AccountRegistered { .. } => "account.registered",
             PasswordSet { .. } => "account.password_set",
             SessionOpened { .. } => "session.opened",
@@ -418,6 +464,9 @@ impl EventBody {
             | MessageRedacted { reason, .. }
             | OperatorActed { reason, .. }
             | ChannelArchived { reason, .. }
+            | VoiceServerMuted { reason, .. }
+            | VoiceDisconnected { reason, .. }
+            | VoiceMoved { reason, .. }
             | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,

@@ -27,6 +27,8 @@ pub struct ChannelState {
     pub last_post: BTreeMap<UserId, Timestamp>,
     /// The proposals' seals this stream carried lately, against replays.
     pub seals: crate::proposal::Recent,
+    /// Who is in the channel's voice room (a voice channel's only).
+    pub voice: BTreeMap<UserId, crate::voice::Seat>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -296,6 +298,13 @@ pub fn evolve(mut state: ChannelState, event: &Event) -> ChannelState {
                 m.pinned = pinned;
             }
         }
+        body @ (E::VoiceJoined { .. }
+        | E::VoiceLeft { .. }
+        | E::VoiceTrack { .. }
+        | E::VoiceSelf { .. }
+        | E::VoiceServerMuted { .. }
+        | E::VoiceDisconnected { .. }
+        | E::VoiceMoved { .. }) => crate::voice::evolve(&mut state.voice, sender, event.core.ts, body),
         _ => {}
     }
     state.seals.note(&event.core);

@@ -97,6 +97,8 @@ pub enum Refusal {
     /// The guild is owned by another hub, which decides and sequences its streams; this hub
     /// keeps a verified copy.
     OwnedElsewhere(ServerName),
+    /// The voice channel holds its user limit already.
+    ChannelFull { limit: u32 },
 }
 
 impl fmt::Display for Refusal {
@@ -121,6 +123,10 @@ impl fmt::Display for Refusal {
                 "this guild is owned by {owner}, which decides what happens in it; this hub keeps a copy. Act in it on {owner}"
             ),
             Self::Archived => f.write_str("the guild or channel is archived and read-only"),
+            Self::ChannelFull { limit } => write!(
+                f,
+                "the voice channel is full ({limit} of {limit}); wait for someone to leave, or ask a member with MOVE_MEMBERS"
+            ),
             Self::HubOperatorOnly => {
                 f.write_str("only a hub operator can do this (guild owners and admins cannot); ask one of the hub's operators")
             }

@@ -19,6 +19,7 @@ pub mod permissions;
 pub mod proposal;
 pub mod replica;
 pub mod validate;
+pub mod voice;
 
 pub use body::{ChannelKind, EventBody, Place, ReportAction, ReportTarget};
 pub use error::{DomainError, IdError, Refusal};

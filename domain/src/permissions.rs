@@ -28,6 +28,8 @@ bitflags::bitflags! {
         const MANAGE_GUILD = 1 << 5;
         const ADD_REACTIONS = 1 << 6;
         const VIEW_AUDIT_LOG = 1 << 7;
+        /// Video: publish a camera or a screen share in voice channels.
+        const STREAM = 1 << 9;
         const VIEW_CHANNEL = 1 << 10;
         const SEND_MESSAGES = 1 << 11;
         const MANAGE_MESSAGES = 1 << 13;
@@ -37,6 +39,7 @@ bitflags::bitflags! {
         const CONNECT = 1 << 20;
         const SPEAK = 1 << 21;
         const MUTE_MEMBERS = 1 << 22;
+        const DEAFEN_MEMBERS = 1 << 23;
         const MOVE_MEMBERS = 1 << 24;
         const MANAGE_ROLES = 1 << 28;
         const CREATE_PUBLIC_THREADS = 1 << 35;
@@ -59,7 +62,8 @@ impl Permissions {
         .union(Permissions::CREATE_PUBLIC_THREADS)
         .union(Permissions::SEND_MESSAGES_IN_THREADS)
         .union(Permissions::CONNECT)
-        .union(Permissions::SPEAK);
+        .union(Permissions::SPEAK)
+        .union(Permissions::STREAM);
 
     /// What everyone in a direct message may do there: talk, react, attach and pin, never
     /// moderate each other.
@@ -69,7 +73,8 @@ impl Permissions {
         .union(Permissions::ADD_REACTIONS)
         .union(Permissions::ATTACH_FILES)
         .union(Permissions::CONNECT)
-        .union(Permissions::SPEAK);
+        .union(Permissions::SPEAK)
+        .union(Permissions::STREAM);
 
     /// The names of the set bits, e.g. `["VIEW_CHANNEL", "SEND_MESSAGES"]`.
     pub fn names(self) -> Vec<&'static str> {

@@ -27,6 +27,7 @@ use crate::guild::{self, Guild, GuildCommand};
 use crate::ids::{ChannelId, ServerName, Timestamp, UserId};
 use crate::permissions::Overwrite;
 use crate::proposal::{self, Seal, SealError};
+use crate::voice::{self, VoiceCommand};
 
 /// Why a replica refuses an event.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,10 @@ pub fn check_channel_event(
     let core = &event.core;
     let body = event.content();
     proposal::admit(core, &state.seals)?;
+    if let Some(command) = voice_command(body) {
+        let decided = voice::decide(guild, channel, state, &core.sender, &command, core.ts).map_err(Unauthorised::Rules)?;
+        return same(&decided, event);
+    }
     let command = message_command(body).ok_or(Unauthorised::WrongStream { stream: "channel", kind: body.kind() })?;
     let decide = |cmd: &MessageCommand| channel::decide(guild, channel, state, &core.sender, cmd, core.ts);
     let decided = match (decide(&command), &command) {
@@ -168,6 +173,7 @@ fn guild_command(body: &EventBody, ts: Timestamp) -> Option<GuildCommand> {
         }
         E::ChannelDeleted { channel } => C::DeleteChannel { channel: *channel },
         E::SlowModeSet { channel, seconds } => C::SetSlowMode { channel: *channel, seconds: *seconds },
+        E::UserLimitSet { channel, limit } => C::SetUserLimit { channel: *channel, limit: *limit },
         E::ChannelArchived { channel, reason: r } => C::ArchiveChannel { channel: *channel, reason: reason(r) },
         E::ChannelLocked { channel, locked, reason: r } => {
             C::LockChannel { channel: *channel, locked: *locked, reason: reason(r) }
@@ -244,6 +250,26 @@ fn message_command(body: &EventBody) -> Option<MessageCommand> {
         E::ReactionRemoved { message, emoji } => C::Unreact { message: *message, emoji: emoji.clone() },
         E::MessagePinned { message } => C::Pin { message: *message },
         E::MessageUnpinned { message } => C::Unpin { message: *message },
+        _ => return None,
+    })
+}
+
+/// The voice command that makes `body`, if it is a voice event.
+fn voice_command(body: &EventBody) -> Option<VoiceCommand> {
+    use EventBody as E;
+    use VoiceCommand as C;
+    Some(match body {
+        E::VoiceJoined { session } => C::Join { session: session.clone() },
+        E::VoiceLeft { session } => C::Leave { session: Some(session.clone()) },
+        E::VoiceTrack { track, source, published, muted } => {
+            C::Track { track: track.clone(), source: *source, published: *published, muted: *muted }
+        }
+        E::VoiceSelf { muted, deafened } => C::SetSelf { muted: *muted, deafened: *deafened },
+        E::VoiceServerMuted { user, muted, deafened, reason } => {
+            C::ServerMute { user: user.clone(), muted: *muted, deafened: *deafened, reason: reason.clone() }
+        }
+        E::VoiceDisconnected { user, reason } => C::Disconnect { user: user.clone(), reason: reason.clone() },
+        E::VoiceMoved { user, to, reason } => C::Move { user: user.clone(), to: *to, reason: reason.clone() },
         _ => return None,
     })
 }

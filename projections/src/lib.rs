@@ -36,6 +36,7 @@ pub mod reports;
 mod runner;
 pub mod search;
 pub mod timeline;
+pub mod voice;
 pub mod writer;
 
 use async_trait::async_trait;
@@ -109,6 +110,7 @@ pub fn all(us: &str) -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(outbox::FederationOutbox::new(us)),
         std::sync::Arc::new(search::Search),
         std::sync::Arc::new(reads::Reads),
+        std::sync::Arc::new(voice::Voice),
     ]
 }
 

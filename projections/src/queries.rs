@@ -49,6 +49,61 @@ pub async fn dm_channels(db: &ReadDb) -> Result<Vec<ChannelId>, ProjectionError>
     ids.iter().map(|c| parse(c, "directory channel row")).collect()
 }
 
+/// Every voice channel the directory knows, with its guild.
+pub async fn voice_channels(db: &ReadDb) -> Result<Vec<(ChannelId, GuildId)>, ProjectionError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, guild FROM dir_channels WHERE kind = 'voice'").fetch_all(&db.pool).await?;
+    rows.iter().map(|(c, g)| Ok((parse(c, "directory channel row")?, parse(g, "directory channel row")?))).collect()
+}
+
+/// Someone in a voice channel's room (the `voice` read model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoiceSeatRow {
+    pub channel: ChannelId,
+    pub user: UserId,
+    pub joined_at: u64,
+    pub self_muted: bool,
+    pub self_deafened: bool,
+    pub server_muted: bool,
+    pub server_deafened: bool,
+    pub camera: bool,
+    pub screen_share: bool,
+}
+
+/// Who is in each of `channels`' rooms, by the time they joined.
+pub async fn voice_rosters(db: &ReadDb, channels: &[ChannelId]) -> Result<Vec<VoiceSeatRow>, ProjectionError> {
+    if channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=channels.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT channel, user_id, joined_at, self_muted, self_deafened, server_muted, server_deafened, camera, \
+         screen_share FROM vc_seats WHERE channel IN ({}) ORDER BY joined_at, user_id",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query_as::<_, (String, String, i64, i64, i64, i64, i64, i64, i64)>(sqlx::AssertSqlSafe(sql));
+    for c in channels {
+        q = q.bind(c.to_string());
+    }
+    q.fetch_all(&db.pool)
+        .await?
+        .into_iter()
+        .map(|(channel, user, joined_at, sm, sd, vm, vd, camera, screen)| {
+            Ok(VoiceSeatRow {
+                channel: parse(&channel, "voice seat row")?,
+                user: parse(&user, "voice seat row")?,
+                joined_at: joined_at as u64,
+                self_muted: sm != 0,
+                self_deafened: sd != 0,
+                server_muted: vm != 0,
+                server_deafened: vd != 0,
+                camera: camera != 0,
+                screen_share: screen != 0,
+            })
+        })
+        .collect()
+}
+
 /// The guilds `user` is a member of, by id.
 pub async fn guilds_of(db: &ReadDb, user: &UserId) -> Result<Vec<GuildId>, ProjectionError> {
     let ids: Vec<String> =

@@ -64,6 +64,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     if place.api.media.dir.is_empty() {
         place.api.media.dir = place.data_dir.join("media").display().to_string();
     }
+    place.api.voice = place.voice.clone();
     if place.api.public_url.is_none() {
         place.api.public_url = Some(format!("http://{}", listener.local_addr()?));
     }

@@ -45,6 +45,9 @@ pub struct Settings {
     pub federation: Federation,
     /// The client API: origins, GraphiQL, Redis, limits.
     pub api: openguild_api::ApiSettings,
+    /// Voice channels: the hub's LiveKit (docs/OPERATIONS.md, "Voice: LiveKit and TURN").
+    /// Also `OPENGUILD_VOICE_URL`, `OPENGUILD_VOICE_API_KEY`, `OPENGUILD_VOICE_API_SECRET`.
+    pub voice: openguild_voice::VoiceSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -103,6 +106,7 @@ impl Default for Settings {
             ui_dir: PathBuf::from("ui/dist"),
             federation: Federation::default(),
             api: openguild_api::ApiSettings::default(),
+            voice: openguild_voice::VoiceSettings::default(),
         }
     }
 }
@@ -130,6 +134,13 @@ impl Settings {
             .filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
                 !NOT_SETTINGS.contains(&key.as_str()) && !key.starts_with("test_")
+            })
+            // LiveKit's three, in the short form its own tools use.
+            .map(|key| match key.as_str().to_ascii_lowercase().as_str() {
+                "voice_url" => "voice.url".into(),
+                "voice_api_key" => "voice.api_key".into(),
+                "voice_api_secret" => "voice.api_secret".into(),
+                _ => key.into(),
             })
             .split("__");
         Figment::from(Serialized::defaults(Settings::default()))

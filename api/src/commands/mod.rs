@@ -17,7 +17,7 @@ use openguild_domain::guild::{self, Guild, GuildCommand};
 use openguild_domain::hub::{self, Hub, HubActor, HubCommand};
 use openguild_domain::proposal::Seal;
 use openguild_domain::replica;
-use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, StreamId, Timestamp, UserId};
+use openguild_domain::{ChannelId, DomainError, EventBody, EventId, GuildId, Permissions, StreamId, Timestamp, UserId};
 use openguild_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use tokio::sync::Mutex;
 
@@ -70,6 +70,9 @@ pub struct Commands {
     /// The channels of the DMs this node has seen: the live feed asks it of every post, so
     /// it is a plain set behind a lock that is never held across an await.
     dm_channels: std::sync::RwLock<std::collections::HashSet<ChannelId>>,
+    /// The voice channels seen, with their guilds: the live feed tells a guild's followers
+    /// of its voice rooms by this.
+    voice_channels: std::sync::RwLock<HashMap<ChannelId, GuildId>>,
     /// Where to look up a channel's guild that no loaded guild knows yet.
     directory: Option<openguild_projections::ReadDb>,
 }
@@ -85,6 +88,7 @@ impl Commands {
             hub: Cells::new(1, true),
             channel_guild: Mutex::default(),
             dm_channels: Default::default(),
+            voice_channels: Default::default(),
             directory: None,
         }
     }
@@ -225,6 +229,48 @@ impl Commands {
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
         self.message_with(actor, id, now, None, |g, state| channel::decide(g, id, state, actor, cmd, now)).await
+    }
+
+    /// Runs a voice command in a voice channel (`domain::voice`), like a message command.
+    pub async fn voice(
+        &self,
+        actor: &UserId,
+        id: ChannelId,
+        cmd: &openguild_domain::voice::VoiceCommand,
+        now: Timestamp,
+    ) -> Result<Executed, CommandError> {
+        self.message_with(actor, id, now, None, |g, state| openguild_domain::voice::decide(g, id, state, actor, cmd, now))
+            .await
+    }
+
+    /// Who is in a voice channel, as its aggregate knows now, and what `may_join` says of
+    /// each of them against the guild as it stands.
+    pub async fn voice_seats(
+        &self,
+        id: ChannelId,
+        now: Timestamp,
+    ) -> Result<Vec<(UserId, openguild_domain::voice::Seat, Result<Permissions, DomainError>)>, CommandError> {
+        let guild_cell = self.guild_cell(self.guild_of(id).await?).await?;
+        let cell = self.channel_cell(id).await?;
+        let state = cell.lock().await;
+        let guild = guild_cell.lock().await;
+        Ok(state
+            .voice
+            .iter()
+            .map(|(user, seat)| {
+                (user.clone(), seat.clone(), openguild_domain::voice::may_join(&guild, id, &state, user, now))
+            })
+            .collect())
+    }
+
+    /// What `user` may do in voice channel `id` now, if they may join it (`voice::may_join`).
+    pub async fn may_join_voice(&self, user: &UserId, id: ChannelId, now: Timestamp) -> Result<Permissions, CommandError> {
+        let guild_cell = self.guild_cell(self.guild_of(id).await?).await?;
+        let cell = self.channel_cell(id).await?;
+        let state = cell.lock().await;
+        let guild = guild_cell.lock().await;
+        self.owned_here(&guild)?;
+        Ok(openguild_domain::voice::may_join(&guild, id, &state, user, now)?)
     }
 
     /// A message command's run through the append loop: decided against the guild and the
@@ -512,10 +558,30 @@ impl Commands {
     async fn index_channel(&self, e: &Event) {
         if let Some((channel, guild)) = guild::opened_channel(e) {
             self.channel_guild.lock().await.insert(channel, guild);
-            if matches!(e.content(), EventBody::GuildCreated(_)) {
-                self.note_dm(channel);
+            match e.content() {
+                EventBody::GuildCreated(_) => self.note_dm(channel),
+                EventBody::ChannelCreated { kind: openguild_domain::ChannelKind::Voice, .. } => {
+                    self.note_voice(channel, guild)
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Remembers `channel` as a voice channel of `guild`.
+    pub fn note_voice(&self, channel: ChannelId, guild: GuildId) {
+        self.voice_channels.write().unwrap_or_else(|p| p.into_inner()).insert(channel, guild);
+    }
+
+    /// The guild of a voice channel, as far as this node has seen (every one the directory
+    /// knows is noted at start).
+    pub fn voice_guild(&self, channel: &ChannelId) -> Option<GuildId> {
+        self.voice_channels.read().unwrap_or_else(|p| p.into_inner()).get(channel).copied()
+    }
+
+    /// Every voice channel seen, with its guild.
+    pub fn voice_channels(&self) -> Vec<(ChannelId, GuildId)> {
+        self.voice_channels.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(c, g)| (*c, *g)).collect()
     }
 
     /// Remembers `channel` as a DM's.

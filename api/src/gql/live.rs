@@ -40,14 +40,40 @@ pub enum SubMode {
     Deliver(Arc<Live>),
 }
 
+/// What the live feed needs to know of channels to route their events.
+pub trait ChannelIndex {
+    /// Whether a channel is a DM's: every post in one is news to the others in it.
+    fn is_dm(&self, channel: &ChannelId) -> bool;
+    /// The guild of a voice channel: who is in its room is news to the guild's followers.
+    fn voice_guild(&self, channel: &ChannelId) -> Option<GuildId>;
+}
+
+impl ChannelIndex for crate::commands::Commands {
+    fn is_dm(&self, channel: &ChannelId) -> bool {
+        crate::commands::Commands::is_dm(self, channel)
+    }
+
+    fn voice_guild(&self, channel: &ChannelId) -> Option<GuildId> {
+        crate::commands::Commands::voice_guild(self, channel)
+    }
+}
+
+/// Whether `body` is about who is in a voice room.
+fn is_voice(body: &EventBody) -> bool {
+    body.kind().starts_with("voice.")
+}
+
 impl Topic {
-    /// Whether `live` belongs to this topic (who may see it is checked apart). `is_dm` says
-    /// whether a channel is a DM's: every post in one is news to the others in it.
-    pub fn matches(&self, live: &Live, is_dm: impl Fn(&ChannelId) -> bool) -> bool {
+    /// Whether `live` belongs to this topic (who may see it is checked apart).
+    pub fn matches(&self, live: &Live, channels: &impl ChannelIndex) -> bool {
         match (self, live) {
             (Topic::Channel { channel, .. }, Live::Typing { channel: c, .. }) => channel == c,
             (Topic::Channel { channel, .. }, Live::Event(e)) => e.event.core.stream == StreamId::Channel(*channel),
-            (Topic::Guild(g), Live::Event(e)) => e.event.core.stream == StreamId::Guild(*g),
+            (Topic::Guild(g), Live::Event(e)) => match &e.event.core.stream {
+                StreamId::Guild(of) => of == g,
+                StreamId::Channel(c) => is_voice(e.event.content()) && channels.voice_guild(c) == Some(*g),
+                _ => false,
+            },
             (Topic::Me(me), Live::Event(e)) => match &e.event.core.stream {
                 StreamId::Guild(_) => target_of(e.event.content()).is_some_and(|t| t == me),
                 StreamId::User(u) => {
@@ -64,7 +90,10 @@ impl Topic {
                 StreamId::Channel(c) => match e.event.content() {
                     EventBody::MessagePosted { mentions, mentions_everyone, mention_roles, .. } => {
                         e.event.core.sender != *me
-                            && (*mentions_everyone || mentions.contains(me) || !mention_roles.is_empty() || is_dm(c))
+                            && (*mentions_everyone
+                                || mentions.contains(me)
+                                || !mention_roles.is_empty()
+                                || channels.is_dm(c))
                     }
                     _ => false,
                 },
@@ -106,6 +135,9 @@ fn reason_of(body: &EventBody) -> Option<String> {
         | E::ChannelLocked { reason, .. }
         | E::MessageRedacted { reason, .. }
         | E::GuildArchived { reason }
+        | E::VoiceServerMuted { reason, .. }
+        | E::VoiceDisconnected { reason, .. }
+        | E::VoiceMoved { reason, .. }
         | E::ReportFiled { reason, .. }
         | E::ReportResolved { reason, .. } => Some(reason.clone()),
         _ => None,
@@ -281,18 +313,40 @@ fn channel_event(live: &Live) -> Option<ChannelEvent> {
     Some(out)
 }
 
-fn guild_event(live: &Live) -> Option<GuildEvent> {
+fn guild_event(live: &Live, channels: &impl ChannelIndex) -> Option<GuildEvent> {
     let Live::Event(e) = live else { return None };
-    let StreamId::Guild(g) = &e.event.core.stream else { return None };
     let body = e.event.content();
     use EventBody as E;
+    // A voice room's news: the channel and the person it is about.
+    if let StreamId::Channel(c) = &e.event.core.stream {
+        let g = channels.voice_guild(c).filter(|_| is_voice(body))?;
+        let target = match body {
+            E::VoiceServerMuted { user, .. } | E::VoiceDisconnected { user, .. } | E::VoiceMoved { user, .. } => {
+                user.clone()
+            }
+            _ => e.event.core.sender.clone(),
+        };
+        return Some(GuildEvent {
+            cursor: e.position.to_string(),
+            kind: body.kind().to_owned(),
+            guild_id: ID(g.to_string()),
+            actor: User(e.event.core.sender.clone()),
+            at: e.event.core.ts.into(),
+            event_id: ID(e.event.id.to_string()),
+            target: Some(User(target)),
+            channel_id: Some(ID(c.to_string())),
+            reason: reason_of(body),
+        });
+    }
+    let StreamId::Guild(g) = &e.event.core.stream else { return None };
     let channel = match body {
         E::ChannelCreated { channel, .. }
         | E::ChannelUpdated { channel, .. }
         | E::ChannelMoved { channel, .. }
         | E::ChannelDeleted { channel }
         | E::SlowModeSet { channel, .. }
-        | E::ChannelLocked { channel, .. } => Some(ID(channel.to_string())),
+        | E::ChannelLocked { channel, .. }
+        | E::UserLimitSet { channel, .. } => Some(ID(channel.to_string())),
         E::OverwriteSet { place: openguild_domain::Place::Channel(channel), .. } => Some(ID(channel.to_string())),
         _ => None,
     };
@@ -410,7 +464,8 @@ impl Subscription {
         } else {
             None
         };
-        run(ctx, registration, guild_event)
+        let commands = api(ctx).commands.clone();
+        run(ctx, registration, move |live| guild_event(live, &*commands))
     }
 
     /// What happens to the viewer: joins, kicks, bans, timeouts, roles, ended sessions.
@@ -484,6 +539,13 @@ impl crate::Api {
             if !g.channel_permissions(me, *channel, now()).contains(Permissions::VIEW_CHANNEL) {
                 return Verdict::End("you can no longer see this channel");
             }
+        }
+        // A voice room's news, for those who can see the channel.
+        if let (Topic::Guild(_), Live::Event(e)) = (topic, live)
+            && let StreamId::Channel(c) = &e.event.core.stream
+            && !g.channel_permissions(me, *c, now()).contains(Permissions::VIEW_CHANNEL)
+        {
+            return Verdict::Skip;
         }
         // The reports queue is for moderators only.
         if let Live::Event(e) = live

@@ -9,6 +9,7 @@ pub mod live;
 mod mutation;
 mod threads;
 mod types;
+mod voice;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub struct RootMutation(
     Mutation,
     dm::DmMutation,
     threads::ThreadMutation,
+    voice::VoiceMutation,
     hub::HubMutation,
     hub::BotMutation,
     hub::ProvisionMutation,

@@ -76,6 +76,7 @@ permission_enum!(
     MANAGE_GUILD,
     ADD_REACTIONS,
     VIEW_AUDIT_LOG,
+    STREAM,
     VIEW_CHANNEL,
     SEND_MESSAGES,
     MANAGE_MESSAGES,
@@ -85,6 +86,7 @@ permission_enum!(
     CONNECT,
     SPEAK,
     MUTE_MEMBERS,
+    DEAFEN_MEMBERS,
     MOVE_MEMBERS,
     MANAGE_ROLES,
     CREATE_PUBLIC_THREADS,
@@ -546,6 +548,19 @@ impl ChannelObj {
     }
     async fn locked(&self) -> Res<bool> {
         Ok(self.channel()?.locked)
+    }
+    /// A voice channel's cap on people in it at once (0: none).
+    async fn user_limit(&self) -> Res<u32> {
+        Ok(self.channel()?.user_limit)
+    }
+    /// Who is in this voice channel's room now, by when they joined. `after`: a cursor of
+    /// `guildEvents`; the answer includes everything up to it.
+    async fn voice_participants(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Res<Vec<super::voice::VoiceParticipant>> {
+        super::voice::participants(ctx, self.id, after).await
     }
     /// Read-only for good (its text is erased after the hub's retention); a thread quiet
     /// for three days shows as archived until its next message.

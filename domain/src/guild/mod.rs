@@ -96,6 +96,11 @@ pub enum GuildCommand {
         channel: ChannelId,
         seconds: u32,
     },
+    /// Caps how many people a voice channel holds at once (0: no cap).
+    SetUserLimit {
+        channel: ChannelId,
+        limit: u32,
+    },
     /// Makes a channel read-only for good (its text is erased after the hub's retention).
     ArchiveChannel {
         channel: ChannelId,
@@ -354,6 +359,7 @@ pub fn decide(
         C::MoveChannel { channel, category, position } => channels::move_channel(ctx, channel, *category, *position),
         C::DeleteChannel { channel } => channels::delete_channel(ctx, channel),
         C::SetSlowMode { channel, seconds } => channels::set_slow_mode(ctx, channel, *seconds),
+        C::SetUserLimit { channel, limit } => channels::set_user_limit(ctx, channel, *limit),
         C::ArchiveChannel { channel, reason } => channels::archive_channel(ctx, channel, reason),
         C::LockChannel { channel, locked, reason } => channels::lock_channel(ctx, channel, *locked, reason),
         C::SetOverwrite { place, target, allow, deny } => channels::set_overwrite(ctx, *place, target, *allow, *deny),

@@ -72,6 +72,8 @@ pub struct Channel {
     pub topic: String,
     pub overwrites: Overwrites,
     pub slow_mode_seconds: u32,
+    /// A voice channel's cap on people in it at once (0: none).
+    pub user_limit: u32,
     pub locked: bool,
     /// Read-only for everyone, for good.
     pub archived: bool,
@@ -172,6 +174,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     topic: String::new(),
                     overwrites: Overwrites::new(),
                     slow_mode_seconds: 0,
+                    user_limit: 0,
                     locked: false,
                     archived: false,
                     thread: None,
@@ -216,6 +219,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     topic,
                     overwrites: Overwrites::new(),
                     slow_mode_seconds: 0,
+                    user_limit: 0,
                     locked: false,
                     archived: false,
                     thread: None,
@@ -234,6 +238,7 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
                     topic: String::new(),
                     overwrites: Overwrites::new(),
                     slow_mode_seconds: 0,
+                    user_limit: 0,
                     locked: false,
                     archived: false,
                     thread: Some(ThreadOf { parent, message, started_at: ts }),
@@ -254,6 +259,11 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         }
         E::ChannelDeleted { channel } => {
             guild.channels.remove(&channel);
+        }
+        E::UserLimitSet { channel, limit } => {
+            if let Some(c) = guild.channels.get_mut(&channel) {
+                c.user_limit = limit;
+            }
         }
         E::SlowModeSet { channel, seconds } => {
             if let Some(c) = guild.channels.get_mut(&channel) {
@@ -375,6 +385,13 @@ pub fn evolve(mut guild: Guild, event: &Event) -> Guild {
         | E::ReactionRemoved { .. }
         | E::MessagePinned { .. }
         | E::MessageUnpinned { .. }
+        | E::VoiceJoined { .. }
+        | E::VoiceLeft { .. }
+        | E::VoiceTrack { .. }
+        | E::VoiceSelf { .. }
+        | E::VoiceServerMuted { .. }
+        | E::VoiceDisconnected { .. }
+        | E::VoiceMoved { .. }
         | E::AccountRegistered { .. }
         | E::PasswordSet { .. }
         | E::SessionOpened { .. }
