@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use livekit_protocol as proto;
 use openguild_domain::voice::{Seat, VoiceCommand};
-use openguild_domain::{ChannelId, ChannelKind, EventBody, GuildId, Permissions, StreamId, UserId};
+use openguild_domain::{ChannelId, ChannelKind, DomainError, EventBody, GuildId, Permissions, Refusal, StreamId, UserId};
 use openguild_store::StoredEvent;
 use openguild_voice::room::permission;
 use openguild_voice::{Report, Sfu, Ticket, VoiceSettings, Webhooks};
@@ -101,8 +101,14 @@ impl Api {
     /// their permissions there, if they may join it now.
     pub async fn join_voice(&self, me: &UserId, channel: ChannelId) -> Result<Ticket, ApiError> {
         let voice = self.voice()?;
-        self.channel_view(me, channel).await?;
         let now = now();
+        if let Err(hidden) = self.channel_view(me, channel).await {
+            // A banned user is told so; anyone else who cannot see it, that it is not there.
+            return Err(match self.commands.may_join_voice(me, channel, now).await {
+                Err(CommandError::Domain(banned @ DomainError::Forbidden(Refusal::Banned))) => banned.into(),
+                _ => hidden,
+            });
+        }
         let perms = self.commands.may_join_voice(me, channel, now).await?;
         Ok(openguild_voice::token::ticket(&voice.settings, me, me.handle(), channel, perms, now.as_millis())?)
     }
@@ -290,7 +296,11 @@ impl Api {
                     Err(why) => {
                         tracing::info!(%channel, %user, %why, "voice: removing someone who may no longer be in the room");
                         voice.sfu.remove(channel, &user, now.as_millis()).await?;
-                        voice.pushed().remove(&(channel, user));
+                        voice.pushed().remove(&(channel, user.clone()));
+                        // Out of the room: recorded as LiveKit will report it (that report
+                        // then changes nothing).
+                        let leave = VoiceCommand::Leave { session: Some(seat.session) };
+                        self.commands.voice(&user, channel, &leave, now).await?;
                     }
                     Ok(perms) => self.push_permission(channel, &user, perms, &seat).await?,
                 }

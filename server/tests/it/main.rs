@@ -51,4 +51,5 @@ mod support;
 mod threads;
 mod three;
 mod tidy;
+mod voice;
 mod webclient;
