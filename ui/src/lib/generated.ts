@@ -74,6 +74,7 @@ export type Permission =
   | 'MANAGE_GUILD'
   | 'ADD_REACTIONS'
   | 'VIEW_AUDIT_LOG'
+  | 'STREAM'
   | 'VIEW_CHANNEL'
   | 'SEND_MESSAGES'
   | 'MANAGE_MESSAGES'
@@ -83,13 +84,12 @@ export type Permission =
   | 'CONNECT'
   | 'SPEAK'
   | 'MUTE_MEMBERS'
+  | 'DEAFEN_MEMBERS'
   | 'MOVE_MEMBERS'
   | 'MANAGE_ROLES'
   | 'CREATE_PUBLIC_THREADS'
   | 'SEND_MESSAGES_IN_THREADS'
-  | 'MODERATE_MEMBERS'
-  | 'STREAM'
-  | 'DEAFEN_MEMBERS';
+  | 'MODERATE_MEMBERS';
 
 /** What a moderator did about a report. */
 export type ReportAction =

@@ -14,6 +14,7 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'MANAGE_GUILD',
   'ADD_REACTIONS',
   'VIEW_AUDIT_LOG',
+  'STREAM',
   'VIEW_CHANNEL',
   'SEND_MESSAGES',
   'MANAGE_MESSAGES',
@@ -23,13 +24,12 @@ export const ALL_PERMISSIONS: readonly Permission[] = [
   'CONNECT',
   'SPEAK',
   'MUTE_MEMBERS',
+  'DEAFEN_MEMBERS',
   'MOVE_MEMBERS',
   'MANAGE_ROLES',
   'CREATE_PUBLIC_THREADS',
   'SEND_MESSAGES_IN_THREADS',
   'MODERATE_MEMBERS',
-  'STREAM',
-  'DEAFEN_MEMBERS',
 ];
 
 /** Human labels and descriptions for the role editor: one for each of the schema's permissions. */
