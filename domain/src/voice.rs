@@ -4,7 +4,7 @@
 //! recorded on the channel's stream like its messages: the SFU's reports (a participant
 //! joined, left, published a track) are the participant's own events, signed by the hub, and
 //! so are the participant's own mute and deafen; a moderator's server mute, disconnect and
-//! move are the moderator's events. The seats ([`ChannelState::voice`]) are folded from them.
+//! move are the moderator's events. The seats  are folded from them (`channel::ChannelState::voice`).
 //!
 //! [`may_join`] is the one gate: a ticket is issued only if it passes, and a participant the
 //! SFU reports is seated only if it still passes then (the caller removes one it refuses
@@ -13,15 +13,14 @@
 use std::collections::BTreeMap;
 
 use crate::body::{ChannelKind, EventBody, TrackSource};
-use crate::channel::ChannelState;
 use crate::error::{DomainError, Refusal};
 use crate::guild::Guild;
 use crate::ids::{ChannelId, Timestamp, UserId};
 use crate::permissions::Permissions;
 use crate::validate;
 
-/// The largest user limit a voice channel takes (Discord's).
-pub const MAX_USER_LIMIT: u32 = 99;
+/// Who is in a voice channel's room (the channel aggregate's `voice`).
+pub type Seats = BTreeMap<UserId, Seat>;
 
 /// Someone in a voice channel's room.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -81,7 +80,7 @@ pub enum VoiceCommand {
 pub fn may_join(
     guild: &Guild,
     channel: ChannelId,
-    state: &ChannelState,
+    seats: &Seats,
     user: &UserId,
     now: Timestamp,
 ) -> Result<Permissions, DomainError> {
@@ -110,7 +109,7 @@ pub fn may_join(
     if !perms.contains(Permissions::CONNECT) {
         return Err(DomainError::missing(Permissions::CONNECT));
     }
-    let others = state.voice.keys().filter(|u| *u != user).count();
+    let others = seats.keys().filter(|u| *u != user).count();
     if c.user_limit > 0 && others >= c.user_limit as usize && !perms.contains(Permissions::MOVE_MEMBERS) {
         return Err(DomainError::Forbidden(Refusal::ChannelFull { limit: c.user_limit }));
     }
@@ -123,19 +122,19 @@ pub fn may_join(
 pub fn decide(
     guild: &Guild,
     channel: ChannelId,
-    state: &ChannelState,
+    seats: &Seats,
     actor: &UserId,
     cmd: &VoiceCommand,
     now: Timestamp,
 ) -> Result<Vec<EventBody>, DomainError> {
     use VoiceCommand as C;
-    let seat = state.voice.get(actor);
+    let seat = seats.get(actor);
     let body = match cmd {
         C::Join { session } => {
             if seat.is_some_and(|s| s.session == *session) {
                 return Ok(Vec::new());
             }
-            may_join(guild, channel, state, actor, now)?;
+            may_join(guild, channel, seats, actor, now)?;
             EventBody::VoiceJoined { session: validate::text("session", session, 128)? }
         }
         // Always allowed: leaving needs no right, and a banned member's leave is recorded too.
@@ -170,7 +169,7 @@ pub fn decide(
             EventBody::VoiceSelf { muted: *muted, deafened: *deafened }
         }
         C::ServerMute { user, muted, deafened, reason } => {
-            let target = seated(state, user)?;
+            let target = seated(seats, user)?;
             let perms = moderator(guild, channel, actor, now)?;
             if target.server_muted != *muted && !perms.contains(Permissions::MUTE_MEMBERS) {
                 return Err(DomainError::missing(Permissions::MUTE_MEMBERS));
@@ -189,12 +188,12 @@ pub fn decide(
             }
         }
         C::Disconnect { user, reason } => {
-            seated(state, user)?;
+            seated(seats, user)?;
             require_move(guild, channel, actor, now)?;
             EventBody::VoiceDisconnected { user: user.clone(), reason: validate::reason(reason)? }
         }
         C::Move { user, to, reason } => {
-            seated(state, user)?;
+            seated(seats, user)?;
             require_move(guild, channel, actor, now)?;
             let dest = guild.channel(to)?;
             if dest.kind != ChannelKind::Voice || *to == channel {
@@ -216,8 +215,8 @@ fn not_in_voice() -> DomainError {
     DomainError::conflict("you are not in this voice channel; join it first")
 }
 
-fn seated<'a>(state: &'a ChannelState, user: &UserId) -> Result<&'a Seat, DomainError> {
-    state.voice.get(user).ok_or_else(|| DomainError::not_found("participant in this voice channel", user))
+fn seated<'a>(seats: &'a Seats, user: &UserId) -> Result<&'a Seat, DomainError> {
+    seats.get(user).ok_or_else(|| DomainError::not_found("participant in this voice channel", user))
 }
 
 /// A moderator's permissions in the channel: a member, not timed out.
@@ -241,8 +240,8 @@ fn require_move(guild: &Guild, channel: ChannelId, actor: &UserId, now: Timestam
     }
 }
 
-/// Applies a voice event to the channel's seats (called by [`crate::channel::evolve`]).
-pub(crate) fn evolve(voice: &mut BTreeMap<UserId, Seat>, sender: &UserId, ts: Timestamp, body: &EventBody) {
+/// Applies a voice event to the channel's seats (called by the channel stream's `evolve`).
+pub(crate) fn evolve(voice: &mut Seats, sender: &UserId, ts: Timestamp, body: &EventBody) {
     use EventBody as E;
     match body {
         E::VoiceJoined { session } => {

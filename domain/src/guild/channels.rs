@@ -224,16 +224,19 @@ pub(super) fn set_slow_mode(ctx: &Ctx, channel: &ChannelId, seconds: u32) -> Res
     Ok(EventBody::SlowModeSet { channel: *channel, seconds })
 }
 
+/// The largest user limit a voice channel takes (Discord's).
+pub const MAX_USER_LIMIT: u32 = 99;
+
 pub(super) fn set_user_limit(ctx: &Ctx, channel: &ChannelId, limit: u32) -> Result<EventBody, DomainError> {
     let current = ctx.guild.channel(channel)?;
     ctx.require_in(Place::Channel(*channel), Permissions::MANAGE_CHANNELS)?;
     if current.kind != ChannelKind::Voice {
         return Err(DomainError::invalid("channel", "only a voice channel has a user limit"));
     }
-    if limit > crate::voice::MAX_USER_LIMIT {
+    if limit > MAX_USER_LIMIT {
         return Err(DomainError::invalid(
             "limit",
-            format!("a voice channel holds at most {} people (0: no limit)", crate::voice::MAX_USER_LIMIT),
+            format!("a voice channel holds at most {} people (0: no limit)", MAX_USER_LIMIT),
         ));
     }
     Ok(EventBody::UserLimitSet { channel: *channel, limit })

@@ -19,7 +19,7 @@ mod reports;
 mod roles;
 mod state;
 
-pub use channels::MAX_SLOW_MODE_SECONDS;
+pub use channels::{MAX_SLOW_MODE_SECONDS, MAX_USER_LIMIT};
 pub use moderation::{MAX_PURGE_SECONDS, MAX_TIMEOUT_MS};
 pub use state::{Ban, Category, Channel, Guild, Invite, Member, Opening, Report, Role, ThreadOf, evolve};
 

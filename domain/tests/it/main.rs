@@ -18,3 +18,4 @@ mod replica;
 mod signing;
 mod support;
 mod tidy;
+mod voice;

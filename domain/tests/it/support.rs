@@ -65,7 +65,7 @@ impl World {
         self.now = self.now.plus_millis(ms);
     }
 
-    fn sign(
+    pub fn sign(
         &self,
         stream: StreamId,
         seq: u64,
