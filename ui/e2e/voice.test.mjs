@@ -177,7 +177,7 @@ test("ann mutes herself: her entry says so, on bob's page too", async () => {
   await entry(bob.page, 'Lounge', 'ann').and(bob.page.getByRole('button', { name: /, muted/ })).waitFor();
 });
 
-test('with bob in Lounge too, ann (the owner) has moderators’ actions on him, and bob none on her', async () => {
+test('with bob in Lounge too, ann (the owner) has moderators’ actions on him and server-mutes him; bob has none on her', async () => {
   await webhook('participant_joined', bobId);
   const a = ann.page, b = bob.page;
   await entry(a, 'Lounge', 'bob').click();
@@ -186,6 +186,17 @@ test('with bob in Lounge too, ann (the owner) has moderators’ actions on him, 
   await menu.getByLabel('Move to').selectOption({ label: '🔊 Stage' });
   await menu.getByRole('button', { name: 'Move', exact: true }).waitFor();
   await shot(a, 'voice-moderator-menu');
+  // She server-mutes him: both pages show it, and his menu now offers to undo it.
+  await menu.getByLabel('Reason (shown in the audit log)').fill('soundcheck');
+  const muted = graphql(a, 'ServerMuteMember');
+  await menu.getByRole('button', { name: 'Server mute', exact: true }).click();
+  const answer = await (await muted).json();
+  assert.equal(answer.errors, undefined, JSON.stringify(answer.errors));
+  await menu.waitFor({ state: 'detached' });
+  await entry(a, 'Lounge', 'bob').and(a.getByRole('button', { name: /muted by a moderator/ })).waitFor();
+  await entry(b, 'Lounge', 'bob').and(b.getByRole('button', { name: /muted by a moderator/ })).waitFor();
+  await entry(a, 'Lounge', 'bob').click();
+  await menu.getByRole('button', { name: 'Remove server mute', exact: true }).waitFor();
   await a.keyboard.press('Escape');
 
   await entry(b, 'Lounge', 'ann').click();
@@ -198,26 +209,30 @@ test('with bob in Lounge too, ann (the owner) has moderators’ actions on him, 
 
 test('with CONNECT denied to him on Lounge, bob is told why he cannot join', async () => {
   const a = ann.page, b = bob.page;
+  // Bob has Lounge open (by its address: clicking it in the rail would join it).
+  await b.goto(`/channels/${guildId}/${lounge}`);
+  const join = view(b, 'Lounge').getByRole('button', { name: 'Join voice' });
+  await join.and(b.locator(':enabled')).waitFor();
   const set = await api(a, 'mutation($c: ID!, $u: ID!) { setChannelOverwrite(channelId: $c, userId: $u, allow: [], deny: [CONNECT]) }', { c: lounge, u: bobId });
   assert.equal(set.errors, undefined, JSON.stringify(set.errors));
-  // The hub refuses him a ticket, with a reason.
-  const refused = await api(b, 'mutation($c: ID!) { joinVoice(channelId: $c) { token } }', { c: lounge });
-  assert.equal(refused.errors?.[0]?.extensions?.code, 'FORBIDDEN', JSON.stringify(refused));
-  assert.match(refused.errors[0].message, /CONNECT/);
-
-  // Clicking the channel opens it without asking for a ticket: Join is off, and says why.
+  // His page hears of it: Join goes off, and says why.
+  await view(b, 'Lounge').getByText('You lack the Connect permission in this channel.').waitFor();
+  assert.ok(await join.isDisabled(), 'Join is disabled');
+  assert.match((await join.getAttribute('aria-describedby')) ?? '', /\S/, 'Join names its reason');
+  await shot(b, 'voice-no-connect-light');
+  // Clicking the channel in the rail does not ask for a ticket either.
   let asked = false;
   const listen = (r) => /JoinVoice/.test(r.postData() ?? '') && (asked = true);
   b.on('request', listen);
   await rail(b).getByRole('link', { name: /^Lounge, voice channel/ }).click();
-  const join = view(b, 'Lounge').getByRole('button', { name: 'Join voice' });
-  await view(b, 'Lounge').getByText('You lack the Connect permission in this channel.').waitFor();
-  assert.ok(await join.isDisabled(), 'Join is disabled');
-  assert.match((await join.getAttribute('aria-describedby')) ?? '', /\S/, 'Join names its reason');
+  await b.waitForTimeout(300);
   b.off('request', listen);
-  assert.equal(asked, false, 'no joinVoice was sent');
-  await shot(b, 'voice-no-connect-light');
-  // Stage is still open to him (opened by its address: clicking it in the rail would join it).
+  assert.equal(asked, false, 'no JoinVoice was sent');
+  // The hub refuses him a ticket all the same, saying why.
+  const refused = await api(b, 'mutation($c: ID!) { joinVoice(channelId: $c) { token } }', { c: lounge });
+  assert.equal(refused.errors?.[0]?.extensions?.code, 'FORBIDDEN', JSON.stringify(refused));
+  assert.match(refused.errors[0].message, /CONNECT/);
+  // Stage is still open to him.
   await b.goto(`/channels/${guildId}/${stage}`);
   await view(b, 'Stage').getByRole('button', { name: 'Join voice' }).and(b.locator(':enabled')).waitFor();
 });

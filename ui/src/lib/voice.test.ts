@@ -17,6 +17,7 @@ import {
   occupancy,
   parseLimit,
   participantLabel,
+  participantState,
   rostersToRefetch,
   serverMuteArgs,
   sortRoster,
@@ -109,6 +110,8 @@ describe('the roster', () => {
       'ann, muted by a moderator, camera on, sharing their screen',
     );
     expect(participantLabel({ ...ann, deafened: true, serverDeafened: true }, false)).toBe('ann, deafened by a moderator');
+    expect(participantState(ann, false)).toEqual([]);
+    expect(participantState({ ...ann, muted: true }, true)).toEqual(['speaking', 'muted']);
   });
 
   it('shows occupancy only with a user limit', () => {
@@ -210,7 +213,9 @@ describe('the connection, in words', () => {
     expect(hostOf(url)).toBe('127.0.0.1:9');
     expect(hostOf('not a url')).toBe('not a url');
     const unreachable = { name: 'ConnectionError', reason: 1, message: 'could not establish signal connection' };
-    expect(connectFailure(unreachable, url)).toMatch(/^Can't reach the voice server at 127\.0\.0\.1:9, so you are not connected/);
+    expect(connectFailure(unreachable, url)).toBe(
+      "Can't reach the voice server at 127.0.0.1:9: you are not connected, so nobody hears you and you hear nobody. Try again, or tell the hub's operator if it goes on.",
+    );
     expect(connectFailure(new Error('boom'), url)).toMatch(/^Can't reach the voice server/);
     expect(connectFailure(undefined, url)).toMatch(/^Can't reach the voice server/);
   });

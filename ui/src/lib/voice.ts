@@ -239,7 +239,7 @@ export function connectFailure(e: unknown, url: string): string | null {
     }
     if (o.reason === LEAVE_REQUEST) return 'The voice server ended the connection while it was being set up. Try again.';
   }
-  return `Can't reach the voice server at ${where}, so you are not connected: nobody can hear you and you hear nobody. Try again, or tell the hub's operator if it keeps happening.`;
+  return `Can't reach the voice server at ${where}: you are not connected, so nobody hears you and you hear nobody. Try again, or tell the hub's operator if it goes on.`;
 }
 
 /** Why the microphone could not be opened (getUserMedia's DOMException names). */
@@ -290,7 +290,12 @@ export function statusText(s: VoiceStatus): string {
 
 /** A roster entry, read out: who, and what they are doing. */
 export function participantLabel(p: VoiceParticipant, speaking: boolean): string {
-  const parts = [p.user.handle];
+  return [p.user.handle, ...participantState(p, speaking)].join(', ');
+}
+
+/** What someone in voice is doing, in words (nothing when just listening). */
+export function participantState(p: VoiceParticipant, speaking: boolean): string[] {
+  const parts: string[] = [];
   if (speaking) parts.push('speaking');
   if (p.serverMuted) parts.push('muted by a moderator');
   else if (p.muted) parts.push('muted');
@@ -298,7 +303,7 @@ export function participantLabel(p: VoiceParticipant, speaking: boolean): string
   else if (p.deafened) parts.push('deafened');
   if (p.camera) parts.push('camera on');
   if (p.screenShare) parts.push('sharing their screen');
-  return parts.join(', ');
+  return parts;
 }
 
 /** "2/5" beside a voice channel with a user limit; "" without one. */
