@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use livekit_protocol as proto;
 use openguild_domain::voice::{Seat, VoiceCommand};
-use openguild_domain::{ChannelId, ChannelKind, DomainError, EventBody, GuildId, Permissions, Refusal, StreamId, UserId};
+use openguild_domain::{
+    ChannelId, ChannelKind, DomainError, EventBody, GuildId, Permissions, Refusal, StreamId, UserId,
+};
 use openguild_store::StoredEvent;
 use openguild_voice::room::permission;
 use openguild_voice::{Report, Sfu, Ticket, VoiceSettings, Webhooks};

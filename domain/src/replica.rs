@@ -98,7 +98,8 @@ pub fn check_channel_event(
     let body = event.content();
     proposal::admit(core, &state.seals)?;
     if let Some(command) = voice_command(body) {
-        let decided = voice::decide(guild, channel, &state.voice, &core.sender, &command, core.ts).map_err(Unauthorised::Rules)?;
+        let decided = voice::decide(guild, channel, &state.voice, &core.sender, &command, core.ts)
+            .map_err(Unauthorised::Rules)?;
         return same(&decided, event);
     }
     let command = message_command(body).ok_or(Unauthorised::WrongStream { stream: "channel", kind: body.kind() })?;

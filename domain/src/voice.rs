@@ -61,16 +61,40 @@ impl Seat {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum VoiceCommand {
     /// The SFU reports `actor` in the room as participant `session`.
-    Join { session: String },
+    Join {
+        session: String,
+    },
     /// `actor` left the room (`None`: whatever session they had).
-    Leave { session: Option<String> },
+    Leave {
+        session: Option<String>,
+    },
     /// The SFU reports a track `actor` published, changed or unpublished.
-    Track { track: String, source: TrackSource, published: bool, muted: bool },
+    Track {
+        track: String,
+        source: TrackSource,
+        published: bool,
+        muted: bool,
+    },
     /// `actor`'s own mute and deafen.
-    SetSelf { muted: bool, deafened: bool },
-    ServerMute { user: UserId, muted: bool, deafened: bool, reason: String },
-    Disconnect { user: UserId, reason: String },
-    Move { user: UserId, to: ChannelId, reason: String },
+    SetSelf {
+        muted: bool,
+        deafened: bool,
+    },
+    ServerMute {
+        user: UserId,
+        muted: bool,
+        deafened: bool,
+        reason: String,
+    },
+    Disconnect {
+        user: UserId,
+        reason: String,
+    },
+    Move {
+        user: UserId,
+        to: ChannelId,
+        reason: String,
+    },
 }
 
 /// What `user` may do in voice channel `channel` now, if they may join it at all: the
@@ -258,10 +282,8 @@ pub(crate) fn evolve(voice: &mut Seats, sender: &UserId, ts: Timestamp, body: &E
                 },
             );
         }
-        E::VoiceLeft { session } => {
-            if voice.get(sender).is_some_and(|s| s.session == *session) {
-                voice.remove(sender);
-            }
+        E::VoiceLeft { session } if voice.get(sender).is_some_and(|s| s.session == *session) => {
+            voice.remove(sender);
         }
         E::VoiceTrack { track, source, published, muted } => {
             if let Some(seat) = voice.get_mut(sender) {

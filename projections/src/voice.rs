@@ -46,7 +46,21 @@ impl Projection for Voice {
         match e.event.content() {
             EventBody::VoiceJoined { session } => {
                 exec!(c, format!("DELETE FROM {table} WHERE channel = $1 AND user_id = $2"), &channel, &sender);
-                ins!(c, table, "", &channel, &sender, session.as_str(), e.event.core.ts.as_millis() as i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
+                ins!(
+                    c,
+                    table,
+                    "",
+                    &channel,
+                    &sender,
+                    session.as_str(),
+                    e.event.core.ts.as_millis() as i64,
+                    0i64,
+                    0i64,
+                    0i64,
+                    0i64,
+                    0i64,
+                    0i64
+                );
             }
             EventBody::VoiceLeft { session } => {
                 exec!(
@@ -97,7 +111,12 @@ impl Projection for Voice {
                 );
             }
             EventBody::VoiceDisconnected { user, .. } | EventBody::VoiceMoved { user, .. } => {
-                exec!(c, format!("DELETE FROM {table} WHERE channel = $1 AND user_id = $2"), &channel, user.to_string());
+                exec!(
+                    c,
+                    format!("DELETE FROM {table} WHERE channel = $1 AND user_id = $2"),
+                    &channel,
+                    user.to_string()
+                );
             }
             _ => {}
         }

@@ -36,8 +36,7 @@ impl Sfu {
     /// room is no error.
     pub async fn remove(&self, channel: ChannelId, user: &UserId, revoke_before_ms: u64) -> Result<(), VoiceError> {
         let options = RemoveParticipantOptions { revoke_token_ts: revoke_before_ms as i64 };
-        let result =
-            self.client.remove_participant_with_options(&room_of(channel), &user.to_string(), options).await;
+        let result = self.client.remove_participant_with_options(&room_of(channel), &user.to_string(), options).await;
         absent_is_fine(result, "RemoveParticipant")
     }
 
@@ -58,7 +57,13 @@ impl Sfu {
     }
 
     /// Mutes (or unmutes) one of `user`'s published tracks.
-    pub async fn mute_track(&self, channel: ChannelId, user: &UserId, track: &str, muted: bool) -> Result<(), VoiceError> {
+    pub async fn mute_track(
+        &self,
+        channel: ChannelId,
+        user: &UserId,
+        track: &str,
+        muted: bool,
+    ) -> Result<(), VoiceError> {
         let result =
             self.client.mute_published_track(&room_of(channel), &user.to_string(), track, muted).await.map(|_| ());
         absent_is_fine(result, "MutePublishedTrack")
@@ -81,7 +86,8 @@ impl Sfu {
             .into_iter()
             .filter_map(|p| {
                 let user = p.identity.parse().ok()?;
-                let tracks = p.tracks.iter().map(|t| (t.sid.clone(), crate::webhook::source(t.source), t.muted)).collect();
+                let tracks =
+                    p.tracks.iter().map(|t| (t.sid.clone(), crate::webhook::source(t.source), t.muted)).collect();
                 Some(Participant { user, session: p.sid, tracks })
             })
             .collect())

@@ -93,11 +93,28 @@ impl Webhooks {
 /// What a webhook says happened in one of our rooms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
-    Joined { channel: ChannelId, user: UserId, session: String },
-    Left { channel: ChannelId, user: UserId, session: String },
-    Track { channel: ChannelId, user: UserId, track: String, source: TrackSource, published: bool, muted: bool },
+    Joined {
+        channel: ChannelId,
+        user: UserId,
+        session: String,
+    },
+    Left {
+        channel: ChannelId,
+        user: UserId,
+        session: String,
+    },
+    Track {
+        channel: ChannelId,
+        user: UserId,
+        track: String,
+        source: TrackSource,
+        published: bool,
+        muted: bool,
+    },
     /// The room closed: nobody is in it any more.
-    Finished { channel: ChannelId },
+    Finished {
+        channel: ChannelId,
+    },
     /// Not about who is in one of our rooms (another room, egress, …), with why.
     Ignored(String),
 }
@@ -111,7 +128,9 @@ pub fn report(event: &proto::WebhookEvent) -> Report {
     if event.event == "room_finished" {
         return Report::Finished { channel };
     }
-    let Some(p) = event.participant.as_ref() else { return Report::Ignored(format!("{}: no participant", event.event)) };
+    let Some(p) = event.participant.as_ref() else {
+        return Report::Ignored(format!("{}: no participant", event.event));
+    };
     let Ok(user) = p.identity.parse::<UserId>() else {
         return Report::Ignored(format!("participant {:?} is not a user id", p.identity));
     };

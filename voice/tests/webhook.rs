@@ -30,7 +30,11 @@ fn joined(id: &str) -> String {
     let e = proto::WebhookEvent {
         event: "participant_joined".into(),
         room: Some(proto::Room { name: "4vJ9JU1bJJE96FWSJKvHsb".into(), ..Default::default() }),
-        participant: Some(proto::ParticipantInfo { sid: "PA_1".into(), identity: "@ann:hub.test".into(), ..Default::default() }),
+        participant: Some(proto::ParticipantInfo {
+            sid: "PA_1".into(),
+            identity: "@ann:hub.test".into(),
+            ..Default::default()
+        }),
         id: id.into(),
         created_at: NOW,
         ..Default::default()
@@ -47,7 +51,9 @@ fn a_signed_fresh_webhook_is_taken_once_and_read() {
     assert!(matches!(hooks.receive(&body, Some(&sign(&body)), NOW), Err(Refused::Replayed(_))));
     assert!(matches!(hooks.receive(&body, Some(&sign(&body)), NOW + 301), Err(Refused::Stale { .. })));
     match report(&event) {
-        Report::Joined { user, session, .. } => assert_eq!((user.as_str(), session.as_str()), ("@ann:hub.test", "PA_1")),
+        Report::Joined { user, session, .. } => {
+            assert_eq!((user.as_str(), session.as_str()), ("@ann:hub.test", "PA_1"))
+        }
         other => panic!("read as {other:?}"),
     }
     // A room that is no channel id of ours is left alone.

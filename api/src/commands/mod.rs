@@ -239,8 +239,10 @@ impl Commands {
         cmd: &openguild_domain::voice::VoiceCommand,
         now: Timestamp,
     ) -> Result<Executed, CommandError> {
-        self.message_with(actor, id, now, None, |g, state| openguild_domain::voice::decide(g, id, state, actor, cmd, now))
-            .await
+        self.message_with(actor, id, now, None, |g, state| {
+            openguild_domain::voice::decide(g, id, &state.voice, actor, cmd, now)
+        })
+        .await
     }
 
     /// Who is in a voice channel, as its aggregate knows now, and what `may_join` says of
@@ -258,19 +260,24 @@ impl Commands {
             .voice
             .iter()
             .map(|(user, seat)| {
-                (user.clone(), seat.clone(), openguild_domain::voice::may_join(&guild, id, &state, user, now))
+                (user.clone(), seat.clone(), openguild_domain::voice::may_join(&guild, id, &state.voice, user, now))
             })
             .collect())
     }
 
     /// What `user` may do in voice channel `id` now, if they may join it (`voice::may_join`).
-    pub async fn may_join_voice(&self, user: &UserId, id: ChannelId, now: Timestamp) -> Result<Permissions, CommandError> {
+    pub async fn may_join_voice(
+        &self,
+        user: &UserId,
+        id: ChannelId,
+        now: Timestamp,
+    ) -> Result<Permissions, CommandError> {
         let guild_cell = self.guild_cell(self.guild_of(id).await?).await?;
         let cell = self.channel_cell(id).await?;
         let state = cell.lock().await;
         let guild = guild_cell.lock().await;
         self.owned_here(&guild)?;
-        Ok(openguild_domain::voice::may_join(&guild, id, &state, user, now)?)
+        Ok(openguild_domain::voice::may_join(&guild, id, &state.voice, user, now)?)
     }
 
     /// A message command's run through the append loop: decided against the guild and the

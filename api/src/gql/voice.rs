@@ -50,9 +50,8 @@ pub(super) async fn participants(
     let api = api(ctx);
     api.read_your_writes(ctx, &["voice"]).await?;
     if let Some(after) = after {
-        let position: u64 = after
-            .parse()
-            .map_err(|_| ApiError::invalid("after", "pass the cursor of a guildEvents event"))?;
+        let position: u64 =
+            after.parse().map_err(|_| ApiError::invalid("after", "pass the cursor of a guildEvents event"))?;
         let wait = Duration::from_millis(api.settings.limits.read_your_writes_ms);
         api.projections.wait_for(&["voice"], position, wait).await.map_err(ApiError::from)?;
     }

@@ -530,7 +530,9 @@ fn roles() {
         &mut w,
         "alice",
         C::UpdateRole { role: RoleId::EVERYONE, name: None, permissions: Some(P::DEFAULT_EVERYONE - P::CREATE_INVITE) },
-        expect![[r#"RoleUpdated { role: 1111111111111111, name: "@everyone", permissions: Permissions(ADD_REACTIONS | STREAM | VIEW_CHANNEL | SEND_MESSAGES | ATTACH_FILES | READ_MESSAGE_HISTORY | CONNECT | SPEAK | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS) }"#]],
+        expect![[
+            r#"RoleUpdated { role: 1111111111111111, name: "@everyone", permissions: Permissions(ADD_REACTIONS | STREAM | VIEW_CHANNEL | SEND_MESSAGES | ATTACH_FILES | READ_MESSAGE_HISTORY | CONNECT | SPEAK | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS) }"#
+        ]],
     );
     // Order is now helper(1) mod(2) senior(3). alice (mod) may not lift helper above herself.
     check(

@@ -62,7 +62,15 @@ fn joining_takes_connect_a_seat_and_no_timeout_and_the_sfus_reports_repeat_harml
     join(&mut w, "owner", LOUNGE).unwrap();
     // No CONNECT by an overwrite; timed out; not a voice channel.
     let deny = Overwrite { allow: P::empty(), deny: P::CONNECT };
-    w.ok("owner", C::SetOverwrite { place: Place::Channel(chan(STAGE)), target: OverwriteTarget::Member(user("carol")), allow: deny.allow, deny: deny.deny });
+    w.ok(
+        "owner",
+        C::SetOverwrite {
+            place: Place::Channel(chan(STAGE)),
+            target: OverwriteTarget::Member(user("carol")),
+            allow: deny.allow,
+            deny: deny.deny,
+        },
+    );
     assert!(join(&mut w, "carol", STAGE).unwrap_err().to_string().contains("CONNECT"));
     w.ok("alice", C::Timeout { user: user("bob"), until: w.now.plus_millis(60_000), reason: String::new() });
     assert!(matches!(join(&mut w, "bob", STAGE), Err(DomainError::TimedOut { .. })));
@@ -107,7 +115,13 @@ fn a_replica_takes_the_voice_events_the_rules_decided_and_refuses_a_forged_join(
     let mut w = with_voice();
     join(&mut w, "bob", LOUNGE).unwrap();
     act(&mut w, "bob", chan(LOUNGE), V::SetSelf { muted: true, deafened: false }).unwrap();
-    act(&mut w, "owner", chan(LOUNGE), V::ServerMute { user: user("bob"), muted: true, deafened: true, reason: "loud".into() }).unwrap();
+    act(
+        &mut w,
+        "owner",
+        chan(LOUNGE),
+        V::ServerMute { user: user("bob"), muted: true, deafened: true, reason: "loud".into() },
+    )
+    .unwrap();
     act(&mut w, "owner", chan(LOUNGE), V::Disconnect { user: user("bob"), reason: String::new() }).unwrap();
     let mut state = ChannelState::default();
     for e in w.channel_events[&chan(LOUNGE)].iter().map(|s| &s.event) {

@@ -63,31 +63,54 @@ impl Recorder {
     }
 }
 
-async fn twirp(State(rec): State<Recorder>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> (StatusCode, Vec<u8>) {
+async fn twirp(
+    State(rec): State<Recorder>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
     // Every call carries an admin token for its room, signed with the hub's key.
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let claims = TokenVerifier::with_api_key(KEY, SECRET).verify(auth.trim_start_matches("Bearer "));
-    let Ok(claims) = claims else { return (StatusCode::UNAUTHORIZED, b"{\"code\":\"unauthenticated\",\"msg\":\"bad token\"}".to_vec()) };
+    let Ok(claims) = claims else {
+        return (StatusCode::UNAUTHORIZED, b"{\"code\":\"unauthenticated\",\"msg\":\"bad token\"}".to_vec());
+    };
     assert!(claims.video.room_admin, "{method} without room_admin");
     let (call, reply) = match method.as_str() {
         "RemoveParticipant" => {
             let r = proto::RoomParticipantIdentity::decode(body).unwrap();
-            (Call::Remove { room: r.room, identity: r.identity, revoked: r.revoke_token_ts > 0 }, proto::RemoveParticipantResponse::default().encode_to_vec())
+            (
+                Call::Remove { room: r.room, identity: r.identity, revoked: r.revoke_token_ts > 0 },
+                proto::RemoveParticipantResponse::default().encode_to_vec(),
+            )
         }
         "UpdateParticipant" => {
             let r = proto::UpdateParticipantRequest::decode(body).unwrap();
             let p = r.permission.unwrap_or_default();
-            let call = Call::Update { room: r.room, identity: r.identity, sources: p.can_publish_sources, subscribe: p.can_subscribe };
+            let call = Call::Update {
+                room: r.room,
+                identity: r.identity,
+                sources: p.can_publish_sources,
+                subscribe: p.can_subscribe,
+            };
             (call, proto::ParticipantInfo::default().encode_to_vec())
         }
         "MutePublishedTrack" => {
             let r = proto::MuteRoomTrackRequest::decode(body).unwrap();
-            let reply = proto::MuteRoomTrackResponse { track: Some(proto::TrackInfo { sid: r.track_sid.clone(), muted: r.muted, ..Default::default() }) };
-            (Call::Mute { room: r.room, identity: r.identity, track: r.track_sid, muted: r.muted }, reply.encode_to_vec())
+            let reply = proto::MuteRoomTrackResponse {
+                track: Some(proto::TrackInfo { sid: r.track_sid.clone(), muted: r.muted, ..Default::default() }),
+            };
+            (
+                Call::Mute { room: r.room, identity: r.identity, track: r.track_sid, muted: r.muted },
+                reply.encode_to_vec(),
+            )
         }
         "MoveParticipant" => {
             let r = proto::MoveParticipantRequest::decode(body).unwrap();
-            (Call::Move { room: r.room, identity: r.identity, to: r.destination_room }, proto::MoveParticipantResponse::default().encode_to_vec())
+            (
+                Call::Move { room: r.room, identity: r.identity, to: r.destination_room },
+                proto::MoveParticipantResponse::default().encode_to_vec(),
+            )
         }
         "ListParticipants" => {
             let r = proto::ListParticipantsRequest::decode(body).unwrap();
@@ -102,7 +125,9 @@ async fn twirp(State(rec): State<Recorder>, Path(method): Path<String>, headers:
 
 async fn start_recorder() -> (Recorder, String) {
     let rec = Recorder::default();
-    let app = axum::Router::new().route("/twirp/livekit.RoomService/{method}", axum::routing::post(twirp)).with_state(rec.clone());
+    let app = axum::Router::new()
+        .route("/twirp/livekit.RoomService/{method}", axum::routing::post(twirp))
+        .with_state(rec.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -147,7 +172,11 @@ fn event(kind: &str, room: &str, identity: &str, extra: impl FnOnce(&mut proto::
     let mut e = proto::WebhookEvent {
         event: kind.into(),
         room: Some(proto::Room { name: room.into(), ..Default::default() }),
-        participant: Some(proto::ParticipantInfo { sid: format!("PA_{identity}"), identity: identity.into(), ..Default::default() }),
+        participant: Some(proto::ParticipantInfo {
+            sid: format!("PA_{identity}"),
+            identity: identity.into(),
+            ..Default::default()
+        }),
         id: format!("EV_{}", rand::random::<u64>()),
         created_at: now_secs(),
         ..Default::default()
@@ -182,7 +211,10 @@ async fn webhook(hub: &Server, body: &str) {
 }
 
 async fn roster(hub: &Server, token: &str, channel: &str) -> Vec<Value> {
-    hub.ok(Some(token), ROSTER, json!({ "c": channel })).await["channel"]["voiceParticipants"].as_array().unwrap().clone()
+    hub.ok(Some(token), ROSTER, json!({ "c": channel })).await["channel"]["voiceParticipants"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 async fn roster_ids(hub: &Server, token: &str, channel: &str) -> Vec<String> {
@@ -217,8 +249,18 @@ async fn tickets_carry_each_members_permissions_as_livekit_grants_checked_by_bot
     // carl: SPEAK denied by an overwrite; dan: timed out; eve: banned; fay: no CONNECT.
     overwrite(&hub, &ann, &voice, ("userId", &user("carl")), &["SPEAK"]).await;
     overwrite(&hub, &ann, &voice, ("userId", &user("fay")), &["CONNECT"]).await;
-    hub.ok(Some(&ann), "mutation($g: ID!, $u: ID!) { timeoutMember(guildId: $g, userId: $u, seconds: 600) }", json!({ "g": guild, "u": user("dan") })).await;
-    hub.ok(Some(&ann), "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u) }", json!({ "g": guild, "u": user("eve") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $u: ID!) { timeoutMember(guildId: $g, userId: $u, seconds: 600) }",
+        json!({ "g": guild, "u": user("dan") }),
+    )
+    .await;
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u) }",
+        json!({ "g": guild, "u": user("eve") }),
+    )
+    .await;
 
     let verifier = TokenVerifier::with_api_key(KEY, SECRET);
     let ticket = |v: &Value| -> (Claims, String) {
@@ -236,7 +278,11 @@ async fn tickets_carry_each_members_permissions_as_livekit_grants_checked_by_bot
     assert!(member.exp > member.nbf && member.exp as i64 <= now_secs() + 600);
 
     let (muted, muted_jwt) = ticket(&hub.ok(Some(&tokens["carl"]), JOIN, json!({ "c": voice })).await);
-    assert_eq!(muted.video.can_publish_sources, ["camera", "screen_share", "screen_share_audio"], "no SPEAK: no microphone");
+    assert_eq!(
+        muted.video.can_publish_sources,
+        ["camera", "screen_share", "screen_share_audio"],
+        "no SPEAK: no microphone"
+    );
 
     let (moderator, moderator_jwt) = ticket(&hub.ok(Some(&ann), JOIN, json!({ "c": voice })).await);
     assert!(!moderator.video.room_admin, "moderation goes through OpenGuild, never straight to the SFU");
@@ -252,7 +298,12 @@ async fn tickets_carry_each_members_permissions_as_livekit_grants_checked_by_bot
     assert!(e["message"].as_str().unwrap().contains("CONNECT"), "{e}");
 
     // A full channel: two seats taken (the SFU says so); gus is refused, a moderator is not.
-    hub.ok(Some(&ann), "mutation($c: ID!) { setVoiceUserLimit(channelId: $c, limit: 2) { userLimit } }", json!({ "c": voice })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($c: ID!) { setVoiceUserLimit(channelId: $c, limit: 2) { userLimit } }",
+        json!({ "c": voice }),
+    )
+    .await;
     webhook(&hub, &event("participant_joined", &voice, &user("bob"), |_| {})).await;
     webhook(&hub, &event("participant_joined", &voice, &user("carl"), |_| {})).await;
     let (c, e) = hub.refused(Some(&tokens["gus"]), JOIN, json!({ "c": voice })).await;
@@ -273,7 +324,10 @@ async fn tickets_carry_each_members_permissions_as_livekit_grants_checked_by_bot
     assert_eq!(verified[0]["identity"], user("bob"));
     assert_eq!(verified[0]["room"], voice.as_str());
     assert_eq!(verified[0]["room_join"], true);
-    assert_eq!(verified[0]["can_publish_sources"], json!(["microphone", "camera", "screen_share", "screen_share_audio"]));
+    assert_eq!(
+        verified[0]["can_publish_sources"],
+        json!(["microphone", "camera", "screen_share", "screen_share_audio"])
+    );
     assert_eq!(verified[1]["can_publish_sources"], json!(["camera", "screen_share", "screen_share_audio"]));
     assert_eq!(verified[2]["room_admin"], false);
     assert_eq!(verified[2]["attributes"]["openguild.moderation"], "MUTE_MEMBERS,DEAFEN_MEMBERS,MOVE_MEMBERS");
@@ -326,7 +380,12 @@ async fn webhooks_are_verified_and_the_roster_follows_them_live() {
     let (guild, voice, _) = voice_guild(&hub, &ann).await;
     join_by_invite(&hub, &ann, &guild, &bob).await;
     let mut ws = Ws::connect(&hub.ws_url(), &bob).await;
-    ws.subscribe("g", "subscription($g: ID!) { guildEvents(guildId: $g) { kind cursor channelId target { id } } }", json!({ "g": guild })).await;
+    ws.subscribe(
+        "g",
+        "subscription($g: ID!) { guildEvents(guildId: $g) { kind cursor channelId target { id } } }",
+        json!({ "g": guild }),
+    )
+    .await;
 
     // Valid: ann joins, and bob sees it live.
     let joined = event("participant_joined", &voice, &user("ann"), |_| {});
@@ -334,7 +393,13 @@ async fn webhooks_are_verified_and_the_roster_follows_them_live() {
     let live = next_voice(&mut ws).await;
     assert_eq!((live["kind"].as_str(), live["channelId"].as_str()), (Some("voice.joined"), Some(voice.as_str())));
     assert_eq!(live["target"]["id"], user("ann"));
-    let seen = hub.ok(Some(&bob), "query($c: ID!, $a: String) { channel(id: $c) { voiceParticipants(after: $a) { user { id } muted } } }", json!({ "c": voice, "a": live["cursor"] })).await;
+    let seen = hub
+        .ok(
+            Some(&bob),
+            "query($c: ID!, $a: String) { channel(id: $c) { voiceParticipants(after: $a) { user { id } muted } } }",
+            json!({ "c": voice, "a": live["cursor"] }),
+        )
+        .await;
     assert_eq!(seen["channel"]["voiceParticipants"][0]["user"]["id"], user("ann"));
 
     // Refused: replayed, wrong key, tampered body, unsigned, stale — and nothing recorded.
@@ -360,15 +425,30 @@ async fn webhooks_are_verified_and_the_roster_follows_them_live() {
     assert_eq!(roster_ids(&hub, &bob, &voice).await, [user("ann")], "no refused webhook changed the roster");
 
     // Mutes: her own (the client says so) and a published camera, live.
-    hub.ok(Some(&ann), "mutation($c: ID!) { setVoiceState(channelId: $c, muted: true, deafened: false) }", json!({ "c": voice })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($c: ID!) { setVoiceState(channelId: $c, muted: true, deafened: false) }",
+        json!({ "c": voice }),
+    )
+    .await;
     assert_eq!(next_voice(&mut ws).await["kind"], "voice.self");
     let camera = event("track_published", &voice, &user("ann"), |e| {
-        e.track = Some(proto::TrackInfo { sid: "TR_cam".into(), source: proto::TrackSource::Camera as i32, ..Default::default() })
+        e.track = Some(proto::TrackInfo {
+            sid: "TR_cam".into(),
+            source: proto::TrackSource::Camera as i32,
+            ..Default::default()
+        })
     });
     webhook(&hub, &camera).await;
     let live = next_voice(&mut ws).await;
     assert_eq!(live["kind"], "voice.track");
-    let r = hub.ok(Some(&bob), "query($c: ID!, $a: String) { channel(id: $c) { voiceParticipants(after: $a) { muted deafened camera } } }", json!({ "c": voice, "a": live["cursor"] })).await;
+    let r = hub
+        .ok(
+            Some(&bob),
+            "query($c: ID!, $a: String) { channel(id: $c) { voiceParticipants(after: $a) { muted deafened camera } } }",
+            json!({ "c": voice, "a": live["cursor"] }),
+        )
+        .await;
     assert_eq!(r["channel"]["voiceParticipants"][0], json!({ "muted": true, "deafened": false, "camera": true }));
 
     // Leaves: the roster empties, live.
@@ -381,7 +461,8 @@ async fn webhooks_are_verified_and_the_roster_follows_them_live() {
 /// The next voice event on a guildEvents subscription (skipping others).
 async fn next_voice(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a live voice event").expect("open");
+        let msg =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a live voice event").expect("open");
         let e = &msg["payload"]["data"]["guildEvents"];
         if e["kind"].as_str().is_some_and(|k| k.starts_with("voice.")) {
             return e.clone();
@@ -405,14 +486,23 @@ async fn moderation_reaches_livekit_as_roomservice_calls() {
         tokens.insert(name, t);
     }
     let mic = event("track_published", &voice, &user("bob"), |e| {
-        e.track = Some(proto::TrackInfo { sid: "TR_mic".into(), source: proto::TrackSource::Microphone as i32, ..Default::default() })
+        e.track = Some(proto::TrackInfo {
+            sid: "TR_mic".into(),
+            source: proto::TrackSource::Microphone as i32,
+            ..Default::default()
+        })
     });
     webhook(&hub, &mic).await;
     rec.expect(0).await;
     let all = [2, 1, 3, 4]; // microphone, camera, screen share, screen share audio
 
     // Server mute: the microphone muted, and the right to publish one taken away.
-    hub.ok(Some(&ann), "mutation($c: ID!, $u: ID!) { serverMuteMember(channelId: $c, userId: $u, muted: true, reason: \"shouting\") }", json!({ "c": voice, "u": user("bob") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($c: ID!, $u: ID!) { serverMuteMember(channelId: $c, userId: $u, muted: true, reason: \"shouting\") }",
+        json!({ "c": voice, "u": user("bob") }),
+    )
+    .await;
     let (room, bob) = (voice.clone(), user("bob"));
     assert_eq!(
         rec.expect(2).await,
@@ -426,27 +516,64 @@ async fn moderation_reaches_livekit_as_roomservice_calls() {
     assert_eq!((bob_row["serverMuted"].as_bool(), bob_row["muted"].as_bool()), (Some(true), Some(true)));
 
     // Move: carl to the stage, then the stage's room listed to seat him there.
-    rec.rooms.lock().unwrap().insert(stage.clone(), vec![proto::ParticipantInfo { sid: "PA_carl".into(), identity: user("carl"), ..Default::default() }]);
-    hub.ok(Some(&ann), "mutation($c: ID!, $u: ID!, $t: ID!) { moveVoiceMember(channelId: $c, userId: $u, toChannelId: $t) }", json!({ "c": voice, "u": user("carl"), "t": stage })).await;
-    assert_eq!(rec.expect(2).await, [Call::Move { room: room.clone(), identity: user("carl"), to: stage.clone() }, Call::List { room: stage.clone() }]);
+    rec.rooms.lock().unwrap().insert(
+        stage.clone(),
+        vec![proto::ParticipantInfo { sid: "PA_carl".into(), identity: user("carl"), ..Default::default() }],
+    );
+    hub.ok(
+        Some(&ann),
+        "mutation($c: ID!, $u: ID!, $t: ID!) { moveVoiceMember(channelId: $c, userId: $u, toChannelId: $t) }",
+        json!({ "c": voice, "u": user("carl"), "t": stage }),
+    )
+    .await;
+    assert_eq!(
+        rec.expect(2).await,
+        [
+            Call::Move { room: room.clone(), identity: user("carl"), to: stage.clone() },
+            Call::List { room: stage.clone() }
+        ]
+    );
     assert_eq!(roster_ids(&hub, &ann, &stage).await, [user("carl")]);
 
     // Disconnect: removed, tokens not revoked (they may come back).
-    hub.ok(Some(&ann), "mutation($c: ID!, $u: ID!) { disconnectVoiceMember(channelId: $c, userId: $u) }", json!({ "c": voice, "u": user("dan") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($c: ID!, $u: ID!) { disconnectVoiceMember(channelId: $c, userId: $u) }",
+        json!({ "c": voice, "u": user("dan") }),
+    )
+    .await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: user("dan"), revoked: false }]);
 
     // Kick, ban, timeout: removed at once, their tokens revoked.
-    hub.ok(Some(&ann), "mutation($g: ID!, $u: ID!) { kickMember(guildId: $g, userId: $u) }", json!({ "g": guild, "u": user("eve") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $u: ID!) { kickMember(guildId: $g, userId: $u) }",
+        json!({ "g": guild, "u": user("eve") }),
+    )
+    .await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: user("eve"), revoked: true }]);
-    hub.ok(Some(&ann), "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u) }", json!({ "g": guild, "u": user("fay") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u) }",
+        json!({ "g": guild, "u": user("fay") }),
+    )
+    .await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: user("fay"), revoked: true }]);
-    hub.ok(Some(&ann), "mutation($g: ID!, $u: ID!) { timeoutMember(guildId: $g, userId: $u, seconds: 60) }", json!({ "g": guild, "u": user("gus") })).await;
+    hub.ok(
+        Some(&ann),
+        "mutation($g: ID!, $u: ID!) { timeoutMember(guildId: $g, userId: $u, seconds: 60) }",
+        json!({ "g": guild, "u": user("gus") }),
+    )
+    .await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: user("gus"), revoked: true }]);
 
     // A permission change: @everyone loses STREAM here; everyone still in the room (bob,
     // server-muted, and the removed ones no more) is told at once, and only them.
     overwrite(&hub, &ann, &voice, ("roleId", EVERYONE), &["STREAM"]).await;
-    assert_eq!(rec.expect(1).await, [Call::Update { room: room.clone(), identity: bob.clone(), sources: vec![], subscribe: true }]);
+    assert_eq!(
+        rec.expect(1).await,
+        [Call::Update { room: room.clone(), identity: bob.clone(), sources: vec![], subscribe: true }]
+    );
     // ... and losing CONNECT removes them.
     overwrite(&hub, &ann, &voice, ("userId", &bob), &["CONNECT"]).await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: bob.clone(), revoked: true }]);
@@ -454,7 +581,10 @@ async fn moderation_reaches_livekit_as_roomservice_calls() {
 
     // A webhook missed while the hub was down heals on start: LiveKit lists ann in the lounge.
     drop(hub);
-    rec.rooms.lock().unwrap().insert(voice.clone(), vec![proto::ParticipantInfo { sid: "PA_ann2".into(), identity: user("ann"), ..Default::default() }]);
+    rec.rooms.lock().unwrap().insert(
+        voice.clone(),
+        vec![proto::ParticipantInfo { sid: "PA_ann2".into(), identity: user("ann"), ..Default::default() }],
+    );
     hub = Server::start(&data, &voice_config(&url), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !roster_ids(&hub, &ann, &voice).await.contains(&user("ann")) {
