@@ -366,6 +366,6 @@ fn refusal(status: StatusCode, code: &str, message: String) -> Response {
 impl From<openguild_voice::VoiceError> for ApiError {
     fn from(e: openguild_voice::VoiceError) -> Self {
         tracing::warn!(error = %e, "voice: LiveKit call failed");
-        ApiError::new("VOICE_UNAVAILABLE", format!("the hub's voice server did not do it: {e}; try again shortly"))
+        ApiError::new("UNAVAILABLE", format!("the hub's voice server did not do it: {e}; try again shortly"))
     }
 }

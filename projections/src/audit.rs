@@ -26,7 +26,8 @@ impl Projection for AuditLog {
     }
 
     fn version(&self) -> i64 {
-        1
+        // 2: voice moderation and user limits.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -56,8 +57,16 @@ impl Projection for AuditLog {
         let guild = match &core.stream {
             StreamId::Guild(g) => g.to_string(),
             StreamId::Channel(ch) => {
-                // Only moderation on messages is audited from channel streams.
-                if !matches!(content, E::MessageRedacted { .. } | E::MessagePinned { .. } | E::MessageUnpinned { .. }) {
+                // Only moderation is audited from channel streams: of messages, and in voice.
+                if !matches!(
+                    content,
+                    E::MessageRedacted { .. }
+                        | E::MessagePinned { .. }
+                        | E::MessageUnpinned { .. }
+                        | E::VoiceServerMuted { .. }
+                        | E::VoiceDisconnected { .. }
+                        | E::VoiceMoved { .. }
+                ) {
                     return Ok(());
                 }
                 match guild_of(c, t, "audit_channels", ch).await? {
@@ -186,7 +195,8 @@ fn describe(body: &EventBody, stream: &StreamId) -> Entry {
         | E::ChannelUpdated { channel, .. }
         | E::ChannelMoved { channel, .. }
         | E::ChannelDeleted { channel }
-        | E::SlowModeSet { channel, .. } => (None, Some(channel.to_string()), ""),
+        | E::SlowModeSet { channel, .. }
+        | E::UserLimitSet { channel, .. } => (None, Some(channel.to_string()), ""),
         E::ChannelLocked { channel, reason, .. } | E::ChannelArchived { channel, reason } => {
             (None, Some(channel.to_string()), reason)
         }
@@ -203,6 +213,9 @@ fn describe(body: &EventBody, stream: &StreamId) -> Entry {
             (Some(message.to_string()), channel_of(stream), "")
         }
         E::GuildArchived { reason } | E::GuildDeleted { reason } => (None, None, reason),
+        E::VoiceServerMuted { user, reason, .. }
+        | E::VoiceDisconnected { user, reason }
+        | E::VoiceMoved { user, reason, .. } => (Some(user.to_string()), channel_of(stream), reason),
         _ => (None, None, ""),
     };
     entry.target = target;

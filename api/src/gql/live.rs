@@ -191,6 +191,8 @@ pub struct GuildEvent {
     pub target: Option<User>,
     /// The channel it is about, if any.
     pub channel_id: Option<ID>,
+    /// `voice.moved`: the voice channel they were moved to.
+    pub to_channel_id: Option<ID>,
     pub reason: Option<String>,
 }
 
@@ -335,6 +337,10 @@ fn guild_event(live: &Live, channels: &impl ChannelIndex) -> Option<GuildEvent> 
             event_id: ID(e.event.id.to_string()),
             target: Some(User(target)),
             channel_id: Some(ID(c.to_string())),
+            to_channel_id: match body {
+                E::VoiceMoved { to, .. } => Some(ID(to.to_string())),
+                _ => None,
+            },
             reason: reason_of(body),
         });
     }
@@ -359,6 +365,7 @@ fn guild_event(live: &Live, channels: &impl ChannelIndex) -> Option<GuildEvent> 
         event_id: ID(e.event.id.to_string()),
         target: target_of(body).cloned().map(User),
         channel_id: channel,
+        to_channel_id: None,
         reason: reason_of(body),
     })
 }

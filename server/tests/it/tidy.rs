@@ -31,7 +31,17 @@ fn crates_depend_only_inward_and_only_the_lower_floors_know_sql() {
         ("store", &["openguild-domain"][..]),
         ("projections", &["openguild-domain", "openguild-store"]),
         ("federation", &["openguild-domain"]),
-        ("api", &["openguild-domain", "openguild-store", "openguild-projections", "openguild-federation"]),
+        ("voice", &["openguild-domain"]),
+        (
+            "api",
+            &[
+                "openguild-domain",
+                "openguild-store",
+                "openguild-projections",
+                "openguild-federation",
+                "openguild-voice",
+            ],
+        ),
     ];
     for (krate, allowed) in floors {
         for dep in dependencies(krate).iter().filter(|d| d.starts_with("openguild-")) {
@@ -60,6 +70,7 @@ fn each_projection_names_only_its_own_tables() {
         ("federation_outbox", "outbox.rs"),
         ("search", "search.rs"),
         ("reads", "reads.rs"),
+        ("voice", "voice.rs"),
     ]
     .into_iter()
     .collect();

@@ -578,6 +578,23 @@ async fn moderation_reaches_livekit_as_roomservice_calls() {
     overwrite(&hub, &ann, &voice, ("userId", &bob), &["CONNECT"]).await;
     assert_eq!(rec.expect(1).await, [Call::Remove { room: room.clone(), identity: bob.clone(), revoked: true }]);
     let _ = all;
+    // Each act is the moderator's signed event, in the guild's audit log.
+    let log = hub
+        .ok(Some(&ann), "query($g: ID!) { auditLog(guildId: $g, first: 100) { edges { node { kind actor target channelId reason } } } }", json!({ "g": guild }))
+        .await;
+    let voice_acts: Vec<(String, String)> = log["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["kind"].as_str().unwrap().starts_with("voice."))
+        .map(|n| (n["kind"].as_str().unwrap().to_owned(), n["target"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    for (kind, target) in
+        [("voice.server_muted", user("bob")), ("voice.moved", user("carl")), ("voice.disconnected", user("dan"))]
+    {
+        assert!(voice_acts.contains(&(kind.to_owned(), target.clone())), "{kind} of {target} not in {voice_acts:?}");
+    }
 
     // A webhook missed while the hub was down heals on start: LiveKit lists ann in the lounge.
     drop(hub);

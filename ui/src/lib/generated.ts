@@ -208,7 +208,7 @@ export type GuildEventsSubscriptionVariables = Exact<{
 }>;
 
 
-export type GuildEventsSubscription = { guildEvents: { cursor: string, kind: string, channelId: string | null, reason: string | null, target: { id: string } | null } };
+export type GuildEventsSubscription = { guildEvents: { cursor: string, kind: string, channelId: string | null, toChannelId: string | null, reason: string | null, target: { id: string } | null } };
 
 export type CreateGuildMutationVariables = Exact<{
   name: string;
@@ -1163,6 +1163,7 @@ export const GuildEventsDocument = new TypedDocumentString(`
     cursor
     kind
     channelId
+    toChannelId
     target {
       id
     }

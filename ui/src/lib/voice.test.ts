@@ -85,6 +85,7 @@ describe('the roster', () => {
     // Bob moved from v2 to v1: both are asked again.
     expect(rostersToRefetch({ channelId: 'v1', target: { id: bob.user.id } }, r).sort()).toEqual(['v1', 'v2']);
     expect(rostersToRefetch({ channelId: 'v3', target: null }, r)).toEqual(['v3']);
+    expect(rostersToRefetch({ channelId: 'v3', toChannelId: 'v4', target: null }, r).sort()).toEqual(['v3', 'v4']);
   });
 
   it('follows me when a moderator moves me', () => {
@@ -198,8 +199,8 @@ describe('who may join, and why not', () => {
     expect(joinRefusal(unavailable)).toBe(VOICE_UNAVAILABLE);
     expect(isUnavailable(unavailable)).toBe(true);
     expect(isUnavailable(forbidden)).toBe(false);
-    // The same code for a call the voice server failed: the server's words, and Join stays on.
-    const failed = new ApiError('VOICE_UNAVAILABLE', "the hub's voice server did not do it: connection refused; try again shortly");
+    // A call the voice server failed: the server's words, and Join stays on.
+    const failed = new ApiError('UNAVAILABLE', "the hub's voice server did not do it: connection refused; try again shortly");
     expect(isUnavailable(failed)).toBe(false);
     expect(joinRefusal(failed)).toBe("The hub's voice server did not do it: connection refused; try again shortly.");
     expect(joinRefusal(new TypeError('Failed to fetch'))).toMatch(/Can't reach the server/);

@@ -53,9 +53,14 @@ export function channelOf(rosters: Record<string, Roster>, userId: string): stri
  * The rosters to ask again for a voice event: its channel's, and any other that lists its
  * participant now (someone moved, or left a channel the event does not name).
  */
-export function rostersToRefetch(e: { channelId?: string | null; target?: { id: string } | null }, rosters: Record<string, Roster>): string[] {
+export function rostersToRefetch(
+  e: { channelId?: string | null; toChannelId?: string | null; target?: { id: string } | null },
+  rosters: Record<string, Roster>,
+): string[] {
   const ids = new Set<string>();
   if (e.channelId) ids.add(e.channelId);
+  // A move names where to: that roster gains them.
+  if (e.toChannelId) ids.add(e.toChannelId);
   const who = e.target?.id;
   if (who) for (const [id, r] of Object.entries(rosters)) if (r.list.some((p) => p.user.id === who)) ids.add(id);
   return [...ids];
@@ -197,12 +202,12 @@ export function joinBlock(input: {
 }
 
 /**
- * Whether a refusal says the hub has no voice server at all (VOICE_UNAVAILABLE, "not set up"):
- * Join stays off until a reload. The same code also says the voice server failed a call,
- * which may pass: that is shown as the server words it, and Join stays on.
+ * Whether a refusal says the hub has no voice server at all (VOICE_UNAVAILABLE): Join stays
+ * off until a reload. A call the voice server failed is UNAVAILABLE, which may pass: it is
+ * shown as the server words it, and Join stays on.
  */
 export function isUnavailable(e: unknown): boolean {
-  return e instanceof ApiError && e.code === 'VOICE_UNAVAILABLE' && /not (set up|configured)/i.test(e.message);
+  return e instanceof ApiError && e.code === 'VOICE_UNAVAILABLE';
 }
 
 /** The server's refusal of `joinVoice`, in words. */
