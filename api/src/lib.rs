@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod federation;
 pub mod gql;
 mod http;
+pub use http::ClientAddr;
 pub mod limits;
 pub mod listen;
 pub mod media;
@@ -22,6 +23,7 @@ mod metrics;
 pub mod moderation;
 pub mod oidc;
 mod outbox;
+pub mod post;
 pub mod proposals;
 pub mod provision;
 mod remote;
@@ -468,6 +470,12 @@ impl Api {
 
 /// The server's routes; any other path is a file of the web client built into `ui_dir`.
 pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
+    router_with(api, ui_dir, Router::new())
+}
+
+/// [`router`], with more routes (the Matrix client-server API) under the same limits, before
+/// the web client's fallback.
+pub fn router_with(api: Arc<Api>, ui_dir: std::path::PathBuf, more: Router<AppState>) -> Router {
     let body_limit = api.settings.limits.max_body_bytes;
     let client = webclient::WebClient::new(ui_dir);
     Router::new()
@@ -501,6 +509,7 @@ pub fn router(api: Arc<Api>, ui_dir: std::path::PathBuf) -> Router {
         .route("/_openguild/federation/v1/invites/{code}", get(federation::invite))
         .route("/_openguild/federation/v1/streams/{stream}", get(federation::stream))
         .route("/_openguild/federation/v1/state/{guild}", get(federation::state))
+        .merge(more)
         .fallback(move |req: axum::extract::Request| {
             let client = client.clone();
             async move { client.serve(req).await }

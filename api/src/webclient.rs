@@ -17,7 +17,8 @@ use axum::response::{Html, IntoResponse, Response};
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Paths that belong to the API: a miss there is a 404, never the client's page.
-const API_PREFIXES: &[&str] = &["/graphql", "/auth", "/_openguild", "/healthz", "/readyz", "/metrics"];
+const API_PREFIXES: &[&str] =
+    &["/graphql", "/auth", "/_openguild", "/_matrix", "/.well-known/matrix", "/healthz", "/readyz", "/metrics"];
 
 /// Built files whose names change with their content.
 const ASSETS: &str = "/assets/";

@@ -78,7 +78,7 @@ pub async fn serve(mut place: Place, args: ServeArgs) -> anyhow::Result<()> {
     let api = openguild_api::Api::start(store.clone(), projections.clone(), key, place.api.clone(), peers)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API: {}", e.message))?;
-    let app = openguild_api::router(api.clone(), place.ui_dir.clone());
+    let app = openguild_api::router_with(api.clone(), place.ui_dir.clone(), openguild_matrix::router());
     let url = format!("http://{}", listener.local_addr()?);
     if !place.ui_dir.join("index.html").is_file() {
         tracing::warn!(

@@ -2,8 +2,6 @@
 //! mutation bucket, lets the domain decide, and records the position written so the same
 //! user's next read waits for it.
 
-use std::collections::BTreeSet;
-
 use async_graphql::{Context, ID, InputObject, Object};
 use openguild_domain::channel::MessageCommand;
 use openguild_domain::guild::GuildCommand;
@@ -12,7 +10,6 @@ use openguild_domain::{
     CategoryId, ChannelId, DomainError, EventBody, GuildId, InviteCode, MessageId, Place, Refusal, ReportId, RoleId,
     ServerName, StreamId, UserId,
 };
-use openguild_projections::queries::MessageRow;
 
 use super::{
     Category, ChannelKind, ChannelObj, GuildObj, Id, InviteObj, Message, Permission, Report, ReportAction,
@@ -167,32 +164,6 @@ impl Api {
     pub(super) async fn channel_obj(&self, me: &UserId, channel: ChannelId) -> Result<ChannelObj, ApiError> {
         Ok(ChannelObj::new(self.channel_view(me, channel).await?, channel, me.clone()))
     }
-}
-
-/// Who a message's text calls on: `@handle:server` words name people, `@&<role id>` words
-/// roles, and `@everyone` (or `@here`) everyone.
-#[derive(Default)]
-struct Mentions {
-    users: BTreeSet<UserId>,
-    roles: BTreeSet<RoleId>,
-    everyone: bool,
-}
-
-fn mentions(body: &str) -> Mentions {
-    let mut found = Mentions::default();
-    for word in body.split(|c: char| c.is_whitespace() || ",;!?()<>".contains(c)) {
-        let word = word.trim_end_matches('.');
-        if word == "@everyone" || word == "@here" {
-            found.everyone = true;
-        } else if let Some(role) = word.strip_prefix("@&") {
-            found.roles.extend(role.parse::<RoleId>().ok());
-        } else if word.starts_with('@')
-            && let Ok(u) = word.parse()
-        {
-            found.users.insert(u);
-        }
-    }
-    found
 }
 
 /// A fresh invite code: 10 letters and digits.
@@ -352,51 +323,10 @@ impl Mutation {
 
     async fn send_message(&self, ctx: &Context<'_>, input: SendMessageInput) -> Res<Message> {
         let api = api(ctx);
-        let channel: ChannelId = input.channel_id.0;
-        let reply_to = input.reply_to.map(|r| r.0);
-        let called = mentions(&input.body);
         let me = api.actor(ctx).await?;
         let ids: Vec<openguild_domain::MediaId> = input.attachments.iter().map(|a| a.0).collect();
-        let attachments = api.attachments_of(&me, &ids).await?;
-        let cmd = MessageCommand::Post {
-            text: input.body.clone(),
-            reply_to,
-            mentions: called.users,
-            mentions_everyone: called.everyone,
-            mention_roles: called.roles,
-            attachments: attachments.clone(),
-        };
-        api.may_post_in(&me, channel).await?;
-        // In a guild another hub owns, a post waits in a queue while the owner is away.
-        let done = match api.commands.message(&me, channel, &cmd, now()).await {
-            Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                api.post_elsewhere(&owner, &me, channel, &cmd).await?
-            }
-            done => crate::remote::Posted::Appended(done.map_err(ApiError::from)?),
-        };
-        let (id, position, at) = match done {
-            crate::remote::Posted::Appended(done) => {
-                api.wrote(&me, done.position);
-                let e = done.events.last().ok_or_else(|| ApiError::internal("a post wrote no event"))?;
-                (e.id, done.position, e.core.ts.as_millis())
-            }
-            crate::remote::Posted::Queued { provisional } => (provisional, 0, now().as_millis()),
-        };
-        Ok(Message(MessageRow {
-            id,
-            position,
-            channel,
-            author: me,
-            body: Some(input.body),
-            reply_to,
-            created_at: at,
-            edited_at: None,
-            deleted: false,
-            pinned: false,
-            reactions: Vec::new(),
-            mine: Vec::new(),
-            attachments,
-        }))
+        let reply_to = input.reply_to.map(|r| r.0);
+        Ok(Message(api.post(&me, input.channel_id.0, input.body, reply_to, &ids).await?))
     }
 
     async fn edit_message(&self, ctx: &Context<'_>, id: Id<MessageId>, body: String) -> Res<Message> {

@@ -39,6 +39,7 @@ mod federation;
 mod graphql;
 mod hardening;
 mod hub;
+mod matrix;
 mod media;
 mod nodes;
 mod oidc;

@@ -32,6 +32,7 @@ fn crates_depend_only_inward_and_only_the_lower_floors_know_sql() {
         ("projections", &["openguild-domain", "openguild-store"]),
         ("federation", &["openguild-domain"]),
         ("voice", &["openguild-domain"]),
+        ("matrix", &["openguild-domain", "openguild-store", "openguild-projections", "openguild-api"]),
         (
             "api",
             &[

@@ -1,0 +1,142 @@
+//! Discovery, logging in and out, who am I, what the hub can do, and which rooms are mine.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use openguild_api::Api;
+use openguild_api::clock::now;
+use openguild_domain::Permissions;
+use ruma::api::client::account::whoami;
+use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
+use ruma::api::client::membership::joined_rooms;
+use ruma::api::client::push::get_pushrules_all;
+use ruma::api::client::session::{get_login_types, login, logout};
+use ruma::api::client::uiaa::UserIdentifier;
+use ruma::{OwnedDeviceId, OwnedUserId};
+
+use crate::MatrixError;
+use crate::ids::{room_of, space_of};
+use crate::ruma_io::{parse, reply, token, viewer};
+
+/// The spec versions served: v1.5 onwards is what matrix-js-sdk asks for.
+const VERSIONS: &[&str] = &["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
+
+pub async fn well_known(State(api): State<Arc<Api>>) -> Response {
+    let info = discover_homeserver::HomeserverInfo::new(api.public_url());
+    reply(discover_homeserver::Response::new(info))
+}
+
+pub async fn versions() -> Response {
+    reply(get_supported_versions::Response::new(VERSIONS.iter().map(|v| (*v).to_owned()).collect()))
+}
+
+pub async fn login_types() -> Response {
+    let flows = vec![get_login_types::v3::LoginType::Password(Default::default())];
+    reply(get_login_types::v3::Response::new(flows))
+}
+
+/// A device id per session: Matrix clients key their state by it; OpenGuild has sessions.
+fn device_of(token: &str) -> OwnedDeviceId {
+    let hash = blake3::hash(token.as_bytes()).to_hex();
+    OwnedDeviceId::from(format!("OG{}", &hash.as_str()[..10].to_ascii_uppercase()))
+}
+
+fn user_id(user: &openguild_domain::UserId) -> Result<OwnedUserId, MatrixError> {
+    OwnedUserId::try_from(user.as_str())
+        .map_err(|_| MatrixError::new(500, "M_UNKNOWN", format!("{user} is no Matrix user id")))
+}
+
+pub async fn login(
+    State(api): State<Arc<Api>>,
+    from: openguild_api::ClientAddr,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    let from = Some(from.0);
+    let (request, _) = parse::<login::v3::Request>(req, &[]).await?;
+    let login::v3::LoginInfo::Password(password) = request.login_info else {
+        return Err(MatrixError::new(400, "M_UNKNOWN", "this hub takes m.login.password (GET /login lists its flows)"));
+    };
+    #[allow(deprecated)]
+    let given = match (&password.identifier, &password.user) {
+        (Some(UserIdentifier::Matrix(m)), _) => m.user.clone(),
+        (None, Some(user)) => user.clone(),
+        _ => return Err(MatrixError::new(400, "M_UNKNOWN", "log in with an m.id.user identifier (your handle)")),
+    };
+    // `@handle:hub` or the bare handle; another hub's users log in there.
+    let handle = match given.strip_prefix('@').and_then(|rest| rest.split_once(':')) {
+        Some((handle, server)) if server == api.server.as_str() => handle.to_owned(),
+        Some((_, server)) => {
+            return Err(MatrixError::new(403, "M_FORBIDDEN", format!("{given} is a user of {server}; log in there")));
+        }
+        None => given,
+    };
+    let (token, user) = api.login(&handle, &password.password, from, now()).await.map_err(|e| {
+        let mut e = MatrixError::from(e);
+        if e.errcode == "M_UNKNOWN_TOKEN" {
+            // A wrong password is M_FORBIDDEN in Matrix.
+            e = MatrixError::new(403, "M_FORBIDDEN", e.error);
+        }
+        e
+    })?;
+    let device = device_of(&token);
+    #[allow(deprecated)]
+    let mut response = login::v3::Response::new(user_id(&user)?, token, device);
+    response.well_known = None;
+    Ok(reply(response))
+}
+
+pub async fn logout(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (_, parts) = parse::<logout::v3::Request>(req, &[]).await?;
+    let me = viewer(&api, &parts).await?;
+    api.logout(&me, now()).await?;
+    Ok(reply(logout::v3::Response::new()))
+}
+
+pub async fn whoami(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (_, parts) = parse::<whoami::v3::Request>(req, &[]).await?;
+    let me = viewer(&api, &parts).await?;
+    let mut response = whoami::v3::Response::new(user_id(&me.user)?, false);
+    response.device_id = token(&parts).map(|t| device_of(&t));
+    Ok(reply(response))
+}
+
+pub async fn capabilities(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (_, parts) = parse::<get_capabilities::v3::Request>(req, &[]).await?;
+    viewer(&api, &parts).await?;
+    let mut caps = get_capabilities::v3::Capabilities::new();
+    // Passwords change through OpenGuild's own API.
+    caps.change_password.enabled = false;
+    caps.thirdparty_id_changes.enabled = false;
+    Ok(reply(get_capabilities::v3::Response::new(caps)))
+}
+
+pub async fn push_rules(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (_, parts) = parse::<get_pushrules_all::v3::Request>(req, &[]).await?;
+    viewer(&api, &parts).await?;
+    Ok(reply(get_pushrules_all::v3::Response::new(ruma::push::Ruleset::new())))
+}
+
+/// The spaces of the viewer's guilds and the rooms of the channels they can see (a DM is a
+/// room alone).
+pub async fn joined_rooms(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (_, parts) = parse::<joined_rooms::v3::Request>(req, &[]).await?;
+    let me = viewer(&api, &parts).await?;
+    let guilds = openguild_projections::queries::guilds_of(api.projections.db(), &me.user)
+        .await
+        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    let mut rooms = Vec::new();
+    let now = now();
+    for id in guilds {
+        let Ok(g) = api.member_view(&me.user, id).await else { continue };
+        if !g.dm {
+            rooms.extend(space_of(&g));
+        }
+        for channel in g.channels.keys() {
+            if g.channel_permissions(&me.user, *channel, now).contains(Permissions::VIEW_CHANNEL) {
+                rooms.extend(room_of(&g, *channel));
+            }
+        }
+    }
+    Ok(reply(joined_rooms::v3::Response::new(rooms)))
+}

@@ -1,0 +1,272 @@
+//! `/sync`: the viewer's guilds as spaces and their channels as rooms, each with its state
+//! (derived from the guild as it stands) and the newest messages; then, with `since`, what
+//! was posted after it, long-polling up to `timeout` for the first of it.
+//!
+//! A batch token is a position in the event store: `next_batch` is where the answer read up
+//! to, so an incremental sync reads the store from there.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use futures::StreamExt;
+use openguild_api::Api;
+use openguild_api::clock::now;
+use openguild_domain::guild::Guild;
+use openguild_domain::{ChannelId, ChannelKind, EventBody, Permissions, StreamId, UserId};
+use openguild_projections::queries::{self, MessageRow, Page};
+use ruma::api::client::sync::sync_events::v3;
+use ruma::serde::Raw;
+use serde_json::{Value, json};
+
+use crate::MatrixError;
+use crate::ids::{room_of, space_of};
+use crate::ruma_io::{parse, reply, viewer};
+
+/// How many messages a room's timeline carries at most on an initial sync.
+const TIMELINE: u32 = 20;
+/// The longest long-poll taken.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn api_err(e: impl Into<openguild_api::errors::ApiError>) -> MatrixError {
+    MatrixError::from(e.into())
+}
+
+/// A stable event id for something that has no event of its own (state derived from the
+/// guild as it stands): the hash of what it names.
+fn derived_id(parts: &[&str]) -> String {
+    let hash = blake3::hash(parts.join("\u{1f}").as_bytes()).to_hex();
+    format!("${}", &hash.as_str()[..43])
+}
+
+pub fn raw<T>(v: Value) -> Raw<T> {
+    Raw::from_json(serde_json::value::to_raw_value(&v).expect("JSON values serialise"))
+}
+
+fn state_event(kind: &str, key: &str, sender: &UserId, ts: u64, room: &str, content: Value) -> Value {
+    json!({
+        "type": kind,
+        "state_key": key,
+        "sender": sender.as_str(),
+        "origin_server_ts": ts,
+        "event_id": derived_id(&[room, kind, key, &content.to_string()]),
+        "content": content,
+    })
+}
+
+/// A message as a Matrix `m.room.message` (redacted: an empty content).
+pub fn message_event(m: &MessageRow) -> Value {
+    let content = match &m.body {
+        Some(body) if !m.deleted => json!({ "msgtype": "m.text", "body": body }),
+        _ => json!({}),
+    };
+    json!({
+        "type": "m.room.message",
+        "event_id": format!("${}", m.id),
+        "sender": m.author.as_str(),
+        "origin_server_ts": m.created_at,
+        "content": content,
+    })
+}
+
+/// The state of a guild's space: what it is, its name, its members, its children.
+fn space_state(g: &Guild, me: &UserId, room: &str) -> Vec<Value> {
+    let owner = g.owner.clone().unwrap_or_else(|| me.clone());
+    let ts = g.created_at.as_millis();
+    let origin = g.origin.as_ref().map(ToString::to_string).unwrap_or_default();
+    let mut out = vec![
+        state_event(
+            "m.room.create",
+            "",
+            &owner,
+            ts,
+            room,
+            json!({ "creator": owner.as_str(), "type": "m.space", "room_version": "10" }),
+        ),
+        state_event("m.room.name", "", &owner, ts, room, json!({ "name": g.name })),
+        state_event("m.room.join_rules", "", &owner, ts, room, json!({ "join_rule": "invite" })),
+    ];
+    let now = now();
+    for (channel, c) in &g.channels {
+        if c.kind == ChannelKind::Thread
+            || !g.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL)
+        {
+            continue;
+        }
+        if let Some(child) = room_of(g, *channel) {
+            let order = format!("{:04}", c.position);
+            let content = json!({ "via": [origin], "order": order });
+            out.push(state_event("m.space.child", child.as_str(), &owner, ts, room, content));
+        }
+    }
+    out.extend(members(g, room));
+    out
+}
+
+fn members(g: &Guild, room: &str) -> Vec<Value> {
+    g.members
+        .iter()
+        .map(|(user, m)| {
+            let content = json!({ "membership": "join", "displayname": m.nickname.clone().unwrap_or_else(|| user.handle().to_owned()) });
+            state_event("m.room.member", user.as_str(), user, m.joined_at.as_millis(), room, content)
+        })
+        .collect()
+}
+
+/// The state of a channel's room: its space, name, topic, members, who may post.
+fn room_state(g: &Guild, channel: ChannelId, me: &UserId, room: &str) -> Vec<Value> {
+    let Some(c) = g.channels.get(&channel) else { return Vec::new() };
+    let owner = g.owner.clone().unwrap_or_else(|| me.clone());
+    let ts = g.created_at.as_millis();
+    let origin = g.origin.as_ref().map(ToString::to_string).unwrap_or_default();
+    let mut out = vec![
+        state_event("m.room.create", "", &owner, ts, room, json!({ "creator": owner.as_str(), "room_version": "10" })),
+        state_event("m.room.name", "", &owner, ts, room, json!({ "name": c.name })),
+        state_event("m.room.topic", "", &owner, ts, room, json!({ "topic": c.topic })),
+        state_event("m.room.join_rules", "", &owner, ts, room, json!({ "join_rule": "invite" })),
+    ];
+    if !g.dm
+        && let Some(space) = space_of(g)
+    {
+        out.push(state_event(
+            "m.space.parent",
+            space.as_str(),
+            &owner,
+            ts,
+            room,
+            json!({ "via": [origin], "canonical": true }),
+        ));
+    }
+    out.extend(members(g, room));
+    out
+}
+
+fn state_of(events: Vec<Raw<ruma::events::AnySyncStateEvent>>) -> v3::State {
+    let mut state = v3::StateEvents::new();
+    state.events = events;
+    v3::State::Before(state)
+}
+
+async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixError> {
+    // Read the position first: whatever lands after it comes with the next sync. It covers
+    // the viewer's own last write, and the read model is waited for up to it.
+    let position = api.fanout.position().max(api.last_write(me));
+    let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
+    api.projections.wait_for(&["timeline"], position, wait).await.map_err(api_err)?;
+    let mut response = v3::Response::new(position.to_string());
+    let guilds = queries::guilds_of(api.projections.db(), me).await.map_err(api_err)?;
+    let now = now();
+    for id in guilds {
+        let Ok(g) = api.member_view(me, id).await else { continue };
+        if !g.dm
+            && let Some(space) = space_of(&g)
+        {
+            let mut joined = v3::JoinedRoom::new();
+            let events = space_state(&g, me, space.as_str()).into_iter().map(raw).collect();
+            joined.state = state_of(events);
+            response.rooms.join.insert(space, joined);
+        }
+        for (channel, c) in &g.channels {
+            if c.kind == ChannelKind::Thread
+                || !g.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL)
+            {
+                continue;
+            }
+            let Some(room) = room_of(&g, *channel) else { continue };
+            let mut joined = v3::JoinedRoom::new();
+            let events = room_state(&g, *channel, me, room.as_str()).into_iter().map(raw).collect();
+            joined.state = state_of(events);
+            let page = Page::Last { before: Some(position + 1), limit: TIMELINE + 1 };
+            let mut rows = queries::messages(api.projections.db(), *channel, page).await.map_err(api_err)?;
+            joined.timeline.limited = rows.len() > TIMELINE as usize;
+            if joined.timeline.limited {
+                rows.remove(0);
+            }
+            // A token is the point just after a position: older messages are before this one.
+            joined.timeline.prev_batch = rows.first().map(|m| m.position.saturating_sub(1).to_string());
+            joined.timeline.events = rows.iter().map(|m| raw(message_event(m))).collect();
+            response.rooms.join.insert(room, joined);
+        }
+    }
+    Ok(response)
+}
+
+/// What was posted after `since` in rooms `me` can see: waits up to `timeout` for the first.
+async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration) -> Result<v3::Response, MatrixError> {
+    let mut feed = openguild_store::subscribe_all(api.store.clone(), since);
+    let deadline = tokio::time::Instant::now() + timeout.min(MAX_TIMEOUT);
+    let mut last = since;
+    let mut rooms: BTreeMap<ruma::OwnedRoomId, v3::JoinedRoom> = BTreeMap::new();
+    let now = now();
+    loop {
+        // Wait for the first event; after one, take only what is already there.
+        let wait = if rooms.is_empty() { deadline } else { tokio::time::Instant::now() + Duration::from_millis(20) };
+        let next = match tokio::time::timeout_at(wait, feed.next()).await {
+            Ok(Some(next)) => next.map_err(api_err)?,
+            Ok(None) | Err(_) => break,
+        };
+        last = next.position;
+        let (StreamId::Channel(channel), EventBody::MessagePosted { .. }) =
+            (&next.event.core.stream, next.event.content())
+        else {
+            continue;
+        };
+        let Ok(g) = api.channel_view(me, *channel).await else { continue };
+        let Some(room) = room_of(&g, *channel) else { continue };
+        if !g.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL) {
+            continue;
+        }
+        let rows = queries::messages_by_id(api.projections.db(), &[next.event.id]).await.map_err(api_err)?;
+        let row = match rows.into_iter().next() {
+            Some(row) => row,
+            // Not in the read model yet: from the event itself.
+            None => {
+                let EventBody::MessagePosted { text, .. } = next.event.content() else { continue };
+                MessageRow {
+                    id: next.event.id,
+                    position: next.position,
+                    channel: *channel,
+                    author: next.event.core.sender.clone(),
+                    body: Some(text.clone()),
+                    reply_to: None,
+                    created_at: next.event.core.ts.as_millis(),
+                    edited_at: None,
+                    deleted: false,
+                    pinned: false,
+                    reactions: Vec::new(),
+                    mine: Vec::new(),
+                    attachments: Vec::new(),
+                }
+            }
+        };
+        let joined = rooms.entry(room).or_default();
+        joined.timeline.events.push(raw(message_event(&row)));
+        if joined.timeline.prev_batch.is_none() {
+            joined.timeline.prev_batch = Some(since.to_string());
+        }
+        if rooms.values().map(|r| r.timeline.events.len()).sum::<usize>() >= 100 {
+            break;
+        }
+    }
+    let mut response = v3::Response::new(last.to_string());
+    response.rooms.join = rooms;
+    Ok(response)
+}
+
+pub async fn sync(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    let (request, parts) = parse::<v3::Request>(req, &[]).await?;
+    let me = viewer(&api, &parts).await?;
+    let since = match request.since.as_deref() {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| {
+            MatrixError::new(400, "M_INVALID_PARAM", "since: pass the next_batch of a sync from this hub")
+        })?),
+    };
+    let response = match (since, request.full_state) {
+        (Some(since), false) => incremental(&api, &me.user, since, request.timeout.unwrap_or_default()).await?,
+        _ => initial(&api, &me.user).await?,
+    };
+    Ok(reply(response))
+}

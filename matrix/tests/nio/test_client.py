@@ -1,0 +1,173 @@
+"""Matrix clients on an OpenGuild hub, through matrix-nio (PyPI), against a real `openguild serve`.
+
+The Rust test `server/tests/it/matrix.rs` starts the hub and runs this suite with
+OPENGUILD_URL set. What a hub serves so far is listed in docs/MATRIX.md.
+"""
+import asyncio
+import json
+import os
+import urllib.request
+
+import nio
+import pytest
+
+URL = os.environ["OPENGUILD_URL"]
+SERVER = os.environ.get("OPENGUILD_SERVER", "hub.test")
+
+
+def graphql(query, variables=None, token=None):
+    req = urllib.request.Request(
+        URL + "/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"content-type": "application/json", **({"authorization": "Bearer " + token} if token else {})},
+    )
+    with urllib.request.urlopen(req) as r:
+        out = json.load(r)
+    assert "errors" not in out, out
+    return out["data"]
+
+
+@pytest.fixture(scope="module")
+def guild():
+    """ann (password "correct horse"), her guild with a text channel, bob in it: their ids."""
+    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+    token = graphql(register, {"h": "ann"})["register"]["token"]
+    bob = graphql(register, {"h": "bob"})["register"]["token"]
+    g = graphql('mutation { createGuild(input: {name: "Book Club"}) { id } }', token=token)["createGuild"]["id"]
+    c = graphql(
+        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "chat", kind: TEXT}) { id } }', {"g": g}, token
+    )["createChannel"]["id"]
+    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, token)
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, bob)
+    return {"guild": g, "channel": c, "ann": token, "bob": bob}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_discovery_and_password_login(guild):
+    async def go():
+        client = nio.AsyncClient(URL, f"@ann:{SERVER}")
+        info = await client.discovery_info()
+        assert isinstance(info, nio.DiscoveryInfoResponse), info
+        assert info.homeserver_url.rstrip("/") == URL.rstrip("/")
+        flows = await client.login_info()
+        assert "m.login.password" in flows.flows
+        wrong = await client.login("not the password")
+        assert isinstance(wrong, nio.LoginError) and wrong.status_code == "M_FORBIDDEN", wrong
+        login = await client.login("correct horse")
+        assert isinstance(login, nio.LoginResponse), login
+        assert login.user_id == f"@ann:{SERVER}" and login.device_id
+        me = await client.whoami()
+        assert isinstance(me, nio.WhoamiResponse), me
+        assert me.user_id == f"@ann:{SERVER}" and me.device_id == login.device_id
+        await client.close()
+
+    run(go())
+
+
+def test_joined_rooms_are_the_guilds_space_and_its_channels(guild):
+    async def go():
+        client = nio.AsyncClient(URL, "ann")
+        assert isinstance(await client.login("correct horse"), nio.LoginResponse)
+        joined = await client.joined_rooms()
+        assert isinstance(joined, nio.JoinedRoomsResponse), joined
+        assert f"!{guild['guild']}:{SERVER}" in joined.rooms
+        assert f"!{guild['channel']}:{SERVER}" in joined.rooms
+        out = await client.logout()
+        assert isinstance(out, nio.LogoutResponse), out
+        # The token is gone: whoami is refused.
+        again = await client.whoami()
+        assert isinstance(again, nio.WhoamiError) and again.status_code == "M_UNKNOWN_TOKEN", again
+        await client.close()
+
+    run(go())
+
+
+def test_initial_sync_shows_the_guild_as_a_space_with_its_rooms(guild):
+    space, room = f"!{guild['guild']}:{SERVER}", f"!{guild['channel']}:{SERVER}"
+
+    async def go():
+        client = nio.AsyncClient(URL, "ann")
+        assert isinstance(await client.login("correct horse"), nio.LoginResponse)
+        sync = await client.sync(timeout=0, full_state=True)
+        assert isinstance(sync, nio.SyncResponse), sync
+        assert sync.next_batch
+        state = {r: [e.source for e in sync.rooms.join[r].state] for r in (space, room)}
+        create = next(e for e in state[space] if e["type"] == "m.room.create")
+        assert create["content"]["type"] == "m.space"
+        children = [e["state_key"] for e in state[space] if e["type"] == "m.space.child"]
+        assert room in children
+        name = next(e for e in state[room] if e["type"] == "m.room.name")
+        assert name["content"]["name"] == "chat"
+        parent = next(e for e in state[room] if e["type"] == "m.space.parent")
+        assert parent["state_key"] == space
+        members = {e["state_key"] for e in state[room] if e["type"] == "m.room.member"}
+        assert {f"@ann:{SERVER}", f"@bob:{SERVER}"} <= members
+        # nio's own view of the rooms agrees.
+        assert client.rooms[room].display_name == "chat"
+        await client.close()
+
+    run(go())
+
+
+def test_a_message_sent_by_one_client_reaches_another_within_its_long_poll(guild):
+    room = f"!{guild['channel']}:{SERVER}"
+
+    async def go():
+        ann = nio.AsyncClient(URL, "ann")
+        bob = nio.AsyncClient(URL, "bob")
+        assert isinstance(await ann.login("correct horse"), nio.LoginResponse)
+        assert isinstance(await bob.login("correct horse"), nio.LoginResponse)
+        first = await bob.sync(timeout=0, full_state=True)
+        assert isinstance(first, nio.SyncResponse), first
+        await ann.sync(timeout=0, full_state=True)
+        waiting = asyncio.create_task(bob.sync(timeout=10_000, since=first.next_batch))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "an incremental sync with nothing new waits"
+        content = {"msgtype": "m.text", "body": "hello from nio"}
+        sent = await ann.room_send(room, "m.room.message", content, tx_id="txn-1")
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        again = await ann.room_send(room, "m.room.message", content, tx_id="txn-1")
+        assert again.event_id == sent.event_id, "a retried transaction is the same message"
+        got = await asyncio.wait_for(waiting, 15)
+        assert isinstance(got, nio.SyncResponse), got
+        events = got.rooms.join[room].timeline.events
+        bodies = [e.source["content"].get("body") for e in events]
+        assert bodies == ["hello from nio"], bodies
+        assert events[0].event_id == sent.event_id and events[0].sender == f"@ann:{SERVER}"
+        await ann.close()
+        await bob.close()
+
+    run(go())
+    # The same message, through GraphQL.
+    messages = graphql(
+        "query($c: ID!) { channel(id: $c) { messages(last: 5) { nodes { id body author { id } } } } }",
+        {"c": guild["channel"]},
+        guild["bob"],
+    )["channel"]["messages"]["nodes"]
+    assert [m["body"] for m in messages] == ["hello from nio"]
+
+
+def test_messages_page_backwards_newest_first(guild):
+    room = f"!{guild['channel']}:{SERVER}"
+
+    async def go():
+        ann = nio.AsyncClient(URL, "ann")
+        assert isinstance(await ann.login("correct horse"), nio.LoginResponse)
+        for n in range(3):
+            sent = await ann.room_send(room, "m.room.message", {"msgtype": "m.text", "body": f"page {n}"})
+            assert isinstance(sent, nio.RoomSendResponse), sent
+        now = await ann.sync(timeout=0, full_state=True)
+        first = await ann.room_messages(room, start=now.next_batch, limit=2)
+        assert isinstance(first, nio.RoomMessagesResponse), first
+        assert [e.body for e in first.chunk] == ["page 2", "page 1"]
+        second = await ann.room_messages(room, start=first.end, limit=2)
+        assert [e.body for e in second.chunk] == ["page 0", "hello from nio"]
+        forward = await ann.room_messages(room, start=second.end, limit=10, direction=nio.MessageDirection.front)
+        # A token lies between messages: forwards from where the backward pages stopped.
+        assert [e.body for e in forward.chunk] == ["hello from nio", "page 0", "page 1", "page 2"]
+        await ann.close()
+
+    run(go())
