@@ -35,6 +35,8 @@ pub fn router() -> Router<Arc<Api>> {
         .route("/v3/sync", get(sync::sync))
         .route("/v3/rooms/{room}/send/{kind}/{txn}", axum::routing::put(rooms::send))
         .route("/v3/rooms/{room}/messages", get(rooms::messages))
+        .route("/v3/rooms/{room}/redact/{event}/{txn}", axum::routing::put(rooms::redact))
+        .route("/v3/rooms/{room}/{what}", post(rooms::moderate))
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(405) })
         .fallback(|| async { MatrixError::unrecognized(404) });
     Router::new()

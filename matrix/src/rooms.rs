@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::Extension;
 use axum::extract::{Path, Request, State};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use openguild_api::Api;
-use openguild_domain::ChannelId;
+use openguild_domain::channel::MessageCommand;
+use openguild_domain::{ChannelId, MessageId};
 use ruma::api::client::message::send_message_event;
 use ruma::{OwnedEventId, RoomId};
 use serde_json::Value;
@@ -75,27 +77,164 @@ pub async fn send(
     }
     let channel = channel_of(&api, &me.user, &request.room_id).await?;
     let content: Value = serde_json::from_str(request.body.json().get()).map_err(MatrixError::bad_json)?;
-    let body = match request.event_type.to_string().as_str() {
-        "m.room.message" => content
-            .get("body")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| MatrixError::new(400, "M_BAD_JSON", "an m.room.message needs a text `body`"))?,
-        other => {
-            return Err(MatrixError::new(
-                400,
-                "M_UNRECOGNIZED",
-                format!("this hub does not take `{other}` events yet (docs/MATRIX.md)"),
-            ));
-        }
-    };
-    let posted = api.post(&me.user, channel, body, None, &[]).await?;
-    let id = OwnedEventId::try_from(format!("${}", posted.id))
-        .map_err(|_| MatrixError::new(500, "M_UNKNOWN", "a message id is no Matrix event id"))?;
+    let id = act(&api, &me.user, channel, &request.event_type.to_string(), &content).await?;
+    let id = OwnedEventId::try_from(format!("${id}"))
+        .map_err(|_| MatrixError::new(500, "M_UNKNOWN", "an event id is no Matrix event id"))?;
     txns.put(key, id.clone());
     Ok(reply(send_message_event::v3::Response::new(id)))
 }
 
+/// The OpenGuild message an event id names (`$<message id>`).
+fn message_of(event_id: &str) -> Result<MessageId, MatrixError> {
+    event_id
+        .strip_prefix('$')
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| MatrixError::new(404, "M_NOT_FOUND", format!("{event_id} is no event of this hub")))
+}
+
+/// What a sent event does: a message, an edit (`m.replace`) or a reaction (`m.annotation`).
+async fn act(
+    api: &Arc<Api>,
+    me: &openguild_domain::UserId,
+    channel: ChannelId,
+    kind: &str,
+    content: &Value,
+) -> Result<openguild_domain::EventId, MatrixError> {
+    let relates = content.get("m.relates_to");
+    let rel_type = relates.and_then(|r| r.get("rel_type")).and_then(Value::as_str);
+    let target = relates.and_then(|r| r.get("event_id")).and_then(Value::as_str);
+    let cmd = match (kind, rel_type, target) {
+        ("m.reaction", Some("m.annotation"), Some(target)) => {
+            let emoji = relates.and_then(|r| r.get("key")).and_then(Value::as_str).unwrap_or_default();
+            MessageCommand::React { message: message_of(target)?, emoji: emoji.to_owned() }
+        }
+        ("m.room.message", Some("m.replace"), Some(target)) => {
+            let text = content
+                .get("m.new_content")
+                .and_then(|c| c.get("body"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| MatrixError::new(400, "M_BAD_JSON", "an edit needs `m.new_content.body`"))?;
+            MessageCommand::Edit { message: message_of(target)?, text: text.to_owned() }
+        }
+        ("m.room.message", _, _) => {
+            let body = content
+                .get("body")
+                .and_then(Value::as_str)
+                .ok_or_else(|| MatrixError::new(400, "M_BAD_JSON", "an m.room.message needs a text `body`"))?;
+            let reply_to = relates
+                .and_then(|r| r.get("m.in_reply_to"))
+                .and_then(|r| r.get("event_id"))
+                .and_then(Value::as_str)
+                .map(message_of)
+                .transpose()?;
+            return Ok(api.post(me, channel, body.to_owned(), reply_to, &[]).await?.id);
+        }
+        (other, _, _) => {
+            return Err(MatrixError::new(
+                400,
+                "M_UNRECOGNIZED",
+                format!("this hub does not take `{other}` events here (docs/MATRIX.md)"),
+            ));
+        }
+    };
+    let done = api.message_as(me, channel, cmd).await?;
+    done.events.last().map(|e| e.id).ok_or_else(|| MatrixError::new(500, "M_UNKNOWN", "the act wrote no event"))
+}
+
+/// `/rooms/{roomId}/redact/{eventId}/{txnId}`: a message deleted (by its author or a
+/// moderator, as on GraphQL), or one's own reaction taken back.
+pub async fn redact(
+    State(api): State<Arc<Api>>,
+    Path((room, event, txn)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::redact::redact_event;
+    let (request, parts) = parse::<redact_event::v3::Request>(req, &[&room, &event, &txn]).await?;
+    let me = viewer(&api, &parts).await?;
+    let channel = channel_of(&api, &me.user, &request.room_id).await?;
+    let target = message_of(request.event_id.as_str())?;
+    let not_here = || MatrixError::new(404, "M_NOT_FOUND", format!("{} is not in this room", request.event_id));
+    let stored =
+        api.store.get(&target).await.map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    let stored =
+        stored.filter(|e| e.event.core.stream == openguild_domain::StreamId::Channel(channel)).ok_or_else(not_here)?;
+    let reason = request.reason.unwrap_or_default();
+    let cmd = match stored.event.content() {
+        openguild_domain::EventBody::MessagePosted { .. } => MessageCommand::Redact { message: target, reason },
+        openguild_domain::EventBody::ReactionAdded { message, emoji } if stored.event.core.sender == me.user => {
+            MessageCommand::Unreact { message: *message, emoji: emoji.clone() }
+        }
+        _ => {
+            return Err(MatrixError::new(
+                400,
+                "M_UNRECOGNIZED",
+                "only messages and one's own reactions are redacted here",
+            ));
+        }
+    };
+    let done = api.message_as(&me.user, channel, cmd).await?;
+    let id = done.events.last().map(|e| format!("${}", e.id)).unwrap_or_else(|| request.event_id.to_string());
+    let id = OwnedEventId::try_from(id)
+        .map_err(|_| MatrixError::new(500, "M_UNKNOWN", "an event id is no Matrix event id"))?;
+    Ok(reply(redact_event::v3::Response::new(id)))
+}
+
+/// The guild whose space a room id names, or whose channel's room it is.
+async fn guild_of_room(
+    api: &Arc<Api>,
+    me: &openguild_domain::UserId,
+    room: &RoomId,
+) -> Result<openguild_domain::GuildId, MatrixError> {
+    let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
+    let local = room.as_str().strip_prefix('!').and_then(|r| r.split(':').next()).ok_or_else(not_found)?;
+    if let Ok(g) = local.parse::<openguild_domain::GuildId>()
+        && api.member_view(me, g).await.is_ok()
+    {
+        return Ok(g);
+    }
+    let channel = channel_of(api, me, room).await?;
+    api.commands.guild_of(channel).await.map_err(|_| not_found())
+}
+
+/// `/rooms/{roomId}/kick`, `/ban`, `/unban`: OpenGuild's moderation of the room's guild, with
+/// the same permission checks as GraphQL's.
+pub async fn moderate(
+    State(api): State<Arc<Api>>,
+    Path((room, what)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use openguild_domain::guild::GuildCommand;
+    use ruma::api::client::membership::{ban_user, kick_user, unban_user};
+    let (room_id, user, reason, parts) = match what.as_str() {
+        "kick" => {
+            let (r, parts) = parse::<kick_user::v3::Request>(req, &[&room]).await?;
+            (r.room_id, r.user_id, r.reason, parts)
+        }
+        "ban" => {
+            let (r, parts) = parse::<ban_user::v3::Request>(req, &[&room]).await?;
+            (r.room_id, r.user_id, r.reason, parts)
+        }
+        "unban" => {
+            let (r, parts) = parse::<unban_user::v3::Request>(req, &[&room]).await?;
+            (r.room_id, r.user_id, r.reason, parts)
+        }
+        _ => return Err(MatrixError::unrecognized(404)),
+    };
+    let me = viewer(&api, &parts).await?;
+    let guild = guild_of_room(&api, &me.user, &room_id).await?;
+    let user: openguild_domain::UserId = user
+        .as_str()
+        .parse()
+        .map_err(|_| MatrixError::new(400, "M_INVALID_PARAM", format!("{user} is no user of a hub")))?;
+    let reason = reason.unwrap_or_default();
+    let cmd = match what.as_str() {
+        "kick" => GuildCommand::Kick { user, reason },
+        "ban" => GuildCommand::Ban { user, reason, purge_seconds: 0 },
+        _ => GuildCommand::Unban { user, reason },
+    };
+    api.guild_as(&me.user, guild, cmd).await?;
+    Ok(axum::Json(serde_json::json!({})).into_response())
+}
 /// `/rooms/{roomId}/messages`: a page of the room's messages from a batch token (a store
 /// position: a sync's `prev_batch`, or a page's `end`), backwards (newest first) or forwards.
 pub async fn messages(

@@ -17,6 +17,7 @@ use openguild_api::clock::now;
 use openguild_domain::guild::Guild;
 use openguild_domain::{ChannelId, ChannelKind, EventBody, Permissions, StreamId, UserId};
 use openguild_projections::queries::{self, MessageRow, Page};
+
 use ruma::api::client::sync::sync_events::v3;
 use ruma::serde::Raw;
 use serde_json::{Value, json};
@@ -193,58 +194,110 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
     Ok(response)
 }
 
-/// What was posted after `since` in rooms `me` can see: waits up to `timeout` for the first.
+/// A room event rendered from a channel stream's event: a message, an edit, a reaction, a
+/// redaction (`None` for what Matrix has no event for).
+fn room_event(e: &openguild_store::StoredEvent) -> Option<Value> {
+    let id = |m: &openguild_domain::MessageId| format!("${m}");
+    let (kind, content) = match e.event.content() {
+        EventBody::MessagePosted { text, reply_to, .. } => {
+            let mut content = json!({ "msgtype": "m.text", "body": text });
+            if let Some(parent) = reply_to {
+                content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": id(parent) } });
+            }
+            ("m.room.message", content)
+        }
+        EventBody::MessageEdited { message, text } => (
+            "m.room.message",
+            json!({
+                "msgtype": "m.text",
+                "body": format!("* {text}"),
+                "m.new_content": { "msgtype": "m.text", "body": text },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": id(message) },
+            }),
+        ),
+        EventBody::ReactionAdded { message, emoji } => (
+            "m.reaction",
+            json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": id(message), "key": emoji } }),
+        ),
+        EventBody::MessageRedacted { message, reason } => {
+            let mut event = json!({
+                "type": "m.room.redaction",
+                "event_id": format!("${}", e.event.id),
+                "sender": e.event.core.sender.as_str(),
+                "origin_server_ts": e.event.core.ts.as_millis(),
+                "redacts": id(message),
+                "content": { "redacts": id(message) },
+            });
+            if !reason.is_empty() {
+                event["content"]["reason"] = json!(reason);
+            }
+            return Some(event);
+        }
+        _ => return None,
+    };
+    Some(json!({
+        "type": kind,
+        "event_id": format!("${}", e.event.id),
+        "sender": e.event.core.sender.as_str(),
+        "origin_server_ts": e.event.core.ts.as_millis(),
+        "content": content,
+    }))
+}
+
+/// The rooms of a guild `me` is no longer in: its space and its channels' rooms.
+async fn left_rooms(api: &Arc<Api>, guild: openguild_domain::GuildId) -> Vec<ruma::OwnedRoomId> {
+    let Ok(cell) = api.commands.guild_cell(guild).await else { return Vec::new() };
+    let g = cell.lock().await;
+    let mut rooms: Vec<_> = space_of(&g).into_iter().collect();
+    rooms.extend(g.channels.keys().filter_map(|c| room_of(&g, *c)));
+    rooms
+}
+
+/// What happened after `since` in rooms `me` can see (messages, edits, reactions,
+/// redactions) and the rooms they left (kicked, banned, gone); waits up to `timeout` for the
+/// first of it.
 async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration) -> Result<v3::Response, MatrixError> {
     let mut feed = openguild_store::subscribe_all(api.store.clone(), since);
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_TIMEOUT);
     let mut last = since;
     let mut rooms: BTreeMap<ruma::OwnedRoomId, v3::JoinedRoom> = BTreeMap::new();
+    let mut left: BTreeMap<ruma::OwnedRoomId, v3::LeftRoom> = BTreeMap::new();
     let now = now();
     loop {
-        // Wait for the first event; after one, take only what is already there.
-        let wait = if rooms.is_empty() { deadline } else { tokio::time::Instant::now() + Duration::from_millis(20) };
+        // Wait for the first news; after it, take only what is already there.
+        let found = !rooms.is_empty() || !left.is_empty();
+        let wait = if found { tokio::time::Instant::now() + Duration::from_millis(20) } else { deadline };
         let next = match tokio::time::timeout_at(wait, feed.next()).await {
             Ok(Some(next)) => next.map_err(api_err)?,
             Ok(None) | Err(_) => break,
         };
         last = next.position;
-        let (StreamId::Channel(channel), EventBody::MessagePosted { .. }) =
-            (&next.event.core.stream, next.event.content())
-        else {
-            continue;
-        };
-        let Ok(g) = api.channel_view(me, *channel).await else { continue };
-        let Some(room) = room_of(&g, *channel) else { continue };
-        if !g.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL) {
-            continue;
-        }
-        let rows = queries::messages_by_id(api.projections.db(), &[next.event.id]).await.map_err(api_err)?;
-        let row = match rows.into_iter().next() {
-            Some(row) => row,
-            // Not in the read model yet: from the event itself.
-            None => {
-                let EventBody::MessagePosted { text, .. } = next.event.content() else { continue };
-                MessageRow {
-                    id: next.event.id,
-                    position: next.position,
-                    channel: *channel,
-                    author: next.event.core.sender.clone(),
-                    body: Some(text.clone()),
-                    reply_to: None,
-                    created_at: next.event.core.ts.as_millis(),
-                    edited_at: None,
-                    deleted: false,
-                    pinned: false,
-                    reactions: Vec::new(),
-                    mine: Vec::new(),
-                    attachments: Vec::new(),
+        match (&next.event.core.stream, next.event.content()) {
+            (
+                StreamId::Guild(g),
+                EventBody::MemberKicked { user, .. }
+                | EventBody::MemberBanned { user, .. }
+                | EventBody::MemberLeft { user },
+            ) if user == me => {
+                for room in left_rooms(api, *g).await {
+                    rooms.remove(&room);
+                    left.insert(room, v3::LeftRoom::new());
                 }
             }
-        };
-        let joined = rooms.entry(room).or_default();
-        joined.timeline.events.push(raw(message_event(&row)));
-        if joined.timeline.prev_batch.is_none() {
-            joined.timeline.prev_batch = Some(since.to_string());
+            (StreamId::Channel(channel), _) => {
+                let Some(event) = room_event(&next) else { continue };
+                let Ok(g) = api.channel_view(me, *channel).await else { continue };
+                let Some(room) = room_of(&g, *channel) else { continue };
+                if !g.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL) {
+                    continue;
+                }
+                let joined = rooms.entry(room).or_default();
+                joined.timeline.events.push(raw(event));
+                if joined.timeline.prev_batch.is_none() {
+                    joined.timeline.prev_batch = Some(since.to_string());
+                }
+            }
+            _ => {}
         }
         if rooms.values().map(|r| r.timeline.events.len()).sum::<usize>() >= 100 {
             break;
@@ -252,6 +305,7 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
     }
     let mut response = v3::Response::new(last.to_string());
     response.rooms.join = rooms;
+    response.rooms.leave = left;
     Ok(response)
 }
 

@@ -96,13 +96,18 @@ impl Api {
         cmd: GuildCommand,
     ) -> Result<Executed, ApiError> {
         let me = self.actor(ctx).await?;
-        let done = match self.commands.guild(&me, guild, &cmd, now()).await {
+        self.guild_as(&me, guild, cmd).await
+    }
+
+    /// A guild command by `me`: run here, or proposed to the guild's owner hub.
+    pub async fn guild_as(&self, me: &UserId, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
+        let done = match self.commands.guild(me, guild, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                self.guild_cmd_elsewhere(&owner, &me, guild, &cmd).await?
+                self.guild_cmd_elsewhere(&owner, me, guild, &cmd).await?
             }
             done => done?,
         };
-        self.wrote(&me, done.position);
+        self.wrote(me, done.position);
         Ok(done)
     }
 
@@ -130,13 +135,18 @@ impl Api {
         cmd: MessageCommand,
     ) -> Result<Executed, ApiError> {
         let me = self.actor(ctx).await?;
-        let done = match self.commands.message(&me, channel, &cmd, now()).await {
+        self.message_as(&me, channel, cmd).await
+    }
+
+    /// A message command by `me`: run here, or proposed to the guild's owner hub.
+    pub async fn message_as(&self, me: &UserId, channel: ChannelId, cmd: MessageCommand) -> Result<Executed, ApiError> {
+        let done = match self.commands.message(me, channel, &cmd, now()).await {
             Err(CommandError::Domain(DomainError::Forbidden(Refusal::OwnedElsewhere(owner)))) => {
-                self.message_cmd_elsewhere(&owner, &me, channel, &cmd).await?
+                self.message_cmd_elsewhere(&owner, me, channel, &cmd).await?
             }
             done => done?,
         };
-        self.wrote(&me, done.position);
+        self.wrote(me, done.position);
         Ok(done)
     }
 

@@ -171,3 +171,66 @@ def test_messages_page_backwards_newest_first(guild):
         await ann.close()
 
     run(go())
+
+
+def test_edits_reactions_a_moderators_redaction_and_a_kick_reach_the_other_client(guild):
+    space, room = f"!{guild['guild']}:{SERVER}", f"!{guild['channel']}:{SERVER}"
+
+    async def go():
+        ann = nio.AsyncClient(URL, "ann")
+        bob = nio.AsyncClient(URL, "bob")
+        assert isinstance(await ann.login("correct horse"), nio.LoginResponse)
+        assert isinstance(await bob.login("correct horse"), nio.LoginResponse)
+        await ann.sync(timeout=0, full_state=True)
+        start = await bob.sync(timeout=0, full_state=True)
+        sent = await bob.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "typo mesage"})
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        edit = {
+            "msgtype": "m.text",
+            "body": "* typo message",
+            "m.new_content": {"msgtype": "m.text", "body": "typo message"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
+        }
+        assert isinstance(await bob.room_send(room, "m.room.message", edit), nio.RoomSendResponse)
+        reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}}
+        assert isinstance(await ann.room_send(room, "m.reaction", reaction), nio.RoomSendResponse)
+        # bob may not delete ann's words; ann (the owner) may delete his.
+        by_mod = await ann.room_redact(room, sent.event_id, reason="spam")
+        assert isinstance(by_mod, nio.RoomRedactResponse), by_mod
+        again = await ann.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "moderated"})
+        denied = await bob.room_redact(room, again.event_id)
+        assert isinstance(denied, nio.RoomRedactError) and denied.status_code == "M_FORBIDDEN", denied
+
+        news = await bob.sync(timeout=5_000, since=start.next_batch)
+        events = [e.source for e in news.rooms.join[room].timeline.events]
+        kinds = [(e["type"], e["content"].get("m.relates_to", {}).get("rel_type")) for e in events]
+        assert kinds[:4] == [
+            ("m.room.message", None),
+            ("m.room.message", "m.replace"),
+            ("m.reaction", "m.annotation"),
+            ("m.room.redaction", None),
+        ], kinds
+        assert events[1]["content"]["m.new_content"]["body"] == "typo message"
+        assert events[2]["content"]["m.relates_to"]["key"] == "👍" and events[2]["sender"] == f"@ann:{SERVER}"
+        assert events[3]["redacts"] == sent.event_id and events[3]["sender"] == f"@ann:{SERVER}"
+        assert events[3]["content"]["reason"] == "spam"
+
+        # A kick: the guild's space and rooms leave bob's sync.
+        before_kick = news.next_batch
+        kicked = await ann.room_kick(room, f"@bob:{SERVER}", reason="bye")
+        assert isinstance(kicked, nio.RoomKickResponse), kicked
+        gone = await bob.sync(timeout=5_000, since=before_kick)
+        assert isinstance(gone, nio.SyncResponse), gone
+        assert room in gone.rooms.leave and space in gone.rooms.leave, gone.rooms.leave
+        joined = await bob.joined_rooms()
+        assert room not in joined.rooms
+        await ann.close()
+        await bob.close()
+
+    run(go())
+    deleted = graphql(
+        "query($c: ID!) { channel(id: $c) { messages(last: 10) { nodes { body deleted author { id } } } } }",
+        {"c": guild["channel"]},
+        guild["ann"],
+    )["channel"]["messages"]["nodes"]
+    assert any(m["deleted"] and m["author"]["id"] == f"@bob:{SERVER}" for m in deleted), deleted
