@@ -33,6 +33,8 @@ pub fn router() -> Router<Arc<Api>> {
         .route("/v3/pushrules/", get(session::push_rules))
         .route("/v3/joined_rooms", get(session::joined_rooms))
         .route("/v3/sync", get(sync::sync))
+        .route("/v3/user/{user}/filter", post(session::create_filter))
+        .route("/v3/user/{user}/filter/{id}", get(session::get_filter))
         .route("/v3/rooms/{room}/send/{kind}/{txn}", axum::routing::put(rooms::send))
         .route("/v3/rooms/{room}/messages", get(rooms::messages))
         .route("/v3/rooms/{room}/redact/{event}/{txn}", axum::routing::put(rooms::redact))

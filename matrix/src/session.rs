@@ -140,3 +140,38 @@ pub async fn joined_rooms(State(api): State<Arc<Api>>, req: Request) -> Result<R
     }
     Ok(reply(joined_rooms::v3::Response::new(rooms)))
 }
+
+/// A filter's id is the filter itself (URL-safe base64 of its JSON): nothing is stored, and
+/// any node answers for it. A sync takes filters and does not apply them yet (docs/MATRIX.md).
+pub async fn create_filter(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use base64::Engine;
+    use ruma::api::client::filter::create_filter;
+    let (request, parts) = parse::<create_filter::v3::Request>(req, &[&user]).await?;
+    let me = viewer(&api, &parts).await?;
+    if request.user_id.as_str() != me.user.as_str() {
+        return Err(MatrixError::new(403, "M_FORBIDDEN", "filters are made for oneself"));
+    }
+    let json = serde_json::to_vec(&request.filter).map_err(MatrixError::bad_json)?;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    Ok(reply(create_filter::v3::Response::new(id)))
+}
+
+pub async fn get_filter(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path((user, id)): axum::extract::Path<(String, String)>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use base64::Engine;
+    use ruma::api::client::filter::get_filter;
+    let (request, parts) = parse::<get_filter::v3::Request>(req, &[&user, &id]).await?;
+    viewer(&api, &parts).await?;
+    let unknown = || MatrixError::new(404, "M_NOT_FOUND", "no such filter");
+    let json =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(request.filter_id.as_bytes()).map_err(|_| unknown())?;
+    let filter = serde_json::from_slice(&json).map_err(|_| unknown())?;
+    Ok(reply(get_filter::v3::Response::new(filter)))
+}

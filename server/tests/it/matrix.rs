@@ -55,3 +55,25 @@ async fn what_is_not_served_is_m_unrecognized_and_a_missing_token_is_named() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["errcode"], "M_BAD_JSON", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_js_sdk_syncs_and_a_message_it_sends_reaches_another_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(&dir.path().join("data"), "", &[]);
+    let js = concat!(env!("CARGO_MANIFEST_DIR"), "/../matrix/tests/js");
+    if !std::path::Path::new(js).join("node_modules/matrix-js-sdk").exists() {
+        let npm =
+            std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(js).output().unwrap();
+        assert!(npm.status.success(), "npm ci in {js}: {}", String::from_utf8_lossy(&npm.stderr));
+    }
+    let out = std::process::Command::new("node")
+        .arg("sync-send.mjs")
+        .current_dir(js)
+        .env("OPENGUILD_URL", &hub.url)
+        .env("OPENGUILD_SERVER", "hub.test")
+        .output()
+        .expect("node");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "matrix-js-sdk's run failed:\n{text}");
+    assert!(text.contains("reached the other client"), "{text}");
+}
