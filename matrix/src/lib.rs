@@ -38,7 +38,13 @@ pub fn router() -> Router<Arc<Api>> {
         .route("/v3/rooms/{room}/send/{kind}/{txn}", axum::routing::put(rooms::send))
         .route("/v3/rooms/{room}/messages", get(rooms::messages))
         .route("/v3/rooms/{room}/redact/{event}/{txn}", axum::routing::put(rooms::redact))
+        .route("/v3/rooms/{room}/leave", post(rooms::leave))
         .route("/v3/rooms/{room}/{what}", post(rooms::moderate))
+        .route("/v3/rooms/{room}/state", get(rooms::state))
+        .route("/v3/rooms/{room}/state/{kind}", get(rooms::state_for_key))
+        .route("/v3/rooms/{room}/state/{kind}/{key}", get(rooms::state_for_key))
+        .route("/v3/rooms/{room}/members", get(rooms::members))
+        .route("/v3/profile/{user}", get(session::profile))
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(405) })
         .fallback(|| async { MatrixError::unrecognized(404) });
     Router::new()

@@ -78,18 +78,15 @@ pub async fn send(
     let channel = channel_of(&api, &me.user, &request.room_id).await?;
     let content: Value = serde_json::from_str(request.body.json().get()).map_err(MatrixError::bad_json)?;
     let id = act(&api, &me.user, channel, &request.event_type.to_string(), &content).await?;
-    let id = OwnedEventId::try_from(format!("${id}"))
+    let id = OwnedEventId::try_from(id.to_string())
         .map_err(|_| MatrixError::new(500, "M_UNKNOWN", "an event id is no Matrix event id"))?;
     txns.put(key, id.clone());
     Ok(reply(send_message_event::v3::Response::new(id)))
 }
 
-/// The OpenGuild message an event id names (`$<message id>`).
+/// The OpenGuild message an event id names (a message's id is its event's, `$…`).
 fn message_of(event_id: &str) -> Result<MessageId, MatrixError> {
-    event_id
-        .strip_prefix('$')
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| MatrixError::new(404, "M_NOT_FOUND", format!("{event_id} is no event of this hub")))
+    event_id.parse().map_err(|_| MatrixError::new(404, "M_NOT_FOUND", format!("{event_id} is no event of this hub")))
 }
 
 /// What a sent event does: a message, an edit (`m.replace`) or a reaction (`m.annotation`).
@@ -173,7 +170,7 @@ pub async fn redact(
         }
     };
     let done = api.message_as(&me.user, channel, cmd).await?;
-    let id = done.events.last().map(|e| format!("${}", e.id)).unwrap_or_else(|| request.event_id.to_string());
+    let id = done.events.last().map(|e| e.id.to_string()).unwrap_or_else(|| request.event_id.to_string());
     let id = OwnedEventId::try_from(id)
         .map_err(|_| MatrixError::new(500, "M_UNKNOWN", "an event id is no Matrix event id"))?;
     Ok(reply(redact_event::v3::Response::new(id)))
@@ -293,4 +290,79 @@ pub async fn messages(
     response.end = rows.last().filter(|_| rows.len() == limit as usize).map(|m| next(m).to_string());
     response.chunk = chunk;
     Ok(reply(response))
+}
+
+/// A state event as a room's own (not a sync's): with its room id.
+fn in_room(mut event: Value, room: &RoomId) -> Value {
+    event["room_id"] = Value::String(room.to_string());
+    event
+}
+
+/// `/rooms/{roomId}/state`: the room's whole state.
+pub async fn state(
+    State(api): State<Arc<Api>>,
+    Path(room): Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::state::get_state_events;
+    let (request, parts) = parse::<get_state_events::v3::Request>(req, &[&room]).await?;
+    let me = viewer(&api, &parts).await?;
+    let events = crate::sync::room_state_of(&api, &me.user, &request.room_id).await?;
+    let events = events.into_iter().map(|e| crate::sync::raw(in_room(e, &request.room_id))).collect();
+    Ok(reply(get_state_events::v3::Response::new(events)))
+}
+
+/// `/rooms/{roomId}/state/{type}/{key}`: one state event's content.
+pub async fn state_for_key(
+    State(api): State<Arc<Api>>,
+    Path(args): Path<Vec<String>>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::state::get_state_event_for_key;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = if args.len() == 2 { vec![args[0], args[1], ""] } else { args };
+    let (request, parts) = parse::<get_state_event_for_key::v3::Request>(req, &args).await?;
+    let me = viewer(&api, &parts).await?;
+    let events = crate::sync::room_state_of(&api, &me.user, &request.room_id).await?;
+    let kind = request.event_type.to_string();
+    let found = events
+        .into_iter()
+        .find(|e| e["type"] == kind.as_str() && e["state_key"] == request.state_key.as_str())
+        .ok_or_else(|| {
+            MatrixError::new(404, "M_NOT_FOUND", format!("no {kind} state with key {:?}", request.state_key))
+        })?;
+    Ok(axum::Json(found["content"].clone()).into_response())
+}
+
+/// `/rooms/{roomId}/members`: the room's `m.room.member` events.
+pub async fn members(
+    State(api): State<Arc<Api>>,
+    Path(room): Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::membership::get_member_events;
+    let (request, parts) = parse::<get_member_events::v3::Request>(req, &[&room]).await?;
+    let me = viewer(&api, &parts).await?;
+    let events = crate::sync::room_state_of(&api, &me.user, &request.room_id).await?;
+    let chunk = events
+        .into_iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| crate::sync::raw(in_room(e, &request.room_id)))
+        .collect();
+    Ok(reply(get_member_events::v3::Response::new(chunk)))
+}
+
+/// `/rooms/{roomId}/leave`: leaving the room's guild (a guild is left whole, as on GraphQL).
+pub async fn leave(
+    State(api): State<Arc<Api>>,
+    Path(room): Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use openguild_domain::guild::GuildCommand;
+    use ruma::api::client::membership::leave_room;
+    let (request, parts) = parse::<leave_room::v3::Request>(req, &[&room]).await?;
+    let me = viewer(&api, &parts).await?;
+    let guild = guild_of_room(&api, &me.user, &request.room_id).await?;
+    api.guild_as(&me.user, guild, GuildCommand::Leave).await?;
+    Ok(reply(leave_room::v3::Response::new()))
 }

@@ -175,3 +175,24 @@ pub async fn get_filter(
     let filter = serde_json::from_slice(&json).map_err(|_| unknown())?;
     Ok(reply(get_filter::v3::Response::new(filter)))
 }
+
+/// `/profile/{userId}`: the display name (the handle, or the account's display name).
+pub async fn profile(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    let (request, parts) = parse::<ruma::api::client::profile::get_profile::v3::Request>(req, &[&user]).await?;
+    viewer(&api, &parts).await?;
+    let user: openguild_domain::UserId =
+        request.user_id.as_str().parse().map_err(|_| MatrixError::new(404, "M_NOT_FOUND", "no such user"))?;
+    let name = match api.commands.account_cell(&user).await {
+        Ok(cell) => {
+            let account = cell.lock().await;
+            Some(account.display_name.clone()).filter(|n| !n.is_empty())
+        }
+        Err(_) => None,
+    };
+    let name = name.unwrap_or_else(|| user.handle().to_owned());
+    Ok(axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({ "displayname": name }))))
+}

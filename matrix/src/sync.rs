@@ -65,7 +65,7 @@ pub fn message_event(m: &MessageRow) -> Value {
     };
     json!({
         "type": "m.room.message",
-        "event_id": format!("${}", m.id),
+        "event_id": m.id.to_string(),
         "sender": m.author.as_str(),
         "origin_server_ts": m.created_at,
         "content": content,
@@ -103,7 +103,60 @@ fn space_state(g: &Guild, me: &UserId, room: &str) -> Vec<Value> {
         }
     }
     out.extend(members(g, room));
+    out.push(power_levels(g, None, &owner, ts, room));
     out
+}
+
+/// `m.room.power_levels` as OpenGuild's roles and overwrites have it, read-only (changes go
+/// through OpenGuild's roles): 100 for the owner and administrators, 50 for moderators (KICK,
+/// BAN, MANAGE_MESSAGES or MODERATE_MEMBERS), 10 for those who may post where `@everyone` may
+/// not; kick, ban and redact at 50; posting at 0 when `@everyone` may post, else 10.
+fn power_levels(g: &Guild, channel: Option<ChannelId>, owner: &UserId, ts: u64, room: &str) -> Value {
+    use openguild_domain::RoleId;
+    let now = now();
+    let perms_of = |user: &UserId| match channel {
+        Some(c) => g.channel_permissions(user, c, now),
+        None => g.guild_permissions(user, now),
+    };
+    // `@everyone` alone, as a member with no role would have it.
+    let everyone = g.roles.get(&RoleId::EVERYONE).map(|r| r.permissions).unwrap_or_default();
+    let everyone = match channel.and_then(|c| g.channels.get(&c)) {
+        Some(c) => c
+            .overwrites
+            .get(&openguild_domain::permissions::OverwriteTarget::Role(RoleId::EVERYONE))
+            .map_or(everyone, |o| (everyone - o.deny) | o.allow),
+        None => everyone,
+    };
+    let all_post = everyone.contains(Permissions::SEND_MESSAGES);
+    let moderator = Permissions::KICK_MEMBERS
+        | Permissions::BAN_MEMBERS
+        | Permissions::MANAGE_MESSAGES
+        | Permissions::MODERATE_MEMBERS;
+    let mut users = serde_json::Map::new();
+    for user in g.members.keys() {
+        let perms = perms_of(user);
+        let level = if g.owner.as_ref() == Some(user) || perms.contains(Permissions::ADMINISTRATOR) {
+            100
+        } else if perms.intersects(moderator) {
+            50
+        } else if !all_post && perms.contains(Permissions::SEND_MESSAGES) {
+            10
+        } else {
+            continue;
+        };
+        users.insert(user.to_string(), json!(level));
+    }
+    let content = json!({
+        "users": users,
+        "users_default": 0,
+        "events_default": if all_post { 0 } else { 10 },
+        "state_default": 100,
+        "kick": 50,
+        "ban": 50,
+        "redact": 50,
+        "invite": if everyone.contains(Permissions::CREATE_INVITE) { 0 } else { 50 },
+    });
+    state_event("m.room.power_levels", "", owner, ts, room, content)
 }
 
 fn members(g: &Guild, room: &str) -> Vec<Value> {
@@ -141,7 +194,23 @@ fn room_state(g: &Guild, channel: ChannelId, me: &UserId, room: &str) -> Vec<Val
         ));
     }
     out.extend(members(g, room));
+    out.push(power_levels(g, Some(channel), &owner, ts, room));
     out
+}
+
+/// The state of the room `room` names for `me`: a guild's space or a channel's room.
+pub async fn room_state_of(api: &Arc<Api>, me: &UserId, room: &ruma::RoomId) -> Result<Vec<Value>, MatrixError> {
+    let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
+    let local = room.as_str().strip_prefix('!').and_then(|r| r.split(':').next()).ok_or_else(not_found)?;
+    if let Ok(g) = local.parse::<openguild_domain::GuildId>()
+        && let Ok(guild) = api.member_view(me, g).await
+        && !guild.dm
+    {
+        return Ok(space_state(&guild, me, room.as_str()));
+    }
+    let channel: ChannelId = local.parse().map_err(|_| not_found())?;
+    let guild = api.channel_view(me, channel).await.map_err(|_| not_found())?;
+    Ok(room_state(&guild, channel, me, room.as_str()))
 }
 
 fn state_of(events: Vec<Raw<ruma::events::AnySyncStateEvent>>) -> v3::State {
@@ -197,7 +266,7 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
 /// A room event rendered from a channel stream's event: a message, an edit, a reaction, a
 /// redaction (`None` for what Matrix has no event for).
 fn room_event(e: &openguild_store::StoredEvent) -> Option<Value> {
-    let id = |m: &openguild_domain::MessageId| format!("${m}");
+    let id = |m: &openguild_domain::MessageId| m.to_string();
     let (kind, content) = match e.event.content() {
         EventBody::MessagePosted { text, reply_to, .. } => {
             let mut content = json!({ "msgtype": "m.text", "body": text });
@@ -222,7 +291,7 @@ fn room_event(e: &openguild_store::StoredEvent) -> Option<Value> {
         EventBody::MessageRedacted { message, reason } => {
             let mut event = json!({
                 "type": "m.room.redaction",
-                "event_id": format!("${}", e.event.id),
+                "event_id": e.event.id.to_string(),
                 "sender": e.event.core.sender.as_str(),
                 "origin_server_ts": e.event.core.ts.as_millis(),
                 "redacts": id(message),
@@ -237,7 +306,7 @@ fn room_event(e: &openguild_store::StoredEvent) -> Option<Value> {
     };
     Some(json!({
         "type": kind,
-        "event_id": format!("${}", e.event.id),
+        "event_id": e.event.id.to_string(),
         "sender": e.event.core.sender.as_str(),
         "origin_server_ts": e.event.core.ts.as_millis(),
         "content": content,

@@ -6,6 +6,7 @@ OPENGUILD_URL set. What a hub serves so far is listed in docs/MATRIX.md.
 import asyncio
 import json
 import os
+import urllib.error
 import urllib.request
 
 import nio
@@ -131,6 +132,7 @@ def test_a_message_sent_by_one_client_reaches_another_within_its_long_poll(guild
         assert isinstance(sent, nio.RoomSendResponse), sent
         again = await ann.room_send(room, "m.room.message", content, tx_id="txn-1")
         assert again.event_id == sent.event_id, "a retried transaction is the same message"
+        assert sent.event_id.startswith("$") and not sent.event_id.startswith("$$"), sent.event_id
         got = await asyncio.wait_for(waiting, 15)
         assert isinstance(got, nio.SyncResponse), got
         events = got.rooms.join[room].timeline.events
@@ -234,3 +236,70 @@ def test_edits_reactions_a_moderators_redaction_and_a_kick_reach_the_other_clien
         guild["ann"],
     )["channel"]["messages"]["nodes"]
     assert any(m["deleted"] and m["author"]["id"] == f"@bob:{SERVER}" for m in deleted), deleted
+
+
+def test_the_same_rules_hold_as_on_graphql_and_state_shows_who_may_do_what():
+    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+    cat = graphql(register, {"h": "cat"})["register"]["token"]
+    dan = graphql(register, {"h": "dan"})["register"]["token"]
+    g = graphql('mutation { createGuild(input: {name: "Slow Club"}) { id } }', token=cat)["createGuild"]["id"]
+    c = graphql(
+        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "slow", kind: TEXT}) { id } }', {"g": g}, cat
+    )["createChannel"]["id"]
+    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, cat)
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, dan)
+    graphql('mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 60) { id } }', {"c": c}, cat)
+    room, space = f"!{c}:{SERVER}", f"!{g}:{SERVER}"
+
+    async def go():
+        client = nio.AsyncClient(URL, "dan")
+        assert isinstance(await client.login("correct horse"), nio.LoginResponse)
+        first = await client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "one"})
+        assert isinstance(first, nio.RoomSendResponse), first
+        # nio waits out a 429 by itself: the second post is sent over plain HTTP to see it.
+        req = urllib.request.Request(
+            f"{URL}/_matrix/client/v3/rooms/{room}/send/m.room.message/raw-1",
+            data=json.dumps({"msgtype": "m.text", "body": "two"}).encode(),
+            headers={"authorization": "Bearer " + client.access_token, "content-type": "application/json"},
+            method="PUT",
+        )
+        try:
+            urllib.request.urlopen(req)
+            raise AssertionError("slow mode let a second post through")
+        except urllib.error.HTTPError as e:
+            body = json.load(e)
+            assert e.code == 429 and body["errcode"] == "M_LIMIT_EXCEEDED", body
+            assert 0 < body["retry_after_ms"] <= 60_000, body
+
+        state = await client.room_get_state(room)
+        assert isinstance(state, nio.RoomGetStateResponse), state
+        levels = next(e for e in state.events if e["type"] == "m.room.power_levels")["content"]
+        assert levels["users"][f"@cat:{SERVER}"] == 100 and f"@dan:{SERVER}" not in levels["users"]
+        assert levels["events_default"] == 0 and levels["kick"] == 50
+        name = await client.room_get_state_event(room, "m.room.name")
+        assert isinstance(name, nio.RoomGetStateEventResponse) and name.content["name"] == "slow", name
+        members = {e["state_key"] for e in state.events if e["type"] == "m.room.member"}
+        assert members == {f"@cat:{SERVER}", f"@dan:{SERVER}"}
+        profile = await client.get_profile(f"@cat:{SERVER}")
+        assert isinstance(profile, nio.ProfileGetResponse) and profile.displayname == "cat", profile
+
+        # dan cannot kick the owner; the owner times him out, and he can no longer post.
+        kick = await client.room_kick(room, f"@cat:{SERVER}")
+        assert isinstance(kick, nio.RoomKickError) and kick.status_code == "M_FORBIDDEN", kick
+        graphql(
+            'mutation($g: ID!, $u: ID!) { timeoutMember(guildId: $g, userId: $u, seconds: 600) }',
+            {"g": g, "u": f"@dan:{SERVER}"},
+            cat,
+        )
+        muted = await client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "three"})
+        assert isinstance(muted, nio.RoomSendError) and muted.status_code == "M_FORBIDDEN", muted
+        assert "timed out" in muted.message
+
+        # Leaving a room leaves its guild.
+        left = await client.room_leave(room)
+        assert isinstance(left, nio.RoomLeaveResponse), left
+        joined = await client.joined_rooms()
+        assert room not in joined.rooms and space not in joined.rooms
+        await client.close()
+
+    run(go())
