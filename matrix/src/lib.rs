@@ -44,6 +44,9 @@ pub fn router() -> Router<Arc<Api>> {
         .route("/v3/rooms/{room}/state/{kind}", get(rooms::state_for_key))
         .route("/v3/rooms/{room}/state/{kind}/{key}", get(rooms::state_for_key))
         .route("/v3/rooms/{room}/members", get(rooms::members))
+        .route("/v3/rooms/{room}/typing/{user}", axum::routing::put(rooms::typing))
+        .route("/v3/rooms/{room}/receipt/{kind}/{event}", post(rooms::receipt))
+        .route("/v3/rooms/{room}/read_markers", post(rooms::read_markers))
         .route("/v3/profile/{user}", get(session::profile))
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(405) })
         .fallback(|| async { MatrixError::unrecognized(404) });

@@ -366,3 +366,54 @@ pub async fn leave(
     api.guild_as(&me.user, guild, GuildCommand::Leave).await?;
     Ok(reply(leave_room::v3::Response::new()))
 }
+
+/// `/rooms/{roomId}/typing/{userId}`: the viewer is typing (a live notice, as on GraphQL;
+/// stopping needs nothing: a notice lapses by itself).
+pub async fn typing(
+    State(api): State<Arc<Api>>,
+    Path((room, user)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::typing::create_typing_event;
+    let (request, parts) = parse::<create_typing_event::v3::Request>(req, &[&room, &user]).await?;
+    let me = viewer(&api, &parts).await?;
+    if request.user_id.as_str() != me.user.as_str() {
+        return Err(MatrixError::new(403, "M_FORBIDDEN", "one says only that oneself is typing"));
+    }
+    let channel = channel_of(&api, &me.user, &request.room_id).await?;
+    if matches!(request.state, create_typing_event::v3::Typing::Yes(_)) {
+        api.typing_in(&me.user, channel).await?;
+    }
+    Ok(reply(create_typing_event::v3::Response::new()))
+}
+
+/// `/rooms/{roomId}/receipt/{type}/{eventId}`: the viewer has read up to a message (OpenGuild's
+/// read marker; receipts are the reader's own, not shown to others).
+pub async fn receipt(
+    State(api): State<Arc<Api>>,
+    Path((room, kind, event)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::receipt::create_receipt;
+    let (request, parts) = parse::<create_receipt::v3::Request>(req, &[&room, &kind, &event]).await?;
+    let me = viewer(&api, &parts).await?;
+    let channel = channel_of(&api, &me.user, &request.room_id).await?;
+    api.mark_read(&me.user, channel, message_of(request.event_id.as_str())?).await?;
+    Ok(reply(create_receipt::v3::Response::new()))
+}
+
+/// `/rooms/{roomId}/read_markers`: the same marker, from `m.read` or `m.fully_read`.
+pub async fn read_markers(
+    State(api): State<Arc<Api>>,
+    Path(room): Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::read_marker::set_read_marker;
+    let (request, parts) = parse::<set_read_marker::v3::Request>(req, &[&room]).await?;
+    let me = viewer(&api, &parts).await?;
+    let channel = channel_of(&api, &me.user, &request.room_id).await?;
+    if let Some(read) = request.read_receipt.or(request.fully_read) {
+        api.mark_read(&me.user, channel, message_of(read.as_str())?).await?;
+    }
+    Ok(reply(set_read_marker::v3::Response::new()))
+}

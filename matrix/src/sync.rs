@@ -220,11 +220,12 @@ fn state_of(events: Vec<Raw<ruma::events::AnySyncStateEvent>>) -> v3::State {
 }
 
 async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixError> {
-    // Read the position first: whatever lands after it comes with the next sync. It covers
-    // the viewer's own last write, and the read model is waited for up to it.
-    let position = api.fanout.position().max(api.last_write(me));
+    // Read the store's head first: whatever lands after it comes with the next sync. The read
+    // models are waited for up to it.
+    let head = api.store.head_position().await.map_err(api_err)?;
+    let position = head.max(api.last_write(me));
     let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
-    api.projections.wait_for(&["timeline"], position, wait).await.map_err(api_err)?;
+    api.projections.wait_for(&["timeline", "reads"], position, wait).await.map_err(api_err)?;
     let mut response = v3::Response::new(position.to_string());
     let guilds = queries::guilds_of(api.projections.db(), me).await.map_err(api_err)?;
     let now = now();
@@ -257,6 +258,11 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
             // A token is the point just after a position: older messages are before this one.
             joined.timeline.prev_batch = rows.first().map(|m| m.position.saturating_sub(1).to_string());
             joined.timeline.events = rows.iter().map(|m| raw(message_event(m))).collect();
+            let unread = queries::read_states(api.projections.db(), me, &[*channel]).await.map_err(api_err)?;
+            if let Some(state) = unread.first() {
+                joined.unread_notifications.notification_count = Some(state.unread.into());
+                joined.unread_notifications.highlight_count = Some(state.mentions.into());
+            }
             response.rooms.join.insert(room, joined);
         }
     }
@@ -352,6 +358,14 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
                     rooms.remove(&room);
                     left.insert(room, v3::LeftRoom::new());
                 }
+            }
+            // The reader's own receipts (read markers are theirs alone).
+            (StreamId::User(user), EventBody::Read { channel, message }) if user == me => {
+                let Ok(g) = api.channel_view(me, *channel).await else { continue };
+                let Some(room) = room_of(&g, *channel) else { continue };
+                let content = json!({ message.to_string(): { "m.read": { me.as_str(): { "ts": next.event.core.ts.as_millis() } } } });
+                let receipt = json!({ "type": "m.receipt", "content": content });
+                rooms.entry(room).or_default().ephemeral.events.push(raw(receipt));
             }
             (StreamId::Channel(channel), _) => {
                 let Some(event) = room_event(&next) else { continue };

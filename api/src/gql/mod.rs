@@ -86,11 +86,50 @@ impl Api {
         cmd: openguild_domain::account::AccountCommand,
     ) -> Result<(), ApiError> {
         let me = viewer(ctx)?.user.clone();
+        self.account_as(&me, cmd).await
+    }
+
+    /// Runs a command on `me`'s own account (this hub's accounts only).
+    pub async fn account_as(
+        &self,
+        me: &openguild_domain::UserId,
+        cmd: openguild_domain::account::AccountCommand,
+    ) -> Result<(), ApiError> {
         if me.server() != self.server {
             return Err(ApiError::forbidden("only this hub's own accounts have settings here"));
         }
-        let done = self.commands.account(&me, &cmd, now()).await?;
-        self.wrote(&me, done.position);
+        let done = self.commands.account(me, &cmd, now()).await?;
+        self.wrote(me, done.position);
+        Ok(())
+    }
+
+    /// `me` has read `channel` up to `message`.
+    pub async fn mark_read(
+        &self,
+        me: &openguild_domain::UserId,
+        channel: ChannelId,
+        message: MessageId,
+    ) -> Result<(), ApiError> {
+        self.channel_view(me, channel).await?;
+        if self.channel_of_message(&message).await? != channel {
+            return Err(ApiError::invalid("messageId", format!("{message} is not a message of channel {channel}")));
+        }
+        self.account_as(me, openguild_domain::account::AccountCommand::MarkRead { channel, message }).await
+    }
+
+    /// `me` is typing in `channel` (not an event: a live notice, shared with the guild's owner
+    /// hub when it is another).
+    pub async fn typing_in(
+        self: &std::sync::Arc<Self>,
+        me: &openguild_domain::UserId,
+        channel: ChannelId,
+    ) -> Result<(), ApiError> {
+        let g = self.channel_view(me, channel).await?;
+        if !g.channel_permissions(me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
+            return Err(ApiError::forbidden("you cannot send messages in this channel"));
+        }
+        crate::remote::share_typing(self, &g, channel, me);
+        self.fanout.typing(channel, me.clone()).await;
         Ok(())
     }
 }

@@ -384,15 +384,8 @@ impl Mutation {
     /// channel); their other devices hear of it on `myEvents`.
     async fn mark_read(&self, ctx: &Context<'_>, channel_id: Id<ChannelId>, message_id: Id<MessageId>) -> Res<bool> {
         let api = api(ctx);
-        let (channel, message): (ChannelId, MessageId) = (channel_id.0, message_id.0);
         let me = api.actor(ctx).await?;
-        api.channel_view(&me, channel).await?;
-        if api.channel_of_message(&message).await? != channel {
-            return Err(
-                ApiError::invalid("messageId", format!("{message} is not a message of channel {channel}")).into()
-            );
-        }
-        api.own_account(ctx, openguild_domain::account::AccountCommand::MarkRead { channel, message }).await?;
+        api.mark_read(&me, channel_id.0, message_id.0).await?;
         Ok(true)
     }
 
@@ -442,14 +435,8 @@ impl Mutation {
     /// Tells the channel the viewer is typing (not stored; no cursor).
     async fn typing(&self, ctx: &Context<'_>, channel_id: Id<ChannelId>) -> Res<bool> {
         let api = api(ctx);
-        let channel: ChannelId = channel_id.0;
         let me = api.actor(ctx).await?;
-        let g = api.channel_view(&me, channel).await?;
-        if !g.channel_permissions(&me, channel, now()).contains(openguild_domain::Permissions::SEND_MESSAGES) {
-            return Err(ApiError::forbidden("you cannot send messages in this channel").into());
-        }
-        crate::remote::share_typing(api, &g, channel, &me);
-        api.fanout.typing(channel, me).await;
+        api.typing_in(&me, channel_id.0).await?;
         Ok(true)
     }
 

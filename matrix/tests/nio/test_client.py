@@ -196,26 +196,23 @@ def test_edits_reactions_a_moderators_redaction_and_a_kick_reach_the_other_clien
         assert isinstance(await bob.room_send(room, "m.room.message", edit), nio.RoomSendResponse)
         reaction = {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}}
         assert isinstance(await ann.room_send(room, "m.reaction", reaction), nio.RoomSendResponse)
-        # bob may not delete ann's words; ann (the owner) may delete his.
+        news = await bob.sync(timeout=5_000, since=start.next_batch)
+        events = [e.source for e in news.rooms.join[room].timeline.events]
+        kinds = [(e["type"], e["content"].get("m.relates_to", {}).get("rel_type")) for e in events]
+        assert kinds == [("m.room.message", None), ("m.room.message", "m.replace"), ("m.reaction", "m.annotation")], kinds
+        assert events[1]["content"]["m.new_content"]["body"] == "typo message"
+        assert events[2]["content"]["m.relates_to"]["key"] == "👍" and events[2]["sender"] == f"@ann:{SERVER}"
+
+        # ann (the owner) may delete bob's words; bob may not delete hers.
         by_mod = await ann.room_redact(room, sent.event_id, reason="spam")
         assert isinstance(by_mod, nio.RoomRedactResponse), by_mod
         again = await ann.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "moderated"})
         denied = await bob.room_redact(room, again.event_id)
         assert isinstance(denied, nio.RoomRedactError) and denied.status_code == "M_FORBIDDEN", denied
-
-        news = await bob.sync(timeout=5_000, since=start.next_batch)
-        events = [e.source for e in news.rooms.join[room].timeline.events]
-        kinds = [(e["type"], e["content"].get("m.relates_to", {}).get("rel_type")) for e in events]
-        assert kinds[:4] == [
-            ("m.room.message", None),
-            ("m.room.message", "m.replace"),
-            ("m.reaction", "m.annotation"),
-            ("m.room.redaction", None),
-        ], kinds
-        assert events[1]["content"]["m.new_content"]["body"] == "typo message"
-        assert events[2]["content"]["m.relates_to"]["key"] == "👍" and events[2]["sender"] == f"@ann:{SERVER}"
-        assert events[3]["redacts"] == sent.event_id and events[3]["sender"] == f"@ann:{SERVER}"
-        assert events[3]["content"]["reason"] == "spam"
+        news = await bob.sync(timeout=5_000, since=news.next_batch)
+        redaction = news.rooms.join[room].timeline.events[0].source
+        assert redaction["type"] == "m.room.redaction" and redaction["redacts"] == sent.event_id, redaction
+        assert redaction["sender"] == f"@ann:{SERVER}" and redaction["content"]["reason"] == "spam"
 
         # A kick: the guild's space and rooms leave bob's sync.
         before_kick = news.next_batch
@@ -303,3 +300,45 @@ def test_the_same_rules_hold_as_on_graphql_and_state_shows_who_may_do_what():
         await client.close()
 
     run(go())
+
+
+def test_unread_counts_receipts_and_typing():
+    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+    eve = graphql(register, {"h": "eve"})["register"]["token"]
+    fay = graphql(register, {"h": "fay"})["register"]["token"]
+    g = graphql('mutation { createGuild(input: {name: "Read Club"}) { id } }', token=eve)["createGuild"]["id"]
+    c = graphql(
+        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "news", kind: TEXT}) { id } }', {"g": g}, eve
+    )["createChannel"]["id"]
+    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, eve)
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, fay)
+    post = 'mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }'
+    graphql(post, {"c": c, "b": "first"}, fay)
+    last = graphql(post, {"c": c, "b": f"second, @eve:{SERVER}"}, fay)["sendMessage"]["id"]
+    room = f"!{c}:{SERVER}"
+
+    async def go():
+        client = nio.AsyncClient(URL, "eve")
+        assert isinstance(await client.login("correct horse"), nio.LoginResponse)
+        first = await client.sync(timeout=0, full_state=True)
+        counts = first.rooms.join[room].unread_notifications
+        assert (counts.notification_count, counts.highlight_count) == (2, 1), counts
+        typing = await client.room_typing(room, True, timeout=5000)
+        assert isinstance(typing, nio.RoomTypingResponse), typing
+        marked = await client.room_read_markers(room, fully_read_event=last, read_event=last)
+        assert isinstance(marked, nio.RoomReadMarkersResponse), marked
+        news = await client.sync(timeout=5000, since=first.next_batch)
+        receipts = [
+            (r.event_id, r.user_id)
+            for e in news.rooms.join[room].ephemeral
+            if isinstance(e, nio.ReceiptEvent)
+            for r in e.receipts
+        ]
+        assert receipts == [(last, f"@eve:{SERVER}")], news.rooms.join[room].ephemeral
+        again = await client.sync(timeout=0, full_state=True)
+        assert again.rooms.join[room].unread_notifications.notification_count == 0
+        await client.close()
+
+    run(go())
+    unread = graphql("query($c: ID!) { channel(id: $c) { unreadCount lastReadMessageId } }", {"c": c}, eve)["channel"]
+    assert unread == {"unreadCount": 0, "lastReadMessageId": last}, unread
