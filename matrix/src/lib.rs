@@ -48,6 +48,9 @@ pub fn router() -> Router<Arc<Api>> {
         .route("/v3/rooms/{room}/receipt/{kind}/{event}", post(rooms::receipt))
         .route("/v3/rooms/{room}/read_markers", post(rooms::read_markers))
         .route("/v3/profile/{user}", get(session::profile))
+        .route("/v3/register", post(session::register))
+        .route("/v3/createRoom", post(rooms::create_room))
+        .route("/v1/rooms/{room}/hierarchy", get(rooms::hierarchy))
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(405) })
         .fallback(|| async { MatrixError::unrecognized(404) });
     Router::new()

@@ -417,3 +417,101 @@ pub async fn read_markers(
     }
     Ok(reply(set_read_marker::v3::Response::new()))
 }
+
+/// `/createRoom`: a room becomes a guild of one text channel (named as the room), a space
+/// (`creation_content.type = m.space`) a guild. The answer is the channel's room, or the
+/// guild's space. Public rooms (joinable by id without an invite) are not served yet.
+pub async fn create_room(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
+    use openguild_domain::guild::GuildCommand;
+    use ruma::api::client::room::create_room;
+    let (request, parts) = parse::<create_room::v3::Request>(req, &[]).await?;
+    let me = viewer(&api, &parts).await?;
+    let is_space = request
+        .creation_content
+        .as_ref()
+        .and_then(|c| serde_json::from_str::<Value>(c.json().get()).ok())
+        .is_some_and(|c| c.get("type").and_then(Value::as_str) == Some("m.space"));
+    let name = request.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "New room".to_owned());
+    let guild = api.create_guild_as(&me, &name).await?;
+    let g = api.member_view(&me.user, guild).await?;
+    let room = if is_space {
+        crate::ids::space_of(&g)
+    } else {
+        let channel = ChannelId::from_bytes(openguild_api::commands::random16());
+        // A channel's name as Discord's: lower case, words joined by `-`.
+        let slug: String = name.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+        let slug: String = slug.trim_matches('-').chars().take(100).collect();
+        let cmd = GuildCommand::CreateChannel {
+            channel,
+            name: if slug.is_empty() { "general".to_owned() } else { slug },
+            kind: openguild_domain::ChannelKind::Text,
+            category: None,
+            topic: request.topic.clone().unwrap_or_default(),
+            overwrites: vec![],
+        };
+        api.guild_as(&me.user, guild, cmd).await?;
+        crate::ids::room_of(&g, channel)
+    };
+    let room = room.ok_or_else(|| MatrixError::new(500, "M_UNKNOWN", "the new guild has no room id"))?;
+    Ok(reply(create_room::v3::Response::new(room)))
+}
+
+/// `/_matrix/client/v1/rooms/{roomId}/hierarchy`: a guild's space and the rooms of the
+/// channels the viewer can see, in the guild's order.
+pub async fn hierarchy(
+    State(api): State<Arc<Api>>,
+    Path(room): Path<String>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::space::get_hierarchy;
+    let (request, parts) = parse::<get_hierarchy::v1::Request>(req, &[&room]).await?;
+    let me = viewer(&api, &parts).await?;
+    let state = crate::sync::room_state_of(&api, &me.user, &request.room_id).await?;
+    let name_of = |state: &[Value]| {
+        state.iter().find(|e| e["type"] == "m.room.name").map(|e| e["content"]["name"].clone()).unwrap_or(Value::Null)
+    };
+    let mut children: Vec<(String, String)> = state
+        .iter()
+        .filter(|e| e["type"] == "m.space.child")
+        .map(|e| {
+            (
+                e["content"]["order"].as_str().unwrap_or_default().to_owned(),
+                e["state_key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    children.sort();
+    let child_events: Vec<Value> = state
+        .iter()
+        .filter(|e| e["type"] == "m.space.child")
+        .map(|e| serde_json::json!({ "type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"], "origin_server_ts": e["origin_server_ts"] }))
+        .collect();
+    let members = |state: &[Value]| state.iter().filter(|e| e["type"] == "m.room.member").count();
+    let is_space = state.iter().any(|e| e["type"] == "m.room.create" && e["content"]["type"] == "m.space");
+    let mut rooms = vec![serde_json::json!({
+        "room_id": request.room_id.as_str(),
+        "name": name_of(&state),
+        "num_joined_members": members(&state),
+        "world_readable": false,
+        "guest_can_join": false,
+        "join_rule": "invite",
+        "room_type": if is_space { Value::from("m.space") } else { Value::Null },
+        "children_state": child_events,
+    })];
+    for (_, child) in children {
+        let Ok(child_id) = RoomId::parse(&child) else { continue };
+        let Ok(child_state) = crate::sync::room_state_of(&api, &me.user, &child_id).await else { continue };
+        let topic = child_state.iter().find(|e| e["type"] == "m.room.topic").map(|e| e["content"]["topic"].clone());
+        rooms.push(serde_json::json!({
+            "room_id": child,
+            "name": name_of(&child_state),
+            "topic": topic.unwrap_or(Value::Null),
+            "num_joined_members": members(&child_state),
+            "world_readable": false,
+            "guest_can_join": false,
+            "join_rule": "invite",
+            "children_state": [],
+        }));
+    }
+    Ok(axum::Json(serde_json::json!({ "rooms": rooms })).into_response())
+}

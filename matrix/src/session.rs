@@ -122,6 +122,12 @@ pub async fn push_rules(State(api): State<Arc<Api>>, req: Request) -> Result<Res
 pub async fn joined_rooms(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {
     let (_, parts) = parse::<joined_rooms::v3::Request>(req, &[]).await?;
     let me = viewer(&api, &parts).await?;
+    // The viewer's own last write (a guild just made or joined) is in the directory first.
+    let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
+    api.projections
+        .wait_for(&["directory"], api.last_write(&me.user), wait)
+        .await
+        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
     let guilds = openguild_projections::queries::guilds_of(api.projections.db(), &me.user)
         .await
         .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
@@ -195,4 +201,42 @@ pub async fn profile(
     };
     let name = name.unwrap_or_else(|| user.handle().to_owned());
     Ok(axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({ "displayname": name }))))
+}
+
+/// `/register` for a local account: user-interactive auth with one stage, `m.login.dummy`
+/// (the hub's registration limits apply as on GraphQL's `register`).
+pub async fn register(
+    State(api): State<Arc<Api>>,
+    from: openguild_api::ClientAddr,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::account::register;
+    use ruma::api::client::uiaa::AuthData;
+    let (request, _) = parse::<register::v3::Request>(req, &[]).await?;
+    if request.kind == register::RegistrationKind::Guest {
+        return Err(MatrixError::new(403, "M_GUEST_ACCESS_FORBIDDEN", "this hub has no guest accounts"));
+    }
+    if !matches!(request.auth, Some(AuthData::Dummy(_))) {
+        let session = blake3::hash(format!("{:?}", std::time::SystemTime::now()).as_bytes()).to_hex()[..16].to_owned();
+        let body = serde_json::json!({ "flows": [{ "stages": ["m.login.dummy"] }], "params": {}, "session": session });
+        return Ok(axum::response::IntoResponse::into_response((http::StatusCode::UNAUTHORIZED, axum::Json(body))));
+    }
+    let handle = request
+        .username
+        .ok_or_else(|| MatrixError::new(400, "M_INVALID_USERNAME", "choose a username (your handle)"))?;
+    let password = request.password.ok_or_else(|| MatrixError::new(400, "M_MISSING_PARAM", "choose a password"))?;
+    let (token, user) = api.register(&handle, &password, Some(from.0), now()).await.map_err(|e| {
+        let conflict = e.code == "CONFLICT";
+        let mut e = MatrixError::from(e);
+        if conflict {
+            e = MatrixError::new(400, "M_USER_IN_USE", e.error);
+        }
+        e
+    })?;
+    let mut response = register::v3::Response::new(user_id(&user)?);
+    if !request.inhibit_login {
+        response.device_id = Some(device_of(&token));
+        response.access_token = Some(token);
+    }
+    Ok(reply(response))
 }

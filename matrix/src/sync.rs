@@ -225,7 +225,7 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
     let head = api.store.head_position().await.map_err(api_err)?;
     let position = head.max(api.last_write(me));
     let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
-    api.projections.wait_for(&["timeline", "reads"], position, wait).await.map_err(api_err)?;
+    api.projections.wait_for(&["timeline", "reads", "directory"], position, wait).await.map_err(api_err)?;
     let mut response = v3::Response::new(position.to_string());
     let guilds = queries::guilds_of(api.projections.db(), me).await.map_err(api_err)?;
     let now = now();

@@ -99,6 +99,19 @@ impl Api {
         self.guild_as(&me, guild, cmd).await
     }
 
+    /// A guild created by `viewer`, if the hub lets them create one.
+    pub async fn create_guild_as(&self, viewer: &crate::auth::Viewer, name: &str) -> Result<GuildId, ApiError> {
+        let actor = match viewer.bot_of {
+            Some(guild) => openguild_domain::hub::HubActor::Bot { user: viewer.user.clone(), guild },
+            None => openguild_domain::hub::HubActor::User(viewer.user.clone()),
+        };
+        let rule = self.settings.guild_creation;
+        self.hub_allows(|hub| policy::may_create_guild(hub, &actor, rule)).await?;
+        let (id, done) = self.commands.create_guild(&viewer.user, name, now()).await.map_err(ApiError::from)?;
+        self.wrote(&viewer.user, done.position);
+        Ok(id)
+    }
+
     /// A guild command by `me`: run here, or proposed to the guild's owner hub.
     pub async fn guild_as(&self, me: &UserId, guild: GuildId, cmd: GuildCommand) -> Result<Executed, ApiError> {
         let done = match self.commands.guild(me, guild, &cmd, now()).await {
@@ -219,12 +232,9 @@ impl Mutation {
 
     async fn create_guild(&self, ctx: &Context<'_>, input: CreateGuildInput) -> Res<GuildObj> {
         let api = api(ctx);
-        let (me, actor) = super::hub::person(ctx)?;
-        let rule = api.settings.guild_creation;
-        api.hub_allows(|hub| policy::may_create_guild(hub, &actor, rule)).await?;
-        let (id, done) = api.commands.create_guild(&me, &input.name, now()).await.map_err(ApiError::from)?;
-        api.wrote(&me, done.position);
-        Ok(api.guild_obj(&me, id).await?)
+        let viewer = viewer(ctx)?;
+        let id = api.create_guild_as(viewer, &input.name).await?;
+        Ok(api.guild_obj(&viewer.user, id).await?)
     }
 
     async fn create_channel(&self, ctx: &Context<'_>, input: CreateChannelInput) -> Res<ChannelObj> {

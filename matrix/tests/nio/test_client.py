@@ -342,3 +342,38 @@ def test_unread_counts_receipts_and_typing():
     run(go())
     unread = graphql("query($c: ID!) { channel(id: $c) { unreadCount lastReadMessageId } }", {"c": c}, eve)["channel"]
     assert unread == {"unreadCount": 0, "lastReadMessageId": last}, unread
+
+
+def test_register_create_a_room_and_a_space_and_walk_the_hierarchy():
+    async def go():
+        client = nio.AsyncClient(URL, "gus")
+        reg = await client.register("gus", "correct horse")
+        assert isinstance(reg, nio.RegisterResponse), reg
+        assert reg.user_id == f"@gus:{SERVER}" and client.access_token
+        taken = await nio.AsyncClient(URL, "gus").register("gus", "correct horse")
+        assert isinstance(taken, nio.ErrorResponse) and taken.status_code == "M_USER_IN_USE", taken
+
+        room = await client.room_create(name="Garden Talk", topic="plants")
+        assert isinstance(room, nio.RoomCreateResponse), room
+        space = await client.room_create(name="Gardeners", space=True)
+        assert isinstance(space, nio.RoomCreateResponse), space
+        joined = await client.joined_rooms()
+        assert room.room_id in joined.rooms and space.room_id in joined.rooms
+        name = await client.room_get_state_event(room.room_id, "m.room.name")
+        assert name.content["name"] == "garden-talk", name
+
+        # The room's guild is a space whose child the room is.
+        state = await client.room_get_state(room.room_id)
+        parent = next(e for e in state.events if e["type"] == "m.space.parent")["state_key"]
+        r = urllib.request.Request(
+            f"{URL}/_matrix/client/v1/rooms/{parent}/hierarchy",
+            headers={"authorization": "Bearer " + client.access_token},
+        )
+        with urllib.request.urlopen(r) as resp:
+            tree = json.load(resp)
+        assert [x["room_id"] for x in tree["rooms"]] == [parent, room.room_id], tree
+        assert tree["rooms"][0]["room_type"] == "m.space" and tree["rooms"][0]["name"] == "Garden Talk"
+        assert tree["rooms"][1]["topic"] == "plants"
+        await client.close()
+
+    run(go())
