@@ -74,6 +74,8 @@ struct Pending {
     verifier: PkceCodeVerifier,
     nonce: Nonce,
     return_to: String,
+    /// A Matrix client's login (`/login/sso/redirect`): where to send its `loginToken`.
+    matrix: Option<String>,
     at: Instant,
 }
 
@@ -98,6 +100,8 @@ pub struct Oidc {
     discovered: tokio::sync::Mutex<HashMap<String, Discovered>>,
     pending: Mutex<HashMap<String, Pending>>,
     signups: Mutex<HashMap<String, Signup>>,
+    /// Matrix login tokens (`m.login.token`): each names the session it hands over, once.
+    login_tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 fn http() -> Result<openidconnect::reqwest::Client, ApiError> {
@@ -255,7 +259,53 @@ pub(crate) async fn start(
     }
 }
 
+/// Where a Matrix client's single sign-on starts (`/login/sso/redirect`): the provider's
+/// login page, for `provider` or the only (or first) one configured. Back from it, the client
+/// is sent to `redirect_url` with a `loginToken` to exchange at `/login` (`m.login.token`).
+pub async fn matrix_sso_start(api: &Api, provider: Option<&str>, redirect_url: &str) -> Result<String, ApiError> {
+    let provider = match provider {
+        Some(p) => p.to_owned(),
+        None => api
+            .oidc
+            .providers
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("no single sign-on provider is configured on this hub"))?,
+    };
+    if !(redirect_url.starts_with("https://") || redirect_url.starts_with("http://")) {
+        return Err(ApiError::invalid("redirectUrl", "must be an http(s) URL of the client"));
+    }
+    let params = StartParams { return_to: None, login_hint: None };
+    start_url_for(api, &provider, params, Some(redirect_url.to_owned())).await
+}
+
+impl Oidc {
+    /// The session a Matrix login token hands over, once, within [`PENDING`].
+    pub fn take_login_token(&self, token: &str) -> Option<String> {
+        let (session, at) = self.login_tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(token)?;
+        (at.elapsed() < PENDING).then_some(session)
+    }
+
+    fn mint_login_token(&self, session: String) -> String {
+        let token = random_token();
+        let mut tokens = self.login_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.retain(|_, (_, at)| at.elapsed() < PENDING);
+        tokens.insert(token.clone(), (session, Instant::now()));
+        token
+    }
+}
+
 async fn start_url(api: &Api, provider: &str, params: StartParams) -> Result<String, ApiError> {
+    start_url_for(api, provider, params, None).await
+}
+
+async fn start_url_for(
+    api: &Api,
+    provider: &str,
+    params: StartParams,
+    matrix: Option<String>,
+) -> Result<String, ApiError> {
     let oidc = &api.oidc;
     oidc.prune();
     if oidc.pending.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_PENDING {
@@ -284,6 +334,7 @@ async fn start_url(api: &Api, provider: &str, params: StartParams) -> Result<Str
             verifier,
             nonce,
             return_to: safe_return(params.return_to.as_deref()),
+            matrix,
             at: Instant::now(),
         },
     );
@@ -321,10 +372,38 @@ pub(crate) async fn callback(
     let Some(code) = params.code else {
         return refuse(StatusCode::BAD_REQUEST, ApiError::invalid("code", "the provider sent no authorization code"));
     };
-    match finish(&api, &provider, code, pending.verifier, &pending.nonce).await {
+    let outcome = finish(&api, &provider, code, pending.verifier, &pending.nonce).await;
+    if let Some(client) = pending.matrix {
+        return matrix_back(&api, &client, outcome).await;
+    }
+    match outcome {
         Ok(Outcome::Session(token)) => redirect(&format!("{}#token={token}", pending.return_to)),
         Ok(Outcome::Signup { signup, suggested }) => {
             redirect(&format!("{}#signup={signup}&handle={}", pending.return_to, suggested.unwrap_or_default()))
+        }
+        Err(e) => refuse(StatusCode::UNAUTHORIZED, e),
+    }
+}
+
+/// Back to a Matrix client with a login token: a first login takes the handle the provider
+/// suggests (a Matrix client has no page to pick one).
+async fn matrix_back(api: &Api, client: &str, outcome: Result<Outcome, ApiError>) -> Response {
+    let session = match outcome {
+        Ok(Outcome::Session(token)) => Ok(token),
+        Ok(Outcome::Signup { signup, suggested: Some(handle) }) => {
+            api.complete_signup(&signup, &handle).await.map(|(token, _)| token)
+        }
+        Ok(Outcome::Signup { suggested: None, .. }) => Err(ApiError::invalid(
+            "handle",
+            "the provider suggests no username to make a handle of; sign up in the web client first",
+        )),
+        Err(e) => Err(e),
+    };
+    match session {
+        Ok(session) => {
+            let token = api.oidc.mint_login_token(session);
+            let sep = if client.contains('?') { '&' } else { '?' };
+            redirect(&format!("{client}{sep}loginToken={token}"))
         }
         Err(e) => refuse(StatusCode::UNAUTHORIZED, e),
     }

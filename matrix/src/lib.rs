@@ -27,6 +27,8 @@ pub fn router() -> Router<Arc<Api>> {
     let client = Router::new()
         .route("/versions", get(session::versions))
         .route("/v3/login", get(session::login_types).post(session::login))
+        .route("/v3/login/sso/redirect", get(session::sso_redirect))
+        .route("/v3/login/sso/redirect/{idp}", get(session::sso_redirect))
         .route("/v3/logout", post(session::logout))
         .route("/v3/account/whoami", get(session::whoami))
         .route("/v3/capabilities", get(session::capabilities))

@@ -31,9 +31,43 @@ pub async fn versions() -> Response {
     reply(get_supported_versions::Response::new(VERSIONS.iter().map(|v| (*v).to_owned()).collect()))
 }
 
-pub async fn login_types() -> Response {
-    let flows = vec![get_login_types::v3::LoginType::Password(Default::default())];
+pub async fn login_types(State(api): State<Arc<Api>>) -> Response {
+    use get_login_types::v3::{IdentityProvider, LoginType, SsoLoginType};
+    let mut flows = vec![LoginType::Password(Default::default())];
+    if !api.oidc.providers.is_empty() {
+        let mut sso = SsoLoginType::new();
+        sso.identity_providers = api
+            .oidc
+            .providers
+            .iter()
+            .map(|(id, p)| IdentityProvider::new(id.clone(), p.display_name.clone().unwrap_or_else(|| id.clone())))
+            .collect();
+        flows.push(LoginType::Sso(sso));
+        flows.push(LoginType::Token(Default::default()));
+    }
     reply(get_login_types::v3::Response::new(flows))
+}
+
+/// `/login/sso/redirect` (and `…/{idpId}`): to the OpenID provider's login page; back from it,
+/// to the client's `redirectUrl` with a `loginToken` for `m.login.token`.
+pub async fn sso_redirect(
+    State(api): State<Arc<Api>>,
+    idp: Option<axum::extract::Path<String>>,
+    req: Request,
+) -> Result<Response, MatrixError> {
+    use ruma::api::client::session::{sso_login, sso_login_with_provider};
+    let (provider, redirect_url) = match &idp {
+        Some(axum::extract::Path(idp)) => {
+            let (r, _) = parse::<sso_login_with_provider::v3::Request>(req, &[idp]).await?;
+            (Some(r.idp_id), r.redirect_url)
+        }
+        None => {
+            let (r, _) = parse::<sso_login::v3::Request>(req, &[]).await?;
+            (None, r.redirect_url)
+        }
+    };
+    let to = openguild_api::oidc::matrix_sso_start(&api, provider.as_deref(), &redirect_url).await?;
+    Ok(axum::response::IntoResponse::into_response((http::StatusCode::FOUND, [(http::header::LOCATION, to)])))
 }
 
 /// A device id per session: Matrix clients key their state by it; OpenGuild has sessions.
@@ -54,8 +88,25 @@ pub async fn login(
 ) -> Result<Response, MatrixError> {
     let from = Some(from.0);
     let (request, _) = parse::<login::v3::Request>(req, &[]).await?;
-    let login::v3::LoginInfo::Password(password) = request.login_info else {
-        return Err(MatrixError::new(400, "M_UNKNOWN", "this hub takes m.login.password (GET /login lists its flows)"));
+    let password = match request.login_info {
+        login::v3::LoginInfo::Password(password) => password,
+        login::v3::LoginInfo::Token(t) => {
+            let refused =
+                || MatrixError::new(403, "M_FORBIDDEN", "the login token is unknown, used or expired; sign in again");
+            let session = api.oidc.take_login_token(&t.token).ok_or_else(refused)?;
+            let me = api.authenticate(&session, now()).await.map_err(|_| refused())?;
+            let device = device_of(&session);
+            #[allow(deprecated)]
+            let response = login::v3::Response::new(user_id(&me.user)?, session, device);
+            return Ok(reply(response));
+        }
+        _ => {
+            return Err(MatrixError::new(
+                400,
+                "M_UNKNOWN",
+                "this hub takes m.login.password and, with single sign-on, m.login.token (GET /login lists its flows)",
+            ));
+        }
     };
     #[allow(deprecated)]
     let given = match (&password.identifier, &password.user) {

@@ -245,3 +245,75 @@ async fn id_token_from(provider: &Provider, redirect: &str, who: &str) -> (Strin
         .unwrap();
     (tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}")).to_owned(), nonce)
 }
+
+/// A Matrix client's single sign-on: `/login/sso/redirect` through the same real provider,
+/// back to the client's `redirectUrl` with a `loginToken`, exchanged once at `/login`
+/// (`m.login.token`) for an access token (docs/MATRIX.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_client_signs_on_through_the_openid_provider_and_gets_a_login_token() {
+    install_harness();
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
+    let provider = start_provider(&callback);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[api.oidc.test]\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\ndisplay_name = \"Test SSO\"\n",
+        provider.url
+    );
+    let server = Server::start_on(dir.path(), &config, &[], &format!("127.0.0.1:{port}"));
+    let flows: Value =
+        reqwest::get(format!("{}/_matrix/client/v3/login", server.url)).await.unwrap().json().await.unwrap();
+    let sso = flows["flows"].as_array().unwrap().iter().find(|f| f["type"] == "m.login.sso").expect("an SSO flow");
+    let idp = &sso["identity_providers"][0];
+    assert_eq!((idp["id"].as_str(), idp["name"].as_str()), (Some("test"), Some("Test SSO")), "{sso}");
+    assert!(flows["flows"].as_array().unwrap().iter().any(|f| f["type"] == "m.login.token"));
+
+    // Through the provider (its default account, `alice`) and back to the client.
+    let client_url = "http://client.example/after-login?state=kept";
+    let start =
+        format!("{}/_matrix/client/v3/login/sso/redirect/test?redirectUrl={}", server.url, urlencode(client_url));
+    let back = browser(false).get(start).send().await.unwrap();
+    assert_eq!(back.status(), 303, "{:?}", back.text().await);
+    let to = location(&back);
+    let token =
+        to.strip_prefix("http://client.example/after-login?state=kept&loginToken=").unwrap_or_else(|| panic!("{to}"));
+
+    let exchange = |token: String| {
+        let url = format!("{}/_matrix/client/v3/login", server.url);
+        async move {
+            let body = json!({ "type": "m.login.token", "token": token });
+            let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, login) = exchange(token.to_owned()).await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["user_id"], "@alice:hub.test", "a first sign-on takes the provider's username as handle");
+    let whoami: Value = reqwest::Client::new()
+        .get(format!("{}/_matrix/client/v3/account/whoami", server.url))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["user_id"], "@alice:hub.test");
+    let (status, again) = exchange(token.to_owned()).await;
+    assert_eq!((status, again["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "a login token is used once: {again}");
+    // A redirect that is no URL of a client is refused.
+    let bad =
+        reqwest::get(format!("{}/_matrix/client/v3/login/sso/redirect?redirectUrl=javascript:alert(1)", server.url))
+            .await
+            .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
