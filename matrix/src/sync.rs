@@ -333,6 +333,7 @@ async fn left_rooms(api: &Arc<Api>, guild: openguild_domain::GuildId) -> Vec<rum
 /// first of it.
 async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration) -> Result<v3::Response, MatrixError> {
     let mut feed = openguild_store::subscribe_all(api.store.clone(), since);
+    let mut typing = api.fanout.subscribe();
     let deadline = tokio::time::Instant::now() + timeout.min(MAX_TIMEOUT);
     let mut last = since;
     let mut rooms: BTreeMap<ruma::OwnedRoomId, v3::JoinedRoom> = BTreeMap::new();
@@ -342,9 +343,24 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
         // Wait for the first news; after it, take only what is already there.
         let found = !rooms.is_empty() || !left.is_empty();
         let wait = if found { tokio::time::Instant::now() + Duration::from_millis(20) } else { deadline };
-        let next = match tokio::time::timeout_at(wait, feed.next()).await {
-            Ok(Some(next)) => next.map_err(api_err)?,
-            Ok(None) | Err(_) => break,
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(wait, feed.next()) => match next {
+                Ok(Some(next)) => next.map_err(api_err)?,
+                Ok(None) | Err(_) => break,
+            },
+            // Someone else typing where `me` can see: a notice, not a stored event.
+            live = typing.recv() => {
+                if let Ok(live) = live
+                    && let openguild_api::fanout::Live::Typing { channel, user, .. } = &*live
+                    && user != me
+                    && let Ok(g) = api.channel_view(me, *channel).await
+                    && let Some(room) = room_of(&g, *channel)
+                {
+                    let notice = json!({ "type": "m.typing", "content": { "user_ids": [user.as_str()] } });
+                    rooms.entry(room).or_default().ephemeral.events.push(raw(notice));
+                }
+                continue;
+            }
         };
         last = next.position;
         match (&next.event.core.stream, next.event.content()) {

@@ -323,8 +323,18 @@ def test_unread_counts_receipts_and_typing():
         first = await client.sync(timeout=0, full_state=True)
         counts = first.rooms.join[room].unread_notifications
         assert (counts.notification_count, counts.highlight_count) == (2, 1), counts
+        # fay, long-polling, hears eve typing.
+        other = nio.AsyncClient(URL, "fay")
+        assert isinstance(await other.login("correct horse"), nio.LoginResponse)
+        theirs = await other.sync(timeout=0, full_state=True)
+        waiting = asyncio.create_task(other.sync(timeout=5000, since=theirs.next_batch))
+        await asyncio.sleep(0.3)
         typing = await client.room_typing(room, True, timeout=5000)
         assert isinstance(typing, nio.RoomTypingResponse), typing
+        heard = await asyncio.wait_for(waiting, 10)
+        notices = [e.users for e in heard.rooms.join[room].ephemeral if isinstance(e, nio.TypingNoticeEvent)]
+        assert notices == [[f"@eve:{SERVER}"]], heard.rooms.join[room].ephemeral
+        await other.close()
         marked = await client.room_read_markers(room, fully_read_event=last, read_event=last)
         assert isinstance(marked, nio.RoomReadMarkersResponse), marked
         news = await client.sync(timeout=5000, since=first.next_batch)
