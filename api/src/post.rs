@@ -39,7 +39,8 @@ pub fn mentions(body: &str) -> Mentions {
 }
 
 impl Api {
-    /// Posts `body` (with the uploads `files`) in `channel` as `me`: the message as a reader
+    /// Posts `body` (with the uploads `files`, and another protocol's keys `extra`) in
+    /// `channel` as `me`: the message as a reader
     /// sees it. In a guild another hub owns, a post waits in a queue while the owner is away
     /// (its id is then provisional and its position 0).
     pub async fn post(
@@ -49,6 +50,7 @@ impl Api {
         body: String,
         reply_to: Option<MessageId>,
         files: &[MediaId],
+        extra: Option<String>,
     ) -> Result<MessageRow, ApiError> {
         let called = mentions(&body);
         let attachments = self.attachments_of(me, files).await?;
@@ -59,6 +61,7 @@ impl Api {
             mentions_everyone: called.everyone,
             mention_roles: called.roles,
             attachments: attachments.clone(),
+            extra,
         };
         self.may_post_in(me, channel).await?;
         let done = match self.commands.message(me, channel, &cmd, now()).await {

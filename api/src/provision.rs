@@ -275,6 +275,7 @@ impl Api {
             let post = MessageCommand::Post {
                 mention_roles: Default::default(),
                 attachments: Vec::new(),
+                extra: None,
                 text: text.to_owned(),
                 reply_to: None,
                 mentions: BTreeSet::new(),

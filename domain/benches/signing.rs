@@ -20,6 +20,7 @@ fn message() -> UnsignedEvent {
         body: EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: "Hello everyone! The meetup is on Saturday at 3pm, see the pinned post for details.".into(),
             reply_to: None,
             mentions: Default::default(),

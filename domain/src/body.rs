@@ -127,6 +127,11 @@ pub enum EventBody {
         /// Uploads shown with the message (absent from older events, which keep their bytes).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<Attachment>,
+        /// What a client of another protocol put with the message, kept and returned as sent:
+        /// a Matrix client's content keys beyond `body` and `msgtype` (`formatted_body`, its
+        /// own keys), as JSON text. Erased with the text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extra: Option<String>,
     },
     #[serde(rename = "message.edited")]
     MessageEdited { message: MessageId, text: String },
@@ -470,7 +475,8 @@ impl EventBody {
             | UserBanned { reason, .. } => reason.clear(),
             ChannelCreated { topic, .. } | ChannelUpdated { topic, .. } => topic.clear(),
             NicknameSet { nickname, .. } => *nickname = None,
-            MessagePosted { text, mentions, mention_roles, attachments, .. } => {
+            MessagePosted { text, mentions, mention_roles, attachments, extra, .. } => {
+                *extra = None;
                 text.clear();
                 mentions.clear();
                 mention_roles.clear();
@@ -514,6 +520,7 @@ pub mod legacy {
                     mentions: Default::default(),
                     mentions_everyone: false,
                     attachments: Vec::new(),
+                    extra: None,
                 },
             }
         }

@@ -14,6 +14,9 @@ use crate::ids::{ChannelId, EventId, MessageId, Timestamp, UserId};
 use crate::permissions::Permissions;
 use crate::validate;
 
+/// The most bytes of another protocol's keys one message keeps.
+pub const MAX_EXTRA_BYTES: usize = 16 * 1024;
+
 /// The most files one message carries.
 pub const MAX_ATTACHMENTS: usize = 10;
 
@@ -51,6 +54,8 @@ pub enum MessageCommand {
         mention_roles: BTreeSet<crate::ids::RoleId>,
         /// Uploads to show with it, as the uploader's hub described them.
         attachments: Vec<Attachment>,
+        /// Another protocol's keys, kept as sent (see `EventBody::MessagePosted`).
+        extra: Option<String>,
     },
     Edit {
         message: MessageId,
@@ -144,7 +149,13 @@ pub fn decide(
         }
     };
     let body = match cmd {
-        C::Post { text, reply_to, mentions, mentions_everyone, mention_roles, attachments } => {
+        C::Post { text, reply_to, mentions, mentions_everyone, mention_roles, attachments, extra } => {
+            if extra.as_ref().is_some_and(|e| e.len() > MAX_EXTRA_BYTES) {
+                return Err(DomainError::invalid(
+                    "content",
+                    format!("a message's other keys take at most {MAX_EXTRA_BYTES} bytes"),
+                ));
+            }
             require(send)?;
             if channel.locked && !perms.contains(Permissions::MANAGE_CHANNELS) {
                 return Err(DomainError::Forbidden(Refusal::ChannelLocked));
@@ -199,6 +210,7 @@ pub fn decide(
                 mentions_everyone: *mentions_everyone,
                 mention_roles: mention_roles.clone(),
                 attachments: attachments.clone(),
+                extra: extra.clone(),
             }
         }
         C::Edit { message: id, text } => {

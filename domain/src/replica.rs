@@ -237,14 +237,17 @@ fn message_command(body: &EventBody) -> Option<MessageCommand> {
     use EventBody as E;
     use MessageCommand as C;
     Some(match body {
-        E::MessagePosted { text, reply_to, mentions, mentions_everyone, mention_roles, attachments } => C::Post {
-            mention_roles: mention_roles.clone(),
-            text: written(text),
-            reply_to: *reply_to,
-            mentions: mentions.clone(),
-            mentions_everyone: *mentions_everyone,
-            attachments: attachments.clone(),
-        },
+        E::MessagePosted { text, reply_to, mentions, mentions_everyone, mention_roles, attachments, extra } => {
+            C::Post {
+                extra: extra.clone(),
+                mention_roles: mention_roles.clone(),
+                text: written(text),
+                reply_to: *reply_to,
+                mentions: mentions.clone(),
+                mentions_everyone: *mentions_everyone,
+                attachments: attachments.clone(),
+            }
+        }
         E::MessageEdited { message, text } => C::Edit { message: *message, text: written(text) },
         E::MessageRedacted { message, reason } => C::Redact { message: *message, reason: reason.clone() },
         E::ReactionAdded { message, emoji } => C::React { message: *message, emoji: emoji.clone() },

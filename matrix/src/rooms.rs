@@ -124,7 +124,8 @@ async fn act(
                 .and_then(Value::as_str)
                 .map(message_of)
                 .transpose()?;
-            return Ok(api.post(me, channel, body.to_owned(), reply_to, &[]).await?.id);
+            let extra = crate::sync::extra_of(content);
+            return Ok(api.post(me, channel, body.to_owned(), reply_to, &[], extra).await?.id);
         }
         (other, _, _) => {
             return Err(MatrixError::new(
@@ -272,10 +273,11 @@ pub async fn messages(
         rows.reverse();
     }
     let room_id = request.room_id.to_string();
+    let kept = crate::sync::extras(&api, &rows).await?;
     let chunk = rows
         .iter()
         .map(|m| {
-            let mut event = crate::sync::message_event(m);
+            let mut event = crate::sync::message_event(m, kept.get(&m.id).map(String::as_str));
             event["room_id"] = Value::String(room_id.clone());
             crate::sync::raw(event)
         })

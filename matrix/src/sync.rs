@@ -58,9 +58,9 @@ fn state_event(kind: &str, key: &str, sender: &UserId, ts: u64, room: &str, cont
 }
 
 /// A message as a Matrix `m.room.message` (redacted: an empty content).
-pub fn message_event(m: &MessageRow) -> Value {
+pub fn message_event(m: &MessageRow, extra: Option<&str>) -> Value {
     let content = match &m.body {
-        Some(body) if !m.deleted => json!({ "msgtype": "m.text", "body": body }),
+        Some(body) if !m.deleted => content_of(body, extra),
         _ => json!({}),
     };
     json!({
@@ -70,6 +70,44 @@ pub fn message_event(m: &MessageRow) -> Value {
         "origin_server_ts": m.created_at,
         "content": content,
     })
+}
+
+/// A message's Matrix content: the keys a client sent with it (kept as sent), its `body`, and
+/// `msgtype` (`m.text` unless the client said otherwise).
+pub fn content_of(body: &str, extra: Option<&str>) -> Value {
+    let mut content =
+        extra.and_then(|e| serde_json::from_str::<Value>(e).ok()).filter(Value::is_object).unwrap_or_else(|| json!({}));
+    content["body"] = json!(body);
+    if content.get("msgtype").is_none() {
+        content["msgtype"] = json!("m.text");
+    }
+    content
+}
+
+/// What a Matrix client sent beyond `body` (and an `m.text` msgtype), to keep with the message.
+pub fn extra_of(content: &Value) -> Option<String> {
+    let mut rest = content.as_object()?.clone();
+    rest.remove("body");
+    if rest.get("msgtype").and_then(Value::as_str) == Some("m.text") {
+        rest.remove("msgtype");
+    }
+    (!rest.is_empty()).then(|| Value::Object(rest).to_string())
+}
+
+/// The keys kept with each of `rows`' messages, read from their events.
+pub async fn extras(
+    api: &Arc<Api>,
+    rows: &[MessageRow],
+) -> Result<std::collections::HashMap<openguild_domain::MessageId, String>, MatrixError> {
+    let mut out = std::collections::HashMap::new();
+    for m in rows {
+        if let Some(e) = api.store.get(&m.id).await.map_err(api_err)?
+            && let EventBody::MessagePosted { extra: Some(extra), .. } = e.event.content()
+        {
+            out.insert(m.id, extra.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// The state of a guild's space: what it is, its name, its members, its children.
@@ -257,7 +295,9 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
             }
             // A token is the point just after a position: older messages are before this one.
             joined.timeline.prev_batch = rows.first().map(|m| m.position.saturating_sub(1).to_string());
-            joined.timeline.events = rows.iter().map(|m| raw(message_event(m))).collect();
+            let kept = extras(api, &rows).await?;
+            joined.timeline.events =
+                rows.iter().map(|m| raw(message_event(m, kept.get(&m.id).map(String::as_str)))).collect();
             let unread = queries::read_states(api.projections.db(), me, &[*channel]).await.map_err(api_err)?;
             if let Some(state) = unread.first() {
                 joined.unread_notifications.notification_count = Some(state.unread.into());
@@ -274,9 +314,11 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
 fn room_event(e: &openguild_store::StoredEvent) -> Option<Value> {
     let id = |m: &openguild_domain::MessageId| m.to_string();
     let (kind, content) = match e.event.content() {
-        EventBody::MessagePosted { text, reply_to, .. } => {
-            let mut content = json!({ "msgtype": "m.text", "body": text });
-            if let Some(parent) = reply_to {
+        EventBody::MessagePosted { text, reply_to, extra, .. } => {
+            let mut content = content_of(text, extra.as_deref());
+            if let Some(parent) = reply_to
+                && content.get("m.relates_to").is_none()
+            {
                 content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": id(parent) } });
             }
             ("m.room.message", content)

@@ -126,6 +126,7 @@ async fn generate(store: Arc<dyn EventStore>, total: u64) {
                         (0..=84, _) | (_, None) => EventBody::MessagePosted {
                             mention_roles: Default::default(),
                             attachments: Vec::new(),
+                            extra: None,
                             text: format!("message {n} in this channel, with a few words to index for search"),
                             reply_to: None,
                             mentions: Default::default(),

@@ -109,6 +109,7 @@ fn channel_events(
         let body = EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: format!("message {n} in this channel, with a few words to index for search"),
             reply_to: None,
             mentions,

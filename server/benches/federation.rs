@@ -82,6 +82,7 @@ fn message(i: usize) -> EventBody {
     EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: format!("message {i}"),
         reply_to: None,
         mentions: Default::default(),

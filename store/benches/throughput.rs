@@ -22,6 +22,7 @@ fn sign(key: &ServerKey, stream: &StreamId, seq: u64, prev: Option<EventId>) -> 
     let body = EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: format!("benchmark message number {seq}, about as long as a short chat line"),
         reply_to: None,
         mentions: Default::default(),

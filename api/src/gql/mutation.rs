@@ -346,7 +346,7 @@ impl Mutation {
         let me = api.actor(ctx).await?;
         let ids: Vec<openguild_domain::MediaId> = input.attachments.iter().map(|a| a.0).collect();
         let reply_to = input.reply_to.map(|r| r.0);
-        Ok(Message(api.post(&me, input.channel_id.0, input.body, reply_to, &ids).await?))
+        Ok(Message(api.post(&me, input.channel_id.0, input.body, reply_to, &ids, None).await?))
     }
 
     async fn edit_message(&self, ctx: &Context<'_>, id: Id<MessageId>, body: String) -> Res<Message> {

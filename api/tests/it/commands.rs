@@ -22,6 +22,7 @@ fn post(text: &str) -> MessageCommand {
     MessageCommand::Post {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: text.into(),
         reply_to: None,
         mentions: Default::default(),

@@ -17,6 +17,7 @@ fn post(text: &str) -> M {
     M::Post {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: text.into(),
         reply_to: None,
         mentions: BTreeSet::new(),
@@ -31,6 +32,7 @@ fn posting_replies_and_mentions() {
     let reply = M::Post {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "hi @bob".into(),
         reply_to: Some(first),
         mentions: [user("bob")].into(),
@@ -42,12 +44,13 @@ fn posting_replies_and_mentions() {
         chan(GENERAL),
         reply,
         expect![[
-            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "hi @bob", reply_to: Some($6nqbbex4xHwp3Zk6BxwsLAdWgRzsu9kGZNzN6JmDggrC), mentions: {@bob:hub.test}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
     let to_nowhere = M::Post {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "?".into(),
         reply_to: Some(EventId::from_hash([9; 32])),
         mentions: BTreeSet::new(),
@@ -65,6 +68,7 @@ fn posting_replies_and_mentions() {
     let everyone = M::Post {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "@everyone".into(),
         reply_to: None,
         mentions: BTreeSet::new(),
@@ -139,7 +143,7 @@ fn slow_mode_refuses_a_second_message_inside_the_window() {
         chan(GENERAL),
         post("two, later"),
         expect![[
-            r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "two, later", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
 }
@@ -163,7 +167,7 @@ fn a_locked_channel_refuses_posts_from_members_without_manage_channels() {
         chan(GENERAL),
         post("calm down"),
         expect![[
-            r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "calm down", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
 }
@@ -199,7 +203,7 @@ fn a_timed_out_member_cannot_post_or_react() {
         chan(GENERAL),
         post("I'm back"),
         expect![[
-            r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "I'm back", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
 }
@@ -241,7 +245,7 @@ fn overwrites_decide_who_posts_and_sees() {
         chan(GENERAL),
         post("hi"),
         expect![[
-            r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "hi", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
     w.ok(
@@ -437,7 +441,7 @@ fn message_bodies_keep_direction_marks() {
         chan(GENERAL),
         post("\u{2067}שלום\u{2069} and \u{200F}!"),
         expect![[
-            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [] }"#
+            r#"MessagePosted { text: "\u{2067}שלום\u{2069} and \u{200f}!", reply_to: None, mentions: {}, mentions_everyone: false, mention_roles: {}, attachments: [], extra: None }"#
         ]],
     );
 }

@@ -42,6 +42,7 @@ fn body() -> impl Strategy<Value = EventBody> {
             .prop_map(|(text, reply_to, mentions, mentions_everyone)| EventBody::MessagePosted {
                 mention_roles: Default::default(),
                 attachments: Vec::new(),
+                extra: None,
                 text,
                 reply_to,
                 mentions,

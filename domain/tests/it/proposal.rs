@@ -111,6 +111,7 @@ fn the_owner_refuses_a_remote_member_what_the_rules_refuse_and_what_the_command_
     let post = EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "hi".into(),
         reply_to: None,
         mentions: Default::default(),

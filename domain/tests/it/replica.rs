@@ -120,6 +120,7 @@ fn an_owner_cannot_append_what_its_rules_refuse() {
         EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: "I'm back".into(),
             reply_to: None,
             mentions: Default::default(),
@@ -145,6 +146,7 @@ fn each_stream_takes_only_its_own_kinds_and_one_start() {
     let message = EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "hi".into(),
         reply_to: None,
         mentions: Default::default(),

@@ -49,6 +49,7 @@ fn an_erased_body_still_verifies_but_a_changed_body_does_not() {
             mentions_everyone: false,
             mention_roles: {},
             attachments: [],
+            extra: None,
         }
     "#]]
     .assert_debug_eq(event.content());
@@ -56,6 +57,7 @@ fn an_erased_body_still_verifies_but_a_changed_body_does_not() {
     let other = EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "something else".into(),
         reply_to: None,
         mentions: Default::default(),
@@ -167,6 +169,7 @@ fn old_event_bodies_are_upcast_on_read_and_never_rewritten() {
                 mentions_everyone: false,
                 mention_roles: {},
                 attachments: [],
+                extra: None,
             },
         )
     "#]]

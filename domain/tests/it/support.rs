@@ -133,6 +133,7 @@ impl World {
         let cmd = MessageCommand::Post {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: text.into(),
             reply_to: None,
             mentions: Default::default(),

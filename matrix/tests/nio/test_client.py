@@ -387,3 +387,33 @@ def test_register_create_a_room_and_a_space_and_walk_the_hierarchy():
         await client.close()
 
     run(go())
+
+
+def test_content_keys_a_client_sends_come_back_as_sent(guild):
+    room = f"!{guild['channel']}:{SERVER}"
+    content = {
+        "msgtype": "m.notice",
+        "body": "**bold** news",
+        "format": "org.matrix.custom.html",
+        "formatted_body": "<strong>bold</strong> news",
+        "org.example.mood": {"level": 3, "tags": ["happy"]},
+    }
+
+    async def go():
+        ann = nio.AsyncClient(URL, "ann")
+        assert isinstance(await ann.login("correct horse"), nio.LoginResponse)
+        start = await ann.sync(timeout=0, full_state=True)
+        sent = await ann.room_send(room, "m.room.message", content)
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        news = await ann.sync(timeout=5000, since=start.next_batch)
+        live = [e.source["content"] for e in news.rooms.join[room].timeline.events if e.event_id == sent.event_id]
+        assert live == [content], live
+        page = await ann.room_messages(room, start=news.next_batch, limit=1)
+        assert page.chunk[0].source["content"] == content, page.chunk[0].source
+        await ann.close()
+
+    run(go())
+    body = graphql(
+        "query($c: ID!) { channel(id: $c) { messages(last: 1) { nodes { body } } } }", {"c": guild["channel"]}, guild["ann"]
+    )["channel"]["messages"]["nodes"][0]["body"]
+    assert body == "**bold** news"

@@ -59,6 +59,7 @@ async fn a_projection_stops_at_an_event_it_cannot_apply() {
     let body = EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: "lost".into(),
         reply_to: None,
         mentions: Default::default(),

@@ -136,6 +136,7 @@ async fn run_case(ops: Vec<Op>) {
                     MessageCommand::Post {
                         mention_roles: Default::default(),
                         attachments: Vec::new(),
+                        extra: None,
                         text: format!("message {i}"),
                         reply_to: messages.last().copied(),
                         mentions: Default::default(),

@@ -187,6 +187,7 @@ impl TestHub {
         let cmd = MessageCommand::Post {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: text.into(),
             reply_to: None,
             mentions: Default::default(),
@@ -207,6 +208,7 @@ pub fn posted(text: &str) -> EventBody {
     EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: text.into(),
         reply_to: None,
         mentions: Default::default(),

@@ -46,6 +46,7 @@ async fn seed(data: &std::path::Path, messages: u64) -> u64 {
             let body = EventBody::MessagePosted {
                 mention_roles: Default::default(),
                 attachments: Vec::new(),
+                extra: None,
                 text: format!("message number {seq}"),
                 reply_to: None,
                 mentions: Default::default(),

@@ -402,6 +402,7 @@ async fn the_inbox_refuses_what_the_guilds_rules_refuse_and_the_copy_is_changed_
         EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: "hi".into(),
             reply_to: None,
             mentions: Default::default(),
@@ -1006,6 +1007,7 @@ async fn a_channel_created_and_its_first_messages_in_one_transaction_are_all_tak
         let post = |text: &str| openguild_domain::EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: text.into(),
             reply_to: None,
             mentions: Default::default(),

@@ -27,7 +27,7 @@ async fn matrix_nio_discovers_the_hub_logs_in_and_sees_its_guild_as_a_space_with
         out.status.success(),
         "the matrix-nio suite failed (scripts/ensure-services installs matrix-nio and pytest):\n{text}"
     );
-    assert!(text.contains("9 passed"), "{text}");
+    assert!(text.contains("10 passed"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

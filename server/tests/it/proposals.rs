@@ -26,6 +26,7 @@ fn post(text: &str) -> EventBody {
     EventBody::MessagePosted {
         mention_roles: Default::default(),
         attachments: Vec::new(),
+        extra: None,
         text: text.into(),
         reply_to: None,
         mentions: Default::default(),

@@ -45,6 +45,7 @@ async fn main() {
                         let body = EventBody::MessagePosted {
                             mention_roles: Default::default(),
                             attachments: Vec::new(),
+                            extra: None,
                             text: format!("writer {w} message {}", seq + 1 + i),
                             reply_to: None,
                             mentions: Default::default(),

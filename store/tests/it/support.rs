@@ -44,6 +44,7 @@ impl Chain {
         let body = EventBody::MessagePosted {
             mention_roles: Default::default(),
             attachments: Vec::new(),
+            extra: None,
             text: text.into(),
             reply_to: None,
             mentions: Default::default(),
