@@ -380,10 +380,13 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
     let mut last = since;
     let mut rooms: BTreeMap<ruma::OwnedRoomId, v3::JoinedRoom> = BTreeMap::new();
     let mut left: BTreeMap<ruma::OwnedRoomId, v3::LeftRoom> = BTreeMap::new();
+    // Guilds whose structure changed (channels, roles, members): their rooms' state is sent
+    // again whole, as it now stands.
+    let mut changed: std::collections::BTreeSet<openguild_domain::GuildId> = Default::default();
     let now = now();
     loop {
         // Wait for the first news; after it, take only what is already there.
-        let found = !rooms.is_empty() || !left.is_empty();
+        let found = !rooms.is_empty() || !left.is_empty() || !changed.is_empty();
         let wait = if found { tokio::time::Instant::now() + Duration::from_millis(20) } else { deadline };
         let next = tokio::select! {
             next = tokio::time::timeout_at(wait, feed.next()) => match next {
@@ -416,6 +419,7 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
                     rooms.remove(&room);
                     left.insert(room, v3::LeftRoom::new());
                 }
+                changed.remove(g);
             }
             // The reader's own receipts (read markers are theirs alone).
             (StreamId::User(user), EventBody::Read { channel, message }) if user == me => {
@@ -424,6 +428,24 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
                 let content = json!({ message.to_string(): { "m.read": { me.as_str(): { "ts": next.event.core.ts.as_millis() } } } });
                 let receipt = json!({ "type": "m.receipt", "content": content });
                 rooms.entry(room).or_default().ephemeral.events.push(raw(receipt));
+            }
+            // A channel gone: its room is left.
+            (StreamId::Guild(g), EventBody::ChannelDeleted { channel }) => {
+                if let Ok(guild) = api.member_view(me, *g).await
+                    && let Some(origin) = &guild.origin
+                    && let Ok(room) = ruma::RoomId::parse(format!("!{channel}:{origin}"))
+                {
+                    rooms.remove(&room);
+                    left.insert(room, v3::LeftRoom::new());
+                    changed.insert(*g);
+                }
+            }
+            (StreamId::Guild(g), body) if structural(body) => {
+                // Only the viewer's guilds: another's change is no news to them.
+                let theirs = api.member_view(me, *g).await.is_ok();
+                if theirs {
+                    changed.insert(*g);
+                }
             }
             (StreamId::Channel(channel), _) => {
                 let Some(event) = room_event(&next) else { continue };
@@ -444,10 +466,54 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
             break;
         }
     }
+    for g in changed {
+        let Ok(guild) = api.member_view(me, g).await else { continue };
+        if !guild.dm
+            && let Some(space) = space_of(&guild)
+        {
+            let events = space_state(&guild, me, space.as_str()).into_iter().map(raw).collect();
+            rooms.entry(space).or_default().state = state_of(events);
+        }
+        for (channel, c) in &guild.channels {
+            if c.kind == ChannelKind::Thread
+                || !guild.channel_permissions(me, *channel, now).contains(Permissions::VIEW_CHANNEL)
+            {
+                continue;
+            }
+            let Some(room) = room_of(&guild, *channel) else { continue };
+            let events = room_state(&guild, *channel, me, room.as_str()).into_iter().map(raw).collect();
+            left.remove(&room);
+            rooms.entry(room).or_default().state = state_of(events);
+        }
+    }
     let mut response = v3::Response::new(last.to_string());
     response.rooms.join = rooms;
     response.rooms.leave = left;
     Ok(response)
+}
+
+/// Whether a guild event changes what its rooms' state shows: names, topics, children,
+/// members, power levels.
+fn structural(body: &EventBody) -> bool {
+    use EventBody as E;
+    matches!(
+        body,
+        E::GuildUpdated { .. }
+            | E::ChannelCreated { .. }
+            | E::ChannelUpdated { .. }
+            | E::ChannelMoved { .. }
+            | E::OverwriteSet { .. }
+            | E::RoleCreated { .. }
+            | E::RoleUpdated { .. }
+            | E::RoleDeleted { .. }
+            | E::RoleAssigned { .. }
+            | E::RoleUnassigned { .. }
+            | E::MemberJoined { .. }
+            | E::MemberLeft { .. }
+            | E::MemberKicked { .. }
+            | E::MemberBanned { .. }
+            | E::NicknameSet { .. }
+    )
 }
 
 pub async fn sync(State(api): State<Arc<Api>>, req: Request) -> Result<Response, MatrixError> {

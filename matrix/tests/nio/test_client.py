@@ -417,3 +417,43 @@ def test_content_keys_a_client_sends_come_back_as_sent(guild):
         "query($c: ID!) { channel(id: $c) { messages(last: 1) { nodes { body } } } }", {"c": guild["channel"]}, guild["ann"]
     )["channel"]["messages"]["nodes"][0]["body"]
     assert body == "**bold** news"
+
+
+def test_a_new_channel_a_rename_and_a_new_member_reach_an_incremental_sync():
+    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+    hal = graphql(register, {"h": "hal"})["register"]["token"]
+    ivy = graphql(register, {"h": "ivy"})["register"]["token"]
+    jay = graphql(register, {"h": "jay"})["register"]["token"]
+    g = graphql('mutation { createGuild(input: {name: "Growing Club"}) { id } }', token=hal)["createGuild"]["id"]
+    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g, maxUses: 5}) { code } }', {"g": g}, hal)
+    code = code["createInvite"]["code"]
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code}, ivy)
+    space = f"!{g}:{SERVER}"
+
+    async def go():
+        client = nio.AsyncClient(URL, "ivy")
+        assert isinstance(await client.login("correct horse"), nio.LoginResponse)
+        first = await client.sync(timeout=0, full_state=True)
+        waiting = asyncio.create_task(client.sync(timeout=5000, since=first.next_batch))
+        await asyncio.sleep(0.3)
+        c = graphql(
+            'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "seeds", kind: TEXT}) { id } }', {"g": g}, hal
+        )["createChannel"]["id"]
+        room = f"!{c}:{SERVER}"
+        news = await asyncio.wait_for(waiting, 10)
+        assert room in news.rooms.join, list(news.rooms.join)
+        name = next(e.source for e in news.rooms.join[room].state if e.source["type"] == "m.room.name")
+        assert name["content"]["name"] == "seeds"
+        children = [e.source["state_key"] for e in news.rooms.join[space].state if e.source["type"] == "m.space.child"]
+        assert room in children
+
+        # A rename, then someone joining: the room's state, sent again as it now stands.
+        graphql('mutation($c: ID!) { updateChannel(channelId: $c, name: "sprouts") { id } }', {"c": c}, hal)
+        graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code}, jay)
+        later = await client.sync(timeout=5000, since=news.next_batch)
+        state = [e.source for e in later.rooms.join[room].state]
+        assert next(e for e in state if e["type"] == "m.room.name")["content"]["name"] == "sprouts"
+        assert f"@jay:{SERVER}" in {e["state_key"] for e in state if e["type"] == "m.room.member"}
+        await client.close()
+
+    run(go())
