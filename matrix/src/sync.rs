@@ -257,7 +257,25 @@ fn state_of(events: Vec<Raw<ruma::events::AnySyncStateEvent>>) -> v3::State {
     v3::State::Before(state)
 }
 
-async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixError> {
+/// How many messages a room's timeline carries on an initial sync: the filter's
+/// `room.timeline.limit` (inline, or by the id `create_filter` made), else [`TIMELINE`];
+/// at most 100.
+fn timeline_limit(filter: Option<&v3::Filter>) -> u32 {
+    use base64::Engine;
+    let definition = match filter {
+        Some(v3::Filter::FilterDefinition(d)) => Some(d.clone()),
+        Some(v3::Filter::FilterId(id)) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id.as_bytes())
+            .ok()
+            .and_then(|json| serde_json::from_slice::<ruma::api::client::filter::FilterDefinition>(&json).ok()),
+        _ => None,
+    };
+    definition
+        .and_then(|d| d.room.timeline.limit)
+        .map_or(TIMELINE, |l| u32::try_from(u64::from(l)).unwrap_or(100).clamp(1, 100))
+}
+
+async fn initial(api: &Arc<Api>, me: &UserId, timeline: u32) -> Result<v3::Response, MatrixError> {
     // Read the store's head first: whatever lands after it comes with the next sync. The read
     // models are waited for up to it.
     let head = api.store.head_position().await.map_err(api_err)?;
@@ -287,9 +305,9 @@ async fn initial(api: &Arc<Api>, me: &UserId) -> Result<v3::Response, MatrixErro
             let mut joined = v3::JoinedRoom::new();
             let events = room_state(&g, *channel, me, room.as_str()).into_iter().map(raw).collect();
             joined.state = state_of(events);
-            let page = Page::Last { before: Some(position + 1), limit: TIMELINE + 1 };
+            let page = Page::Last { before: Some(position + 1), limit: timeline + 1 };
             let mut rows = queries::messages(api.projections.db(), *channel, page).await.map_err(api_err)?;
-            joined.timeline.limited = rows.len() > TIMELINE as usize;
+            joined.timeline.limited = rows.len() > timeline as usize;
             if joined.timeline.limited {
                 rows.remove(0);
             }
@@ -527,7 +545,7 @@ pub async fn sync(State(api): State<Arc<Api>>, req: Request) -> Result<Response,
     };
     let response = match (since, request.full_state) {
         (Some(since), false) => incremental(&api, &me.user, since, request.timeout.unwrap_or_default()).await?,
-        _ => initial(&api, &me.user).await?,
+        _ => initial(&api, &me.user, timeline_limit(request.filter.as_ref())).await?,
     };
     Ok(reply(response))
 }

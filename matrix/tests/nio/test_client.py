@@ -168,6 +168,14 @@ def test_messages_page_backwards_newest_first(guild):
         second = await ann.room_messages(room, start=first.end, limit=2)
         assert [e.body for e in second.chunk] == ["page 0", "hello from nio"]
         forward = await ann.room_messages(room, start=second.end, limit=10, direction=nio.MessageDirection.front)
+        # A sync's filter sets how much of a room's timeline comes: inline, or by a filter id.
+        short = await ann.sync(timeout=0, full_state=True, sync_filter={"room": {"timeline": {"limit": 2}}})
+        assert [e.body for e in short.rooms.join[room].timeline.events] == ["page 1", "page 2"]
+        assert short.rooms.join[room].timeline.limited
+        made = await ann.upload_filter(room={"timeline": {"limit": 1}})
+        assert isinstance(made, nio.UploadFilterResponse), made
+        one = await ann.sync(timeout=0, full_state=True, sync_filter=made.filter_id)
+        assert [e.body for e in one.rooms.join[room].timeline.events] == ["page 2"]
         # A token lies between messages: forwards from where the backward pages stopped.
         assert [e.body for e in forward.chunk] == ["hello from nio", "page 0", "page 1", "page 2"]
         await ann.close()
