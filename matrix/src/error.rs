@@ -68,3 +68,8 @@ impl IntoResponse for MatrixError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// An OpenGuild error (store, read model, refusal) as Matrix's.
+pub fn api_err(e: impl Into<ApiError>) -> MatrixError {
+    MatrixError::from(e.into())
+}

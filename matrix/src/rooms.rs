@@ -57,7 +57,7 @@ pub async fn channel_of(
     room: &RoomId,
 ) -> Result<ChannelId, MatrixError> {
     let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = room.as_str().strip_prefix('!').and_then(|r| r.split(':').next()).ok_or_else(not_found)?;
+    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
     let channel: ChannelId = local.parse().map_err(|_| not_found())?;
     api.channel_view(me, channel).await.map_err(|_| not_found())?;
     Ok(channel)
@@ -152,8 +152,7 @@ pub async fn redact(
     let channel = channel_of(&api, &me.user, &request.room_id).await?;
     let target = message_of(request.event_id.as_str())?;
     let not_here = || MatrixError::new(404, "M_NOT_FOUND", format!("{} is not in this room", request.event_id));
-    let stored =
-        api.store.get(&target).await.map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    let stored = api.store.get(&target).await.map_err(crate::error::api_err)?;
     let stored =
         stored.filter(|e| e.event.core.stream == openguild_domain::StreamId::Channel(channel)).ok_or_else(not_here)?;
     let reason = request.reason.unwrap_or_default();
@@ -184,7 +183,7 @@ async fn guild_of_room(
     room: &RoomId,
 ) -> Result<openguild_domain::GuildId, MatrixError> {
     let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = room.as_str().strip_prefix('!').and_then(|r| r.split(':').next()).ok_or_else(not_found)?;
+    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
     if let Ok(g) = local.parse::<openguild_domain::GuildId>()
         && api.member_view(me, g).await.is_ok()
     {
@@ -256,19 +255,14 @@ pub async fn messages(
     // The viewer's own posts are in the read model before a page is read.
     let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
     let mine = api.last_write(&me.user);
-    api.projections
-        .wait_for(&["timeline"], mine, wait)
-        .await
-        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    api.projections.wait_for(&["timeline"], mine, wait).await.map_err(crate::error::api_err)?;
     // A token is the point just after a position: backwards from it come the messages at or
     // before that position, forwards the ones after it.
     let page = match request.dir {
         Direction::Backward => Page::Last { before: from.map(|f| f + 1), limit },
         Direction::Forward => Page::First { after: from, limit },
     };
-    let mut rows = queries::messages(api.projections.db(), channel, page)
-        .await
-        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    let mut rows = queries::messages(api.projections.db(), channel, page).await.map_err(crate::error::api_err)?;
     if request.dir == Direction::Backward {
         rows.reverse();
     }

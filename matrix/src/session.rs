@@ -175,13 +175,10 @@ pub async fn joined_rooms(State(api): State<Arc<Api>>, req: Request) -> Result<R
     let me = viewer(&api, &parts).await?;
     // The viewer's own last write (a guild just made or joined) is in the directory first.
     let wait = std::time::Duration::from_millis(api.settings.limits.read_your_writes_ms);
-    api.projections
-        .wait_for(&["directory"], api.last_write(&me.user), wait)
-        .await
-        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+    api.projections.wait_for(&["directory"], api.last_write(&me.user), wait).await.map_err(crate::error::api_err)?;
     let guilds = openguild_projections::queries::guilds_of(api.projections.db(), &me.user)
         .await
-        .map_err(|e| MatrixError::from(openguild_api::errors::ApiError::from(e)))?;
+        .map_err(crate::error::api_err)?;
     let mut rooms = Vec::new();
     let now = now();
     for id in guilds {

@@ -23,6 +23,7 @@ use ruma::serde::Raw;
 use serde_json::{Value, json};
 
 use crate::MatrixError;
+use crate::error::api_err;
 use crate::ids::{room_of, space_of};
 use crate::ruma_io::{parse, reply, viewer};
 
@@ -30,10 +31,6 @@ use crate::ruma_io::{parse, reply, viewer};
 const TIMELINE: u32 = 20;
 /// The longest long-poll taken.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn api_err(e: impl Into<openguild_api::errors::ApiError>) -> MatrixError {
-    MatrixError::from(e.into())
-}
 
 /// A stable event id for something that has no event of its own (state derived from the
 /// guild as it stands): the hash of what it names.
@@ -239,7 +236,7 @@ fn room_state(g: &Guild, channel: ChannelId, me: &UserId, room: &str) -> Vec<Val
 /// The state of the room `room` names for `me`: a guild's space or a channel's room.
 pub async fn room_state_of(api: &Arc<Api>, me: &UserId, room: &ruma::RoomId) -> Result<Vec<Value>, MatrixError> {
     let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = room.as_str().strip_prefix('!').and_then(|r| r.split(':').next()).ok_or_else(not_found)?;
+    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
     if let Ok(g) = local.parse::<openguild_domain::GuildId>()
         && let Ok(guild) = api.member_view(me, g).await
         && !guild.dm

@@ -28,19 +28,29 @@ def graphql(query, variables=None, token=None):
     return out["data"]
 
 
-@pytest.fixture(scope="module")
-def guild():
-    """ann (password "correct horse"), her guild with a text channel, bob in it: their ids."""
-    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
-    token = graphql(register, {"h": "ann"})["register"]["token"]
-    bob = graphql(register, {"h": "bob"})["register"]["token"]
-    g = graphql('mutation { createGuild(input: {name: "Book Club"}) { id } }', token=token)["createGuild"]["id"]
+REGISTER = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+
+
+def club(owner, member, name, channel):
+    """`owner` and `member` registered (password "correct horse"), `owner`'s guild `name` with a
+    text channel `channel`, `member` in it by invite: their tokens and ids."""
+    token = graphql(REGISTER, {"h": owner})["register"]["token"]
+    other = graphql(REGISTER, {"h": member})["register"]["token"]
+    g = graphql('mutation($n: String!) { createGuild(input: {name: $n}) { id } }', {"n": name}, token)["createGuild"]["id"]
     c = graphql(
-        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "chat", kind: TEXT}) { id } }', {"g": g}, token
+        'mutation($g: ID!, $n: String!) { createChannel(input: {guildId: $g, name: $n, kind: TEXT}) { id } }',
+        {"g": g, "n": channel},
+        token,
     )["createChannel"]["id"]
     code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, token)
-    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, bob)
-    return {"guild": g, "channel": c, "ann": token, "bob": bob}
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, other)
+    return {"guild": g, "channel": c, owner: token, member: other}
+
+
+@pytest.fixture(scope="module")
+def guild():
+    """ann's guild with a text channel, bob in it: their ids."""
+    return club("ann", "bob", "Book Club", "chat")
 
 
 def run(coro):
@@ -244,15 +254,8 @@ def test_edits_reactions_a_moderators_redaction_and_a_kick_reach_the_other_clien
 
 
 def test_the_same_rules_hold_as_on_graphql_and_state_shows_who_may_do_what():
-    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
-    cat = graphql(register, {"h": "cat"})["register"]["token"]
-    dan = graphql(register, {"h": "dan"})["register"]["token"]
-    g = graphql('mutation { createGuild(input: {name: "Slow Club"}) { id } }', token=cat)["createGuild"]["id"]
-    c = graphql(
-        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "slow", kind: TEXT}) { id } }', {"g": g}, cat
-    )["createChannel"]["id"]
-    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, cat)
-    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, dan)
+    ids = club("cat", "dan", "Slow Club", "slow")
+    g, c, cat = ids["guild"], ids["channel"], ids["cat"]
     graphql('mutation($c: ID!) { setSlowMode(channelId: $c, seconds: 60) { id } }', {"c": c}, cat)
     room, space = f"!{c}:{SERVER}", f"!{g}:{SERVER}"
 
@@ -311,15 +314,8 @@ def test_the_same_rules_hold_as_on_graphql_and_state_shows_who_may_do_what():
 
 
 def test_unread_counts_receipts_and_typing():
-    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
-    eve = graphql(register, {"h": "eve"})["register"]["token"]
-    fay = graphql(register, {"h": "fay"})["register"]["token"]
-    g = graphql('mutation { createGuild(input: {name: "Read Club"}) { id } }', token=eve)["createGuild"]["id"]
-    c = graphql(
-        'mutation($g: ID!) { createChannel(input: {guildId: $g, name: "news", kind: TEXT}) { id } }', {"g": g}, eve
-    )["createChannel"]["id"]
-    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, eve)
-    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code["createInvite"]["code"]}, fay)
+    ids = club("eve", "fay", "Read Club", "news")
+    c, eve, fay = ids["channel"], ids["eve"], ids["fay"]
     post = 'mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }'
     graphql(post, {"c": c, "b": "first"}, fay)
     last = graphql(post, {"c": c, "b": f"second, @eve:{SERVER}"}, fay)["sendMessage"]["id"]
@@ -428,10 +424,9 @@ def test_content_keys_a_client_sends_come_back_as_sent(guild):
 
 
 def test_a_new_channel_a_rename_and_a_new_member_reach_an_incremental_sync():
-    register = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
-    hal = graphql(register, {"h": "hal"})["register"]["token"]
-    ivy = graphql(register, {"h": "ivy"})["register"]["token"]
-    jay = graphql(register, {"h": "jay"})["register"]["token"]
+    hal = graphql(REGISTER, {"h": "hal"})["register"]["token"]
+    ivy = graphql(REGISTER, {"h": "ivy"})["register"]["token"]
+    jay = graphql(REGISTER, {"h": "jay"})["register"]["token"]
     g = graphql('mutation { createGuild(input: {name: "Growing Club"}) { id } }', token=hal)["createGuild"]["id"]
     code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g, maxUses: 5}) { code } }', {"g": g}, hal)
     code = code["createInvite"]["code"]
