@@ -246,21 +246,26 @@ async fn id_token_from(provider: &Provider, redirect: &str, who: &str) -> (Strin
     (tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}")).to_owned(), nonce)
 }
 
-/// A Matrix client's single sign-on: `/login/sso/redirect` through the same real provider,
-/// back to the client's `redirectUrl` with a `loginToken`, exchanged once at `/login`
-/// (`m.login.token`) for an access token (docs/MATRIX.md).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_matrix_client_signs_on_through_the_openid_provider_and_gets_a_login_token() {
+/// A hub on a free port whose `test` OpenID provider is a real one started here.
+fn hub_with_provider() -> (Provider, Server, tempfile::TempDir) {
     install_harness();
     let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/auth/oidc/test/callback");
-    let provider = start_provider(&callback);
+    let provider = start_provider(&format!("http://127.0.0.1:{port}/auth/oidc/test/callback"));
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[api.oidc.test]\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\ndisplay_name = \"Test SSO\"\n",
         provider.url
     );
     let server = Server::start_on(dir.path(), &config, &[], &format!("127.0.0.1:{port}"));
+    (provider, server, dir)
+}
+
+/// A Matrix client's single sign-on: `/login/sso/redirect` through the same real provider,
+/// back to the client's `redirectUrl` with a `loginToken`, exchanged once at `/login`
+/// (`m.login.token`) for an access token (docs/MATRIX.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_client_signs_on_through_the_openid_provider_and_gets_a_login_token() {
+    let (_provider, server, _dir) = hub_with_provider();
     let flows: Value =
         reqwest::get(format!("{}/_matrix/client/v3/login", server.url)).await.unwrap().json().await.unwrap();
     let sso = flows["flows"].as_array().unwrap().iter().find(|f| f["type"] == "m.login.sso").expect("an SSO flow");
