@@ -143,13 +143,21 @@ async fn attach_serve_and_erase(hub: &Server, gone: impl AsyncFn(&str) -> bool) 
     assert_eq!(attached["filename"], "tower.png");
     assert_eq!(attached["url"], format!("/media/{id}"));
     assert_eq!(attached["previewUrl"], format!("/media/{id}/preview"));
-    let read = hub
-        .ok(
-            Some(&bob),
-            "query($c: ID!) { channel(id: $c) { messages(last: 1) { nodes { attachments { id contentType width } } } } }",
-            json!({ "c": chat }),
-        )
-        .await;
+    // bob's read waits for his own writes, not ann's: ask until the timeline has her post.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let read = loop {
+        let read = hub
+            .ok(
+                Some(&bob),
+                "query($c: ID!) { channel(id: $c) { messages(last: 1) { nodes { attachments { id contentType width } } } } }",
+                json!({ "c": chat }),
+            )
+            .await;
+        if read["channel"]["messages"]["nodes"][0].is_object() || std::time::Instant::now() > deadline {
+            break read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         read["channel"]["messages"]["nodes"][0]["attachments"],
         json!([{ "id": id, "contentType": "image/png", "width": 3 }])
