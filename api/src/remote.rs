@@ -25,7 +25,7 @@ use openguild_projections::queries;
 
 use crate::Api;
 use crate::clock::now;
-use crate::commands::{CommandError, Executed, random16};
+use crate::commands::{CommandError, Executed, ImportError, random16};
 use crate::errors::ApiError;
 use crate::federation::WireEvent;
 use crate::proposals::Proposal;
@@ -151,15 +151,28 @@ impl Api {
             .map_err(|e| ApiError::new("UNAVAILABLE", format!("{owner} answered the proposal oddly: {e}")))
     }
 
-    /// Takes an event the owner answered a proposal with into this hub's copy, at once if it
-    /// follows on (otherwise the owner's sender brings it with what comes before it): its
-    /// position here, or 0.
+    /// Takes an event the owner answered a proposal with into this hub's copy: at once if it
+    /// follows on, else after pulling what comes before it from the owner, so the poster
+    /// reads their own write here when the command returns. Its position here, or 0 when
+    /// the owner could not be reached for the events between (its sender brings them).
     async fn take_answer(&self, owner: &ServerName, wire: &WireEvent) -> Result<Executed, ApiError> {
         let (_, signed) = self.verify_received(owner, wire).await.map_err(|refused| {
             ApiError::new("UNAVAILABLE", format!("{owner} answered with an event this hub refuses: {}", refused.why))
         })?;
         let event = signed.event.clone();
-        let position = self.commands.import_many(vec![signed]).await.pop().and_then(Result::ok).unwrap_or(0);
+        let position = match self.commands.import_many(vec![signed]).await.pop() {
+            Some(Ok(position)) => position,
+            // Boxed: the pull is a large future, and every resolver's future is as large as
+            // the largest.
+            Some(Err(ImportError::Gap { stream, .. })) => match Box::pin(self.pull_stream(owner, &stream)).await {
+                Ok(()) => self.store.get(&event.id).await?.map_or(0, |stored| stored.position),
+                Err(e) => {
+                    tracing::info!(%owner, %stream, error = %e.message, "federation: catching up after a proposal failed; the sender brings it");
+                    0
+                }
+            },
+            _ => 0,
+        };
         Ok(Executed { events: vec![event], position })
     }
 

@@ -752,8 +752,20 @@ async fn posts_edits_reactions_and_deletions_from_three_hubs_reach_all_three_liv
     for (hub, token, name) in people {
         for (n, into) in [(1, &mut firsts), (2, &mut seconds)] {
             let sent = hub.ok(Some(token), post, json!({ "c": channel, "b": format!("{name} {n}") })).await;
-            into.push(sent["sendMessage"]["id"].as_str().unwrap().to_owned());
+            let id = sent["sendMessage"]["id"].as_str().unwrap().to_owned();
+            // Their own post reads back at once on their hub, however far behind the owner
+            // their hub's copy of the channel was.
+            let mine = timeline(hub, token, &channel).await;
+            assert!(mine.as_array().unwrap().iter().any(|m| m["id"] == id.as_str()), "{name} {n} on their hub: {mine}");
+            into.push(id);
         }
+    }
+    // Each sees all six posts on their own hub before acting on the others' ones.
+    for (hub, token, name) in people {
+        until(Duration::from_secs(10), &format!("the six posts on {name}'s hub"), || async {
+            timeline(hub, token, &channel).await.as_array().is_some_and(|m| m.len() == 6)
+        })
+        .await;
     }
     for (i, (hub, token, name)) in people.into_iter().enumerate() {
         let emoji = ["👍", "🎉", "👀"][i];

@@ -57,7 +57,15 @@ impl Server {
                 break line[at + "openguild ready on ".len()..].split_whitespace().next().unwrap().to_owned();
             }
         };
-        std::thread::spawn(move || for _ in lines {});
+        // OPENGUILD_TEST_LOGS=1 shows the server's log after it is ready (debugging a test).
+        let show = std::env::var_os("OPENGUILD_TEST_LOGS").is_some();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if show {
+                    eprintln!("[{}] {line}", std::process::id());
+                }
+            }
+        });
         Server { child, url }
     }
 
