@@ -23,3 +23,9 @@ pub fn room_of(guild: &Guild, channel: ChannelId) -> Option<OwnedRoomId> {
 pub fn local_part(room: &RoomId) -> Option<&str> {
     room.as_str().strip_prefix('!')?.split(':').next()
 }
+
+/// A room `me` is not in, or that does not exist: 403 `M_FORBIDDEN`, as a homeserver answers
+/// (which of the two it is stays unsaid).
+pub fn not_in_room(room: &RoomId) -> crate::error::MatrixError {
+    crate::error::MatrixError::new(403, "M_FORBIDDEN", format!("you are not in the room {room}, or it does not exist"))
+}

@@ -56,10 +56,10 @@ pub async fn channel_of(
     me: &openguild_domain::UserId,
     room: &RoomId,
 ) -> Result<ChannelId, MatrixError> {
-    let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
-    let channel: ChannelId = local.parse().map_err(|_| not_found())?;
-    api.channel_view(me, channel).await.map_err(|_| not_found())?;
+    let not_in = || crate::ids::not_in_room(room);
+    let local = crate::ids::local_part(room).ok_or_else(not_in)?;
+    let channel: ChannelId = local.parse().map_err(|_| not_in())?;
+    api.channel_view(me, channel).await.map_err(|_| not_in())?;
     Ok(channel)
 }
 
@@ -182,15 +182,15 @@ async fn guild_of_room(
     me: &openguild_domain::UserId,
     room: &RoomId,
 ) -> Result<openguild_domain::GuildId, MatrixError> {
-    let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
+    let not_in = || crate::ids::not_in_room(room);
+    let local = crate::ids::local_part(room).ok_or_else(not_in)?;
     if let Ok(g) = local.parse::<openguild_domain::GuildId>()
         && api.member_view(me, g).await.is_ok()
     {
         return Ok(g);
     }
     let channel = channel_of(api, me, room).await?;
-    api.commands.guild_of(channel).await.map_err(|_| not_found())
+    api.commands.guild_of(channel).await.map_err(|_| not_in())
 }
 
 /// `/rooms/{roomId}/kick`, `/ban`, `/unban`: OpenGuild's moderation of the room's guild, with

@@ -235,16 +235,16 @@ fn room_state(g: &Guild, channel: ChannelId, me: &UserId, room: &str) -> Vec<Val
 
 /// The state of the room `room` names for `me`: a guild's space or a channel's room.
 pub async fn room_state_of(api: &Arc<Api>, me: &UserId, room: &ruma::RoomId) -> Result<Vec<Value>, MatrixError> {
-    let not_found = || MatrixError::new(404, "M_NOT_FOUND", format!("room {room} not found, or you are not in it"));
-    let local = crate::ids::local_part(room).ok_or_else(not_found)?;
+    let not_in = || crate::ids::not_in_room(room);
+    let local = crate::ids::local_part(room).ok_or_else(not_in)?;
     if let Ok(g) = local.parse::<openguild_domain::GuildId>()
         && let Ok(guild) = api.member_view(me, g).await
         && !guild.dm
     {
         return Ok(space_state(&guild, me, room.as_str()));
     }
-    let channel: ChannelId = local.parse().map_err(|_| not_found())?;
-    let guild = api.channel_view(me, channel).await.map_err(|_| not_found())?;
+    let channel: ChannelId = local.parse().map_err(|_| not_in())?;
+    let guild = api.channel_view(me, channel).await.map_err(|_| not_in())?;
     Ok(room_state(&guild, channel, me, room.as_str()))
 }
 

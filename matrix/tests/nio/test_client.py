@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import nio
@@ -28,7 +29,21 @@ def graphql(query, variables=None, token=None):
     return out["data"]
 
 
+def graphql_refused(query, variables, token):
+    """A GraphQL call that must be refused: its first error's code and message."""
+    req = urllib.request.Request(
+        URL + "/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"content-type": "application/json", "authorization": "Bearer " + token},
+    )
+    with urllib.request.urlopen(req) as r:
+        out = json.load(r)
+    assert out.get("errors"), out
+    return out["errors"][0]["extensions"]["code"], out["errors"][0]["message"]
+
+
 REGISTER = 'mutation($h: String!) { register(handle: $h, password: "correct horse") { token } }'
+POST = 'mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }'
 
 
 def club(owner, member, name, channel):
@@ -457,6 +472,94 @@ def test_a_new_channel_a_rename_and_a_new_member_reach_an_incremental_sync():
         state = [e.source for e in later.rooms.join[room].state]
         assert next(e for e in state if e["type"] == "m.room.name")["content"]["name"] == "sprouts"
         assert f"@jay:{SERVER}" in {e["state_key"] for e in state if e["type"] == "m.room.member"}
+        await client.close()
+
+    run(go())
+
+
+def test_a_ban_on_either_api_holds_on_both():
+    ids = club("kim", "lee", "Strict Club", "rules")
+    g, c, kim, lee = ids["guild"], ids["channel"], ids["kim"], ids["lee"]
+    mo = graphql(REGISTER, {"h": "mo"})["register"]["token"]
+    code = graphql('mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }', {"g": g}, kim)
+    code = code["createInvite"]["code"]
+    graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code}, mo)
+    room, space = f"!{c}:{SERVER}", f"!{g}:{SERVER}"
+
+    async def go():
+        owner = nio.AsyncClient(URL, "kim")
+        banned = nio.AsyncClient(URL, "mo")
+        assert isinstance(await owner.login("correct horse"), nio.LoginResponse)
+        assert isinstance(await banned.login("correct horse"), nio.LoginResponse)
+
+        # Banned over Matrix: lee can neither post over GraphQL nor join again.
+        ban = await owner.room_ban(room, f"@lee:{SERVER}", reason="spam")
+        assert isinstance(ban, nio.RoomBanResponse), ban
+        code_, message = graphql_refused(POST, {"c": c, "b": "still here?"}, lee)
+        assert code_ == "FORBIDDEN", (code_, message)
+        code_, message = graphql_refused('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code}, lee)
+        assert code_ == "FORBIDDEN" and "banned" in message, (code_, message)
+        bans = graphql("query($g: ID!) { guild(id: $g) { bans { user { id } reason } } }", {"g": g}, kim)
+        assert bans["guild"]["bans"] == [{"user": {"id": f"@lee:{SERVER}"}, "reason": "spam"}], bans
+
+        # Banned over GraphQL: mo's Matrix send is refused and the rooms leave mo's sync.
+        before = await banned.sync(timeout=0, full_state=True)
+        assert room in before.rooms.join
+        graphql('mutation($g: ID!, $u: ID!) { banMember(guildId: $g, userId: $u) }', {"g": g, "u": f"@mo:{SERVER}"}, kim)
+        refused = await banned.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "let me in"})
+        assert isinstance(refused, nio.RoomSendError) and refused.status_code == "M_FORBIDDEN", refused
+        gone = await banned.sync(timeout=5_000, since=before.next_batch)
+        assert room in gone.rooms.leave and space in gone.rooms.leave, gone.rooms.leave
+
+        # Unbanned over Matrix: lee may join again by invite.
+        unban = await owner.room_unban(room, f"@lee:{SERVER}")
+        assert isinstance(unban, nio.RoomUnbanResponse), unban
+        graphql('mutation($c: String!) { joinGuild(code: $c) { id } }', {"c": code}, lee)
+        await owner.close()
+        await banned.close()
+
+    run(go())
+
+
+CLIENT = "http://client.example/after-login"
+
+
+class Arrived(Exception):
+    """The provider's and the hub's redirects ended at the client, with this URL."""
+
+
+class StopAtClient(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if newurl.startswith(CLIENT):
+            raise Arrived(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def test_sso_login_through_the_openid_provider():
+    idp = os.environ["OPENGUILD_SSO_IDP"]
+
+    async def go():
+        client = nio.AsyncClient(URL)
+        flows = await client.login_info()
+        assert "m.login.sso" in flows.flows and "m.login.token" in flows.flows, flows.flows
+        # A browser's trip: the hub, the real OpenID provider (it signs its default user in),
+        # the hub's callback, then the client's redirectUrl with a login token.
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(), StopAtClient())
+        start = f"{URL}/_matrix/client/v3/login/sso/redirect/{idp}?redirectUrl={urllib.parse.quote(CLIENT, safe='')}"
+        try:
+            browser.open(start)
+            raise AssertionError("the sign-on did not come back to the client")
+        except Arrived as arrived:
+            back = urllib.parse.urlparse(str(arrived))
+        token = urllib.parse.parse_qs(back.query)["loginToken"][0]
+        login = await client.login(token=token)
+        assert isinstance(login, nio.LoginResponse), login
+        assert login.user_id == f"@alice:{SERVER}", login
+        me = await client.whoami()
+        assert isinstance(me, nio.WhoamiResponse) and me.user_id == f"@alice:{SERVER}", me
+        # A login token is good once.
+        again = await nio.AsyncClient(URL).login(token=token)
+        assert isinstance(again, nio.LoginError) and again.status_code == "M_FORBIDDEN", again
         await client.close()
 
     run(go())

@@ -17,7 +17,7 @@ use crate::support::{Server, Ws};
 const CLIENT_ID: &str = "openguild-test";
 const CLIENT_SECRET: &str = "test0secret0123456789";
 
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
     url: String,
 }
@@ -246,14 +246,15 @@ async fn id_token_from(provider: &Provider, redirect: &str, who: &str) -> (Strin
     (tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}")).to_owned(), nonce)
 }
 
-/// A hub on a free port whose `test` OpenID provider is a real one started here.
-fn hub_with_provider() -> (Provider, Server, tempfile::TempDir) {
+/// A hub on a free port whose `test` OpenID provider is a real one started here, with
+/// `config` (TOML) besides.
+pub(crate) fn hub_with_provider(config: &str) -> (Provider, Server, tempfile::TempDir) {
     install_harness();
     let port = free_port();
     let provider = start_provider(&format!("http://127.0.0.1:{port}/auth/oidc/test/callback"));
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[api.oidc.test]\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\ndisplay_name = \"Test SSO\"\n",
+        "{config}\n[api.oidc.test]\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\ndisplay_name = \"Test SSO\"\n",
         provider.url
     );
     let server = Server::start_on(dir.path(), &config, &[], &format!("127.0.0.1:{port}"));
@@ -265,7 +266,7 @@ fn hub_with_provider() -> (Provider, Server, tempfile::TempDir) {
 /// (`m.login.token`) for an access token (docs/MATRIX.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matrix_client_signs_on_through_the_openid_provider_and_gets_a_login_token() {
-    let (_provider, server, _dir) = hub_with_provider();
+    let (_provider, server, _dir) = hub_with_provider("");
     let flows: Value =
         reqwest::get(format!("{}/_matrix/client/v3/login", server.url)).await.unwrap().json().await.unwrap();
     let sso = flows["flows"].as_array().unwrap().iter().find(|f| f["type"] == "m.login.sso").expect("an SSO flow");
