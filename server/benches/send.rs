@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
 mod support;
-use support::{Hub, free_port, gql, percentile, ready};
+use support::{Hub, cpu_time, free_port, gql, percentile, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
@@ -37,22 +37,6 @@ fn start(data: &Path) -> Hub {
         .spawn()
         .unwrap();
     Hub { child, url: format!("http://127.0.0.1:{port}") }
-}
-
-/// User plus system CPU time of a process so far (`/proc/<pid>/stat`, fields 14 and 15).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second: u64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100);
-    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
 
 const POST: &str = "mutation($c: ID!, $b: String!) { sendMessage(input: {channelId: $c, body: $b}) { id } }";
