@@ -118,16 +118,8 @@ pub async fn events(place: Place, cmd: EventsCommand) -> anyhow::Result<()> {
             let mut keys = keys::own_ring(&place.data_dir, &key)?;
             // Peers' events verify with the key documents this hub fetched from them.
             if let Ok(db) = ReadDb::open(&place.read_db_url()).await {
-                for (server, document) in openguild_projections::queries::peer_keys(&db).await.unwrap_or_default() {
-                    let doc: openguild_federation::keys::KeyDocument = serde_json::from_str(&document)
-                        .with_context(|| format!("the kept key document of {server} is not readable"))?;
-                    let published = doc
-                        .verify(&server.parse()?)
-                        .with_context(|| format!("the kept key document of {server} does not verify"))?;
-                    for (key_id, k) in published {
-                        keys.insert(doc.server.clone(), key_id, k);
-                    }
-                }
+                let documents = openguild_projections::queries::peer_keys(&db).await.unwrap_or_default();
+                add_peer_keys(&mut keys, &documents)?;
             }
             let head = store.head_position().await?;
             let bar = bar(head, "verifying");
@@ -201,22 +193,8 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
                 }
                 (None, false) => bail!("name a projection to rebuild, or pass --all"),
             };
-            let head = store.head_position().await?;
             let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
-            let bar = bar(head, "rebuilding");
-            let position = openguild_projections::rebuild(
-                &db,
-                store.clone(),
-                &chosen,
-                |RebuildProgress { position, head, elapsed }| {
-                    bar.set_length(head);
-                    bar.set_position(position);
-                    let rate = position as f64 / elapsed.as_secs_f64().max(0.001);
-                    bar.set_message(format!("{rate:.0} events/s"));
-                },
-            )
-            .await?;
-            bar.finish_and_clear();
+            let position = rebuild(&db, &store, &chosen).await?;
             for name in names {
                 println!("{name}: rebuilt to position {position} and swapped in");
             }
@@ -226,7 +204,46 @@ pub async fn projections(place: Place, cmd: ProjectionsCommand) -> anyhow::Resul
     Ok(())
 }
 
-fn bar(len: u64, prefix: &str) -> ProgressBar {
+/// Rebuilds `chosen` to the store's head beside the live tables, swaps them in, and shows
+/// progress: the position reached.
+pub(crate) async fn rebuild(
+    db: &ReadDb,
+    store: &Arc<dyn EventStore>,
+    chosen: &[Arc<dyn openguild_projections::Projection>],
+) -> anyhow::Result<u64> {
+    let bar = bar(store.head_position().await?, "rebuilding");
+    let position =
+        openguild_projections::rebuild(db, store.clone(), chosen, |RebuildProgress { position, head, elapsed }| {
+            bar.set_length(head);
+            bar.set_position(position);
+            let rate = position as f64 / elapsed.as_secs_f64().max(0.001);
+            bar.set_message(format!("{rate:.0} events/s"));
+        })
+        .await?;
+    bar.finish_and_clear();
+    Ok(position)
+}
+
+/// Adds the keys of peers' key documents (server, JSON) as this hub kept them, each checked
+/// against its own signature.
+pub(crate) fn add_peer_keys(
+    keys: &mut openguild_domain::KeyRing,
+    documents: &[(String, String)],
+) -> anyhow::Result<()> {
+    for (server, document) in documents {
+        let doc: openguild_federation::keys::KeyDocument = serde_json::from_str(document)
+            .with_context(|| format!("the kept key document of {server} is not readable"))?;
+        let published = doc
+            .verify(&server.parse()?)
+            .with_context(|| format!("the kept key document of {server} does not verify"))?;
+        for (key_id, k) in published {
+            keys.insert(doc.server.clone(), key_id, k);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn bar(len: u64, prefix: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{prefix:>18} [{bar:40}] {pos}/{len} {msg} eta {eta}")

@@ -36,14 +36,25 @@ pub fn current_since(data_dir: &Path) -> anyhow::Result<openguild_domain::Timest
 /// The key ring of this hub's own keys, current and retired: what `events verify` checks
 /// its own events with.
 pub fn own_ring(data_dir: &Path, key: &ServerKey) -> anyhow::Result<openguild_domain::KeyRing> {
-    use base64::Engine;
     let mut ring = openguild_domain::KeyRing::default();
+    for (id, published) in own_keys(data_dir, key)? {
+        ring.insert(key.server().clone(), id, published);
+    }
+    Ok(ring)
+}
+
+/// This hub's own public keys, current and retired, with when each was valid.
+pub fn own_keys(
+    data_dir: &Path,
+    key: &ServerKey,
+) -> anyhow::Result<Vec<(KeyId, openguild_domain::event::PublishedKey)>> {
+    use base64::Engine;
     let current = openguild_domain::event::PublishedKey {
         public_key: key.public_key(),
         valid_from: current_since(data_dir)?,
         valid_until: None,
     };
-    ring.insert(key.server().clone(), key.key_id().clone(), current);
+    let mut keys = vec![(key.key_id().clone(), current)];
     for (id, old) in old_keys(data_dir)? {
         let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(old.key.trim_end_matches('='))?;
         let public_key: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("retired key {id} is not 32 bytes"))?;
@@ -52,9 +63,9 @@ pub fn own_ring(data_dir: &Path, key: &ServerKey) -> anyhow::Result<openguild_do
             valid_from: openguild_domain::Timestamp::from_millis(old.valid_from_ts)?,
             valid_until: Some(openguild_domain::Timestamp::from_millis(old.expired_ts)?),
         };
-        ring.insert(key.server().clone(), id, published);
+        keys.push((id, published));
     }
-    Ok(ring)
+    Ok(keys)
 }
 
 /// Retires the current key at `now` and makes a new one (the server must be restarted to
@@ -89,7 +100,7 @@ pub fn rotate(data_dir: &Path, server: ServerName, now: openguild_domain::Timest
 }
 
 /// Writes `bytes` to a temporary file (mode 0600), syncs it and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

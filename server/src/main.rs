@@ -3,6 +3,7 @@
 //! With nothing set, `openguild` (or `openguild serve`) keeps everything under `./data` and
 //! listens on 127.0.0.1:8080.
 
+mod backup;
 mod cli;
 #[cfg(feature = "loadtest")]
 mod gqlws;
@@ -117,6 +118,11 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Back up the event log and the hub's key to a file, beside a running server.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty store (or continue one with an incremental backup),
+    /// then rebuild the read models.
+    Restore(backup::RestoreArgs),
     /// Load-test a running server: websocket subscribers, paced writers, delivery latency.
     #[cfg(feature = "loadtest")]
     Loadtest(loadtest::Args),
@@ -156,6 +162,8 @@ fn main() -> std::process::ExitCode {
                 Some(Command::Tokens(cmd)) => cli::tokens(settings, cmd).await,
                 Some(Command::Federation(cmd)) => cli::federation(settings, cmd).await,
                 Some(Command::Keys(cmd)) => cli::keys_command(settings, cmd).await,
+                Some(Command::Backup(args)) => backup::backup(settings, args).await,
+                Some(Command::Restore(args)) => backup::restore(settings, args).await,
                 Some(Command::Config(ConfigCommand::Defaults)) => {
                     print!("{}", Settings::defaults_toml()?);
                     Ok(())

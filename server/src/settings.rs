@@ -21,9 +21,17 @@ use serde::{Deserialize, Serialize};
 /// The prefix of every setting's environment variable.
 const ENV_PREFIX: &str = "OPENGUILD_";
 /// `OPENGUILD_*` variables that are not settings of the file: the file itself, the log
-/// filter, and short forms the command line reads (`OPENGUILD_REDIS_URL`, …).
-const NOT_SETTINGS: &[&str] =
-    &["config", "log", "redis_url", "federation_peers", "federation_peer_tokens", "loadtest_password"];
+/// filter, short forms the command line reads (`OPENGUILD_REDIS_URL`, …), and secrets of
+/// single commands (the backup passphrase).
+const NOT_SETTINGS: &[&str] = &[
+    "config",
+    "log",
+    "redis_url",
+    "federation_peers",
+    "federation_peer_tokens",
+    "loadtest_password",
+    "backup_passphrase",
+];
 
 /// Every setting, with its default.
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -8,6 +8,7 @@
 //! decode them. `erase_body` is the only change ever made to a stored event.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod backup;
 mod batch;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;

@@ -33,7 +33,7 @@ pub async fn verify_all(
     only: Option<&StreamId>,
     mut progress: impl FnMut(u64),
 ) -> Result<Verified, Broken> {
-    let mut heads: HashMap<StreamId, (u64, EventId)> = HashMap::new();
+    let mut chains = Chains::default();
     let mut after = 0;
     let mut count = 0u64;
     loop {
@@ -54,21 +54,49 @@ pub async fn verify_all(
             let broken =
                 |reason: String| Broken::Event { position: e.position, id: e.event.id, stream: stream.clone(), reason };
             event::verify(&e.raw, keys).map_err(|r| broken(r.to_string()))?;
-            let core = &e.event.core;
-            let (expected_seq, expected_prev) = match heads.get(&stream) {
-                Some((seq, id)) => (seq + 1, vec![*id]),
-                None => (1, vec![]),
-            };
-            if core.seq != expected_seq {
-                return Err(broken(format!("seq {} where {expected_seq} was expected", core.seq)));
-            }
-            if core.prev != expected_prev {
-                return Err(broken("its prev does not name the stream's previous event".into()));
-            }
-            heads.insert(stream, (core.seq, e.event.id));
+            chains.follow(&e.event).map_err(broken)?;
             count += 1;
         }
         progress(count);
     }
-    Ok(Verified { events: count, streams: heads.len() as u64 })
+    Ok(Verified { events: count, streams: chains.streams() })
+}
+
+/// Each stream's last seq and event, to check that every next event follows on: its seq one
+/// more, its `prev` naming the one before.
+#[derive(Default)]
+pub struct Chains {
+    heads: HashMap<StreamId, (u64, EventId)>,
+}
+
+impl Chains {
+    /// Starts `stream` from an event already in place (an incremental restore).
+    pub fn start_from(&mut self, stream: StreamId, seq: u64, id: EventId) {
+        self.heads.insert(stream, (seq, id));
+    }
+
+    pub fn knows(&self, stream: &StreamId) -> bool {
+        self.heads.contains_key(stream)
+    }
+
+    /// Takes `event` as its stream's next one, or says why it does not follow on.
+    pub fn follow(&mut self, event: &openguild_domain::event::Event) -> Result<(), String> {
+        let core = &event.core;
+        let (expected_seq, expected_prev) = match self.heads.get(&core.stream) {
+            Some((seq, id)) => (seq + 1, vec![*id]),
+            None => (1, vec![]),
+        };
+        if core.seq != expected_seq {
+            return Err(format!("seq {} where {expected_seq} was expected", core.seq));
+        }
+        if core.prev != expected_prev {
+            return Err("its prev does not name the stream's previous event".into());
+        }
+        self.heads.insert(core.stream.clone(), (core.seq, event.id));
+        Ok(())
+    }
+
+    pub fn streams(&self) -> u64 {
+        self.heads.len() as u64
+    }
 }

@@ -31,6 +31,7 @@
 //!   uses to manage a guild.
 
 mod allowlist;
+mod backup;
 mod cli;
 mod crash;
 mod dms;
