@@ -385,6 +385,9 @@ async fn left_rooms(api: &Arc<Api>, guild: openguild_domain::GuildId) -> Vec<rum
     rooms
 }
 
+/// How long an incremental sync that has news waits for more to send with it.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// What happened after `since` in rooms `me` can see (messages, edits, reactions,
 /// redactions) and the rooms they left (kicked, banned, gone); waits up to `timeout` for the
 /// first of it.
@@ -399,10 +402,15 @@ async fn incremental(api: &Arc<Api>, me: &UserId, since: u64, timeout: Duration)
     // again whole, as it now stands.
     let mut changed: std::collections::BTreeSet<openguild_domain::GuildId> = Default::default();
     let now = now();
+    // Once there is news, what follows within GATHER goes with it; the window starts at the
+    // first news and does not move (a steady stream would otherwise hold the answer back).
+    let mut answer_by: Option<tokio::time::Instant> = None;
     loop {
-        // Wait for the first news; after it, take only what is already there.
         let found = !rooms.is_empty() || !left.is_empty() || !changed.is_empty();
-        let wait = if found { tokio::time::Instant::now() + Duration::from_millis(20) } else { deadline };
+        if found && answer_by.is_none() {
+            answer_by = Some(tokio::time::Instant::now() + GATHER);
+        }
+        let wait = answer_by.unwrap_or(deadline).min(deadline);
         let next = tokio::select! {
             next = tokio::time::timeout_at(wait, feed.next()) => match next {
                 Ok(Some(next)) => next.map_err(api_err)?,
