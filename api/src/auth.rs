@@ -104,11 +104,15 @@ fn memory() -> &'static Memory {
 /// threads: the 32-byte output.
 async fn argon2id(params: argon2::Params, password: Vec<u8>, salt: Vec<u8>) -> Result<[u8; 32], ApiError> {
     let memory = memory();
+    let waiting = crate::metrics::HashWaiting::new();
     let _permit = memory.permits.acquire().await.map_err(|e| ApiError::internal(format!("hashing pool: {e}")))?;
+    // Counted as running until the hash is done, even if this future is dropped before.
+    let running = waiting.running();
     let pooled = params.block_count() == argon2::Params::DEFAULT.block_count();
     let mut blocks = if pooled { memory.free.lock().unwrap_or_else(|p| p.into_inner()).pop() } else { None }
         .unwrap_or_else(|| vec![argon2::Block::default(); params.block_count()]);
     let (result, blocks) = tokio::task::spawn_blocking(move || {
+        let _running = running;
         let mut out = [0u8; 32];
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let result = argon.hash_password_into_with_memory(&password, &salt, &mut out, &mut blocks).map(|()| out);

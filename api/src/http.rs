@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{BatchRequest, Request};
@@ -20,6 +21,7 @@ use crate::Api;
 use crate::auth::{Service, Viewer, bearer};
 use crate::clock::now;
 use crate::errors::ApiError;
+use crate::metrics;
 
 /// The caller's address, for per-address limits: the peer's address, or, when the peer is
 /// one of `api.trusted_proxies`, the last address in `X-Forwarded-For` that is not a trusted
@@ -74,6 +76,7 @@ impl axum::extract::FromRequestParts<Arc<Api>> for ClientAddr {
 pub struct ReadAfter(pub u64);
 
 fn refuse(status: StatusCode, e: ApiError) -> Response {
+    metrics::graphql::error(e.code);
     let mut ext = json!({ "code": e.code });
     if let Some(wait) = e.retry_after {
         ext["retryAfter"] = json!(wait.as_secs_f64());
@@ -177,6 +180,7 @@ pub(crate) async fn post(
             responses.push(error_response(e));
             continue;
         }
+        let operation = metrics::graphql::Operation::of(doc.as_deref(), request.operation_name.as_deref());
         let mut request = prepare(&api, request, &viewer, &headers, addr);
         if let Some(doc) = doc {
             request.set_parsed_query(ExecutableDocument::clone(&doc));
@@ -186,7 +190,10 @@ pub(crate) async fn post(
             _ => None,
         };
         let before = user.as_ref().map_or(0, |u| api.last_write(u));
+        let started = Instant::now();
         let mut response = with_codes(api.schema.execute(request).await);
+        operation.ran(started);
+        metrics::graphql::errors(&response.errors);
         // A write tells its position, for `OpenGuild-Read-After` on another node.
         if let Some(after) = user.as_ref().map(|u| api.last_write(u)).filter(|after| *after > before) {
             response.extensions.insert("position".to_owned(), async_graphql::Value::from(after));
@@ -233,6 +240,7 @@ pub(crate) async fn get(
             e,
         );
     }
+    let operation = metrics::graphql::Operation::of(doc.as_deref(), params.operation_name.as_deref());
     let mut request = Request::new(query);
     if let Some(doc) = doc {
         request.set_parsed_query(ExecutableDocument::clone(&doc));
@@ -251,7 +259,11 @@ pub(crate) async fn get(
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
     };
     let request = prepare(&api, request, &viewer, &headers, addr);
-    axum::Json(with_codes(api.schema.execute(request).await)).into_response()
+    let started = Instant::now();
+    let response = with_codes(api.schema.execute(request).await);
+    operation.ran(started);
+    metrics::graphql::errors(&response.errors);
+    axum::Json(response).into_response()
 }
 
 /// Errors async-graphql raises itself (syntax, validation, input coercion) are the client's
@@ -267,6 +279,7 @@ pub(crate) fn with_codes(mut response: async_graphql::Response) -> async_graphql
 }
 
 fn error_response(e: ApiError) -> serde_json::Value {
+    metrics::graphql::error(e.code);
     json!({ "errors": [{ "message": e.message, "extensions": { "code": e.code } }] })
 }
 

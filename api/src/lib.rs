@@ -29,6 +29,7 @@ pub mod provision;
 mod remote;
 pub mod sender;
 mod sockets;
+mod trace;
 pub mod voice;
 mod webclient;
 mod worker;
@@ -383,7 +384,8 @@ impl Api {
             return Ok(());
         }
         let wait = Duration::from_millis(self.settings.limits.read_your_writes_ms);
-        Ok(self.projections.wait_for(names, position, wait).await?)
+        let span = tracing::info_span!("read_models", position, projections = %names.join(","));
+        Ok(tracing::Instrument::instrument(self.projections.wait_for(names, position, wait), span).await?)
     }
 
     /// A guild as a member sees it.
@@ -515,6 +517,7 @@ pub fn router_with(api: Arc<Api>, ui_dir: std::path::PathBuf, more: Router<AppSt
             async move { client.serve(req).await }
         })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(trace::request_span))
         .with_state(api)
 }
 

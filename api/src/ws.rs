@@ -36,6 +36,7 @@ use crate::fanout::Live;
 use crate::gql::SubMode;
 use crate::gql::live::{Registered, Verdict};
 use crate::http::{ClientAddr, measure_doc};
+use crate::metrics;
 
 const PROTOCOL: &str = "graphql-transport-ws";
 /// Most live items written to one socket before a flush.
@@ -111,6 +112,8 @@ struct Sub {
     selection: u64,
     /// The last position sent (or resumed after).
     last: u64,
+    /// Counted among the active subscriptions while it is kept.
+    _active: metrics::live::Subscription,
 }
 
 enum Closing {
@@ -127,11 +130,14 @@ struct Connection {
     seat: Option<crate::sockets::Seat>,
     subs: Vec<Sub>,
     feed: Option<tokio::sync::broadcast::Receiver<Arc<Live>>>,
+    /// Counted among the open websockets until the connection ends.
+    _open: metrics::live::Socket,
 }
 
 impl Connection {
     fn new(api: Arc<Api>, socket: WebSocket, addr: std::net::IpAddr) -> Self {
-        Self { api, socket, addr, viewer: None, seat: None, subs: Vec::new(), feed: None }
+        let _open = metrics::live::Socket::open();
+        Self { api, socket, addr, viewer: None, seat: None, subs: Vec::new(), feed: None, _open }
     }
 
     async fn run(&mut self) -> Result<(), axum::Error> {
@@ -301,7 +307,10 @@ impl Connection {
     }
 
     async fn subscribe(&mut self, id: String, payload: SubscribePayload) -> Result<(), axum::Error> {
-        let errors = |message: String, code: &str| json!([{ "message": message, "extensions": { "code": code } }]);
+        let errors = |message: String, code: &str| {
+            metrics::graphql::error(code);
+            json!([{ "message": message, "extensions": { "code": code } }])
+        };
         if self.subs.len() >= self.api.settings.limits.max_subscriptions_per_connection {
             let message = format!(
                 "at most {} subscriptions per connection; complete one first",
@@ -326,6 +335,7 @@ impl Connection {
         if let Some(doc) = &doc {
             request.set_parsed_query(async_graphql::parser::types::ExecutableDocument::clone(doc));
         }
+        let operation = metrics::graphql::Operation::of(doc.as_deref(), payload.operation_name.as_deref());
         let is_subscription = doc.is_some_and(|doc| {
             let op = match &doc.operations {
                 async_graphql::parser::types::DocumentOperations::Single(op) => Some(op),
@@ -336,18 +346,25 @@ impl Connection {
             };
             op.is_some_and(|op| op.node.ty == async_graphql::parser::types::OperationType::Subscription)
         });
+        let started = std::time::Instant::now();
         if !is_subscription {
             let response = crate::http::with_codes(self.api.schema.execute(request).await);
+            operation.ran(started);
+            metrics::graphql::errors(&response.errors);
             self.send_json(&json!({ "id": id, "type": "next", "payload": response })).await?;
             return self.send_json(&json!({ "id": id, "type": "complete" })).await;
         }
         let mut stream = self.api.schema.execute_stream(request);
         while let Some(response) = stream.next().await {
             if response.is_err() {
+                operation.ran(started);
+                let response = crate::http::with_codes(response);
+                metrics::graphql::errors(&response.errors);
                 let payload = serde_json::to_value(&response.errors).unwrap_or_default();
                 return self.send_json(&json!({ "id": id, "type": "error", "payload": payload })).await;
             }
         }
+        operation.ran(started);
         let Some(registered) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             let payload = errors("the subscription could not be registered".into(), "INVALID_INPUT");
             return self.send_json(&json!({ "id": id, "type": "error", "payload": payload })).await;
@@ -368,6 +385,7 @@ impl Connection {
             operation_name: payload.operation_name,
             selection: hasher.finish(),
             last: since.unwrap_or(live_from),
+            _active: metrics::live::Subscription::active(),
         });
         if since.is_some() {
             let index = self.subs.len() - 1;
@@ -388,6 +406,7 @@ impl Connection {
                 Err(e) => {
                     tracing::warn!(error = %e, "catch-up read failed");
                     let id = self.subs.remove(index).id;
+                    metrics::graphql::error("UNAVAILABLE");
                     let payload = json!([{ "message": "the event store is unreachable; resubscribe with your last cursor", "extensions": { "code": "UNAVAILABLE" } }]);
                     return self.send_json(&json!({ "id": id, "type": "error", "payload": payload })).await;
                 }
@@ -395,7 +414,7 @@ impl Connection {
             let Some(last) = page.last().map(|e| e.position) else { return Ok(()) };
             for e in page {
                 let live = Arc::new(Live::Event(Box::new(e)));
-                if self.deliver_to(index, &live).await?.is_none() {
+                if self.deliver_to(index, &live, true).await?.is_none() {
                     return Ok(());
                 }
             }
@@ -422,19 +441,20 @@ impl Connection {
         {
             // Delivered first, so a `myEvents` subscriber learns why, then the socket closes.
             for index in (0..self.subs.len()).rev() {
-                self.deliver_to(index, live).await?;
+                self.deliver_to(index, live, false).await?;
             }
             return Ok(Some(Closing::Close(4401, "Unauthorized: the session was revoked")));
         }
         for index in (0..self.subs.len()).rev() {
-            self.deliver_to(index, live).await?;
+            self.deliver_to(index, live, false).await?;
         }
         Ok(None)
     }
 
     /// Sends `live` to subscription `index` if it belongs to its topic and the viewer may
-    /// receive it. `None` when the subscription ended.
-    async fn deliver_to(&mut self, index: usize, live: &Arc<Live>) -> Result<Option<()>, axum::Error> {
+    /// receive it (`replayed`: read from the store for a subscription that resumed). `None`
+    /// when the subscription ended.
+    async fn deliver_to(&mut self, index: usize, live: &Arc<Live>, replayed: bool) -> Result<Option<()>, axum::Error> {
         let Some(sub) = self.subs.get(index) else { return Ok(None) };
         let cursor = live.cursor();
         let is_event = matches!(&**live, Live::Event(_));
@@ -454,6 +474,7 @@ impl Connection {
             if self.subs.is_empty() {
                 self.feed = None;
             }
+            metrics::graphql::error("FORBIDDEN");
             let payload = json!({ "errors": [{ "message": why, "extensions": { "code": "FORBIDDEN" } }] });
             self.send_json(&json!({ "id": sub.id, "type": "next", "payload": payload })).await?;
             self.send_json(&json!({ "id": sub.id, "type": "complete" })).await?;
@@ -483,6 +504,7 @@ impl Connection {
             let text = format!("{{\"id\":{},\"type\":\"next\",\"payload\":{payload}}}", Value::String(id));
             // Written out by the flush after the batch.
             self.socket.feed(Message::Text(text.into())).await?;
+            metrics::live::delivered(live, replayed, &self.api.server);
         }
         Ok(Some(()))
     }

@@ -249,7 +249,9 @@ async fn step(db: &ReadDb, store: &dyn EventStore, p: &dyn Projection, t: &Table
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Step::Idle { position: checkpoint });
     };
-    match apply_batch(db, p, t, checkpoint, &events).await? {
+    let span =
+        tracing::info_span!("project", projection = p.name(), from = checkpoint + 1, to = last, events = events.len());
+    match tracing::Instrument::instrument(apply_batch(db, p, t, checkpoint, &events), span).await? {
         Ok(()) => {
             let head = store.head_watch().borrow().to_owned();
             Ok(Step::Applied { position: last, caught_up: last >= head })

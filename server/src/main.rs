@@ -12,6 +12,7 @@ mod keys;
 mod loadtest;
 mod serve;
 mod settings;
+mod telemetry;
 
 use settings::Settings;
 
@@ -139,11 +140,14 @@ enum ConfigCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OPENGUILD_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let _telemetry = match telemetry::init() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
         rt.block_on(async {
             // The load test is a client of any server: it needs no settings of this one.

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 /// The prefix of every setting's environment variable.
 const ENV_PREFIX: &str = "OPENGUILD_";
-/// `OPENGUILD_*` variables that are not settings of the file: the file itself, the log
-/// filter, short forms the command line reads (`OPENGUILD_REDIS_URL`, …), and secrets of
+/// `OPENGUILD_*` variables that are not settings of the file: the file itself, logs and
+/// traces (docs/OPERATIONS.md), short forms the command line reads (`OPENGUILD_REDIS_URL`, …), and secrets of
 /// single commands (the backup passphrase).
 const NOT_SETTINGS: &[&str] = &[
     "config",
@@ -31,6 +31,9 @@ const NOT_SETTINGS: &[&str] = &[
     "federation_peer_tokens",
     "loadtest_password",
     "backup_passphrase",
+    "log_format",
+    "otlp_endpoint",
+    "otlp_protocol",
 ];
 
 /// Every setting, with its default.

@@ -9,6 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use openguild_domain::account::{self, Account, AccountCommand};
 use openguild_domain::channel::{self, ChannelState, MessageCommand};
@@ -133,8 +136,10 @@ impl Commands {
         let (id, body) = guild::create(actor, self.key.server(), name, nonce, now)?;
         let stream = StreamId::Guild(id);
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
+        let started = Instant::now();
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
+        crate::metrics::appends::appended(started, &events);
         self.guilds.insert(id, Guild::from_events(&events));
         Ok((id, Executed { events, position: last(&result.positions) }))
     }
@@ -152,8 +157,10 @@ impl Commands {
         let (id, body) = guild::create_dm(actor, self.key.server(), others, nonce, now)?;
         let stream = StreamId::Guild(id);
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
+        let started = Instant::now();
         let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
+        crate::metrics::appends::appended(started, &events);
         for e in &events {
             self.index_channel(e).await;
         }
@@ -311,6 +318,7 @@ impl Commands {
     /// that fails leaves the aggregate ahead of the stream: it is read again, and the
     /// commands queued on top of it fail with a conflict and run again. A version conflict
     /// (another node wrote) decides again, a few times, with a random pause.
+    #[tracing::instrument(name = "command", level = "info", skip_all, fields(aggregate = what, %stream))]
     async fn append_loop<A: Aggregate>(
         &self,
         stream: &StreamId,
@@ -325,7 +333,7 @@ impl Commands {
             // accounts and the hub are read outside the command path too (sessions,
             // provisioning, permissions), which must never see an event not yet written.
             let pipelined = guild.is_some();
-            let (committed, events) = {
+            let (committed, events, append) = {
                 let mut state = cell.lock().await;
                 let (bodies, auth) = match guild {
                     Some((_, g)) => decide(&state, Some(&*g.lock().await))?,
@@ -338,15 +346,17 @@ impl Commands {
                 let signed = self.sign(stream, version, state.head(), auth, sender, now, bodies, seal)?;
                 let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
                 let events: Vec<Event> = signed.iter().map(|s| s.event.clone()).collect();
-                let queued = self.store.queue(stream, expected, signed).await?;
+                let append = append_span(&events);
+                let started = Instant::now();
+                let queued = self.store.queue(stream, expected, signed).instrument(append.clone()).await?;
                 let committed = if pipelined {
                     for e in &events {
                         *state = std::mem::take(&mut *state).apply(e);
                     }
                     drop(state);
-                    queued.committed().await
+                    queued.committed().instrument(append.clone()).await
                 } else {
-                    let committed = queued.committed().await;
+                    let committed = queued.committed().instrument(append.clone()).await;
                     if committed.is_ok() {
                         for e in &events {
                             *state = std::mem::take(&mut *state).apply(e);
@@ -354,10 +364,17 @@ impl Commands {
                     }
                     committed
                 };
-                (committed, events)
+                if committed.is_ok() {
+                    crate::metrics::appends::appended(started, &events);
+                }
+                (committed, events, append)
             };
             match committed {
-                Ok(result) => return Ok(Executed { events, position: last(&result.positions) }),
+                Ok(result) => {
+                    let position = last(&result.positions);
+                    append.record("position", position);
+                    return Ok(Executed { events, position });
+                }
                 Err(e) => {
                     let mut state = cell.lock().await;
                     // If this read fails too, the commands queued next fail with a
@@ -830,4 +847,19 @@ pub fn random16() -> [u8; 16] {
         panic!("no secure random source: {e}");
     }
     bytes
+}
+
+/// The span of one append: its events' ids and kinds, and (once committed) its position.
+fn append_span(events: &[Event]) -> tracing::Span {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.content().kind()).collect();
+    tracing::info_span!(
+        "append",
+        event_ids = %ids.join(","),
+        kinds = %kinds.join(","),
+        position = tracing::field::Empty
+    )
 }

@@ -58,6 +58,7 @@ pub fn schema(limits: &crate::limits::ApiLimits) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(64)
+        .extension(crate::trace::Spans)
         .extension(door::Door)
         .finish()
 }
