@@ -7,6 +7,8 @@
 //! - `dms`: direct messages, group DMs, blocks, a host application's DM, and a DM across hubs.
 //! - `reads`: unread and mention counts, read markers synced live, `myEvents` mentions, `Reaction.me`.
 //! - `media`: uploads on local disk and in S3 (moto): stripped, attached, served, refused, erased.
+//! - `metrics`: `/metrics` parsed as OpenMetrics after a session that moves every metric, and
+//!   every metric the Grafana dashboard and the alert rules in `ops/` name is exported.
 //! - `outbox`: the federation outbox pull over HTTP.
 //! - `federation`: between hubs: the published, self-signed keys, the inbox facing a peer
 //!   under the test's control, and two real hubs.
@@ -42,8 +44,11 @@ mod hardening;
 mod hub;
 mod matrix;
 mod media;
+mod metrics;
 mod nodes;
 mod oidc;
+mod ops;
+mod otlp;
 mod outbox;
 mod partition;
 mod proposals;
