@@ -222,6 +222,30 @@ async fn round_trip(from: Place, to: Place) {
     assert_eq!(read_models(&hub, &ann, &guild, &quiet).await, before);
     drop(hub);
 
+    // An incremental backup of what came after the head continues a restored log: a full
+    // restore, then the increment, is the original to its new head.
+    let increment = dir.path().join("increment.ogbackup");
+    let since = head.to_string();
+    let out = from.openguild(&["backup", "--since", &since, &increment.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let third = Place { data: dir.path().join("incremental"), db: None };
+    let full_then_increment = [file_arg.clone(), increment.display().to_string()];
+    for f in &full_then_increment {
+        let out = third.openguild(&["restore", f]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (whole, rebuilt) = (from.store().await, third.store().await);
+    let end = whole.head_position().await.unwrap();
+    assert!(end >= original_head);
+    assert_eq!(rebuilt.head_position().await.unwrap(), end);
+    assert!(log(&*whole, end).await == log(&*rebuilt, end).await, "full + increment = the original");
+    whole.close().await;
+    rebuilt.close().await;
+    // Out of order, an increment is refused, saying so.
+    let fourth = Place { data: dir.path().join("out-of-order"), db: None };
+    let out = fourth.openguild(&["restore", &increment.display().to_string()]);
+    assert!(!out.status.success() && text(&out).contains("restore the backups in order"), "{}", text(&out));
+
     // A changed byte, or a cut, is refused with where it broke; nothing is written.
     let bytes = std::fs::read(&file).unwrap();
     let mut flipped = bytes.clone();
