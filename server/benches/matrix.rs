@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 mod support;
-use support::{Hub, cpu_time, free_port, gql, percentile, ready};
+use support::{Hub, club, cpu_time, free_port, percentile, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
@@ -143,36 +143,8 @@ async fn main() {
 
     // The guild and its members, set up over GraphQL; a GraphQL session token is a Matrix
     // access token too.
-    let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
-    let mut tokens = Vec::new();
-    for i in 0..=USERS {
-        let d = gql(&client, &hub, None, register, json!({ "h": format!("user{i}") })).await;
-        tokens.push(d["register"]["token"].as_str().unwrap().to_owned());
-    }
-    let g = gql(&client, &hub, Some(&tokens[0]), "mutation { createGuild(input: {name: \"Send\"}) { id } }", json!({}))
-        .await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = gql(
-        &client,
-        &hub,
-        Some(&tokens[0]),
-        "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-        json!({ "g": guild }),
-    )
-    .await;
-    let room = format!("!{}:{SERVER}", ch["createChannel"]["id"].as_str().unwrap());
-    let inv = gql(
-        &client,
-        &hub,
-        Some(&tokens[0]),
-        "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }",
-        json!({ "g": guild }),
-    )
-    .await;
-    let code = inv["createInvite"]["code"].as_str().unwrap().to_owned();
-    for t in &tokens[1..] {
-        gql(&client, &hub, Some(t), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
-    }
+    let (tokens, channel) = club(&client, &hub, USERS + 1).await;
+    let room = format!("!{channel}:{SERVER}");
     let (listener, senders) = (tokens[USERS].clone(), &tokens[..USERS]);
 
     // 1. Send throughput.

@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde_json::json;
 
 mod support;
-use support::{Hub, cpu_time, free_port, gql, percentile, ready};
+use support::{Hub, club, cpu_time, free_port, gql, percentile, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
@@ -74,36 +74,7 @@ async fn main() {
     let client = reqwest::Client::builder().pool_max_idle_per_host(USERS).build().unwrap();
     ready(&client, &hub).await;
 
-    let register = "mutation($h: String!) { register(handle: $h, password: \"correct horse\") { token } }";
-    let mut tokens = Vec::new();
-    for i in 0..USERS {
-        let d = gql(&client, &hub, None, register, json!({ "h": format!("user{i}") })).await;
-        tokens.push(d["register"]["token"].as_str().unwrap().to_owned());
-    }
-    let g = gql(&client, &hub, Some(&tokens[0]), "mutation { createGuild(input: {name: \"Send\"}) { id } }", json!({}))
-        .await;
-    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
-    let ch = gql(
-        &client,
-        &hub,
-        Some(&tokens[0]),
-        "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }",
-        json!({ "g": guild }),
-    )
-    .await;
-    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
-    let inv = gql(
-        &client,
-        &hub,
-        Some(&tokens[0]),
-        "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }",
-        json!({ "g": guild }),
-    )
-    .await;
-    let code = inv["createInvite"]["code"].as_str().unwrap().to_owned();
-    for t in &tokens[1..] {
-        gql(&client, &hub, Some(t), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
-    }
+    let (tokens, channel) = club(&client, &hub, USERS).await;
 
     let pid = hub.child.id();
     println!("server pid {pid}; warming up with {WARM_UP} messages…");

@@ -3,7 +3,7 @@
 // live, each on their own hub.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startBrowser, person, freePort } from './harness.mjs';
+import { startServer, startBrowser, person, freePort, register } from './harness.mjs';
 
 let hubA, hubB, browser, ann, bob, code;
 
@@ -23,15 +23,6 @@ after(async () => {
   await hubB?.stop();
   for (const p of [ann, bob]) if (p?.errors.length) console.error('page errors:', p.errors);
 });
-
-async function register(page, handle) {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Handle').fill(handle);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
-}
 
 const message = (page, text) => page.getByRole('feed').getByRole('article').filter({ hasText: text });
 

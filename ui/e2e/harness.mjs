@@ -99,3 +99,28 @@ export async function shot(page, name) {
   await page.waitForTimeout(150); // let transitions settle
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 }
+
+/** Registers `handle` through the web client's own form (password `correct horse battery`). */
+export async function register(page, handle) {
+  await page.goto('/');
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Handle').fill(handle);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
+}
+
+/** A GraphQL call with the page's own session. */
+export function api(page, query, variables = {}) {
+  return page.evaluate(
+    async ([query, variables]) => {
+      const r = await fetch('/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${localStorage.getItem('og.token')}` },
+        body: JSON.stringify({ query, variables }),
+      });
+      return r.json();
+    },
+    [query, variables],
+  );
+}

@@ -6,7 +6,7 @@
 // from @ann.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startBrowser, person, shot } from './harness.mjs';
+import { startServer, startBrowser, person, shot, register, api } from './harness.mjs';
 
 let server, browser, ann;
 let bobToken, serverName, guildId, channelId, roomId;
@@ -23,30 +23,6 @@ after(async () => {
   await server?.stop();
   if (ann?.errors.length) console.error('page errors:', ann.errors);
 });
-
-async function register(page, handle) {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Handle').fill(handle);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
-}
-
-/** A GraphQL call with the page's own session. */
-function api(page, query, variables = {}) {
-  return page.evaluate(
-    async ([query, variables]) => {
-      const r = await fetch('/graphql', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${localStorage.getItem('og.token')}` },
-        body: JSON.stringify({ query, variables }),
-      });
-      return r.json();
-    },
-    [query, variables],
-  );
-}
 
 /** A GraphQL call from node, with `token` if given. */
 async function gql(query, variables = {}, token) {

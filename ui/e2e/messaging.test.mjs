@@ -4,7 +4,7 @@
 // reaction that is still mine after a reload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startBrowser, person, shot } from './harness.mjs';
+import { startServer, startBrowser, person, shot, register } from './harness.mjs';
 
 let server, browser, ann, bob, bob2;
 let channelName, bobId;
@@ -21,15 +21,6 @@ after(async () => {
   await server?.stop();
   for (const p of [ann, bob, bob2]) if (p?.errors.length) console.error('page errors:', p.errors);
 });
-
-async function register(page, handle) {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Handle').fill(handle);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
-}
 
 const timeline = (page) => page.getByRole('feed');
 const message = (page, text) => timeline(page).getByRole('article').filter({ hasText: text });

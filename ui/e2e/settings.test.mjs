@@ -4,7 +4,7 @@
 // phone layout, and leaving. Screenshots of the settings views in both themes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startBrowser, person, shot } from './harness.mjs';
+import { startServer, startBrowser, person, shot, register, api } from './harness.mjs';
 
 let server, browser, ann, bob;
 
@@ -19,30 +19,6 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
-
-async function register(page, handle) {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Handle').fill(handle);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
-}
-
-/** A GraphQL call with the page's own session (for setting up many messages quickly). */
-function api(page, query, variables = {}) {
-  return page.evaluate(
-    async ([query, variables]) => {
-      const r = await fetch('/graphql', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${localStorage.getItem('og.token')}` },
-        body: JSON.stringify({ query, variables }),
-      });
-      return r.json();
-    },
-    [query, variables],
-  );
-}
 
 /** Closes any dialog a failed step left open, so one failure does not fail the rest. */
 async function closeDialogs(page) {

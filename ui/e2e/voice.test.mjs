@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
-import { startServer, startBrowser, person, shot } from './harness.mjs';
+import { startServer, startBrowser, person, shot, register, api } from './harness.mjs';
 
 const VOICE_URL = 'ws://127.0.0.1:9';
 const API_KEY = 'devkey';
@@ -28,30 +28,6 @@ after(async () => {
   await server?.stop();
   for (const p of [ann, bob]) if (p?.errors.length) console.error('page errors:', p.errors);
 });
-
-async function register(page, handle) {
-  await page.goto('/');
-  await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Handle').fill(handle);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('navigation', { name: 'Servers' }).waitFor();
-}
-
-/** A GraphQL call with the page's own session. */
-function api(page, query, variables = {}) {
-  return page.evaluate(
-    async ([query, variables]) => {
-      const r = await fetch('/graphql', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${localStorage.getItem('og.token')}` },
-        body: JSON.stringify({ query, variables }),
-      });
-      return r.json();
-    },
-    [query, variables],
-  );
-}
 
 /** LiveKit's webhook signature: an HS256 JWT by the API key, over the body's SHA-256. */
 function signed(body) {

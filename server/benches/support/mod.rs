@@ -68,3 +68,25 @@ pub fn cpu_time(pid: u32) -> Duration {
         .unwrap_or(100);
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
+
+/// `users` people registered on `hub` (`user0`, …), the first's guild with a text channel,
+/// and the others in it by invite: their tokens and the channel's id.
+pub async fn club(client: &reqwest::Client, hub: &Hub, users: usize) -> (Vec<String>, String) {
+    let mut tokens = Vec::new();
+    for i in 0..users {
+        tokens.push(register(client, hub, &format!("user{i}")).await);
+    }
+    let owner = Some(tokens[0].as_str());
+    let g = gql(client, hub, owner, "mutation { createGuild(input: {name: \"Bench\"}) { id } }", json!({})).await;
+    let guild = g["createGuild"]["id"].as_str().unwrap().to_owned();
+    let create = "mutation($g: ID!) { createChannel(input: {guildId: $g, name: \"chat\", kind: TEXT}) { id } }";
+    let ch = gql(client, hub, owner, create, json!({ "g": guild })).await;
+    let channel = ch["createChannel"]["id"].as_str().unwrap().to_owned();
+    let invite = "mutation($g: ID!) { createInvite(input: {guildId: $g}) { code } }";
+    let inv = gql(client, hub, owner, invite, json!({ "g": guild })).await;
+    let code = inv["createInvite"]["code"].as_str().unwrap().to_owned();
+    for t in &tokens[1..] {
+        gql(client, hub, Some(t), "mutation($c: String!) { joinGuild(code: $c) { id } }", json!({ "c": code })).await;
+    }
+    (tokens, channel)
+}
