@@ -221,15 +221,8 @@ impl Commands {
         let stream = run[0].event.core.stream.clone();
         let seq = run[0].event.core.seq;
         let expected = if seq <= 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
-        // The store takes the events; their kinds are kept for the count.
-        let kinds: Vec<&'static str> = run.iter().map(|s| s.event.content().kind()).collect();
-        let started = std::time::Instant::now();
-        match self.store.append(&stream, expected, run).await {
-            Ok(result) => {
-                crate::metrics::appends::observed(started);
-                crate::metrics::appends::counted(kinds);
-                Ok(result.positions)
-            }
+        match self.append_counted(&stream, expected, run).await {
+            Ok(result) => Ok(result.positions),
             Err(StoreError::Conflict { actual, .. }) => Err(ImportError::Gap { stream, at: actual.unwrap_or(0), seq }),
             Err(e) => Err(e.into()),
         }
@@ -241,14 +234,8 @@ impl Commands {
         let stream = signed.event.core.stream.clone();
         let seq = signed.event.core.seq;
         let expected = if seq <= 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(seq - 1) };
-        let kind = signed.event.content().kind();
-        let started = std::time::Instant::now();
-        match self.store.append(&stream, expected, vec![signed]).await {
-            Ok(result) => {
-                crate::metrics::appends::observed(started);
-                crate::metrics::appends::counted([kind]);
-                Ok(last(&result.positions))
-            }
+        match self.append_counted(&stream, expected, vec![signed]).await {
+            Ok(result) => Ok(last(&result.positions)),
             Err(StoreError::Conflict { actual, .. }) => {
                 Err(ImportError::Gap { stream, at: actual.unwrap_or(here), seq })
             }

@@ -136,12 +136,25 @@ impl Commands {
         let (id, body) = guild::create(actor, self.key.server(), name, nonce, now)?;
         let stream = StreamId::Guild(id);
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
-        let started = Instant::now();
-        let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
+        let result = self.append_counted(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-        crate::metrics::appends::appended(started, &events);
         self.guilds.insert(id, Guild::from_events(&events));
         Ok((id, Executed { events, position: last(&result.positions) }))
+    }
+
+    /// Appends `signed` to `stream` and, once durable, counts its events by kind and the
+    /// time the append took (the command loop, which queues, counts its own).
+    pub(crate) async fn append_counted(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        signed: Vec<event::SignedEvent>,
+    ) -> Result<openguild_store::AppendResult, StoreError> {
+        let kinds: Vec<&'static str> = signed.iter().map(|s| s.event.content().kind()).collect();
+        let started = Instant::now();
+        let result = self.store.append(stream, expected, signed).await?;
+        crate::metrics::appends::appended(started, kinds);
+        Ok(result)
     }
 
     /// Opens a direct message between `actor` and `others`, owned by this hub: a guild of
@@ -157,10 +170,8 @@ impl Commands {
         let (id, body) = guild::create_dm(actor, self.key.server(), others, nonce, now)?;
         let stream = StreamId::Guild(id);
         let signed = self.sign(&stream, 0, None, vec![], actor, now, vec![body], None)?;
-        let started = Instant::now();
-        let result = self.store.append(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
+        let result = self.append_counted(&stream, ExpectedVersion::NoStream, signed.clone()).await?;
         let events: Vec<Event> = signed.into_iter().map(|s| s.event).collect();
-        crate::metrics::appends::appended(started, &events);
         for e in &events {
             self.index_channel(e).await;
         }
@@ -365,7 +376,7 @@ impl Commands {
                     committed
                 };
                 if committed.is_ok() {
-                    crate::metrics::appends::appended(started, &events);
+                    crate::metrics::appends::appended(started, events.iter().map(|e| e.content().kind()));
                 }
                 (committed, events, append)
             };

@@ -5,7 +5,6 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use openguild_domain::Event;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -18,24 +17,13 @@ static APPENDED: LazyLock<ByStatic<Counter>> = LazyLock::new(Default::default);
 /// Seconds from handing an append to the store to its being durable: 0.5 ms to 16 s.
 static APPEND_SECONDS: LazyLock<Histogram> = LazyLock::new(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
 
-/// Counts `events`, appended by one append that started at `started`, and observes how long
-/// it took. Only appends that succeeded are recorded.
-pub(crate) fn appended<'a>(started: Instant, events: impl IntoIterator<Item = &'a Event>) {
-    observed(started);
-    counted(events.into_iter().map(|e| e.content().kind()));
-}
-
-/// Counts appended events by their kinds (for a caller that gave its events away to the
-/// store); [`observed`] takes the append's time.
-pub(crate) fn counted(kinds: impl IntoIterator<Item = &'static str>) {
+/// Counts the events of one append, by kind, and observes how long it took from `started`.
+/// Only appends that succeeded are recorded.
+pub(crate) fn appended(started: Instant, kinds: impl IntoIterator<Item = &'static str>) {
+    APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
     for kind in kinds {
         APPENDED.get_or_create(&[("kind", kind)]).inc();
     }
-}
-
-/// Observes one append's time, from `started` to now.
-pub(crate) fn observed(started: Instant) {
-    APPEND_SECONDS.observe(started.elapsed().as_secs_f64());
 }
 
 pub(super) fn register(registry: &mut Registry) {
