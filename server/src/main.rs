@@ -148,7 +148,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = tokio::runtime::Runtime::new().context("starting the async runtime").and_then(|rt| {
+    // Worker threads get 8 MiB stacks, not tokio's 2 MiB. Every GraphQL resolver's future
+    // is as large as the largest, and an unoptimised build moves such futures on the stack:
+    // at 2 MiB a post proposed to another hub overflowed. Only touched pages take memory.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(8 * 1024 * 1024).build();
+    let result = runtime.context("starting the async runtime").and_then(|rt| {
         rt.block_on(async {
             // The load test is a client of any server: it needs no settings of this one.
             #[cfg(feature = "loadtest")]
