@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 mod support;
-use support::{Hub, club, cpu_time, free_port, percentile, ready};
+use support::{Hub, club, free_port, measure, percentile, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
@@ -152,21 +152,7 @@ async fn main() {
     println!("server pid {pid}; warming up with {WARM_UP} Matrix sends…");
     closed_loop(&client, &hub, senders, &room, WARM_UP).await;
     println!("{USERS} users × 1 Matrix send in flight, {MESSAGES} messages…");
-    let (cpu0, own0, t0) = (cpu_time(pid), cpu_time(std::process::id()), Instant::now());
-    let mut took = closed_loop(&client, &hub, senders, &room, MESSAGES).await;
-    let (cpu, own, elapsed) = (cpu_time(pid) - cpu0, cpu_time(std::process::id()) - own0, t0.elapsed());
-    took.sort_by(f64::total_cmp);
-    println!(
-        "matrix send: {:.0} messages/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-         server CPU {:.3} ms per message ({:.2} cores); load client {:.3} ms per message",
-        MESSAGES as f64 / elapsed.as_secs_f64(),
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
-        took[took.len() - 1],
-        cpu.as_secs_f64() * 1000.0 / MESSAGES as f64,
-        cpu.as_secs_f64() / elapsed.as_secs_f64(),
-        own.as_secs_f64() * 1000.0 / MESSAGES as f64,
-    );
+    measure("matrix send", pid, MESSAGES, closed_loop(&client, &hub, senders, &room, MESSAGES)).await;
 
     // 2. /sync delivery at a fixed rate.
     let first = matrix(

@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde_json::json;
 
 mod support;
-use support::{Hub, club, cpu_time, free_port, gql, percentile, ready};
+use support::{Hub, club, free_port, gql, measure, ready};
 
 const USERS: usize = 20;
 const MESSAGES: usize = 4_000;
@@ -81,19 +81,5 @@ async fn main() {
     closed_loop(&client, &hub, &tokens, &channel, WARM_UP).await;
 
     println!("{USERS} users × 1 sendMessage in flight, {messages} messages…");
-    let (cpu0, own0, t0) = (cpu_time(pid), cpu_time(std::process::id()), Instant::now());
-    let mut took = closed_loop(&client, &hub, &tokens, &channel, messages).await;
-    let (cpu, own, elapsed) = (cpu_time(pid) - cpu0, cpu_time(std::process::id()) - own0, t0.elapsed());
-    took.sort_by(f64::total_cmp);
-    println!(
-        "send path: {:.0} messages/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-         server CPU {:.3} ms per message ({:.2} cores); load client {:.3} ms per message",
-        messages as f64 / elapsed.as_secs_f64(),
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
-        took[took.len() - 1],
-        cpu.as_secs_f64() * 1000.0 / messages as f64,
-        cpu.as_secs_f64() / elapsed.as_secs_f64(),
-        own.as_secs_f64() * 1000.0 / messages as f64,
-    );
+    measure("send path", pid, messages, closed_loop(&client, &hub, &tokens, &channel, messages)).await;
 }

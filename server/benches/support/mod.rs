@@ -90,3 +90,24 @@ pub async fn club(client: &reqwest::Client, hub: &Hub, users: usize) -> (Vec<Str
     }
     (tokens, channel)
 }
+
+/// Runs `send`, a closed loop of `count` messages answering their latencies in ms, and
+/// prints under `label` its rate, latency and the CPU the server `pid` and this process
+/// spent per message.
+pub async fn measure(label: &str, pid: u32, count: usize, send: impl std::future::Future<Output = Vec<f64>>) {
+    let (cpu0, own0, t0) = (cpu_time(pid), cpu_time(std::process::id()), std::time::Instant::now());
+    let mut took = send.await;
+    let (cpu, own, elapsed) = (cpu_time(pid) - cpu0, cpu_time(std::process::id()) - own0, t0.elapsed());
+    took.sort_by(f64::total_cmp);
+    println!(
+        "{label}: {:.0} messages/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+         server CPU {:.3} ms per message ({:.2} cores); load client {:.3} ms per message",
+        count as f64 / elapsed.as_secs_f64(),
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        took[took.len() - 1],
+        cpu.as_secs_f64() * 1000.0 / count as f64,
+        cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        own.as_secs_f64() * 1000.0 / count as f64,
+    );
+}
